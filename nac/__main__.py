@@ -1,0 +1,5 @@
+"""`python -m nac` is the `nac` command."""
+
+from nac.cli import main
+
+main()

@@ -1,0 +1,388 @@
+"""The decision core: bytes in, reply bytes and a history record out.  No I/O, no clock.
+
+``Engine.handle(data, src=..., port=..., client=..., now=...)`` decodes and verifies a request
+(BlastRADIUS rules, RFC 5080 duplicate cache), identifies the device for MAB, asks the policy,
+and encodes the reply.  A :class:`~nac.errors.PacketError` means "drop this datagram"; any other
+exception while deciding becomes an Access-Reject (fail closed).
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv6Address
+from typing import Final, NamedTuple
+
+from nac.clients import Client
+from nac.crypto import chap_matches, request_authenticator_valid, unhide_password
+from nac.errors import PacketError
+from nac.mac import format_mac, try_parse_mac
+from nac.oui import VendorMatch
+from nac.packet import (
+    ACCESS_ACCEPT,
+    ACCESS_REJECT,
+    ACCESS_REQUEST,
+    ACCOUNTING_REQUEST,
+    ACCOUNTING_RESPONSE,
+    STATUS_SERVER,
+    Codes,
+    Request,
+    decode,
+    encode_reply,
+    message_authenticator_valid,
+)
+from nac.policy import Decision, Policy
+from nac.records import HistoryRecord
+
+AUTH: Final = "auth"
+ACCT: Final = "acct"
+#: RFC 5080 §2.2.2 and FreeRADIUS `cleanup_delay = 5`: long enough for a NAS's retransmissions.
+DUPLICATE_TTL: Final = 5.0
+DUPLICATE_TTL_MAX: Final = 30.0
+#: At 40,000 requests/s for 5 s about 200,000 entries are live; beyond this the oldest go first.
+DUPLICATE_CACHE_MAX: Final = 500_000
+
+INTERNAL_ERROR: Final = Decision("reject", None, "builtin:internal-error", "internal error")
+NOT_A_MAC: Final = "builtin:invalid-mac"
+NOT_MAB: Final = "builtin:not-mab"
+BAD_MAB_PASSWORD: Final = "builtin:mab-password"  # noqa: S105 (a rule id)
+STATUS_REPLY_MESSAGE: Final = "nac is alive"
+
+_REPLY_CODE: Final = {"accept": ACCESS_ACCEPT, "quarantine": ACCESS_ACCEPT, "reject": ACCESS_REJECT}
+
+
+class Outcome(NamedTuple):
+    """What the server does with one datagram: send ``reply`` after ``record`` is committed."""
+
+    reply: bytes
+    record: HistoryRecord | None
+    kind: str  # "decision", "duplicate", "status", "accounting"
+    key: tuple[int, str, int, int] | None = None  # duplicate-cache key, to forget on failure
+    error: BaseException | None = None  # an internal error that was answered fail-closed
+
+
+class _Cached(NamedTuple):
+    expires: float
+    request: bytes
+    reply: bytes
+
+
+class Engine:
+    """Verifies, decides and answers; holds the policy and the duplicate cache."""
+
+    def __init__(self, *, codes: Codes, policy: Policy, duplicate_ttl: float = DUPLICATE_TTL) -> None:
+        if not 0 < duplicate_ttl <= DUPLICATE_TTL_MAX:
+            raise ValueError(f"duplicate_ttl must be in (0, {DUPLICATE_TTL_MAX}] seconds")
+        self.codes = codes
+        self.policy = policy  # replaced whole when rules change (one reference swap)
+        self.duplicate_ttl = duplicate_ttl
+        self._cache: dict[tuple[int, str, int, int], _Cached] = {}
+        self._bodies: dict[Decision, bytes] = {}
+
+    # -- duplicates (RFC 5080 §2.2.2) ------------------------------------------------------
+
+    def expire(self, now: float) -> int:
+        """Drop cached replies older than the TTL; returns how many were dropped."""
+        cache = self._cache
+        stale: list[tuple[int, str, int, int]] = []
+        for key, entry in cache.items():  # insertion order is expiry order
+            if entry.expires > now and len(cache) - len(stale) <= DUPLICATE_CACHE_MAX:
+                break
+            stale.append(key)
+        for key in stale:
+            del cache[key]
+        return len(stale)
+
+    def forget(self, key: tuple[int, str, int, int]) -> None:
+        """Drop a cached reply that was never sent (its history write failed)."""
+        self._cache.pop(key, None)
+
+    def _remember(self, key: tuple[int, str, int, int], req: Request, reply: bytes, now: float) -> None:
+        cache = self._cache
+        cache.pop(key, None)  # re-insert at the end, keeping insertion order = expiry order
+        cache[key] = _Cached(now + self.duplicate_ttl, req.data, reply)
+
+    # -- the request path ------------------------------------------------------------------
+
+    def handle(
+        self, data: bytes, *, src: tuple[str, int], port: int, service: str, client: Client, now: float
+    ) -> Outcome:
+        """One datagram from ``client``; ``port`` names the receiving socket, ``service`` is
+        ``"auth"`` or ``"acct"``.  Raises :class:`PacketError` when it must be dropped."""
+        req = decode(data)
+        key = (port, src[0], src[1], req.identifier)
+        cached = self._cache.get(key)
+        if cached is not None and cached.request == req.data and cached.expires > now:
+            return Outcome(cached.reply, None, "duplicate")
+        code = req.code
+        if code == STATUS_SERVER:
+            return self._status(req, client, service)
+        if code == ACCESS_REQUEST and service == AUTH:
+            self._verify_access_request(req, client)
+            outcome = self._decide(req, client, src, now)
+        elif code == ACCOUNTING_REQUEST and service == ACCT:
+            self._verify_accounting_request(req, client)
+            reply = encode_reply(
+                ACCOUNTING_RESPONSE,
+                req,
+                b"",
+                key=client.key,
+                secret=client.secret,
+                message_authenticator=False,
+            )
+            outcome = Outcome(
+                reply,
+                None,
+                "accounting",
+            )
+        else:
+            raise PacketError("unexpected-code", f"code {code} on the {service} port")
+        self._remember(key, req, outcome.reply, now)
+        return outcome._replace(key=key)
+
+    def _verify_access_request(self, req: Request, client: Client) -> None:
+        """BlastRADIUS (CVE-2024-3596) rules, as FreeRADIUS 3.2.5+ applies them."""
+        if req.ma_offset >= 0:
+            if not message_authenticator_valid(req, client.key):
+                # RFC 3579 §3.2: an invalid Message-Authenticator is silently discarded.
+                raise PacketError("bad-message-authenticator", "wrong secret or altered packet")
+            return
+        codes = self.codes
+        if client.require_message_authenticator:
+            raise PacketError("missing-message-authenticator", "required for this client")
+        for kind, _ in req.attributes:
+            if kind == codes.proxy_state:
+                # FreeRADIUS `limit_proxy_state`: the BlastRADIUS attack vector.
+                raise PacketError("proxy-state-without-message-authenticator")
+            if kind == codes.eap_message:
+                raise PacketError("eap-without-message-authenticator", "RFC 3579 §3.2")
+
+    def _verify_accounting_request(self, req: Request, client: Client) -> None:
+        if not request_authenticator_valid(req.data, client.secret):
+            raise PacketError("bad-authenticator", "wrong secret or altered packet")
+        if req.ma_offset >= 0 and not message_authenticator_valid(req, client.key):
+            raise PacketError("bad-message-authenticator", "wrong secret or altered packet")
+
+    def _status(self, req: Request, client: Client, service: str) -> Outcome:
+        """RFC 5997: Message-Authenticator required; never cached, answered every time."""
+        if req.ma_offset < 0:
+            raise PacketError("missing-message-authenticator", "Status-Server (RFC 5997 §3)")
+        if not message_authenticator_valid(req, client.key):
+            raise PacketError("bad-message-authenticator", "Status-Server")
+        if service == AUTH:
+            body = self.codes.reply_message_attributes(STATUS_REPLY_MESSAGE)
+            reply = encode_reply(ACCESS_ACCEPT, req, body, key=client.key, secret=client.secret)
+        else:
+            reply = encode_reply(ACCOUNTING_RESPONSE, req, b"", key=client.key, secret=client.secret)
+        return Outcome(reply, None, "status")
+
+    def _decide(self, req: Request, client: Client, src: tuple[str, int], now: float) -> Outcome:
+        codes = self.codes
+        attrs: dict[int, bytes] = {}
+        proxy_state = b""
+        for kind, value in req.attributes:
+            if kind == codes.proxy_state:
+                proxy_state += bytes((kind, len(value) + 2)) + value
+            elif kind not in attrs:
+                attrs[kind] = value
+        error: BaseException | None = None
+        try:
+            decision, record = self._decide_mab(req, attrs, client, src, now)
+        except Exception as exc:  # fail closed: one of the two guards (see STYLE.md)
+            error = exc
+            decision = INTERNAL_ERROR
+            record = self._record(
+                req,
+                attrs=attrs,
+                client=client,
+                src=src,
+                now=now,
+                mac=None,
+                decision=decision,
+                match=None,
+                method="mab",
+            )
+        reply = encode_reply(
+            _REPLY_CODE[decision.action],
+            req,
+            self._body(decision),
+            key=client.key,
+            secret=client.secret,
+            proxy_state=proxy_state,
+        )
+        return Outcome(reply, record, "decision", error=error)
+
+    def _decide_mab(
+        self, req: Request, attrs: dict[int, bytes], client: Client, src: tuple[str, int], now: float
+    ) -> tuple[Decision, HistoryRecord]:
+        codes = self.codes
+        user = attrs.get(codes.user_name)
+        calling = attrs.get(codes.calling_station_id)
+        if codes.eap_message in attrs:
+            decision = Decision("reject", None, NOT_MAB, "802.1X (EAP) is not enabled on this server")
+            return decision, self._record(
+                req,
+                attrs=attrs,
+                client=client,
+                src=src,
+                now=now,
+                mac=None,
+                decision=decision,
+                match=None,
+                method="eap",
+            )
+        mac = try_parse_mac(user.decode("latin-1")) if user is not None else None
+        if mac is None:
+            shown = user.decode(errors="replace") if user is not None else "(none)"
+            if calling is not None and try_parse_mac(calling.decode("latin-1")) is not None:
+                reason = f"User-Name {shown!r} is not a MAC address; only MAC authentication is enabled"
+                decision = Decision("reject", None, NOT_MAB, reason)
+            else:
+                decision = Decision("reject", None, NOT_A_MAC, f"User-Name {shown!r} is not a MAC address")
+            return decision, self._record(
+                req,
+                attrs=attrs,
+                client=client,
+                src=src,
+                now=now,
+                mac=None,
+                decision=decision,
+                match=None,
+                method="mab",
+            )
+        if calling is not None and try_parse_mac(calling.decode("latin-1")) != mac:
+            reason = "Calling-Station-Id names another device than User-Name"
+            decision = Decision("reject", None, NOT_MAB, reason)
+            return decision, self._record(
+                req,
+                attrs=attrs,
+                client=client,
+                src=src,
+                now=now,
+                mac=mac,
+                decision=decision,
+                match=None,
+                method="mab",
+            )
+        if not self._password_matches(req, attrs, client, user or b"", mac):
+            reason = "MAB password does not match the MAC (or the NAS's secret is wrong)"
+            decision = Decision("reject", None, BAD_MAB_PASSWORD, reason)
+            return decision, self._record(
+                req,
+                attrs=attrs,
+                client=client,
+                src=src,
+                now=now,
+                mac=mac,
+                decision=decision,
+                match=None,
+                method="mab",
+            )
+        decision, match = self.policy.decide(mac)
+        return decision, self._record(
+            req,
+            attrs=attrs,
+            client=client,
+            src=src,
+            now=now,
+            mac=mac,
+            decision=decision,
+            match=match,
+            method="mab",
+        )
+
+    def _password_matches(
+        self, req: Request, attrs: dict[int, bytes], client: Client, user: bytes, mac: int
+    ) -> bool:
+        """MAB sends the MAC as the password (PAP) or CHAP secret; some gear sends neither."""
+        codes = self.codes
+        hidden = attrs.get(codes.user_password)
+        if hidden is not None:
+            password = unhide_password(hidden, client.secret, req.authenticator)
+            if password is None:
+                return False
+            return try_parse_mac(password.decode("latin-1")) == mac
+        chap = attrs.get(codes.chap_password)
+        if chap is not None:
+            challenge = attrs.get(codes.chap_challenge, req.authenticator)
+            return chap_matches(chap, challenge, user)
+        return True
+
+    def _body(self, decision: Decision) -> bytes:
+        body = self._bodies.get(decision)
+        if body is None:
+            codes = self.codes
+            body = b""
+            if decision.vlan is not None:
+                body += codes.vlan_attributes(decision.vlan)
+            if decision.action != "accept":
+                body += codes.reply_message_attributes(f"{decision.reason} (rule {decision.rule})")
+            if len(self._bodies) > 4096:  # rule sets change; keep the memo bounded
+                self._bodies.clear()
+            self._bodies[decision] = body
+        return body
+
+    def _record(
+        self,
+        req: Request,
+        *,
+        attrs: dict[int, bytes],
+        client: Client,
+        src: tuple[str, int],
+        now: float,
+        mac: int | None,
+        decision: Decision,
+        match: VendorMatch | None,
+        method: str,
+    ) -> HistoryRecord:
+        codes = self.codes
+        nas_port = attrs.get(codes.nas_port)
+        port_type = attrs.get(codes.nas_port_type)
+        vendor = prefix = bits = None
+        if match is not None:
+            vendor = match.organization
+            prefix = match.prefix_text
+            bits = match.prefix_bits
+        return HistoryRecord(
+            ts=now,
+            mac=format_mac(mac) if mac is not None else None,
+            vendor=vendor,
+            prefix=prefix,
+            prefix_bits=bits,
+            action=decision.action,
+            vlan=decision.vlan,
+            rule=decision.rule,
+            reason=decision.reason,
+            client=client.name,
+            nas_ip=self._nas_ip(attrs, src),
+            method=method,
+            user_name=_text(attrs.get(codes.user_name)),
+            calling_station_id=_text(attrs.get(codes.calling_station_id)),
+            called_station_id=_text(attrs.get(codes.called_station_id)),
+            nas_port=int.from_bytes(nas_port, "big") if nas_port is not None and len(nas_port) == 4 else None,
+            nas_port_id=_text(attrs.get(codes.nas_port_id)),
+            nas_port_type=_port_type(codes, port_type),
+            nas_identifier=_text(attrs.get(codes.nas_identifier)),
+            src=f"{src[0]}:{src[1]}" if ":" not in src[0] else f"[{src[0]}]:{src[1]}",
+            message_authenticator=1 if req.ma_offset >= 0 else 0,
+            reply=_REPLY_CODE[decision.action],
+            snapshot=self.policy.registry.snapshot.id,
+        )
+
+    def _nas_ip(self, attrs: dict[int, bytes], src: tuple[str, int]) -> str:
+        raw = attrs.get(self.codes.nas_ip_address)
+        if raw is not None and len(raw) == 4:
+            return f"{raw[0]}.{raw[1]}.{raw[2]}.{raw[3]}"
+        raw6 = attrs.get(self.codes.nas_ipv6_address)
+        if raw6 is not None and len(raw6) == 16:
+            return str(IPv6Address(raw6))
+        return src[0]
+
+
+def _port_type(codes: Codes, raw: bytes | None) -> str | None:
+    if raw is None:
+        return None
+    number = int.from_bytes(raw, "big")
+    return codes.nas_port_type_names.get(number, str(number))
+
+
+def _text(value: bytes | None) -> str | None:
+    return value.decode(errors="replace") if value is not None else None

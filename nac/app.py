@@ -1,0 +1,172 @@
+"""The library the CLI fronts: one object per database, one method per command.
+
+Keeps SQL and policy logic out of the CLI (sqlite-utils' cli.py over its db.py).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from functools import cached_property
+from typing import Any, Final
+
+from nac.errors import NacError, PolicyError
+from nac.mac import format_mac, is_multicast, is_randomized, parse_mac
+from nac.oui import Registry, normalize_name
+from nac.policy import ACTIONS, Policy, Rule, canonical_match
+from nac.policyfile import load_policy_file
+from nac.resources import default_policy_path, load_registry
+from nac.store import Store, default_db_path
+
+_SPAN_RE: Final = re.compile(r"(\d+)\s*([smhdw])")
+_SPAN_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def open_store(db: str | None) -> Store:
+    """Open (creating if need be) the database; a fresh one takes the shipped policy."""
+    store = Store(db or default_db_path())
+    if not store.initialized():
+        defaults, rules = load_policy_file(default_policy_path())
+        store.set_policy(defaults, rules)
+    return store
+
+
+def parse_when(text: str, *, now: datetime | None = None) -> float:
+    """An ISO 8601 time (naive means UTC) or a span back from now: ``15m``, ``2h``, ``7d``."""
+    now = now or datetime.now(UTC)
+    match = _SPAN_RE.fullmatch(text.strip())
+    if match:
+        return (now - timedelta(seconds=int(match[1]) * _SPAN_UNITS[match[2]])).timestamp()
+    try:
+        when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise NacError(
+            f"{text!r} is neither an ISO 8601 time (2026-11-28T09:00) nor a span (15m, 2h, 7d)"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()
+
+
+class Nac:
+    def __init__(self, db: str | None = None) -> None:
+        self.store = open_store(db)
+
+    def close(self) -> None:
+        self.store.close()
+
+    @cached_property
+    def registry(self) -> Registry:
+        return load_registry()
+
+    def policy(self) -> Policy:
+        return Policy(self.store.rules(), registry=self.registry, defaults=self.store.defaults())
+
+    # -- rules -----------------------------------------------------------------------------
+
+    def add_rule(
+        self,
+        *,
+        kind: str,
+        value: str,
+        action: str,
+        vlan: str | None = None,
+        reason: str = "",
+        rule_id: str | None = None,
+    ) -> tuple[Rule, int]:
+        """Validate, store and return the rule with how many registry entries it covers."""
+        if action not in ACTIONS:
+            raise PolicyError(f"--action must be one of {', '.join(ACTIONS)}")
+        canonical = canonical_match(kind, value)
+        rule = Rule(
+            id=rule_id or self._new_id(kind, canonical, action),
+            kind=kind,
+            value=canonical,
+            action=action,
+            vlan=vlan,
+            reason=reason,
+        )
+        rules = [*self.store.rules(), rule]
+        policy = Policy(rules, registry=self.registry, defaults=self.store.defaults())  # validates
+        covered = 0
+        if kind == "vendor":
+            covered = len(policy.covered(canonical))
+            if not covered:
+                raise PolicyError(
+                    f"vendor {value!r} matches no organisation in the registry "
+                    f"({self.registry.snapshot.id}); see `nac vendors search`"
+                )
+        self.store.add_rule(rule)
+        return rule, covered
+
+    def _new_id(self, kind: str, value: str, action: str) -> str:
+        slug = {
+            "randomized": "randomized",
+            "vendor": re.sub(r"[^a-z0-9]+", "-", normalize_name(value))[:40].strip("-"),
+            "oui": value.replace(":", "").lower(),
+            "mac": value.replace(":", ""),
+        }[kind]
+        base = f"{action}-{kind}-{slug}" if kind != "randomized" else f"{action}-randomized"
+        taken = {rule.id for rule in self.store.rules()}
+        candidate, n = base, 2
+        while candidate in taken:
+            candidate, n = f"{base}-{n}", n + 1
+        return candidate
+
+    def rules(self) -> list[dict[str, Any]]:
+        return self.store.rule_rows()
+
+    def remove_rule(self, rule_id: str) -> Rule:
+        return self.store.remove_rule(rule_id)
+
+    # -- lookups ---------------------------------------------------------------------------
+
+    def check(self, text: str) -> dict[str, Any]:
+        """What the current rules decide for one MAC, and why (CONTRACT.md `nac check`)."""
+        mac = parse_mac(text.strip())
+        decision, match = self.policy().decide(mac)
+        return {
+            "mac": format_mac(mac),
+            "randomized": is_randomized(mac),
+            "multicast": is_multicast(mac),
+            "prefix": match.prefix_text if match else None,
+            "prefix_bits": match.prefix_bits if match else None,
+            "vendor": match.organization if match else None,
+            "registry": match.registry if match else None,
+            "action": decision.action,
+            "vlan": decision.vlan,
+            "rule": decision.rule,
+            "reason": decision.reason,
+            "snapshot": self.registry.snapshot.id,
+        }
+
+    def history(
+        self, *, mac: str | None = None, action: str | None = None, since: str | None = None, limit: int = 50
+    ) -> list[dict[str, Any]]:
+        if action is not None and action not in ACTIONS:
+            raise NacError(f"--action must be one of {', '.join(ACTIONS)}")
+        canonical = format_mac(parse_mac(mac.strip())) if mac is not None else None
+        since_ts = parse_when(since) if since is not None else None
+        rows = self.store.history(mac=canonical, action=action, since=since_ts, limit=limit)
+        return [_history_row(row) for row in rows]
+
+    def vendors_search(self, text: str) -> list[dict[str, Any]]:
+        """The organisations a ``--vendor TEXT`` rule covers, with prefix counts per registry."""
+        if not normalize_name(text):
+            raise NacError(f"{text!r} has no letters or digits to search for")
+        out: dict[str, dict[str, Any]] = {}
+        for entry in self.policy().covered(text):
+            row = out.setdefault(
+                entry.organization, {"organization": entry.organization, "prefixes": 0, "registries": {}}
+            )
+            row["prefixes"] += 1
+            row["registries"][entry.registry] = row["registries"].get(entry.registry, 0) + 1
+        return sorted(out.values(), key=lambda r: (-r["prefixes"], r["organization"]))
+
+
+def _history_row(row: dict[str, Any]) -> dict[str, Any]:
+    """History rows as CONTRACT.md names them: ``time`` first, internal ``id`` and ``ts`` last."""
+    first = ("time", "mac", "vendor", "action", "vlan", "rule", "reason", "client", "nas_ip", "method")
+    out = {key: row.get(key) for key in first}
+    out.update({k: v for k, v in row.items() if k not in out and k not in ("id", "ts")})
+    return out

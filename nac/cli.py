@@ -1,0 +1,332 @@
+"""The `nac` command: parse arguments, call one library method, render, map errors to exits.
+
+Exit codes: 0 success, 1 an operation failed (e.g. no such rule), 2 bad input (a bad MAC,
+prefix, flag or file), as CONTRACT.md asks for MAC arguments.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from nac.errors import ConfigError, InvalidMacError, InvalidPrefixError, NacError, PolicyError
+
+app = typer.Typer(
+    help="nac: a RADIUS server that admits, quarantines or rejects devices by manufacturer.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+rules_app = typer.Typer(help="Manage vendor, prefix, MAC and randomized-MAC rules.", no_args_is_help=True)
+vendors_app = typer.Typer(help="Explore the IEEE registry's organisations.", no_args_is_help=True)
+app.add_typer(rules_app, name="rules")
+app.add_typer(vendors_app, name="vendors")
+
+DbOption = Annotated[
+    str | None,
+    typer.Option("--db", help="SQLite database (default: $NAC_DB, else ./nac.db).", show_default=False),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+class Action(StrEnum):
+    reject = "reject"
+    quarantine = "quarantine"
+    accept = "accept"
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    typer.echo(f"nac: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Turn the library's errors into one clear line and an exit code."""
+    try:
+        yield
+    except (InvalidMacError, InvalidPrefixError, ConfigError, PolicyError) as exc:
+        _fail(str(exc), 2)
+    except NacError as exc:
+        _fail(str(exc), 1)
+
+
+def _app(db: str | None) -> Any:
+    from nac.app import Nac  # noqa: PLC0415 - keeps `nac --help` fast
+
+    return Nac(db)
+
+
+def _print_json(data: object) -> None:
+    typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def _print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
+    cells = [[("" if row.get(c) is None else str(row.get(c))) for c in columns] for row in rows]
+    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+    typer.echo("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
+    for r in cells:
+        typer.echo("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
+
+
+# -- serve --------------------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    config: Annotated[Path | None, typer.Option("--config", help="TOML configuration file.")] = None,
+    db: DbOption = None,
+    bind: Annotated[
+        list[str] | None, typer.Option("--bind", help="Address to listen on (repeat for several).")
+    ] = None,
+    auth_port: Annotated[int | None, typer.Option("--auth-port", help="Authentication port (1812).")] = None,
+    acct_port: Annotated[int | None, typer.Option("--acct-port", help="Accounting port (1813).")] = None,
+    log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Run the RADIUS server.
+
+    Example: nac serve --config /etc/nac/nac.toml
+    """
+    level = getattr(logging, log_level.upper(), None)
+    if not isinstance(level, int):
+        _fail(f"--log-level must be debug, info, warning or error, not {log_level!r}", 2)
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    log = logging.getLogger("nac")
+    with _errors():
+        from nac.admission import Engine  # noqa: PLC0415
+        from nac.app import open_store  # noqa: PLC0415
+        from nac.clients import ClientTable  # noqa: PLC0415
+        from nac.config import load_config  # noqa: PLC0415
+        from nac.packet import Codes  # noqa: PLC0415
+        from nac.policy import Policy  # noqa: PLC0415
+        from nac.resources import load_dictionary, load_registry  # noqa: PLC0415
+        from nac.server import Server  # noqa: PLC0415
+
+        cfg = load_config(config, db=db, bind=bind, auth_port=auth_port, acct_port=acct_port)
+        store = open_store(cfg.db)
+        registry = load_registry()
+        log.info(
+            "registry %s: %s",
+            registry.snapshot.id,
+            ", ".join(f"{k} {v}" for k, v in registry.snapshot.counts.items()),
+        )
+        policy = Policy(store.rules(), registry=registry, defaults=store.defaults())
+        engine = Engine(
+            codes=Codes.from_dictionary(load_dictionary()), policy=policy, duplicate_ttl=cfg.duplicate_ttl
+        )
+        server = Server(cfg, store=store, engine=engine, registry=registry, clients=ClientTable(cfg.clients))
+        log.info(
+            "config %s; database %s; %d rules; %d clients",
+            cfg.source,
+            store.path,
+            len(policy.rules),
+            len(cfg.clients),
+        )
+        if cfg.uses_test_client:
+            log.warning(
+                "a client uses the well-known test secret 'testing123'; "
+                "configure [[client]] entries with real secrets before production use"
+            )
+        server.open()
+        try:
+            asyncio.run(server.serve())
+        finally:
+            store.close()
+
+
+# -- rules --------------------------------------------------------------------------------
+
+
+@rules_app.command("add")
+def rules_add(
+    action: Annotated[Action, typer.Option("--action", help="What to do with matching devices.")],
+    vendor: Annotated[
+        str | None, typer.Option("--vendor", help="IEEE organisation name or vendor family.")
+    ] = None,
+    oui: Annotated[
+        str | None, typer.Option("--oui", help="24-, 28- or 36-bit prefix, e.g. 00:E0:FC.")
+    ] = None,
+    mac: Annotated[str | None, typer.Option("--mac", help="One device's MAC (an exception).")] = None,
+    randomized: Annotated[bool, typer.Option("--randomized", help="Locally administered MACs.")] = False,
+    vlan: Annotated[str | None, typer.Option("--vlan", help="VLAN id (1-4094) or name.")] = None,
+    reason: Annotated[
+        str, typer.Option("--reason", help="Why; shown to the device's NAS and helpdesk.")
+    ] = "",
+    rule_id: Annotated[
+        str | None, typer.Option("--id", help="Rule id (default: made from the match).")
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Add a rule; a running server applies it within 2 seconds.
+
+    Example: nac rules add --vendor huawei --action reject --reason "ministry ban 2026-04"
+    """
+    given = [(k, v) for k, v in (("vendor", vendor), ("oui", oui), ("mac", mac)) if v is not None]
+    if randomized:
+        given.append(("randomized", ""))
+    if len(given) != 1:
+        _fail("give exactly one of --vendor, --oui, --mac or --randomized", 2)
+    kind, value = given[0]
+    with _errors():
+        nac = _app(db)
+        try:
+            rule, covered = nac.add_rule(
+                kind=kind, value=value, action=action.value, vlan=vlan, reason=reason, rule_id=rule_id
+            )
+        finally:
+            nac.close()
+    detail = f" ({covered} registry prefixes)" if kind == "vendor" else ""
+    vlan_text = f" vlan {rule.vlan}" if rule.vlan else ""
+    typer.echo(f"added rule {rule.id}: {rule.describe()} -> {rule.action}{vlan_text}{detail}")
+
+
+@rules_app.command("list")
+def rules_list(db: DbOption = None, as_json: JsonOption = False) -> None:
+    """List the rules in force, in the order they were added.
+
+    Example: nac rules list --json
+    """
+    with _errors():
+        nac = _app(db)
+        try:
+            rows = nac.rules()
+        finally:
+            nac.close()
+    if as_json:
+        _print_json(rows)
+    elif not rows:
+        typer.echo("no rules; every device gets the policy's default")
+    else:
+        _print_table(rows, ("id", "kind", "value", "action", "vlan", "reason", "created", "created_by"))
+
+
+@rules_app.command("remove")
+def rules_remove(rule_id: Annotated[str, typer.Argument(metavar="ID")], db: DbOption = None) -> None:
+    """Remove a rule by id.
+
+    Example: nac rules remove reject-vendor-huawei
+    """
+    with _errors():
+        nac = _app(db)
+        try:
+            rule = nac.remove_rule(rule_id)
+        finally:
+            nac.close()
+    typer.echo(f"removed rule {rule.id}: {rule.describe()} -> {rule.action}")
+
+
+# -- lookups ------------------------------------------------------------------------------
+
+
+@app.command()
+def check(
+    mac: Annotated[str, typer.Argument(metavar="MAC", help="In any common spelling.")],
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Explain what the current rules decide for a MAC.
+
+    Example: nac check 0010.a423.19c0
+    """
+    with _errors():
+        nac = _app(db)
+        try:
+            result = nac.check(mac)
+        finally:
+            nac.close()
+    if as_json:
+        _print_json(result)
+        return
+    vendor = result["vendor"] or (
+        "(randomized: no vendor)" if result["randomized"] else "(not in the registry)"
+    )
+    prefix = f"{result['prefix']}/{result['prefix_bits']} {result['registry']}" if result["prefix"] else "-"
+    vlan = f" vlan {result['vlan']}" if result["vlan"] else ""
+    for label, value in (
+        ("mac", result["mac"]),
+        ("randomized", "yes" if result["randomized"] else "no"),
+        ("vendor", vendor),
+        ("prefix", prefix),
+        ("decision", f"{result['action']}{vlan}"),
+        ("rule", result["rule"]),
+        ("reason", result["reason"]),
+    ):
+        typer.echo(f"{label:<11}{value}")
+
+
+@app.command()
+def history(
+    mac: Annotated[str | None, typer.Option("--mac", help="One device, any spelling.")] = None,
+    action: Annotated[Action | None, typer.Option("--action", help="Only this decision.")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="ISO 8601 time or span (15m, 2h, 7d).")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many rows.")] = 50,
+    as_json: JsonOption = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV.")] = False,
+    db: DbOption = None,
+) -> None:
+    """Show decisions, newest first.
+
+    Example: nac history --mac 00-10-A4-23-19-C0 --since 2h
+    """
+    if as_json and as_csv:
+        _fail("--json and --csv exclude each other", 2)
+    with _errors():
+        nac = _app(db)
+        try:
+            rows = nac.history(mac=mac, action=action.value if action else None, since=since, limit=limit)
+        finally:
+            nac.close()
+    if as_json:
+        _print_json(rows)
+    elif as_csv:
+        columns = list(rows[0]) if rows else ["time", "mac", "vendor", "action", "vlan", "rule", "reason"]
+        writer = csv.DictWriter(sys.stdout, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    elif not rows:
+        typer.echo("no decisions match")
+    else:
+        _print_table(rows, ("time", "mac", "vendor", "action", "vlan", "rule", "client", "reason"))
+
+
+@vendors_app.command("search")
+def vendors_search(
+    text: Annotated[str, typer.Argument(metavar="TEXT")], db: DbOption = None, as_json: JsonOption = False
+) -> None:
+    """List the organisations (and prefix counts) a `--vendor TEXT` rule would cover.
+
+    Example: nac vendors search huawei
+    """
+    with _errors():
+        nac = _app(db)
+        try:
+            rows = nac.vendors_search(text)
+        finally:
+            nac.close()
+    if as_json:
+        _print_json(rows)
+        return
+    if not rows:
+        typer.echo(f"no organisation matches {text!r}")
+        return
+    for row in rows:
+        registries = ", ".join(f"{k} {v}" for k, v in sorted(row["registries"].items()))
+        typer.echo(f"{row['prefixes']:>6}  {row['organization']}  ({registries})")
+    typer.echo(f"{sum(r['prefixes'] for r in rows):>6}  prefixes in all")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    command: Callable[..., Any] = typer.main.get_command(app)
+    command(args=list(argv) if argv is not None else None, prog_name="nac")

@@ -1,0 +1,72 @@
+"""NAS clients: who may ask, with which secret, and how strictly (per-client relaxations)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Final
+
+from netaddr import AddrFormatError, IPAddress, IPNetwork
+
+from nac.crypto import HmacMd5
+from nac.errors import ConfigError
+
+#: Resolved source addresses kept; a spoofed-source flood must not grow memory without bound.
+CLIENT_CACHE_MAX: Final = 65536
+
+
+@dataclass(frozen=True, kw_only=True)
+class Client:
+    name: str
+    network: IPNetwork
+    secret: bytes = field(repr=False)
+    require_message_authenticator: bool = True
+    coa_port: int = 3799
+    key: HmacMd5 = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.secret:
+            raise ConfigError(f"client {self.name}: the secret is empty")
+        object.__setattr__(self, "key", HmacMd5(self.secret))
+
+
+class ClientTable:
+    """Source address → client; the most specific network wins (longest prefix)."""
+
+    def __init__(self, clients: Iterable[Client]) -> None:
+        self.clients = tuple(clients)
+        self._ordered = sorted(self.clients, key=lambda c: -c.network.prefixlen)
+        self._cache: dict[str, Client | None] = {}
+
+    def __len__(self) -> int:
+        return len(self.clients)
+
+    def lookup(self, address: str) -> Client | None:
+        try:
+            return self._cache[address]
+        except KeyError:
+            pass
+        client = self._resolve(address)
+        if len(self._cache) >= CLIENT_CACHE_MAX:
+            self._cache.clear()
+        self._cache[address] = client
+        return client
+
+    def _resolve(self, address: str) -> Client | None:
+        try:
+            ip = IPAddress(address.partition("%")[0])
+        except (AddrFormatError, ValueError):
+            return None
+        if ip.version == 6 and ip.is_ipv4_mapped():
+            ip = ip.ipv4()
+        for client in self._ordered:
+            if client.network.version == ip.version and ip in client.network:
+                return client
+        return None
+
+
+def parse_network(text: str, *, where: str) -> IPNetwork:
+    try:
+        return IPNetwork(text)
+    except (AddrFormatError, ValueError, TypeError):
+        raise ConfigError(f"{where}: {text!r} is not an IP address or CIDR") from None

@@ -1,0 +1,171 @@
+"""Configuration: one frozen dataclass, built once at start-up from TOML and flags.
+
+Errors name the file, the line and the setting (tomllib gives no positions for values, so the
+line is found by reading the file's tables and keys).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from nac.clients import Client, parse_network
+from nac.errors import ConfigError
+from nac.tomlfile import Locator
+
+DEFAULT_AUTH_PORT: Final = 1812
+DEFAULT_ACCT_PORT: Final = 1813
+DEFAULT_COA_PORT: Final = 3799
+DEFAULT_BIND: Final = ("0.0.0.0", "::")
+#: FreeRADIUS's well-known local test client; `nac serve` warns while it is in use.
+TEST_SECRET: Final = "testing123"  # noqa: S105 (documented, warned about)
+RULES_POLL_SECONDS: Final = 1.0  # CONTRACT.md: a rule change applies within 2 seconds
+
+_SERVER_KEYS: Final = {"bind", "auth_port", "acct_port", "db", "duplicate_ttl"}
+_CLIENT_KEYS: Final = {"name", "address", "secret", "require_message_authenticator", "coa_port"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    bind: tuple[str, ...] = DEFAULT_BIND
+    auth_port: int = DEFAULT_AUTH_PORT
+    acct_port: int = DEFAULT_ACCT_PORT
+    db: str | None = None  # None: $NAC_DB, else ./nac.db
+    duplicate_ttl: float = 5.0
+    rules_poll: float = RULES_POLL_SECONDS
+    clients: tuple[Client, ...] = field(default_factory=tuple)
+    source: str = "(built-in defaults)"
+
+    @property
+    def uses_test_client(self) -> bool:
+        return any(c.secret == TEST_SECRET.encode() for c in self.clients)
+
+
+def default_clients() -> tuple[Client, ...]:
+    """127.0.0.1 and ::1 with FreeRADIUS's test secret (CONTRACT.md, "Install and start")."""
+    return tuple(
+        Client(
+            name=f"localhost-{version}",
+            network=parse_network(address, where="default client"),
+            secret=TEST_SECRET.encode(),
+        )
+        for version, address in (("ipv4", "127.0.0.1/32"), ("ipv6", "::1/128"))
+    )
+
+
+def load_config(
+    path: str | Path | None = None,
+    *,
+    db: str | None = None,
+    bind: list[str] | None = None,
+    auth_port: int | None = None,
+    acct_port: int | None = None,
+) -> Config:
+    """Read ``path`` (if any), then apply the command-line overrides."""
+    values: dict[str, Any] = {}
+    clients: tuple[Client, ...] = ()
+    source = "(built-in defaults)"
+    if path is not None:
+        source = str(path)
+        text = _read(Path(path))
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+        values, clients = _parse(data, Locator(str(path), text))
+    if not clients:
+        clients = default_clients()
+    if db is not None:
+        values["db"] = db
+    if bind:
+        values["bind"] = tuple(bind)
+    if auth_port is not None:
+        values["auth_port"] = _port(auth_port, "--auth-port")
+    if acct_port is not None:
+        values["acct_port"] = _port(acct_port, "--acct-port")
+    return Config(clients=clients, source=source, **values)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+
+
+def _parse(data: Mapping[str, Any], loc: Locator) -> tuple[dict[str, Any], tuple[Client, ...]]:
+    values: dict[str, Any] = {}
+    unknown = set(data) - {"server", "client"}
+    if unknown:
+        raise ConfigError(f"{loc.path}: unknown section(s) {', '.join(sorted(unknown))}")
+    server = data.get("server", {})
+    if not isinstance(server, dict):
+        raise ConfigError(f"{loc.where('server')}: must be a table")
+    for key in sorted(set(server) - _SERVER_KEYS):
+        raise ConfigError(f"{loc.where('server', key)}: unknown setting")
+    if "bind" in server:
+        bind = server["bind"]
+        bind = [bind] if isinstance(bind, str) else bind
+        if not (isinstance(bind, list) and bind and all(isinstance(b, str) and b for b in bind)):
+            raise ConfigError(f"{loc.where('server', 'bind')}: an address or a list of addresses")
+        values["bind"] = tuple(bind)
+    for key in ("auth_port", "acct_port"):
+        if key in server:
+            values[key] = _port(server[key], loc.where("server", key))
+    if "db" in server:
+        if not isinstance(server["db"], str) or not server["db"]:
+            raise ConfigError(f"{loc.where('server', 'db')}: a file path")
+        values["db"] = server["db"]
+    if "duplicate_ttl" in server:
+        ttl = server["duplicate_ttl"]
+        if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 1 <= ttl <= 30:
+            raise ConfigError(f"{loc.where('server', 'duplicate_ttl')}: seconds from 1 to 30 (RFC 5080)")
+        values["duplicate_ttl"] = float(ttl)
+    raw_clients = data.get("client", [])
+    if not isinstance(raw_clients, list):
+        raise ConfigError(f"{loc.path}: clients are [[client]] tables")
+    clients = []
+    names: set[str] = set()
+    for i, raw in enumerate(raw_clients):
+        client = _client(raw, i, loc)
+        if client.name in names:
+            raise ConfigError(f"{loc.where('client', 'name', i)}: another client is named {client.name!r}")
+        names.add(client.name)
+        clients.append(client)
+    return values, tuple(clients)
+
+
+def _client(raw: Mapping[str, Any], i: int, loc: Locator) -> Client:
+    for key in sorted(set(raw) - _CLIENT_KEYS):
+        raise ConfigError(f"{loc.where('client', key, i)}: unknown setting")
+    for key in ("address", "secret"):
+        if key not in raw:
+            raise ConfigError(f"{loc.where('client', None, i)}: {key} is required")
+        if not isinstance(raw[key], str) or not raw[key]:
+            raise ConfigError(f"{loc.where('client', key, i)}: must be a non-empty string")
+    name = raw.get("name", raw["address"])
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{loc.where('client', 'name', i)}: must be a non-empty string")
+    strict = raw.get("require_message_authenticator", True)
+    if not isinstance(strict, bool):
+        raise ConfigError(f"{loc.where('client', 'require_message_authenticator', i)}: true or false")
+    coa_port = _port(raw.get("coa_port", DEFAULT_COA_PORT), loc.where("client", "coa_port", i))
+    network = parse_network(raw["address"], where=loc.where("client", "address", i))
+    return Client(
+        name=name,
+        network=network,
+        secret=raw["secret"].encode(),
+        require_message_authenticator=strict,
+        coa_port=coa_port,
+    )
+
+
+def _port(value: object, where: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 65535:
+        raise ConfigError(f"{where}: a UDP port number from 0 to 65535")
+    return value

