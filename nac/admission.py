@@ -248,7 +248,7 @@ class Engine:
                 match=None,
                 method="mab",
             )
-        if calling is not None and try_parse_mac(calling.decode("latin-1")) != mac:
+        if calling is not None and calling != user and try_parse_mac(calling.decode("latin-1")) != mac:
             reason = "Calling-Station-Id names another device than User-Name"
             decision = Decision("reject", None, NOT_MAB, reason)
             return decision, self._record(
@@ -299,7 +299,7 @@ class Engine:
             password = unhide_password(hidden, client.secret, req.authenticator)
             if password is None:
                 return False
-            return try_parse_mac(password.decode("latin-1")) == mac
+            return password == user or try_parse_mac(password.decode("latin-1")) == mac
         chap = attrs.get(codes.chap_password)
         if chap is not None:
             challenge = attrs.get(codes.chap_challenge, req.authenticator)

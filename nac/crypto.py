@@ -86,10 +86,8 @@ def hide_password(password: bytes, secret: bytes, authenticator: bytes) -> bytes
     out = bytearray()
     last = authenticator
     for i in range(0, len(padded), 16):
-        key = hashlib.md5(secret + last).digest()
-        block = bytes(a ^ b for a, b in zip(padded[i : i + 16], key, strict=True))
-        out += block
-        last = block
+        last = _xor16(padded[i : i + 16], hashlib.md5(secret + last).digest())
+        out += last
     return bytes(out)
 
 
@@ -101,10 +99,13 @@ def unhide_password(hidden: bytes, secret: bytes, authenticator: bytes) -> bytes
     last = authenticator
     for i in range(0, len(hidden), 16):
         block = hidden[i : i + 16]
-        key = hashlib.md5(secret + last).digest()
-        out += bytes(a ^ b for a, b in zip(block, key, strict=True))
+        out += _xor16(block, hashlib.md5(secret + last).digest())
         last = block
     return bytes(out).rstrip(b"\0")
+
+
+def _xor16(a: bytes, b: bytes) -> bytes:
+    return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).to_bytes(16, "big")
 
 
 def chap_matches(chap_password: bytes, challenge: bytes, password: bytes) -> bool:

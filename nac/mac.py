@@ -49,8 +49,7 @@ def try_parse_mac(text: str) -> int | None:
 
 def format_mac(mac: int) -> str:
     """The canonical spelling nac stores and prints: lower case, colon separated."""
-    h = f"{mac:012x}"
-    return f"{h[0:2]}:{h[2:4]}:{h[4:6]}:{h[6:8]}:{h[8:10]}:{h[10:12]}"
+    return mac.to_bytes(6, "big").hex(":")
 
 
 def is_multicast(mac: int) -> bool:

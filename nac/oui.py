@@ -32,15 +32,12 @@ class VendorMatch(NamedTuple):
     organization: str  # as the registry spells it
     registry: str  # "MA-L", "MA-M", "MA-S" or "IAB"
     position: int  # position in the registry's entry list (for per-entry tables)
+    prefix_text: str  # format_prefix(prefix, prefix_bits), computed once: it goes into every row
 
     @property
     def private(self) -> bool:
         """A confidential assignment: the IEEE publishes no assignee (shown as "Private")."""
         return self.organization.strip().lower() == _PRIVATE
-
-    @property
-    def prefix_text(self) -> str:
-        return format_prefix(self.prefix, self.prefix_bits)
 
 
 def registry_name(prefix: int, bits: int) -> str:
@@ -119,7 +116,9 @@ class Registry:
         self.entries: list[VendorMatch] = []
         by_bits: dict[int, dict[int, VendorMatch]] = {bits: {} for bits in PREFIX_BITS}
         for prefix, bits, org in entries:
-            match = VendorMatch(prefix, bits, org, registry_name(prefix, bits), len(self.entries))
+            match = VendorMatch(
+                prefix, bits, org, registry_name(prefix, bits), len(self.entries), format_prefix(prefix, bits)
+            )
             self.entries.append(match)
             by_bits[bits][prefix] = match
         self._m36 = by_bits[36]
