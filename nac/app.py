@@ -11,11 +11,12 @@ from functools import cached_property
 from typing import Any, Final
 
 from nac.errors import NacError, PolicyError
+from nac.families import Family
 from nac.mac import format_mac, is_multicast, is_randomized, parse_mac
 from nac.oui import Registry, normalize_name
 from nac.policy import ACTIONS, Policy, Rule, canonical_match
 from nac.policyfile import load_policy_file
-from nac.resources import default_policy_path, load_registry
+from nac.resources import default_policy_path, load_families, load_registry
 from nac.store import Store, default_db_path
 
 _SPAN_RE: Final = re.compile(r"(\d+)\s*([smhdw])")
@@ -59,8 +60,14 @@ class Nac:
     def registry(self) -> Registry:
         return load_registry()
 
+    @cached_property
+    def families(self) -> dict[str, Family]:
+        return load_families()
+
     def policy(self) -> Policy:
-        return Policy(self.store.rules(), registry=self.registry, defaults=self.store.defaults())
+        return Policy(
+            self.store.rules(), registry=self.registry, defaults=self.store.defaults(), families=self.families
+        )
 
     # -- rules -----------------------------------------------------------------------------
 
@@ -87,7 +94,7 @@ class Nac:
             reason=reason,
         )
         rules = [*self.store.rules(), rule]
-        policy = Policy(rules, registry=self.registry, defaults=self.store.defaults())  # validates
+        policy = Policy(rules, registry=self.registry, defaults=self.store.defaults(), families=self.families)
         covered = 0
         if kind == "vendor":
             covered = len(policy.covered(canonical))

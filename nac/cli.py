@@ -111,7 +111,7 @@ def serve(
         from nac.config import load_config  # noqa: PLC0415
         from nac.packet import Codes  # noqa: PLC0415
         from nac.policy import Policy  # noqa: PLC0415
-        from nac.resources import load_dictionary, load_registry  # noqa: PLC0415
+        from nac.resources import load_dictionary, load_families, load_registry  # noqa: PLC0415
         from nac.server import Server  # noqa: PLC0415
 
         cfg = load_config(config, db=db, bind=bind, auth_port=auth_port, acct_port=acct_port)
@@ -122,11 +122,19 @@ def serve(
             registry.snapshot.id,
             ", ".join(f"{k} {v}" for k, v in registry.snapshot.counts.items()),
         )
-        policy = Policy(store.rules(), registry=registry, defaults=store.defaults())
+        families = load_families()
+        policy = Policy(store.rules(), registry=registry, defaults=store.defaults(), families=families)
         engine = Engine(
             codes=Codes.from_dictionary(load_dictionary()), policy=policy, duplicate_ttl=cfg.duplicate_ttl
         )
-        server = Server(cfg, store=store, engine=engine, registry=registry, clients=ClientTable(cfg.clients))
+        server = Server(
+            cfg,
+            store=store,
+            engine=engine,
+            registry=registry,
+            families=families,
+            clients=ClientTable(cfg.clients),
+        )
         log.info(
             "config %s; database %s; %d rules; %d clients",
             cfg.source,

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Final, NamedTuple
 
 from nac.errors import InvalidMacError, InvalidPrefixError, PolicyError
+from nac.families import Family
 from nac.mac import LOCAL_BIT, MULTICAST_BIT, format_mac, parse_mac
 from nac.oui import PREFIX_BITS, Registry, VendorMatch, format_prefix, normalize_name, parse_prefix
 
@@ -129,11 +130,12 @@ class Policy:
         *,
         registry: Registry,
         defaults: Defaults,
-        families: Mapping[str, Iterable[VendorMatch]] | None = None,
+        families: Mapping[str, Family] | None = None,
     ) -> None:
         self.rules = tuple(rules)
         self.registry = registry
         self.defaults = defaults
+        self.families: Mapping[str, Family] = families or {}
         self._by_mac: dict[int, Decision] = {}
         self._by_prefix: dict[int, dict[int, Decision]] = {bits: {} for bits in PREFIX_BITS}
         self._by_entry: dict[int, Decision] = {}
@@ -158,7 +160,7 @@ class Policy:
                 self._randomized = decision
         # The most specific vendor text wins ("huawei device" over "huawei"); ties: first rule.
         for _, rule, decision in sorted(vendor_rules, key=lambda item: -item[0]):
-            for entry in self.covered(rule.value, families):
+            for entry in self.covered(rule.value):
                 self._by_entry.setdefault(entry.position, decision)
 
     def _decision(self, rule: Rule) -> Decision:
@@ -172,13 +174,12 @@ class Policy:
         reason = rule.reason or _default_reason(rule)
         return Decision(rule.action, vlan, rule.id, reason)
 
-    def covered(
-        self, text: str, families: Mapping[str, Iterable[VendorMatch]] | None = None
-    ) -> list[VendorMatch]:
-        """Registry entries a vendor rule with this text covers: a known family, else words."""
-        key = normalize_name(text)
-        if families is not None and key in families:
-            return list(families[key])
+    def covered(self, text: str) -> list[VendorMatch]:
+        """Registry entries a vendor rule with this text covers: a known family (``huawei``
+        means Huawei's family, see nac/data/families.toml), else organisations with these words."""
+        family = self.families.get(normalize_name(text))
+        if family is not None:
+            return family.covered(self.registry)
         return list(self.registry.matching(text))
 
     def decide(self, mac: int) -> tuple[Decision, VendorMatch | None]:

