@@ -16,7 +16,7 @@ from nac.mac import format_mac, is_multicast, is_randomized, parse_mac
 from nac.oui import Registry, normalize_name
 from nac.policy import ACTIONS, Policy, Rule, canonical_match
 from nac.policyfile import load_policy_file
-from nac.resources import default_policy_path, load_families, load_registry
+from nac.resources import default_policy_path, load_active_registry, load_families
 from nac.store import Store, default_db_path
 
 _SPAN_RE: Final = re.compile(r"(\d+)\s*([smhdw])")
@@ -58,7 +58,7 @@ class Nac:
 
     @cached_property
     def registry(self) -> Registry:
-        return load_registry()
+        return load_active_registry(self.store)
 
     @cached_property
     def families(self) -> dict[str, Family]:

@@ -111,12 +111,12 @@ def serve(
         from nac.config import load_config  # noqa: PLC0415
         from nac.packet import Codes  # noqa: PLC0415
         from nac.policy import Policy  # noqa: PLC0415
-        from nac.resources import load_dictionary, load_families, load_registry  # noqa: PLC0415
+        from nac.resources import load_active_registry, load_dictionary, load_families  # noqa: PLC0415
         from nac.server import Server  # noqa: PLC0415
 
         cfg = load_config(config, db=db, bind=bind, auth_port=auth_port, acct_port=acct_port)
         store = open_store(cfg.db)
-        registry = load_registry()
+        registry = load_active_registry(store)
         log.info(
             "registry %s: %s",
             registry.snapshot.id,

@@ -24,6 +24,10 @@ _HEX_RE: Final = re.compile(r"[0-9A-Fa-f]+")
 _TOKEN_RE: Final = re.compile(r"[0-9a-z]+")
 
 
+#: ``(prefix, bits, organization)``, optionally with the registry (``"MA-S"``, ``"IAB"``, ...).
+Entry = tuple[int, int, str] | tuple[int, int, str, str]
+
+
 class VendorMatch(NamedTuple):
     """One registry assignment: the block a MAC falls in and who it is assigned to."""
 
@@ -111,14 +115,15 @@ class Registry:
     never sees half an import.
     """
 
-    def __init__(self, entries: Iterable[tuple[int, int, str]], snapshot: Snapshot) -> None:
+    def __init__(self, entries: Iterable[Entry], snapshot: Snapshot) -> None:
         self.snapshot = snapshot
         self.entries: list[VendorMatch] = []
         by_bits: dict[int, dict[int, VendorMatch]] = {bits: {} for bits in PREFIX_BITS}
-        for prefix, bits, org in entries:
-            match = VendorMatch(
-                prefix, bits, org, registry_name(prefix, bits), len(self.entries), format_prefix(prefix, bits)
-            )
+        for entry in entries:
+            prefix, bits, org = entry[0], entry[1], entry[2]
+            # An IEEE CSV names the registry; a manuf file leaves it to be worked out.
+            kind = entry[3] if len(entry) > 3 else registry_name(prefix, bits)
+            match = VendorMatch(prefix, bits, org, kind, len(self.entries), format_prefix(prefix, bits))
             self.entries.append(match)
             by_bits[bits][prefix] = match
         self._m36 = by_bits[36]

@@ -21,6 +21,7 @@ from typing import Any, Final
 import sqlite_utils
 
 from nac.errors import PolicyError
+from nac.oui import Snapshot
 from nac.policy import Defaults, Rule
 from nac.records import COLUMNS, HistoryRecord
 
@@ -107,10 +108,35 @@ class Store:
             conn.execute("CREATE INDEX IF NOT EXISTS history_ts ON history (ts)")
             conn.execute("CREATE INDEX IF NOT EXISTS history_mac ON history (mac, ts)")
             conn.execute("CREATE INDEX IF NOT EXISTS history_action ON history (action, ts)")
+            # The active IEEE registry once an operator has imported one (`nac oui import`);
+            # until then the bundled snapshot is active and these tables are empty.
+            conn.execute(
+                """CREATE TABLE IF NOT EXISTS registry_snapshots (
+                    id INTEGER PRIMARY KEY,
+                    source TEXT NOT NULL,
+                    date TEXT NOT NULL,
+                    sha256 TEXT NOT NULL,
+                    counts TEXT NOT NULL,
+                    replaced TEXT NOT NULL,
+                    imported TEXT,
+                    imported_by TEXT,
+                    active INTEGER NOT NULL DEFAULT 0
+                )"""
+            )
+            conn.execute(
+                """CREATE TABLE IF NOT EXISTS registry_entries (
+                    prefix INTEGER NOT NULL,
+                    bits INTEGER NOT NULL,
+                    organization TEXT NOT NULL,
+                    registry TEXT NOT NULL,
+                    PRIMARY KEY (bits, prefix)
+                )"""
+            )
             conn.execute(
                 "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
             )
             conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('rules_version', '0')")
+            conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('registry_version', '0')")
 
     def initialized(self) -> bool:
         """Whether policy defaults have been stored (a fresh database has none)."""
@@ -195,6 +221,90 @@ class Store:
             "UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) WHERE key = 'rules_version'"
         )
 
+    # -- the IEEE registry ------------------------------------------------------------------
+
+    def registry_version(self) -> int:
+        """Bumped by every registry import; a running server polls it to swap its registry."""
+        return int(self._meta("registry_version") or 0)
+
+    def registry_snapshots(self) -> list[dict[str, Any]]:
+        """Every recorded snapshot, newest first (``counts`` and ``replaced`` decoded)."""
+        rows = self.db.conn.execute(
+            "SELECT id, source, date, sha256, counts, replaced, imported, imported_by, active"
+            " FROM registry_snapshots ORDER BY id DESC"
+        ).fetchall()
+        return [_snapshot_row(row) for row in rows]
+
+    def active_registry(self) -> tuple[dict[str, Any], list[tuple[int, int, str, str]]] | None:
+        """The active snapshot and its entries, read in one transaction (an import running in
+        another process is seen whole or not at all); ``None`` until the first import."""
+        conn = self.db.conn
+        own = not conn.in_transaction
+        if own:
+            conn.execute("BEGIN")
+        try:
+            row = conn.execute(
+                "SELECT id, source, date, sha256, counts, replaced, imported, imported_by, active"
+                " FROM registry_snapshots WHERE active = 1 ORDER BY id DESC LIMIT 1"
+            ).fetchone()
+            if row is None:
+                return None
+            entries = conn.execute(
+                "SELECT prefix, bits, organization, registry FROM registry_entries ORDER BY rowid"
+            ).fetchall()
+        finally:
+            if own:
+                conn.rollback()
+        return _snapshot_row(row), entries
+
+    def replace_registry(
+        self,
+        entries: Iterable[tuple[int, int, str, str]],
+        *,
+        snapshot: Snapshot,
+        replaced: Sequence[str],
+        base: Snapshot,
+        now: float,
+    ) -> None:
+        """Make ``entries`` the active registry and record its snapshot, in one transaction.
+
+        ``base`` is the registry the import started from; on the first import it is the
+        bundled snapshot, recorded here so `nac oui status` shows where the data came from.
+        """
+        conn = self.db.conn
+        with conn:
+            conn.execute("BEGIN IMMEDIATE")
+            if conn.execute("SELECT COUNT(*) FROM registry_snapshots").fetchone()[0] == 0:
+                conn.execute(
+                    "INSERT INTO registry_snapshots (source, date, sha256, counts, replaced, active)"
+                    " VALUES (?, ?, ?, ?, '[]', 0)",
+                    (base.source, base.date, base.sha256, json.dumps(base.counts)),
+                )
+            conn.execute("UPDATE registry_snapshots SET active = 0 WHERE active = 1")
+            conn.execute(
+                "INSERT INTO registry_snapshots"
+                " (source, date, sha256, counts, replaced, imported, imported_by, active)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, 1)",
+                (
+                    snapshot.source,
+                    snapshot.date,
+                    snapshot.sha256,
+                    json.dumps(snapshot.counts),
+                    json.dumps(list(replaced)),
+                    iso_time(now),
+                    _os_user(),
+                ),
+            )
+            conn.execute("DELETE FROM registry_entries")
+            conn.executemany(
+                "INSERT INTO registry_entries (prefix, bits, organization, registry) VALUES (?, ?, ?, ?)",
+                entries,
+            )
+            conn.execute(
+                "UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)"
+                " WHERE key = 'registry_version'"
+            )
+
     # -- history ---------------------------------------------------------------------------
 
     def write_history(self, rows: Sequence[Sequence[object]]) -> None:
@@ -241,6 +351,15 @@ class Store:
 
 def record_row(record: HistoryRecord, latency_us: int) -> tuple[object, ...]:
     return (*record, latency_us)
+
+
+def _snapshot_row(row: Sequence[Any]) -> dict[str, Any]:
+    keys = ("id", "source", "date", "sha256", "counts", "replaced", "imported", "imported_by", "active")
+    out = dict(zip(keys, row, strict=True))
+    out["counts"] = json.loads(out["counts"])
+    out["replaced"] = json.loads(out["replaced"])
+    out["active"] = bool(out["active"])
+    return out
 
 
 def _os_user() -> str:
