@@ -95,6 +95,7 @@ class Server:
         self._drop_log = DropLog()
         self._rules_version = store.rules_version()
         self._stopping: asyncio.Event | None = None
+        self._legacy: set[str] = set()  # clients seen without Message-Authenticator
 
     # -- sockets ---------------------------------------------------------------------------
 
@@ -181,6 +182,14 @@ class Server:
                     exc_info=outcome.error,
                 )
             counters[outcome.kind] += 1
+            record = outcome.record
+            if record is not None and not record.message_authenticator and client.name not in self._legacy:
+                self._legacy.add(client.name)
+                log.warning(
+                    "client %s sends Access-Requests without Message-Authenticator; "
+                    "it is not ready for BlastRADIUS enforcement (require_message_authenticator = false)",
+                    client.name,
+                )
             outcomes.append((outcome, addr, int((clock() - started) * 1e6)))
         if not outcomes:
             return
@@ -237,11 +246,16 @@ class Server:
         self.counters["rule_reloads"] += 1
         log.info("rules reloaded: %d rules (version %d)", len(policy.rules), version)
 
+    def log_counters(self) -> None:
+        """SIGUSR1: one line with every counter (requests, decisions, drops by reason)."""
+        log.info("counters: %s", _format_counters(self.counters))
+
     async def serve(self, *, on_ready: Callable[[], None] | None = None) -> None:
         loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stopping.set)
+        loop.add_signal_handler(signal.SIGUSR1, self.log_counters)
         for listener in self.listeners:
             loop.add_reader(listener.sock.fileno(), self.drain, listener)
         log.info("ready: %s", ", ".join(self.addresses()))
@@ -256,7 +270,7 @@ class Server:
         finally:
             for listener in self.listeners:
                 loop.remove_reader(listener.sock.fileno())
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
                 loop.remove_signal_handler(sig)
             self.close()
             log.info("stopped; %s", _format_counters(self.counters))

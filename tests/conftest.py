@@ -1,0 +1,39 @@
+"""Shared fixtures: a real `nac serve` process per test (tests/interop.py has the helpers)."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from tests.interop import NacServer, NacServerFactory, start_server
+
+
+@pytest.fixture
+def nac_server_factory(tmp_path: Path) -> Iterator[NacServerFactory]:
+    """Start `nac serve` processes, each in its own directory, with optional rules added first;
+    stops each at the end (SIGTERM) and checks it exited cleanly, unless the test stopped it."""
+    servers: list[NacServer] = []
+
+    def start(*, rules: Iterable[Sequence[str]] = (), name: str = "server") -> NacServer:
+        server = start_server(tmp_path / f"{name}-{len(servers)}", rules=rules)
+        servers.append(server)
+        return server
+
+    yield start
+    unclean: list[str] = []
+    for server in servers:
+        if server.returncode is not None:  # the test stopped (or killed) it on purpose
+            continue
+        code = server.stop(signal.SIGTERM)
+        if code != 0:
+            unclean.append(f"exit code {code}; stderr:\n{server.stderr()}")
+    assert not unclean, "nac serve did not stop cleanly on SIGTERM: " + "\n".join(unclean)
+
+
+@pytest.fixture
+def nac_server(nac_server_factory: NacServerFactory) -> NacServer:
+    """One running `nac serve` with no rules (the shipped policy: accept everything)."""
+    return nac_server_factory()
