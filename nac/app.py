@@ -41,7 +41,8 @@ def parse_when(text: str, *, now: datetime | None = None) -> float:
     try:
         when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
-        raise NacError(
+        # Bad input (exit 2), like a bad MAC: the operator typed it.
+        raise PolicyError(
             f"{text!r} is neither an ISO 8601 time (2026-11-28T09:00) nor a span (15m, 2h, 7d)"
         ) from None
     if when.tzinfo is None:

@@ -20,7 +20,7 @@ from typing import Any, Final
 
 import sqlite_utils
 
-from nac.errors import PolicyError
+from nac.errors import NacError, PolicyError
 from nac.oui import Snapshot
 from nac.policy import Defaults, Rule
 from nac.records import COLUMNS, HistoryRecord
@@ -193,7 +193,7 @@ class Store:
         with conn:
             found = [r for r in self.rules() if r.id == rule_id]
             if not found:
-                raise PolicyError(f"no rule with id {rule_id!r}")
+                raise NacError(f"no rule with id {rule_id!r}")
             conn.execute("DELETE FROM rules WHERE id = ?", (rule_id,))
             self._bump(conn)
         return found[0]
