@@ -6,19 +6,23 @@ Keeps SQL and policy logic out of the CLI (sqlite-utils' cli.py over its db.py).
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
+from pathlib import Path
 from typing import Any, Final
 
+from nac import ieee, inventory, vendors
 from nac.errors import NacError, PolicyError
 from nac.families import Family
 from nac.mac import format_mac, is_multicast, is_randomized, parse_mac
-from nac.oui import Registry, normalize_name
+from nac.oui import Registry, Snapshot, normalize_name
 from nac.policy import ACTIONS, Policy, Rule, canonical_match
 from nac.policyfile import load_policy_file
 from nac.resources import default_policy_path, load_active_registry, load_families
 from nac.store import Store, default_db_path
 
+_DATE_RE: Final = re.compile(r"\d{4}-\d{2}(-\d{2})?")
 _SPAN_RE: Final = re.compile(r"(\d+)\s*([smhdw])")
 _SPAN_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -158,18 +162,155 @@ class Nac:
         rows = self.store.history(mac=canonical, action=action, since=since_ts, limit=limit)
         return [_history_row(row) for row in rows]
 
+    def check_lines(self, lines: Iterable[str]) -> Iterator[dict[str, Any]]:
+        """`nac check -`: one result per MAC line (or CSV row); the policy is built once."""
+        return inventory.check_lines(self.policy(), lines)
+
+    def check_csv(self, lines: Iterable[str]) -> Iterator[tuple[str, bool]]:
+        """`nac check - --csv`: the same results as CSV lines (header first), each with
+        whether its MAC was valid."""
+        return inventory.csv_lines(self.policy(), lines)
+
     def vendors_search(self, text: str) -> list[dict[str, Any]]:
         """The organisations a ``--vendor TEXT`` rule covers, with prefix counts per registry."""
         if not normalize_name(text):
             raise NacError(f"{text!r} has no letters or digits to search for")
-        out: dict[str, dict[str, Any]] = {}
-        for entry in self.policy().covered(text):
-            row = out.setdefault(
-                entry.organization, {"organization": entry.organization, "prefixes": 0, "registries": {}}
-            )
-            row["prefixes"] += 1
-            row["registries"][entry.registry] = row["registries"].get(entry.registry, 0) + 1
-        return sorted(out.values(), key=lambda r: (-r["prefixes"], r["organization"]))
+        return vendors.summarize(self.policy().covered(text))
+
+    def _family(self, name: str) -> Family:
+        family = self.families.get(normalize_name(name))
+        if family is None:
+            raise NacError(f"no vendor family {name!r}; known families: {', '.join(sorted(self.families))}")
+        return family
+
+    def vendors_show(self, name: str) -> dict[str, Any]:
+        """A family's basis, patterns and exclusions, and exactly what it covers."""
+        return vendors.show(self._family(name), self.registry)
+
+    def vendors_review(self) -> dict[str, Any]:
+        """Look-alike organisations no family covers, and family entries matching nothing."""
+        return vendors.review(self.families, self.registry)
+
+    # -- the registry ----------------------------------------------------------------------
+
+    def oui_status(self) -> dict[str, Any]:
+        """The active registry snapshot (source, date, sha256, counts, import time) and older ones."""
+        rows = self.store.registry_snapshots()
+        active = next((row for row in rows if row["active"]), None)
+        if active is None:
+            snapshot = self.registry.snapshot
+            active = {
+                "source": snapshot.source,
+                "date": snapshot.date,
+                "sha256": snapshot.sha256,
+                "counts": snapshot.counts,
+                "replaced": [],
+                "imported": None,
+                "imported_by": None,
+                "active": True,
+            }
+        return {
+            "active": _status_row(active, bundled=not rows),
+            "older": [_status_row(row, bundled=False) for row in rows if not row["active"]],
+            "registry_version": self.store.registry_version(),
+        }
+
+    def oui_import(self, paths: Sequence[str | Path], *, on: str | None = None) -> dict[str, Any]:
+        """Validate every file, then make them the registry in one transaction.
+
+        Each registry a file contains (MA-L, MA-M, MA-S, IAB) is replaced whole; the others
+        stay.  Nothing changes unless every file is valid.  Returns what changed.
+        """
+        if not paths:
+            raise PolicyError("name at least one registry file (oui.csv, mam.csv, oui36.csv, iab.csv, manuf)")
+        snapshot_date = _snapshot_date(on)
+        files = [ieee.parse_registry_file(_read(Path(p)), name=str(p)) for p in paths]
+        old = self.registry
+        entries, replaced = ieee.merge(old, files)
+        snapshot = Snapshot(
+            source="+".join(Path(f.name).name for f in files),
+            date=snapshot_date,
+            sha256=ieee.files_sha256(files),
+        )
+        new = Registry(entries, snapshot)
+        object.__setattr__(snapshot, "counts", new.counts())
+        diff = ieee.diff_registries(old, new)
+        watch = self._watch(new, [*diff.added, *(n for _, n in diff.reassigned)])
+        now = datetime.now(UTC).timestamp()
+        self.store.replace_registry(entries, snapshot=snapshot, replaced=replaced, base=old.snapshot, now=now)
+        self.__dict__["registry"] = new
+        return {
+            "snapshot": snapshot.id,
+            "source": snapshot.source,
+            "date": snapshot.date,
+            "sha256": snapshot.sha256,
+            "counts": snapshot.counts,
+            "replaced": replaced,
+            "previous": old.snapshot.id,
+            "files": [
+                {
+                    "file": Path(f.name).name,
+                    "format": f.format,
+                    "registries": sorted(f.registries, key=ieee.REGISTRIES.index),
+                    "assignments": len(f.assignments),
+                    "duplicates": f.duplicates,
+                }
+                for f in files
+            ],
+            "added": [ieee.entry_row(e) for e in diff.added],
+            "removed": [ieee.entry_row(e) for e in diff.removed],
+            "reassigned": ieee.change_rows(diff.reassigned),
+            "renamed": ieee.change_rows(diff.renamed),
+            "watch": watch,
+            "registry_version": self.store.registry_version(),
+        }
+
+    def _watch(self, registry: Registry, entries: Sequence[Any]) -> list[dict[str, Any]]:
+        """New or reassigned entries that a vendor rule covers or that look like a family one
+        targets: what an operator should read before the new registry decides."""
+        rules = [rule for rule in self.store.rules() if rule.kind == "vendor"]
+        policy = Policy(rules, registry=registry, defaults=self.store.defaults(), families=self.families)
+        covered_by = {rule.id: {e.position for e in policy.covered(rule.value)} for rule in rules}
+        targeted = {
+            key: self.families[key] for rule in rules if (key := normalize_name(rule.value)) in self.families
+        }
+        return vendors.watch_list(entries, registry=registry, covered_by=covered_by, targeted=targeted)
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise PolicyError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def _snapshot_date(text: str | None) -> str:
+    """``--date``: the day (or month) the registry data was published; default today (UTC)."""
+    if text is None:
+        return datetime.now(UTC).date().isoformat()
+    try:
+        if not _DATE_RE.fullmatch(text):
+            raise ValueError(text)
+        date.fromisoformat(text if len(text) == 10 else f"{text}-01")
+    except ValueError:
+        raise PolicyError(f"--date {text!r}: use YYYY-MM-DD (or YYYY-MM)") from None
+    return text
+
+
+def _status_row(row: dict[str, Any], *, bundled: bool) -> dict[str, Any]:
+    snapshot = Snapshot(source=row["source"], date=row["date"], sha256=row["sha256"])
+    return {
+        "snapshot": snapshot.id,
+        "source": row["source"],
+        "date": row["date"],
+        "sha256": row["sha256"],
+        "counts": row["counts"],
+        "total": sum(row["counts"].values()),
+        "replaced": row["replaced"],
+        "imported": row["imported"],
+        "imported_by": row["imported_by"],
+        "bundled": bundled or row["imported"] is None,
+    }
 
 
 def _history_row(row: dict[str, Any]) -> dict[str, Any]:

@@ -29,14 +29,19 @@ app = typer.Typer(
 )
 rules_app = typer.Typer(help="Manage vendor, prefix, MAC and randomized-MAC rules.", no_args_is_help=True)
 vendors_app = typer.Typer(help="Explore the IEEE registry's organisations.", no_args_is_help=True)
+oui_app = typer.Typer(help="Import and inspect the IEEE registry data.", no_args_is_help=True)
 app.add_typer(rules_app, name="rules")
 app.add_typer(vendors_app, name="vendors")
+app.add_typer(oui_app, name="oui")
 
 DbOption = Annotated[
     str | None,
     typer.Option("--db", help="SQLite database (default: $NAC_DB, else ./nac.db).", show_default=False),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+CsvOption = Annotated[bool, typer.Option("--csv", help="Print CSV.")]
+#: Rows per section that the text output of `nac oui import` lists (--json has them all).
+_LIST_MAX = 20
 
 
 class Action(StrEnum):
@@ -144,7 +149,7 @@ def serve(
         )
         if cfg.uses_test_client:
             log.warning(
-                "a client uses the well-known test secret 'testing123'; "
+                "a client uses FreeRADIUS's well-known test secret; "
                 "configure [[client]] entries with real secrets before production use"
             )
         server.open()
@@ -240,14 +245,28 @@ def rules_remove(rule_id: Annotated[str, typer.Argument(metavar="ID")], db: DbOp
 
 @app.command()
 def check(
-    mac: Annotated[str, typer.Argument(metavar="MAC", help="In any common spelling.")],
+    mac: Annotated[
+        str, typer.Argument(metavar="MAC", help="In any common spelling; - reads MACs from stdin.")
+    ],
     db: DbOption = None,
     as_json: JsonOption = False,
+    as_csv: CsvOption = False,
 ) -> None:
-    """Explain what the current rules decide for a MAC.
+    """Explain what the current rules decide for a MAC, or for every MAC on stdin (`-`).
+
+    Stdin holds one MAC per line, or a CSV whose header has a column mac, mac_address or
+    Calling-Station-Id.  Each line gets a result; a line that is not a MAC gets an error
+    result, and the exit code is then 2 once every line has been checked.
 
     Example: nac check 0010.a423.19c0
+
+    Example: nac check - --csv < devices.csv > audit.csv
     """
+    if as_json and as_csv:
+        _fail("--json and --csv exclude each other", 2)
+    if mac == "-":
+        _check_stdin(db, as_json=as_json, as_csv=as_csv)
+        return
     with _errors():
         nac = _app(db)
         try:
@@ -256,6 +275,11 @@ def check(
             nac.close()
     if as_json:
         _print_json(result)
+        return
+    if as_csv:
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(result), lineterminator="\n")
+        writer.writeheader()
+        writer.writerow(result)
         return
     vendor = result["vendor"] or (
         "(randomized: no vendor)" if result["randomized"] else "(not in the registry)"
@@ -274,6 +298,40 @@ def check(
         typer.echo(f"{label:<11}{value}")
 
 
+def _check_stdin(db: str | None, *, as_json: bool, as_csv: bool) -> None:
+    with _errors():
+        nac = _app(db)
+        try:
+            invalid = 0
+            if as_csv:
+                write = sys.stdout.write
+                for line, valid in nac.check_csv(sys.stdin):
+                    invalid += not valid
+                    write(line)
+            else:
+                rows = list(nac.check_lines(sys.stdin))
+                invalid = sum(row["error"] is not None for row in rows)
+                if as_json:
+                    _print_json(rows)
+                else:
+                    _print_table([_check_cells(row) for row in rows], _CHECK_COLUMNS)
+        finally:
+            nac.close()
+    if invalid:
+        typer.echo(f"nac: error: {invalid} line(s) are not MAC addresses", err=True)
+        raise typer.Exit(2)
+
+
+_CHECK_COLUMNS = ("line", "mac", "vendor", "prefix", "randomized", "action", "vlan", "rule", "reason")
+
+
+def _check_cells(row: dict[str, Any]) -> dict[str, Any]:
+    if row["error"] is not None:
+        return {"line": row["line"], "mac": row["input"], "action": "error", "reason": row["error"]}
+    prefix = f"{row['prefix']}/{row['prefix_bits']}" if row["prefix"] else None
+    return {**row, "prefix": prefix, "randomized": "yes" if row["randomized"] else "no"}
+
+
 @app.command()
 def history(
     mac: Annotated[str | None, typer.Option("--mac", help="One device, any spelling.")] = None,
@@ -281,7 +339,7 @@ def history(
     since: Annotated[str | None, typer.Option("--since", help="ISO 8601 time or span (15m, 2h, 7d).")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many rows.")] = 50,
     as_json: JsonOption = False,
-    as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV.")] = False,
+    as_csv: CsvOption = False,
     db: DbOption = None,
 ) -> None:
     """Show decisions, newest first.
@@ -329,10 +387,197 @@ def vendors_search(
     if not rows:
         typer.echo(f"no organisation matches {text!r}")
         return
+    _print_organizations(rows)
+
+
+def _registries(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+
+
+def _print_organizations(rows: Sequence[dict[str, Any]], indent: str = "") -> None:
     for row in rows:
-        registries = ", ".join(f"{k} {v}" for k, v in sorted(row["registries"].items()))
-        typer.echo(f"{row['prefixes']:>6}  {row['organization']}  ({registries})")
-    typer.echo(f"{sum(r['prefixes'] for r in rows):>6}  prefixes in all")
+        typer.echo(f"{indent}{row['prefixes']:>6}  {row['organization']}  ({_registries(row['registries'])})")
+    typer.echo(f"{indent}{sum(r['prefixes'] for r in rows):>6}  prefixes in all")
+
+
+@vendors_app.command("show")
+def vendors_show(
+    family: Annotated[str, typer.Argument(metavar="FAMILY")], db: DbOption = None, as_json: JsonOption = False
+) -> None:
+    """Show a vendor family: why it is there, its patterns and exclusions, and exactly which
+    organisations and how many prefixes per registry it covers.
+
+    Example: nac vendors show dahua
+    """
+    with _errors():
+        nac = _app(db)
+        try:
+            report = nac.vendors_show(family)
+        finally:
+            nac.close()
+    if as_json:
+        _print_json(report)
+        return
+    typer.echo(f"{report['name']} (family {report['family']}, registry {report['snapshot']})")
+    typer.echo(f"basis: {report['basis']}")
+    typer.echo("organisation patterns:")
+    for row in report["organization_patterns"]:
+        typer.echo(
+            f"  {row['pattern']!r}: {row['prefixes']} prefixes, {len(row['organizations'])} organisations"
+        )
+    for row in report["prefixes"]:
+        typer.echo(f"  prefix {row['prefix']}: {row['organization'] or '(not in the registry)'}")
+    if report["exclude_organizations"] or report["exclude_prefixes"]:
+        typer.echo("exclusions:")
+    for row in report["exclude_organizations"]:
+        names = "; ".join(row["organizations"]) or "(matches nothing)"
+        typer.echo(f"  {row['pattern']!r}: {row['prefixes']} prefixes: {names}")
+    for row in report["exclude_prefixes"]:
+        typer.echo(f"  prefix {row['prefix']}: {row['organization'] or '(not in the registry)'}")
+    total = report["total"]
+    typer.echo(
+        f"covers {total['prefixes']} prefixes ({_registries(total['registries'])}) "
+        f"of {total['organizations']} organisations:"
+    )
+    _print_organizations(report["covered"], indent="  ")
+
+
+@vendors_app.command("review")
+def vendors_review(db: DbOption = None, as_json: JsonOption = False) -> None:
+    """List registry organisations that look like a vendor family but are not covered by it,
+    and family patterns or prefixes that match nothing in the current registry.
+
+    Example: nac vendors review --json
+    """
+    with _errors():
+        nac = _app(db)
+        try:
+            report = nac.vendors_review()
+        finally:
+            nac.close()
+    if as_json:
+        _print_json(report)
+        return
+    typer.echo(f"registry {report['snapshot']}")
+    typer.echo("look-alikes not covered (decide: add to the family, or exclude):")
+    for row in report["uncovered"]:
+        note = "  [excluded by the family]" if row["excluded"] else ""
+        typer.echo(
+            f"  {row['family']:<10} {row['organization']}  ({_registries(row['registries'])}; "
+            f"shares {', '.join(row['shared_words'])}){note}"
+        )
+    if not report["uncovered"]:
+        typer.echo("  none")
+    typer.echo("family entries that match nothing in this registry:")
+    for row in report["unmatched"]:
+        typer.echo(f"  {row['family']:<10} {row['field']}: {row['value']}")
+    if not report["unmatched"]:
+        typer.echo("  none")
+
+
+# -- the registry -------------------------------------------------------------------------
+
+
+@oui_app.command("import")
+def oui_import(
+    files: Annotated[
+        list[Path], typer.Argument(metavar="FILE...", help="IEEE CSV or Wireshark manuf files.")
+    ],
+    date: Annotated[
+        str | None, typer.Option("--date", help="When the data was published (default: today).")
+    ] = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Import IEEE registry files (oui.csv, mam.csv, oui36.csv, iab.csv) or Wireshark's manuf.
+
+    Every file is checked first; one bad line refuses the whole import and changes nothing.
+    Each registry the files contain (MA-L, MA-M, MA-S, IAB) is then replaced whole, in one
+    transaction; a running server picks the new registry up.
+
+    Example: nac oui import oui.csv mam.csv oui36.csv iab.csv --date 2026-11-01
+    """
+    with _errors():
+        nac = _app(db)
+        try:
+            report = nac.oui_import([str(f) for f in files], on=date)
+        finally:
+            nac.close()
+    if as_json:
+        _print_json(report)
+        return
+    for f in report["files"]:
+        dupes = f", {f['duplicates']} repeated blocks ignored" if f["duplicates"] else ""
+        typer.echo(
+            f"read {f['file']}: {f['format']}, {f['assignments']} assignments "
+            f"({', '.join(f['registries'])}){dupes}"
+        )
+    typer.echo(
+        f"registry {report['snapshot']} (dated {report['date']}) replaces {report['previous']} "
+        f"for {', '.join(report['replaced'])}: {_registries(report['counts'])}"
+    )
+    for label, mark, rows in (("added", "+", report["added"]), ("removed", "-", report["removed"])):
+        typer.echo(f"{label}: {len(rows)}")
+        for row in rows[:_LIST_MAX]:
+            typer.echo(
+                f"  {mark} {row['prefix']}/{row['prefix_bits']} {row['registry']}  {row['organization']}"
+            )
+        _more(rows)
+    for label, rows in (("reassigned", report["reassigned"]), ("renamed", report["renamed"])):
+        typer.echo(f"{label}: {len(rows)}")
+        for row in rows[:_LIST_MAX]:
+            typer.echo(
+                f"  ~ {row['prefix']}/{row['prefix_bits']} {row['registry']}  {row['old']} -> {row['new']}"
+            )
+        _more(rows)
+    typer.echo(
+        f"to review (covered by a vendor rule, or like a family a rule targets): {len(report['watch'])}"
+    )
+    for row in report["watch"]:
+        why = [f"rule {r}" for r in row["rules"]] + [
+            f"looks like {k}, not covered" for k in row["looks_like"]
+        ]
+        typer.echo(
+            f"  ! {row['prefix']}/{row['prefix_bits']} {row['registry']}  {row['organization']}: "
+            + "; ".join(why)
+        )
+
+
+def _more(rows: Sequence[object]) -> None:
+    if len(rows) > _LIST_MAX:
+        typer.echo(f"  ... and {len(rows) - _LIST_MAX} more (--json lists them all)")
+
+
+@oui_app.command("status")
+def oui_status(db: DbOption = None, as_json: JsonOption = False) -> None:
+    """Show the active registry snapshot (source, date, sha256, counts) and older ones.
+
+    Example: nac oui status --json
+    """
+    with _errors():
+        nac = _app(db)
+        try:
+            status = nac.oui_status()
+        finally:
+            nac.close()
+    if as_json:
+        _print_json(status)
+        return
+    active = status["active"]
+    typer.echo(f"active     {active['snapshot']}")
+    typer.echo(f"source     {active['source']}{' (bundled)' if active['bundled'] else ''}")
+    typer.echo(f"date       {active['date']}")
+    typer.echo(f"sha256     {active['sha256']}")
+    typer.echo(f"entries    {active['total']} ({_registries(active['counts'])})")
+    if active["imported"]:
+        typer.echo(f"imported   {active['imported']} by {active['imported_by']}")
+    if active["replaced"]:
+        typer.echo(f"replaced   {', '.join(active['replaced'])}")
+    if status["older"]:
+        typer.echo("older snapshots:")
+        for row in status["older"]:
+            when = f"imported {row['imported']}" if row["imported"] else "bundled"
+            typer.echo(f"  {row['snapshot']}  dated {row['date']}, {row['total']} entries, {when}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -13,7 +13,15 @@ from typing import Any, Final
 from nac.errors import InvalidPrefixError, PolicyError
 from nac.oui import Registry, VendorMatch, normalize_name, parse_prefix
 
-_KEYS: Final = {"name", "organizations", "prefixes", "exclude_organizations", "exclude_prefixes", "basis"}
+_KEYS: Final = {
+    "name",
+    "organizations",
+    "prefixes",
+    "exclude_organizations",
+    "exclude_prefixes",
+    "review_words",
+    "basis",
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -24,6 +32,9 @@ class Family:
     prefixes: tuple[tuple[int, int], ...] = ()
     exclude_organizations: tuple[str, ...] = ()
     exclude_prefixes: tuple[tuple[int, int], ...] = ()
+    #: Words that mark a look-alike for `nac vendors review` (default: the distinctive words
+    #: of ``organizations``).
+    review_words: tuple[str, ...] = ()
     basis: str = ""
 
     def covered(self, registry: Registry) -> list[VendorMatch]:
@@ -81,6 +92,7 @@ def _family(key: str, raw: Mapping[str, Any], origin: str) -> Family:
         prefixes=prefixes("prefixes"),
         exclude_organizations=texts("exclude_organizations"),
         exclude_prefixes=prefixes("exclude_prefixes"),
+        review_words=texts("review_words"),
         basis=" ".join(str(raw.get("basis", "")).split()),
     )
     if not family.organizations and not family.prefixes:
