@@ -22,6 +22,7 @@ from nac.packet import (
     ACCESS_REQUEST,
     ACCOUNTING_REQUEST,
     ACCOUNTING_RESPONSE,
+    MAX_PACKET,
     STATUS_SERVER,
     Codes,
     Request,
@@ -46,6 +47,8 @@ NOT_MAB: Final = "builtin:not-mab"
 BAD_MAB_PASSWORD: Final = "builtin:mab-password"  # noqa: S105 (a rule id)
 STATUS_REPLY_MESSAGE: Final = "nac is alive"
 
+#: Header and the Message-Authenticator that every Access-* reply starts with.
+REPLY_OVERHEAD: Final = 20 + 18
 _REPLY_CODE: Final = {"accept": ACCESS_ACCEPT, "quarantine": ACCESS_ACCEPT, "reject": ACCESS_REJECT}
 
 
@@ -126,6 +129,7 @@ class Engine:
                 b"",
                 key=client.key,
                 secret=client.secret,
+                proxy_state=_proxy_state(req, self.codes.proxy_state),
                 message_authenticator=False,
             )
             outcome = Outcome(
@@ -200,10 +204,17 @@ class Engine:
                 match=None,
                 method="mab",
             )
+        body = self._body(decision)
+        if REPLY_OVERHEAD + len(body) + len(proxy_state) > MAX_PACKET:
+            # A request at the size limit full of Proxy-State leaves no room for our
+            # Reply-Message; the VLAN attributes (if any) and the Proxy-States must go.
+            body = self.codes.vlan_attributes(decision.vlan) if decision.vlan is not None else b""
+            if REPLY_OVERHEAD + len(body) + len(proxy_state) > MAX_PACKET:
+                raise PacketError("reply-too-large", "Proxy-State leaves no room for the reply")
         reply = encode_reply(
             _REPLY_CODE[decision.action],
             req,
-            self._body(decision),
+            body,
             key=client.key,
             secret=client.secret,
             proxy_state=proxy_state,
@@ -375,6 +386,13 @@ class Engine:
         if raw6 is not None and len(raw6) == 16:
             return str(IPv6Address(raw6))
         return src[0]
+
+
+def _proxy_state(req: Request, proxy_state: int) -> bytes:
+    """Every Proxy-State of the request, unchanged and in order (RFC 2865 §5.33)."""
+    return b"".join(
+        bytes((kind, len(value) + 2)) + value for kind, value in req.attributes if kind == proxy_state
+    )
 
 
 def _port_type(codes: Codes, raw: bytes | None) -> str | None:

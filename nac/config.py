@@ -100,9 +100,8 @@ def _read(path: Path) -> str:
 
 def _parse(data: Mapping[str, Any], loc: Locator) -> tuple[dict[str, Any], tuple[Client, ...]]:
     values: dict[str, Any] = {}
-    unknown = set(data) - {"server", "client"}
-    if unknown:
-        raise ConfigError(f"{loc.path}: unknown section(s) {', '.join(sorted(unknown))}")
+    for name in sorted(set(data) - {"server", "client"}):
+        raise ConfigError(f"{loc.where(name)}: unknown section")
     server = data.get("server", {})
     if not isinstance(server, dict):
         raise ConfigError(f"{loc.where('server')}: must be a table")
@@ -128,7 +127,7 @@ def _parse(data: Mapping[str, Any], loc: Locator) -> tuple[dict[str, Any], tuple
         values["duplicate_ttl"] = float(ttl)
     raw_clients = data.get("client", [])
     if not isinstance(raw_clients, list):
-        raise ConfigError(f"{loc.path}: clients are [[client]] tables")
+        raise ConfigError(f"{loc.where('client')}: clients are [[client]] tables (one per client)")
     clients = []
     names: set[str] = set()
     for i, raw in enumerate(raw_clients):

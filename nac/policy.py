@@ -72,7 +72,7 @@ class Rule:
 
 def check_vlan(vlan: str, *, where: str) -> None:
     """A VLAN is an id 1..4094 or a name (Tunnel-Private-Group-Id carries either)."""
-    if vlan.isdigit():
+    if vlan.isascii() and vlan.isdigit():  # str.isdigit alone accepts '²' and '１０'
         if not VLAN_MIN <= int(vlan) <= VLAN_MAX:
             raise PolicyError(f"{where}: VLAN id {vlan} is outside {VLAN_MIN}-{VLAN_MAX}")
     elif not (_VLAN_NAME_RE.fullmatch(vlan) and len(vlan) <= VLAN_NAME_MAX):

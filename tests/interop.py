@@ -270,7 +270,7 @@ def free_udp_ports(count: int, host: str = "127.0.0.1") -> list[int]:
 # -- the server process -------------------------------------------------------------------
 
 
-def _env() -> dict[str, str]:
+def subprocess_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
     env.pop("NAC_DB", None)
@@ -301,7 +301,7 @@ class NacServer:
             text=True,
             timeout=timeout,
             cwd=self.workdir,
-            env=_env(),
+            env=subprocess_env(),
             check=False,
         )
 
@@ -348,7 +348,7 @@ class NacServer:
             stdout=subprocess.DEVNULL,
             stderr=self._stderr_file,
             cwd=self.workdir,
-            env=_env(),
+            env=subprocess_env(),
         )
         self.returncode = None
 
