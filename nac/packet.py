@@ -55,7 +55,9 @@ ZERO_AUTH_CODES: Final = frozenset({ACCOUNTING_REQUEST, DISCONNECT_REQUEST, COA_
 
 _HEADER: Final = struct.Struct("!BBH")
 _ZERO16: Final = bytes(16)
-_MA_TYPE: Final = 80  # checked against the dictionary in Codec.__init__
+# Checked against the dictionary when Codes is built.
+_MA_TYPE: Final = 80
+_PROXY_STATE: Final = 33
 
 
 class Request(NamedTuple):
@@ -67,6 +69,8 @@ class Request(NamedTuple):
     data: bytes  # the packet, trimmed to its Length field
     attributes: list[tuple[int, bytes]]
     ma_offset: int  # where Message-Authenticator starts, -1 if absent
+    first: dict[int, bytes]  # each attribute type's first value (the single-valued ones)
+    proxy_state: bytes  # every Proxy-State attribute, whole and in order, to copy into the reply
 
 
 def decode(data: bytes) -> Request:
@@ -88,6 +92,8 @@ def decode(data: bytes) -> Request:
         data = data[:length]
     attributes: list[tuple[int, bytes]] = []
     append = attributes.append
+    first: dict[int, bytes] = {}
+    proxy_state = b""
     ma_offset = -1
     pos = MIN_PACKET
     while pos < length:
@@ -103,9 +109,14 @@ def decode(data: bytes) -> Request:
             if end - pos != 18:
                 raise PacketError("bad-attribute", "Message-Authenticator is not 16 octets")
             ma_offset = pos
-        append((kind, data[pos + 2 : end]))
+        elif kind == _PROXY_STATE:
+            proxy_state += data[pos:end]
+        value = data[pos + 2 : end]
+        append((kind, value))
+        if kind not in first:
+            first[kind] = value
         pos = end
-    return Request(code, identifier, data[4:20], data, attributes, ma_offset)
+    return Request(code, identifier, data[4:20], data, attributes, ma_offset, first, proxy_state)
 
 
 def message_authenticator_valid(req: Request, key: HmacMd5) -> bool:
@@ -210,8 +221,10 @@ class Codes:
             tunnel_medium_ieee_802=value("Tunnel-Medium-Type", "IEEE-802"),
             nas_port_type_names={int.from_bytes(v, "big"): k for k, v in port_types.items()},
         )
-        if codes.message_authenticator != _MA_TYPE:
-            raise ValueError("dictionary gives Message-Authenticator a number other than 80")
+        if (codes.message_authenticator, codes.proxy_state) != (_MA_TYPE, _PROXY_STATE):
+            raise ValueError(
+                "the dictionary numbers Message-Authenticator or Proxy-State unlike RFC 2865/3579"
+            )
         return codes
 
     def vlan_attributes(self, vlan: str) -> bytes:

@@ -136,6 +136,7 @@ class Policy:
         self.registry = registry
         self.defaults = defaults
         self.families: Mapping[str, Family] = families or {}
+        self.snapshot_id = registry.snapshot.id  # written into every history row
         self._by_mac: dict[int, Decision] = {}
         self._by_prefix: dict[int, dict[int, Decision]] = {bits: {} for bits in PREFIX_BITS}
         self._by_entry: dict[int, Decision] = {}
