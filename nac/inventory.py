@@ -135,10 +135,13 @@ def csv_lines(policy: Policy, lines: Iterable[str]) -> Iterator[tuple[str, bool]
 
     yield render(FIELDS), True
     tails: dict[tuple[int, int, bool], str] = {}
-    for number, text, mac, match, decision in _decide(policy, lines):
+    decide = policy.decide
+    for number, text in _values(lines):
+        mac = try_parse_mac(text)
         if mac is None:
             yield render((number, text, *([""] * (len(FIELDS) - 3)), _error(text))), False
             continue
+        decision, match = decide(mac)
         randomized = bool(mac & LOCAL_BIT)
         key = (id(match), id(decision), randomized)
         tail = tails.get(key)

@@ -15,15 +15,17 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Final
-
-import sqlite_utils
+from typing import TYPE_CHECKING, Any, Final
 
 from nac.errors import NacError, PolicyError
 from nac.oui import Snapshot
 from nac.policy import Defaults, Rule
 from nac.records import COLUMNS, HistoryRecord
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 DEFAULT_DB: Final = "nac.db"
 SCHEMA_VERSION: Final = 1
@@ -66,20 +68,31 @@ class Store:
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000)
-        self.db = sqlite_utils.Database(conn)
+        self.conn = conn
         conn.execute("PRAGMA journal_mode=WAL")
         # NORMAL in WAL mode survives a killed process (the OS has the pages); FULL would also
         # survive a power cut at the cost of an fsync per commit.
         conn.execute("PRAGMA synchronous=NORMAL")
         self._ensure_schema()
 
+    @cached_property
+    def db(self) -> sqlite_utils.Database:
+        """sqlite-utils over the same connection, for queries that return dicts.
+
+        Imported on first use: it pulls in numpy when installed, a fifth of a second that
+        `nac check` and the server's start-up need not pay.
+        """
+        import sqlite_utils  # noqa: PLC0415
+
+        return sqlite_utils.Database(self.conn)
+
     def close(self) -> None:
-        self.db.conn.close()
+        self.conn.close()
 
     # -- schema ----------------------------------------------------------------------------
 
     def _ensure_schema(self) -> None:
-        conn = self.db.conn
+        conn = self.conn
         with conn:
             conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
             conn.execute(
@@ -143,7 +156,7 @@ class Store:
         return self._meta("defaults") is not None
 
     def _meta(self, key: str) -> str | None:
-        row = self.db.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])
 
     # -- policy: defaults and rules --------------------------------------------------------
@@ -158,7 +171,7 @@ class Store:
         return Defaults(**json.loads(raw))
 
     def rules(self) -> list[Rule]:
-        rows = self.db.conn.execute(
+        rows = self.conn.execute(
             "SELECT id, kind, value, action, vlan, reason FROM rules ORDER BY seq"
         ).fetchall()
         return [Rule(id=r[0], kind=r[1], value=r[2], action=r[3], vlan=r[4], reason=r[5] or "") for r in rows]
@@ -168,7 +181,7 @@ class Store:
 
     def set_policy(self, defaults: Defaults, rules: Iterable[Rule] | None = None) -> None:
         """Store the defaults (and, when given, replace all rules) in one transaction."""
-        conn = self.db.conn
+        conn = self.conn
         with conn:
             conn.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('defaults', ?)",
@@ -181,7 +194,7 @@ class Store:
             self._bump(conn)
 
     def add_rule(self, rule: Rule) -> None:
-        conn = self.db.conn
+        conn = self.conn
         with conn:
             if conn.execute("SELECT 1 FROM rules WHERE id = ?", (rule.id,)).fetchone():
                 raise PolicyError(f"a rule with id {rule.id!r} exists already")
@@ -189,7 +202,7 @@ class Store:
             self._bump(conn)
 
     def remove_rule(self, rule_id: str) -> Rule:
-        conn = self.db.conn
+        conn = self.conn
         with conn:
             found = [r for r in self.rules() if r.id == rule_id]
             if not found:
@@ -229,7 +242,7 @@ class Store:
 
     def registry_snapshots(self) -> list[dict[str, Any]]:
         """Every recorded snapshot, newest first (``counts`` and ``replaced`` decoded)."""
-        rows = self.db.conn.execute(
+        rows = self.conn.execute(
             "SELECT id, source, date, sha256, counts, replaced, imported, imported_by, active"
             " FROM registry_snapshots ORDER BY id DESC"
         ).fetchall()
@@ -238,7 +251,7 @@ class Store:
     def active_registry(self) -> tuple[dict[str, Any], list[tuple[int, int, str, str]]] | None:
         """The active snapshot and its entries, read in one transaction (an import running in
         another process is seen whole or not at all); ``None`` until the first import."""
-        conn = self.db.conn
+        conn = self.conn
         own = not conn.in_transaction
         if own:
             conn.execute("BEGIN")
@@ -271,7 +284,7 @@ class Store:
         ``base`` is the registry the import started from; on the first import it is the
         bundled snapshot, recorded here so `nac oui status` shows where the data came from.
         """
-        conn = self.db.conn
+        conn = self.conn
         with conn:
             conn.execute("BEGIN IMMEDIATE")
             if conn.execute("SELECT COUNT(*) FROM registry_snapshots").fetchone()[0] == 0:
@@ -309,7 +322,7 @@ class Store:
 
     def write_history(self, rows: Sequence[Sequence[object]]) -> None:
         """Insert one batch of ``HistoryRecord + (latency_us,)`` rows and commit (group commit)."""
-        conn = self.db.conn
+        conn = self.conn
         try:
             conn.executemany(_INSERT_HISTORY, rows)
             conn.commit()
@@ -346,7 +359,7 @@ class Store:
         return [dict(row) for row in self.db.query(sql, params)]
 
     def history_count(self) -> int:
-        return int(self.db.conn.execute("SELECT COUNT(*) FROM history").fetchone()[0])
+        return int(self.conn.execute("SELECT COUNT(*) FROM history").fetchone()[0])
 
 
 def record_row(record: HistoryRecord, latency_us: int) -> tuple[object, ...]:
