@@ -105,21 +105,23 @@ def serve(
     level = getattr(logging, log_level.upper(), None)
     if not isinstance(level, int):
         _fail(f"--log-level must be debug, info, warning or error, not {log_level!r}", 2)
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
     log = logging.getLogger("nac")
     with _errors():
         from nac.admission import Engine  # noqa: PLC0415
         from nac.app import open_store  # noqa: PLC0415
         from nac.clients import ClientTable  # noqa: PLC0415
-        from nac.config import load_config  # noqa: PLC0415
+        from nac.config import Config, load_config  # noqa: PLC0415
+        from nac.observe import SyslogSink, setup_logging  # noqa: PLC0415
         from nac.packet import Codes  # noqa: PLC0415
         from nac.policy import Policy  # noqa: PLC0415
         from nac.resources import load_active_registry, load_dictionary, load_families  # noqa: PLC0415
         from nac.server import Server  # noqa: PLC0415
 
-        cfg = load_config(config, db=db, bind=bind, auth_port=auth_port, acct_port=acct_port)
+        def configure() -> Config:
+            return load_config(config, db=db, bind=bind, auth_port=auth_port, acct_port=acct_port)
+
+        cfg = configure()
+        setup_logging(fmt=cfg.log_format, level=level)
         store = open_store(cfg.db)
         registry = load_active_registry(store)
         log.info(
@@ -139,6 +141,10 @@ def serve(
             registry=registry,
             families=families,
             clients=ClientTable(cfg.clients),
+            reload_config=configure,
+            syslog=SyslogSink(cfg.syslog_address, facility=cfg.syslog_facility)
+            if cfg.syslog_address
+            else None,
         )
         log.info(
             "config %s; database %s; %d rules; %d clients",

@@ -14,6 +14,7 @@ from typing import Any, Final
 
 from nac.clients import Client, parse_network
 from nac.errors import ConfigError
+from nac.observe import FACILITIES, parse_bind, parse_syslog_address
 from nac.tomlfile import Locator
 
 DEFAULT_AUTH_PORT: Final = 1812
@@ -37,6 +38,10 @@ class Config:
     duplicate_ttl: float = 5.0
     rules_poll: float = RULES_POLL_SECONDS
     clients: tuple[Client, ...] = field(default_factory=tuple)
+    log_format: str = "text"  # or "json": one object per line, for log shippers
+    syslog_address: str | None = None  # decisions streamed as RFC 5424 messages
+    syslog_facility: str = "local0"
+    metrics_bind: str | None = None  # Prometheus text at http://ADDRESS:PORT/metrics
     source: str = "(built-in defaults)"
 
     @property
@@ -100,8 +105,9 @@ def _read(path: Path) -> str:
 
 def _parse(data: Mapping[str, Any], loc: Locator) -> tuple[dict[str, Any], tuple[Client, ...]]:
     values: dict[str, Any] = {}
-    for name in sorted(set(data) - {"server", "client"}):
+    for name in sorted(set(data) - {"server", "client", "log", "syslog", "metrics"}):
         raise ConfigError(f"{loc.where(name)}: unknown section")
+    values.update(_observability(data, loc))
     server = data.get("server", {})
     if not isinstance(server, dict):
         raise ConfigError(f"{loc.where('server')}: must be a table")
@@ -137,6 +143,40 @@ def _parse(data: Mapping[str, Any], loc: Locator) -> tuple[dict[str, Any], tuple
         names.add(client.name)
         clients.append(client)
     return values, tuple(clients)
+
+
+def _observability(data: Mapping[str, Any], loc: Locator) -> dict[str, Any]:
+    """[log] format, [syslog] address and facility, [metrics] bind."""
+    allowed = {"log": {"format"}, "syslog": {"address", "facility"}, "metrics": {"bind"}}
+    values: dict[str, Any] = {}
+    for section, keys in allowed.items():
+        table = data.get(section, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{loc.where(section)}: must be a table")
+        for key in sorted(set(table) - keys):
+            raise ConfigError(f"{loc.where(section, key)}: unknown setting")
+        for key, value in table.items():
+            if not isinstance(value, str) or not value:
+                raise ConfigError(f"{loc.where(section, key)}: must be a non-empty string")
+    log_format = data.get("log", {}).get("format")
+    if log_format is not None:
+        if log_format not in ("text", "json"):
+            raise ConfigError(f'{loc.where("log", "format")}: "text" or "json"')
+        values["log_format"] = log_format
+    syslog = data.get("syslog", {})
+    if "address" in syslog:
+        try:
+            parse_syslog_address(syslog["address"])
+        except ConfigError as exc:
+            raise ConfigError(f"{loc.where('syslog', 'address')}: {exc}") from None
+        values["syslog_address"] = syslog["address"]
+    if "facility" in syslog:
+        if syslog["facility"] not in FACILITIES:
+            raise ConfigError(f"{loc.where('syslog', 'facility')}: one of {', '.join(FACILITIES)}")
+        values["syslog_facility"] = syslog["facility"]
+    if "bind" in data.get("metrics", {}):
+        values["metrics_bind"] = parse_bind(data["metrics"]["bind"], where=loc.where("metrics", "bind"))
+    return values
 
 
 def _client(raw: Mapping[str, Any], i: int, loc: Locator) -> Client:

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
+import fcntl
 import logging
+import os
 import signal
 import socket
 import sqlite3
@@ -26,8 +29,10 @@ from nac.clients import ClientTable
 from nac.config import Config
 from nac.errors import NacError, PacketError
 from nac.families import Family
+from nac.observe import LatencyHistogram, Metrics, SyslogSink, sd_notify, watchdog_interval
 from nac.oui import Registry
 from nac.policy import Policy
+from nac.resources import load_active_registry
 from nac.store import Store
 
 log = logging.getLogger("nac.server")
@@ -83,6 +88,8 @@ class Server:
         registry: Registry,
         families: Mapping[str, Family],
         clients: ClientTable,
+        reload_config: Callable[[], Config] | None = None,
+        syslog: SyslogSink | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -96,11 +103,18 @@ class Server:
         self._rules_version = store.rules_version()
         self._stopping: asyncio.Event | None = None
         self._legacy: set[str] = set()  # clients seen without Message-Authenticator
+        self._registry_version = store.registry_version()
+        self._reload_config = reload_config
+        self._lock: int | None = None
+        self.syslog = syslog
+        self.latency = LatencyHistogram()
+        self.metrics = Metrics(self.counters, self.latency)
 
     # -- sockets ---------------------------------------------------------------------------
 
     def open(self) -> None:
-        """Bind every configured address on the auth and accounting ports."""
+        """Take the database's server lock, then bind every address on both ports."""
+        self._take_lock()
         default_bind = self.config.bind == ("0.0.0.0", "::")
         for address in self.config.bind:
             for service, port in ((AUTH, self.config.auth_port), (ACCT, self.config.acct_port)):
@@ -122,6 +136,27 @@ class Server:
         for listener in self.listeners:
             listener.sock.close()
         self.listeners.clear()
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
+
+    def _take_lock(self) -> None:
+        """One server per database: a second one would split the traffic and the history
+        silently.  The kernel drops the lock when the process dies, so a crash leaves none."""
+        path = f"{self.store.path}.serve-lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise NacError(
+                f"another nac serve (pid {holder}) is already using the database {self.store.path}; "
+                "stop it first, or give this one its own --db"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock = fd
 
     def addresses(self) -> list[str]:
         out = []
@@ -215,6 +250,22 @@ class Server:
             except OSError as exc:
                 counters["send_errors"] += 1
                 log.warning("cannot send a reply to %s: %s", addr[0], exc)
+        self._account(outcomes)
+
+    def _account(self, outcomes: list[tuple[Outcome, tuple[str, int], int]]) -> None:
+        """After the replies are out: metrics, and decisions to syslog."""
+        counters = self.counters
+        records = []
+        latencies = []
+        for outcome, _, latency in outcomes:
+            record = outcome.record
+            if record is not None:
+                records.append(record)
+                latencies.append(latency)
+                counters[f"decision:{record.action}\x1f{record.rule}\x1f{record.client}"] += 1
+        self.latency.observe_many(latencies)
+        if self.syslog is not None and records:
+            self.syslog.send(records)
 
     # -- background duties -----------------------------------------------------------------
 
@@ -246,6 +297,65 @@ class Server:
         self.counters["rule_reloads"] += 1
         log.info("rules reloaded: %d rules (version %d)", len(policy.rules), version)
 
+    def poll_registry(self) -> None:
+        """Swap in a registry that `nac oui import` wrote, with the policy compiled against it."""
+        try:
+            version = self.store.registry_version()
+        except sqlite3.Error as exc:
+            log.warning("cannot read the registry version: %s", exc)
+            return
+        if version == self._registry_version:
+            return
+        self._registry_version = version
+        try:
+            registry = load_active_registry(self.store)
+            policy = Policy(
+                self.store.rules(), registry=registry, defaults=self.store.defaults(), families=self.families
+            )
+        except (NacError, sqlite3.Error) as exc:
+            self.counters["registry_reload_failures"] += 1
+            log.error(
+                "the registry changed but cannot be loaded: %s; keeping %s", exc, self.registry.snapshot.id
+            )
+            return
+        self.registry = registry
+        self.engine.policy = policy
+        self.counters["registry_reloads"] += 1
+        log.info("registry reloaded: %s (%d entries)", registry.snapshot.id, len(registry))
+
+    def reload(self) -> None:
+        """SIGHUP / `systemctl reload nac`: clients, secrets and settings from the config file,
+        rules and registry from the database.  An invalid config is refused; the old one stays."""
+        sd_notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
+        try:
+            if self._reload_config is not None:
+                try:
+                    config = self._reload_config()
+                except NacError as exc:
+                    self.counters["config_reload_failures"] += 1
+                    log.error("reload refused, keeping the running configuration: %s", exc)
+                    return
+                moved = [
+                    name
+                    for name in ("bind", "auth_port", "acct_port", "db")
+                    if getattr(config, name) != getattr(self.config, name)
+                ]
+                if moved:
+                    log.warning("%s changed: takes effect at the next restart", ", ".join(moved))
+                    config = dataclasses.replace(
+                        config, **{name: getattr(self.config, name) for name in moved}
+                    )
+                self.clients = ClientTable(config.clients)
+                self.engine.duplicate_ttl = config.duplicate_ttl
+                self.config = config
+                log.info("configuration reloaded from %s: %d clients", config.source, len(config.clients))
+            self._rules_version = -1  # re-read the rules even if their version did not move
+            self.poll_rules()
+            self.poll_registry()
+            self.counters["reloads"] += 1
+        finally:
+            sd_notify("READY=1")
+
     def log_counters(self) -> None:
         """SIGUSR1: one line with every counter (requests, decisions, drops by reason)."""
         log.info("counters: %s", _format_counters(self.counters))
@@ -256,23 +366,36 @@ class Server:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stopping.set)
         loop.add_signal_handler(signal.SIGUSR1, self.log_counters)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
         for listener in self.listeners:
             loop.add_reader(listener.sock.fileno(), self.drain, listener)
+        if self.config.metrics_bind is not None:
+            self.metrics.start(self.config.metrics_bind)
+            log.info("metrics at http://%s/metrics", self.config.metrics_bind)
         log.info("ready: %s", ", ".join(self.addresses()))
+        sd_notify("READY=1")
         if on_ready is not None:
             on_ready()
+        watchdog = watchdog_interval()
+        tick = min(self.config.rules_poll, watchdog) if watchdog else self.config.rules_poll
         try:
             while not self._stopping.is_set():
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), timeout=self.config.rules_poll)
+                    await asyncio.wait_for(self._stopping.wait(), timeout=tick)
                 self.poll_rules()
+                self.poll_registry()
                 self.engine.expire(time.time())
+                if watchdog:
+                    sd_notify("WATCHDOG=1")
         finally:
+            sd_notify("STOPPING=1")
             for listener in self.listeners:
                 loop.remove_reader(listener.sock.fileno())
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
             self.close()
+            if self.syslog is not None:
+                self.syslog.close()
             log.info("stopped; %s", _format_counters(self.counters))
 
 
@@ -296,4 +419,6 @@ def _bind(address: str, port: int) -> socket.socket:
 
 
 def _format_counters(counters: Counter[str]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in sorted(counters.items())) or "no traffic"
+    # Per-rule decision counters are for /metrics; the log line keeps to the totals.
+    shown = sorted((k, v) for k, v in counters.items() if not k.startswith("decision:"))
+    return ", ".join(f"{k}={v}" for k, v in shown) or "no traffic"

@@ -17,8 +17,10 @@ def nac_server_factory(tmp_path: Path) -> Iterator[NacServerFactory]:
     stops each at the end (SIGTERM) and checks it exited cleanly, unless the test stopped it."""
     servers: list[NacServer] = []
 
-    def start(*, rules: Iterable[Sequence[str]] = (), name: str = "server") -> NacServer:
-        server = start_server(tmp_path / f"{name}-{len(servers)}", rules=rules)
+    def start(
+        *, rules: Iterable[Sequence[str]] = (), name: str = "server", extra_config: str = ""
+    ) -> NacServer:
+        server = start_server(tmp_path / f"{name}-{len(servers)}", rules=rules, extra_config=extra_config)
         servers.append(server)
         return server
 

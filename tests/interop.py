@@ -404,7 +404,9 @@ class NacServer:
 NacServerFactory = Callable[..., NacServer]
 
 
-def start_server(workdir: Path, *, rules: Iterable[Sequence[str]] = (), attempts: int = 3) -> NacServer:
+def start_server(
+    workdir: Path, *, rules: Iterable[Sequence[str]] = (), extra_config: str = "", attempts: int = 3
+) -> NacServer:
     """Write a config, add ``rules`` (each `nac rules add` arguments) and start `nac serve`.
 
     Free ports are only free when looked at; if another process takes one before the server
@@ -424,6 +426,7 @@ def start_server(workdir: Path, *, rules: Iterable[Sequence[str]] = (), attempts
                 relaxed_address=RELAXED_ADDRESS,
                 relaxed_secret=RELAXED_SECRET,
             )
+            + extra_config
         )
         server = NacServer(
             workdir=workdir,

@@ -1,0 +1,266 @@
+"""What operators watch: logs (text or JSON lines), decisions to syslog (RFC 5424), Prometheus
+metrics, and systemd notifications.  All of it sits beside the request path, never in it: the
+server hands finished batches here after their replies are sent.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import logging
+import os
+import socket
+import sys
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from nac.errors import ConfigError
+from nac.records import COLUMNS, HistoryRecord
+
+log = logging.getLogger("nac.observe")
+
+#: Latency buckets in microseconds, from a hot cache hit to a slow disk.
+LATENCY_BUCKETS_US: Final = (50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 100000)
+#: RFC 5424 §6.2.1 facilities by name (local0..local7 are what SIEM collectors expect).
+FACILITIES: Final = {
+    "user": 1,
+    "daemon": 3,
+    "auth": 4,
+    "authpriv": 10,
+    **{f"local{i}": 16 + i for i in range(8)},
+}
+_SEVERITY: Final = {"reject": 4, "quarantine": 5, "accept": 6}  # warning, notice, informational
+_SYSLOG_MAX: Final = 2048  # RFC 5424 §6.1: receivers must take 480 octets, should take 2048
+
+
+# -- logs ---------------------------------------------------------------------------------
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message (and the traceback, if any)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            out["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(out, ensure_ascii=False)
+
+
+def setup_logging(*, fmt: str = "text", level: int = logging.INFO) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+# -- decisions to syslog (RFC 5424) -------------------------------------------------------
+
+
+def parse_syslog_address(text: str) -> tuple[int, Any]:
+    """``unix:/dev/log``, ``udp:host:port``, ``host:port`` or ``[v6]:port`` → (family, address)."""
+    if text.startswith("unix:"):
+        return socket.AF_UNIX, text[5:]
+    rest = text.removeprefix("udp:")
+    host, sep, port = rest.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise ConfigError(f"syslog address {text!r}: use unix:/dev/log, udp:HOST:PORT or HOST:PORT")
+    host = host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return family, (host, int(port))
+
+
+class SyslogSink:
+    """Sends one RFC 5424 message per decision over UDP or a unix datagram socket.
+
+    Structured data carries the decision's fields (SD-ID ``nac@32473``, the IANA example
+    enterprise number), so a SIEM can parse them without a grok pattern.  Sending never blocks;
+    a message the socket will not take is counted and dropped.
+    """
+
+    def __init__(self, address: str, *, facility: str = "local0", app: str = "nac") -> None:
+        if facility not in FACILITIES:
+            raise ConfigError(f"syslog facility {facility!r}: one of {', '.join(FACILITIES)}")
+        self.family, self.address = parse_syslog_address(address)
+        self.facility = FACILITIES[facility]
+        self.hostname = socket.gethostname() or "-"
+        self.app = app
+        self.procid = str(os.getpid())
+        self.sent = 0
+        self.dropped = 0
+        self._sock = socket.socket(self.family, socket.SOCK_DGRAM)
+        self._sock.setblocking(False)
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def format(self, record: HistoryRecord) -> bytes:
+        pri = self.facility * 8 + _SEVERITY.get(record.action, 6)
+        stamp = (
+            datetime.fromtimestamp(record.ts, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+        )
+        params = " ".join(
+            f'{name}="{_sd_escape(value)}"'
+            for name, value in zip(COLUMNS, record, strict=True)
+            if value is not None and name != "ts"
+        )
+        vendor = record.vendor or "no vendor"
+        text = f"{record.action} {record.mac or '-'} ({vendor}): {record.reason} [rule {record.rule}]"
+        line = (
+            f"<{pri}>1 {stamp} {self.hostname} {self.app} {self.procid} decision [nac@32473 {params}] {text}"
+        )
+        return line.encode()[:_SYSLOG_MAX]
+
+    def send(self, records: Iterable[HistoryRecord]) -> None:
+        for record in records:
+            try:
+                self._sock.sendto(self.format(record), self.address)
+                self.sent += 1
+            except OSError:
+                self.dropped += 1
+
+
+def _sd_escape(value: object) -> str:
+    """RFC 5424 §6.3.3: '"', '\\' and ']' are escaped in PARAM-VALUE."""
+    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("]", "\\]")
+
+
+# -- metrics ------------------------------------------------------------------------------
+
+
+class LatencyHistogram:
+    """Cumulative-bucket histogram kept as plain ints (no lock: one event-loop thread writes)."""
+
+    def __init__(self, buckets: Sequence[int] = LATENCY_BUCKETS_US) -> None:
+        self.buckets = tuple(buckets)
+        self.counts = [0] * (len(self.buckets) + 1)
+        self.total_us = 0
+        self.n = 0
+
+    def observe_many(self, values_us: Iterable[int]) -> None:
+        buckets = self.buckets
+        counts = self.counts
+        for value in values_us:
+            counts[bisect.bisect_left(buckets, value)] += 1
+            self.total_us += value
+            self.n += 1
+
+
+class Metrics:
+    """Prometheus exposition of the server's counters, read at scrape time (nothing is added
+    to the request path; prometheus_client's own counters take a lock per increment)."""
+
+    def __init__(self, counters: Counter[str], latency: LatencyHistogram) -> None:
+        self.counters = counters
+        self.latency = latency
+        self.gauges: dict[str, float] = {}
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import (  # noqa: PLC0415 - only when metrics are on
+            CounterMetricFamily,
+            GaugeMetricFamily,
+            HistogramMetricFamily,
+        )
+
+        counters = dict(self.counters)
+        requests = CounterMetricFamily("nac_requests", "Datagrams received", labels=[])
+        requests.add_metric([], counters.get("received", 0))
+        yield requests
+        handled = CounterMetricFamily("nac_handled", "Datagrams answered, by kind", labels=["kind"])
+        for kind in ("decision", "duplicate", "status", "accounting"):
+            handled.add_metric([kind], counters.get(kind, 0))
+        yield handled
+        drops = CounterMetricFamily("nac_dropped", "Datagrams dropped, by reason", labels=["reason"])
+        for key, value in counters.items():
+            if key.startswith("dropped:"):
+                drops.add_metric([key[8:]], value)
+        yield drops
+        decisions = CounterMetricFamily(
+            "nac_decisions", "Decisions by action, rule and client", labels=["action", "rule", "client"]
+        )
+        for key, value in counters.items():
+            if key.startswith("decision:"):
+                action, rule, client = key[9:].split("\x1f")
+                decisions.add_metric([action, rule, client], value)
+        yield decisions
+        errors = CounterMetricFamily(
+            "nac_internal_errors", "Internal errors (answered fail-closed or dropped)"
+        )
+        errors.add_metric([], counters.get("internal_errors", 0))
+        yield errors
+        writes = CounterMetricFamily("nac_history_rows", "History rows committed")
+        writes.add_metric([], counters.get("history_rows", 0))
+        yield writes
+        failures = CounterMetricFamily("nac_history_write_failures", "History batches that failed to commit")
+        failures.add_metric([], counters.get("history_write_failures", 0))
+        yield failures
+        hist = HistogramMetricFamily(
+            "nac_decision_latency_seconds", "Time from reading a request to its decision", labels=[]
+        )
+        cumulative = 0
+        buckets = []
+        for bound, count in zip(self.latency.buckets, self.latency.counts, strict=False):
+            cumulative += count
+            buckets.append((str(bound / 1e6), cumulative))
+        buckets.append(("+Inf", cumulative + self.latency.counts[-1]))
+        hist.add_metric([], buckets, self.latency.total_us / 1e6)
+        yield hist
+        for name, level in self.gauges.items():
+            gauge = GaugeMetricFamily(f"nac_{name}", name.replace("_", " "))
+            gauge.add_metric([], level)
+            yield gauge
+
+    def start(self, bind: str) -> None:
+        from prometheus_client import start_http_server  # noqa: PLC0415
+        from prometheus_client.registry import CollectorRegistry  # noqa: PLC0415
+
+        host, _, port = bind.rpartition(":")
+        registry = CollectorRegistry()
+        registry.register(self)
+        start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1", registry=registry)
+
+
+def parse_bind(text: str, *, where: str) -> str:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{where}: {text!r} is not ADDRESS:PORT (e.g. 127.0.0.1:9812)")
+    return text if host else f"127.0.0.1:{port}"
+
+
+# -- systemd ------------------------------------------------------------------------------
+
+
+def sd_notify(state: str) -> bool:
+    """Tell systemd our state (READY=1, RELOADING=1, STOPPING=1, WATCHDOG=1) when it asked
+    for it by setting $NOTIFY_SOCKET (sd_notify(3)); otherwise do nothing."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return False
+    if address.startswith("@"):
+        address = "\0" + address[1:]  # abstract namespace
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.sendto(state.encode(), address)
+    except OSError as exc:
+        log.warning("cannot notify systemd (%s): %s", state.partition("=")[0], exc)
+        return False
+    return True
+
+
+def watchdog_interval() -> float | None:
+    """Half of systemd's WatchdogSec (from $WATCHDOG_USEC), if the watchdog is on for us."""
+    usec = os.environ.get("WATCHDOG_USEC")
+    pid = os.environ.get("WATCHDOG_PID")
+    if not usec or (pid and pid != str(os.getpid())):
+        return None
+    return int(usec) / 2e6
