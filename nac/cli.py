@@ -586,6 +586,55 @@ def oui_status(db: DbOption = None, as_json: JsonOption = False) -> None:
             typer.echo(f"  {row['snapshot']}  dated {row['date']}, {row['total']} entries, {when}")
 
 
+@app.command()
+def bench(
+    secret_file: Annotated[
+        Path,
+        typer.Option("--secret-file", help="File holding the shared secret (never a flag: ps shows flags)."),
+    ],
+    host: Annotated[str, typer.Option("--host", help="Server address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Authentication port.")] = 1812,
+    count: Annotated[int | None, typer.Option("--count", min=1, help="Requests to send.")] = None,
+    duration: Annotated[
+        float | None, typer.Option("--duration", min=0.1, help="Seconds to send for.")
+    ] = None,
+    window: Annotated[int, typer.Option("--window", min=1, help="Requests in flight.")] = 128,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for a reply.")] = 2.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Load a RADIUS server with MAB requests (allowed, quarantined and banned MACs in every
+    spelling) and report requests/s, latency percentiles and reply counts.
+
+    Example: nac bench --secret-file /etc/nac/bench.secret --duration 10 --window 128
+    """
+    from nac import bench as load  # noqa: PLC0415
+
+    if count is not None and duration is not None:
+        _fail("--count and --duration exclude each other", 2)
+    try:
+        secret = secret_file.read_bytes().strip()
+    except OSError as exc:
+        _fail(f"{secret_file}: cannot read: {exc.strerror}", 2)
+    if not secret:
+        _fail(f"{secret_file}: the secret is empty", 2)
+    try:
+        result = load.run(
+            host=host,
+            port=port,
+            secret=secret,
+            count=count,
+            duration=duration,
+            window=window,
+            timeout=timeout,
+        )
+    except (ValueError, OSError) as exc:
+        _fail(str(exc), 2)
+    if as_json:
+        _print_json(result.as_dict())
+    else:
+        typer.echo(result.format_text())
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     command: Callable[..., Any] = typer.main.get_command(app)
     command(args=list(argv) if argv is not None else None, prog_name="nac")

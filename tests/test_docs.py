@@ -65,6 +65,7 @@ def test_readme_tour_commands_run_in_order(tmp_path: Path) -> None:
     "command",
     [
         ["serve"],
+        ["bench"],
         ["rules", "add"],
         ["rules", "list"],
         ["rules", "remove"],

@@ -167,3 +167,24 @@ def test_second_server_on_the_same_ports_is_refused(nac_server: NacServer) -> No
     )  # fmt: skip
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1 port {nac_server.auth_port}/udp" in result.stderr
+
+
+def test_nac_bench_measures_a_running_server(nac_server_factory: NacServerFactory) -> None:
+    server = nac_server_factory(rules=[("--vendor", "huawei", "--action", "reject")])
+    secret = server.workdir / "secret"
+    secret.write_text("testing123\n")
+    result = server.cli(
+        "bench", "--secret-file", str(secret), "--port", str(server.auth_port), "--count", "660"
+    )
+    assert result.returncode == 0, result.stderr
+    out = subprocess.run(
+        [sys.executable, "-m", "nac", "bench", "--secret-file", str(secret), "--port", str(server.auth_port),
+         "--count", "660", "--window", "16", "--json"],
+        capture_output=True, text=True, timeout=60, check=True, env=subprocess_env(),
+    )  # fmt: skip
+    report = json.loads(out.stdout)
+    assert report["sent"] == report["received"] == 660
+    assert report["timeouts"] == report["bad_authenticator"] == 0
+    assert report["codes"]["Access-Reject"] > 0  # the mix includes Huawei MACs
+    assert report["codes"]["Access-Accept"] > 0
+    assert report["latency_p99_ms"] >= report["latency_p50_ms"] > 0
