@@ -184,3 +184,23 @@ def test_nac_bench_measures_a_running_server(nac_server_factory: NacServerFactor
     assert report["codes"]["Access-Reject"] > 0  # the mix includes Huawei MACs
     assert report["codes"]["Access-Accept"] > 0
     assert report["latency_p99_ms"] >= report["latency_p50_ms"] > 0
+
+
+def test_running_server_applies_a_registry_import_within_2_seconds(
+    nac_server_factory: NacServerFactory,
+) -> None:
+    server = nac_server_factory(rules=[("--vendor", "huawei", "--action", "reject")])
+    assert _ask(server, "3c-22-fb-00-00-01") == 2  # an Apple block today
+    csv_file = server.workdir / "oui.csv"
+    csv_file.write_text(
+        "Registry,Assignment,Organization Name,Organization Address\n"
+        'MA-L,3C22FB,"Huawei Technologies Co.,Ltd","Bantian, Longgang District Shenzhen CN 518129"\n'
+    )
+    server.cli_ok("oui", "import", str(csv_file))
+    deadline = time.monotonic() + 2.5
+    code = _ask(server, "3c-22-fb-00-00-01", identifier=2)
+    while code != 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+        code = _ask(server, "3c-22-fb-00-00-01", identifier=3)
+    assert code == 3
+    assert server.wait_for_log("registry reloaded")
