@@ -12,7 +12,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Final
 
-from nac import ieee, inventory, vendors
+from nac import helpdesk, ieee, inventory, vendors
 from nac.errors import NacError, PolicyError
 from nac.families import Family
 from nac.mac import format_mac, is_multicast, is_randomized, parse_mac
@@ -57,6 +57,13 @@ def parse_when(text: str, *, now: datetime | None = None) -> float:
 class Nac:
     def __init__(self, db: str | None = None) -> None:
         self.store = open_store(db)
+
+    @classmethod
+    def readonly(cls, db: str | None = None) -> Nac:
+        """For readers that must never write (`nac web`): an existing database, sqlite mode=ro."""
+        nac = cls.__new__(cls)
+        nac.store = Store.readonly(db or default_db_path())
+        return nac
 
     def close(self) -> None:
         self.store.close()
@@ -153,14 +160,43 @@ class Nac:
         }
 
     def history(
-        self, *, mac: str | None = None, action: str | None = None, since: str | None = None, limit: int = 50
+        self,
+        *,
+        mac: str | None = None,
+        action: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        limit: int | None = 50,
+        **filters: Any,
     ) -> list[dict[str, Any]]:
+        """Decisions, newest first; ``filters`` are :class:`nac.helpdesk.HistoryFilter`'s other
+        fields (vendor, client, port, ssid, rule, method, before, offset)."""
         if action is not None and action not in ACTIONS:
             raise NacError(f"--action must be one of {', '.join(ACTIONS)}")
-        canonical = format_mac(parse_mac(mac.strip())) if mac is not None else None
+        query = helpdesk.HistoryFilter(
+            mac=format_mac(parse_mac(mac.strip())) if mac is not None else None,
+            action=action,
+            since=parse_when(since) if since is not None else None,
+            until=parse_when(until) if until is not None else None,
+            limit=limit,
+            **filters,
+        )
+        return helpdesk.query_history(self.store.conn, query)
+
+    def why(self, text: str, *, latest: int = helpdesk.WHY_LATEST) -> dict[str, Any]:
+        """`nac why`: one device's latest decisions and what the current rules would say."""
+        mac = format_mac(parse_mac(text.strip()))
+        return helpdesk.why(
+            self.store.conn, mac, current=self.check(mac), now=datetime.now(UTC).timestamp(), latest=latest
+        )
+
+    def stats(self, *, since: str | None = None, top: int = helpdesk.STATS_TOP) -> dict[str, Any]:
         since_ts = parse_when(since) if since is not None else None
-        rows = self.store.history(mac=canonical, action=action, since=since_ts, limit=limit)
-        return [_history_row(row) for row in rows]
+        return helpdesk.stats(self.store.conn, since=since_ts, top=top)
+
+    def prune(self, older_than: str) -> int:
+        """`nac history prune`: delete decisions older than a span (``90d``), in batches."""
+        return helpdesk.prune(self.store.conn, helpdesk.parse_span(older_than))
 
     def check_lines(self, lines: Iterable[str]) -> Iterator[dict[str, Any]]:
         """`nac check -`: one result per MAC line (or CSV row); the policy is built once."""
@@ -311,11 +347,3 @@ def _status_row(row: dict[str, Any], *, bundled: bool) -> dict[str, Any]:
         "imported_by": row["imported_by"],
         "bundled": bundled or row["imported"] is None,
     }
-
-
-def _history_row(row: dict[str, Any]) -> dict[str, Any]:
-    """History rows as CONTRACT.md names them: ``time`` first, internal ``id`` and ``ts`` last."""
-    first = ("time", "mac", "vendor", "action", "vlan", "rule", "reason", "client", "nas_ip", "method")
-    out = {key: row.get(key) for key in first}
-    out.update({k: v for k, v in row.items() if k not in out and k not in ("id", "ts")})
-    return out

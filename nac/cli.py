@@ -338,41 +338,6 @@ def _check_cells(row: dict[str, Any]) -> dict[str, Any]:
     return {**row, "prefix": prefix, "randomized": "yes" if row["randomized"] else "no"}
 
 
-@app.command()
-def history(
-    mac: Annotated[str | None, typer.Option("--mac", help="One device, any spelling.")] = None,
-    action: Annotated[Action | None, typer.Option("--action", help="Only this decision.")] = None,
-    since: Annotated[str | None, typer.Option("--since", help="ISO 8601 time or span (15m, 2h, 7d).")] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many rows.")] = 50,
-    as_json: JsonOption = False,
-    as_csv: CsvOption = False,
-    db: DbOption = None,
-) -> None:
-    """Show decisions, newest first.
-
-    Example: nac history --mac 00-10-A4-23-19-C0 --since 2h
-    """
-    if as_json and as_csv:
-        _fail("--json and --csv exclude each other", 2)
-    with _errors():
-        nac = _app(db)
-        try:
-            rows = nac.history(mac=mac, action=action.value if action else None, since=since, limit=limit)
-        finally:
-            nac.close()
-    if as_json:
-        _print_json(rows)
-    elif as_csv:
-        columns = list(rows[0]) if rows else ["time", "mac", "vendor", "action", "vlan", "rule", "reason"]
-        writer = csv.DictWriter(sys.stdout, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    elif not rows:
-        typer.echo("no decisions match")
-    else:
-        _print_table(rows, ("time", "mac", "vendor", "action", "vlan", "rule", "client", "reason"))
-
-
 @vendors_app.command("search")
 def vendors_search(
     text: Annotated[str, typer.Argument(metavar="TEXT")], db: DbOption = None, as_json: JsonOption = False
@@ -633,6 +598,11 @@ def bench(
         _print_json(result.as_dict())
     else:
         typer.echo(result.format_text())
+
+
+# The helpdesk commands (history, why, stats, web) live in their own module and add themselves to
+# `app`; imported here, after everything they use from this module is defined.
+from nac import cli_helpdesk  # noqa: E402, F401
 
 
 def main(argv: Sequence[str] | None = None) -> None:

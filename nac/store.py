@@ -75,6 +75,18 @@ class Store:
         conn.execute("PRAGMA synchronous=NORMAL")
         self._ensure_schema()
 
+    @classmethod
+    def readonly(cls, path: str | Path) -> Store:
+        """An existing database opened with sqlite's ``mode=ro``: every write fails, so a reader
+        such as `nac web` cannot change it.  Usable from several threads (callers serialise)."""
+        if not Path(path).is_file():
+            raise NacError(f"{path}: no such database")
+        store = cls.__new__(cls)
+        store.path = str(path)
+        uri = f"{Path(path).resolve().as_uri()}?mode=ro"
+        store.conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+        return store
+
     @cached_property
     def db(self) -> sqlite_utils.Database:
         """sqlite-utils over the same connection, for queries that return dicts.

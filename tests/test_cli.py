@@ -525,11 +525,12 @@ def test_vendors_search_text_and_no_match(nac_cli: Nac) -> None:
 
 
 def _leaf_commands(command: Any, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
-    """Every command that does something (groups only dispatch), as its words after `nac`."""
+    """Every command that does something (groups only dispatch, unless, like `nac history`,
+    they also run on their own), as its words after `nac`."""
     subcommands = getattr(command, "commands", None)  # a group (typer vendors its own click)
     if subcommands is None:
         return [path]
-    out: list[tuple[str, ...]] = []
+    out: list[tuple[str, ...]] = [path] if getattr(command, "invoke_without_command", False) else []
     for name, sub in subcommands.items():
         out.extend(_leaf_commands(sub, (*path, name)))
     return out
