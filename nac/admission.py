@@ -30,7 +30,7 @@ from nac.packet import (
     encode_reply,
     message_authenticator_valid,
 )
-from nac.policy import Decision, Policy
+from nac.policy import Context, Decision, Policy
 from nac.records import HistoryRecord
 
 AUTH: Final = "auth"
@@ -277,7 +277,18 @@ class Engine:
                 match=None,
                 method="mab",
             )
-        decision, match = self.policy.decide(mac)
+        policy = self.policy
+        if policy.contextual:  # some rule is scoped or time-limited: tell it about the request
+            ctx = Context(
+                client.name,
+                _text(attrs.get(codes.called_station_id)),
+                _port_type(codes, attrs.get(codes.nas_port_type)),
+                "mab",
+                now,
+            )
+            decision, match = policy.decide(mac, ctx)
+        else:
+            decision, match = policy.decide(mac)
         return decision, self._record(
             req,
             attrs=attrs,

@@ -2,13 +2,19 @@
 
 Precedence (shared/CONTRACT.md, "Rules"): exact MAC, then the longest matching prefix (36, 28,
 24 bits), then vendor, then the randomized-MAC rule, then the policy's default.
+
+A rule may also be *conditional*: limited to clients, SSIDs, a port type or a method (scope),
+or to a time window (``starts``/``expires``).  A conditional rule that does not apply to a
+request is skipped as if absent, and the next rule in precedence order decides.  The request's
+side of that test is a :class:`Context`, built by the caller (the core never reads the clock).
+A policy with no conditional rule decides exactly as before, with no context at all.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, NamedTuple
 
 from nac.errors import InvalidMacError, InvalidPrefixError, PolicyError
@@ -25,6 +31,121 @@ VLAN_NAME_MAX: Final = 32  # Cisco and Aruba cap VLAN names at 32 characters
 _VLAN_NAME_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
 _RULE_ID_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}")
 REASON_MAX: Final = 200  # leaves room in Reply-Message's 253 octets for the rule id
+MODES: Final = ("monitor", "enforce")
+PORT_TYPES: Final = ("wired", "wireless")
+METHODS: Final = ("mab", "dot1x")
+#: NAS-Port-Type names (RFC 2865 §5.41, RFC 3580 §3.20) that mean a wired port; every
+#: ``Wireless-*`` name (19 Wireless-802.11, 18 Wireless-Other, 22-24, 27-29, 36) means wireless.
+WIRED_PORT_TYPES: Final = frozenset({"Ethernet", "Token-Ring", "FDDI"})
+#: Called-Station-Id ``AP-MAC:SSID`` (RFC 3580 §3.20): the MAC in any spelling from PROTOCOL.md.
+_CALLED_STATION_RE: Final = re.compile(
+    r"(?:[0-9A-Fa-f]{2}(?:[-:.]?[0-9A-Fa-f]{2}){5}|[0-9A-Fa-f]{4}[.-][0-9A-Fa-f]{4}[.-][0-9A-Fa-f]{4}|"
+    r"[0-9A-Fa-f]{6}-[0-9A-Fa-f]{6}):(.*)",
+    re.DOTALL,
+)
+
+
+class Context(NamedTuple):
+    """What a conditional rule may look at besides the MAC: built per request by the caller.
+
+    ``port_type`` is the NAS-Port-Type name as the dictionary spells it (``Ethernet``,
+    ``Wireless-802.11``), the same text history stores; ``method`` is ``mab`` or ``dot1x``;
+    ``now`` is the request's receive time (seconds since the epoch).
+    """
+
+    client: str | None = None
+    called_station_id: str | None = None
+    port_type: str | None = None
+    method: str | None = None
+    now: float | None = None
+
+
+NO_CONTEXT: Final = Context()
+
+
+def ssid_of(called_station_id: str | None) -> str | None:
+    """The SSID in a Called-Station-Id of the form ``AP-MAC:SSID``, else ``None``."""
+    if not called_station_id:
+        return None
+    match = _CALLED_STATION_RE.fullmatch(called_station_id)
+    return match[1] if match else None
+
+
+def port_class(port_type: str | None) -> str | None:
+    """``wired``, ``wireless`` or ``None`` (unknown or absent) for a NAS-Port-Type name."""
+    if port_type is None:
+        return None
+    if port_type.startswith("Wireless-"):
+        return "wireless"
+    return "wired" if port_type in WIRED_PORT_TYPES else None
+
+
+def method_class(method: str | None) -> str | None:
+    """History's method (``mab``, ``eap``, ``eap-tls``, ``peap``...) as a scope's ``mab``/``dot1x``."""
+    if method is None:
+        return None
+    return "mab" if method == "mab" else "dot1x"
+
+
+_ISO_TIME_RE: Final = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})(?:[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?)?"
+    r"\s*(?:([Zz])|([+-])(\d{2}):?(\d{2}))?"
+)
+_DAYS_IN_MONTH: Final = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def parse_time(value: object, *, where: str) -> float:
+    """An ISO 8601 time (``2026-05-01``, ``2026-05-01T09:00``, ``...:00Z``, ``...+02:00``;
+    no offset means UTC) as epoch seconds.  Calendar arithmetic by hand: the core imports no
+    ``datetime``, so it cannot read the clock (tests/test_core_purity.py)."""
+    match = _ISO_TIME_RE.fullmatch(value.strip()) if isinstance(value, str) else None
+    if match is None:
+        raise PolicyError(f"{where}: {value!r} is not an ISO 8601 time (2026-05-01T00:00Z)")
+    year, month, day = int(match[1]), int(match[2]), int(match[3])
+    hour, minute, second = (int(match[i] or 0) for i in (4, 5, 6))
+    leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+    days_in_month = _DAYS_IN_MONTH[month - 1] + (month == 2 and leap) if 1 <= month <= 12 else 0
+    if not (1 <= day <= days_in_month and hour < 24 and minute < 60 and second < 60):
+        raise PolicyError(f"{where}: {value!r} is not a valid date and time")
+    ts = _days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second
+    if match[7]:
+        ts += int(match[7]) / 10 ** len(match[7])
+    if match[9]:
+        offset = int(match[10]) * 3600 + int(match[11]) * 60
+        ts -= offset if match[9] == "+" else -offset
+    return float(ts)
+
+
+def format_time(ts: float) -> str:
+    """The canonical spelling of a rule's ``starts``/``expires``: UTC, whole seconds, ``Z``."""
+    days, rest = divmod(int(ts), 86400)
+    year, month, day = _civil_from_days(days)
+    return f"{year:04d}-{month:02d}-{day:02d}T{rest // 3600:02d}:{rest // 60 % 60:02d}:{rest % 60:02d}Z"
+
+
+def _days_from_civil(year: int, month: int, day: int) -> int:
+    """Days since 1970-01-01 in the proleptic Gregorian calendar (H. Hinnant's algorithm)."""
+    year -= month <= 2
+    era = year // 400
+    yoe = year - era * 400
+    doy = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
+    return era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
+
+
+def _civil_from_days(days: int) -> tuple[int, int, int]:
+    days += 719468
+    era = days // 146097
+    doe = days - era * 146097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    day = doy - (153 * mp + 2) // 5 + 1
+    month = mp + (3 if mp < 10 else -9)
+    return yoe + era * 400 + (month <= 2), month, day
+
+
+def canonical_time(value: object, *, where: str) -> str:
+    return format_time(parse_time(value, where=where))
 
 
 class Decision(NamedTuple):
@@ -44,6 +165,14 @@ class Rule:
     action: str
     vlan: str | None = None
     reason: str = ""
+    # Scope: each key given narrows the rule (AND); the values within one key are OR'ed.
+    clients: tuple[str, ...] = ()  # NAS client names, or group names from the policy's [groups]
+    ssids: tuple[str, ...] = ()
+    port_type: str | None = None  # one of PORT_TYPES
+    method: str | None = None  # one of METHODS
+    mode: str | None = None  # one of MODES; None follows the policy's default (Defaults.monitor)
+    starts: str | None = None  # ISO 8601 (canonical: format_time); the rule applies from then
+    expires: str | None = None  # and stops applying then, by itself
 
     def __post_init__(self) -> None:
         if not _RULE_ID_RE.fullmatch(self.id):
@@ -63,11 +192,53 @@ class Rule:
                 raise PolicyError(f"rule {self.id}: a reject rule cannot carry a VLAN")
         if len(self.reason) > REASON_MAX:
             raise PolicyError(f"rule {self.id}: reason is longer than {REASON_MAX} characters")
+        for name, value, allowed in (
+            ("port_type", self.port_type, PORT_TYPES),
+            ("method", self.method, METHODS),
+            ("mode", self.mode, MODES),
+        ):
+            if value is not None and value not in allowed:
+                raise PolicyError(
+                    f"rule {self.id}: {name} must be one of {', '.join(allowed)}, not {value!r}"
+                )
+        for name, values in (("clients", self.clients), ("ssids", self.ssids)):
+            if not isinstance(values, tuple) or not all(isinstance(v, str) and v for v in values):
+                raise PolicyError(f"rule {self.id}: {name} must be a list of non-empty names")
+        starts, expires = self.window()
+        if starts is not None and expires is not None and expires <= starts:
+            raise PolicyError(f"rule {self.id}: expires ({self.expires}) is not after starts ({self.starts})")
+
+    def window(self) -> tuple[float | None, float | None]:
+        """``starts`` and ``expires`` as epoch seconds (``None`` where open)."""
+        where = f"rule {self.id}"
+        return (
+            parse_time(self.starts, where=f"{where} starts") if self.starts is not None else None,
+            parse_time(self.expires, where=f"{where} expires") if self.expires is not None else None,
+        )
+
+    @property
+    def scoped(self) -> bool:
+        return bool(self.clients or self.ssids or self.port_type or self.method)
+
+    @property
+    def conditional(self) -> bool:
+        """Whether the rule applies to some requests only (scope or a validity window)."""
+        return self.scoped or self.starts is not None or self.expires is not None
 
     def describe(self) -> str:
+        text = f"{self.kind} {self.value}"
         if self.kind == "randomized":
-            return "randomized (locally administered) MACs"
-        return f"{self.kind} {self.value}"
+            text = "randomized (locally administered) MACs"
+        limits = [
+            *([f"clients {','.join(self.clients)}"] if self.clients else []),
+            *([f"ssids {','.join(self.ssids)}"] if self.ssids else []),
+            *([f"{self.port_type} ports"] if self.port_type else []),
+            *([self.method] if self.method else []),
+            *([f"from {self.starts}"] if self.starts else []),
+            *([f"until {self.expires}"] if self.expires else []),
+            *([f"{self.mode} mode"] if self.mode else []),
+        ]
+        return f"{text} ({'; '.join(limits)})" if limits else text
 
 
 def check_vlan(vlan: str, *, where: str) -> None:
@@ -108,8 +279,25 @@ class Defaults:
 
     action: str = "accept"
     quarantine_vlan: str | None = None
+    #: Every rule without a ``mode`` of its own (and the default) only logs what it would do,
+    #: and the device is admitted: for a first roll-out.
+    monitor: bool = False
+    #: Named sets of client names (a site, a building) that a rule's ``clients`` may name.
+    groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.monitor, bool):
+            raise PolicyError("default monitor must be true or false")
+        if not isinstance(self.groups, Mapping):
+            raise PolicyError("groups must be a table of name = [client names]")
+        groups: dict[str, tuple[str, ...]] = {}
+        for name, members in self.groups.items():
+            if not _RULE_ID_RE.fullmatch(name):
+                raise PolicyError(f"group {name!r}: use letters, digits and . _ : -")
+            if not isinstance(members, list | tuple) or not all(isinstance(m, str) and m for m in members):
+                raise PolicyError(f"group {name}: must be a list of client names")
+            groups[name] = tuple(members)
+        object.__setattr__(self, "groups", groups)  # JSON and TOML give lists; keep tuples
         if self.action not in ACTIONS:
             raise PolicyError(f"default action must be one of {', '.join(ACTIONS)}")
         if self.quarantine_vlan is not None:
@@ -119,6 +307,38 @@ class Defaults:
 
 
 MULTICAST: Final = Decision("reject", None, "builtin:multicast", "a multicast MAC is not a station address")
+
+
+class _Entry(NamedTuple):
+    """A conditional rule compiled: its decision and the tests a request must pass."""
+
+    decision: Decision
+    clients: frozenset[str] | None
+    ssids: frozenset[str] | None
+    port_type: str | None
+    method: str | None
+    starts: float | None
+    expires: float | None
+
+    def applies(self, ctx: Context) -> bool:
+        now = ctx.now
+        if self.starts is not None and (now is None or now < self.starts):
+            return False
+        if self.expires is not None and (now is None or now >= self.expires):
+            return False
+        if self.clients is not None and ctx.client not in self.clients:
+            return False
+        if self.ssids is not None and ssid_of(ctx.called_station_id) not in self.ssids:
+            return False
+        if self.port_type is not None and port_class(ctx.port_type) != self.port_type:
+            return False
+        return self.method is None or ctx.method == self.method
+
+
+#: One lookup-table slot: a plain decision (the common case, one dict lookup), or the
+#: conditional rules for that key in the order they are tried, ending at the first plain one.
+_Slot = Decision | tuple[_Entry, ...]
+_SlotBuilder = list[tuple[tuple[int, int, int], _Entry]]
 
 
 class Policy:
@@ -137,32 +357,57 @@ class Policy:
         self.defaults = defaults
         self.families: Mapping[str, Family] = families or {}
         self.snapshot_id = registry.snapshot.id  # written into every history row
-        self._by_mac: dict[int, Decision] = {}
-        self._by_prefix: dict[int, dict[int, Decision]] = {bits: {} for bits in PREFIX_BITS}
-        self._by_entry: dict[int, Decision] = {}
-        self._randomized: Decision | None = None
-        self.default = Decision(
+        #: Whether any rule is conditional: only then does :meth:`decide` look at a context.
+        self.contextual = any(rule.conditional for rule in self.rules)
+        default = Decision(
             defaults.action,
             defaults.quarantine_vlan if defaults.action == "quarantine" else None,
             "default",
             f"no rule matched; the policy's default is {defaults.action}",
         )
-        vendor_rules: list[tuple[int, Rule, Decision]] = []
-        for rule in self.rules:
-            decision = self._decision(rule)
+        self.default = _monitored(default) if defaults.monitor else default
+        by_mac: dict[int, _SlotBuilder] = {}
+        by_prefix: dict[int, dict[int, _SlotBuilder]] = {bits: {} for bits in PREFIX_BITS}
+        by_entry: dict[int, _SlotBuilder] = {}
+        randomized: _SlotBuilder = []
+        for seq, rule in enumerate(self.rules):
+            entry = self._entry(rule)
+            # Within one key: conditional rules first (a scoped exception before the general
+            # rule), then the order the rules were given in.
+            order = (0, 0 if rule.conditional else 1, seq)
             if rule.kind == "mac":
-                self._by_mac.setdefault(parse_mac(rule.value), decision)
+                by_mac.setdefault(parse_mac(rule.value), []).append((order, entry))
             elif rule.kind == "oui":
                 prefix, bits = parse_prefix(rule.value)
-                self._by_prefix[bits].setdefault(prefix, decision)
+                by_prefix[bits].setdefault(prefix, []).append((order, entry))
             elif rule.kind == "vendor":
-                vendor_rules.append((len(normalize_name(rule.value)), rule, decision))
-            elif self._randomized is None:
-                self._randomized = decision
-        # The most specific vendor text wins ("huawei device" over "huawei"); ties: first rule.
-        for _, rule, decision in sorted(vendor_rules, key=lambda item: -item[0]):
-            for entry in self.covered(rule.value):
-                self._by_entry.setdefault(entry.position, decision)
+                # The most specific vendor text wins ("huawei device" over "huawei").
+                order = (-len(normalize_name(rule.value)), *order[1:])
+                for covered in self.covered(rule.value):
+                    by_entry.setdefault(covered.position, []).append((order, entry))
+            else:
+                randomized.append((order, entry))
+        self._by_mac = _compile(by_mac)
+        self._by_prefix = {bits: _compile(table) for bits, table in by_prefix.items()}
+        self._by_entry = _compile(by_entry)
+        self._randomized: _Slot | None = _slot(randomized) if randomized else None
+
+    def _entry(self, rule: Rule) -> _Entry:
+        decision = self._decision(rule)
+        clients: frozenset[str] | None = None
+        if rule.clients:
+            groups = self.defaults.groups
+            clients = frozenset(name for text in rule.clients for name in groups.get(text, (text,)))
+        starts, expires = rule.window()
+        return _Entry(
+            decision,
+            clients,
+            frozenset(rule.ssids) if rule.ssids else None,
+            rule.port_type,
+            rule.method,
+            starts,
+            expires,
+        )
 
     def _decision(self, rule: Rule) -> Decision:
         vlan = rule.vlan
@@ -173,7 +418,9 @@ class Policy:
                     f"rule {rule.id}: quarantine needs --vlan (no default quarantine VLAN is set)"
                 )
         reason = rule.reason or _default_reason(rule)
-        return Decision(rule.action, vlan, rule.id, reason)
+        decision = Decision(rule.action, vlan, rule.id, reason)
+        monitor = rule.mode == "monitor" or (rule.mode is None and self.defaults.monitor)
+        return _monitored(decision) if monitor else decision
 
     def covered(self, text: str) -> list[VendorMatch]:
         """Registry entries a vendor rule with this text covers: a known family (``huawei``
@@ -183,13 +430,19 @@ class Policy:
             return family.covered(self.registry)
         return list(self.registry.matching(text))
 
-    def decide(self, mac: int) -> tuple[Decision, VendorMatch | None]:
-        """The decision for a station MAC and the registry entry consulted (if any)."""
+    def decide(self, mac: int, ctx: Context | None = None) -> tuple[Decision, VendorMatch | None]:
+        """The decision for a station MAC and the registry entry consulted (if any).
+
+        ``ctx`` matters only when some rule is conditional (:attr:`contextual`); without one,
+        a scoped rule does not apply, nor does a rule with a validity window.
+        """
+        if self.contextual:
+            return self._decide_in(mac, ctx or NO_CONTEXT)
         decision = self._by_mac.get(mac)
         randomized = bool(mac & LOCAL_BIT)
         match = None if randomized else self.registry.lookup(mac)
         if decision is not None:
-            return decision, match
+            return decision, match  # type: ignore[return-value]  # plain slots only here
         if mac & MULTICAST_BIT:
             return MULTICAST, match
         by_prefix = self._by_prefix
@@ -197,14 +450,86 @@ class Policy:
             by_prefix[36].get(mac >> 12) or by_prefix[28].get(mac >> 20) or by_prefix[24].get(mac >> 24)
         )
         if decision is not None:
-            return decision, match
+            return decision, match  # type: ignore[return-value]
         if match is not None:
             decision = self._by_entry.get(match.position)
             if decision is not None:
-                return decision, match
+                return decision, match  # type: ignore[return-value]
         if randomized and self._randomized is not None:
-            return self._randomized, None
+            return self._randomized, None  # type: ignore[return-value]
         return self.default, match
+
+    def _decide_in(self, mac: int, ctx: Context) -> tuple[Decision, VendorMatch | None]:
+        """:meth:`decide` when some rule is conditional: a slot whose rules all skip this
+        request falls through to the next level of precedence.  A plain slot still costs one
+        type test; only a slot with conditional rules calls :func:`_pick`."""
+        randomized = bool(mac & LOCAL_BIT)
+        match = None if randomized else self.registry.lookup(mac)
+        slot = self._by_mac.get(mac)
+        if slot is not None:
+            decision = slot if type(slot) is Decision else _pick(slot, ctx)
+            if decision is not None:
+                return decision, match
+        if mac & MULTICAST_BIT:
+            return MULTICAST, match
+        by_prefix = self._by_prefix
+        for slot in (
+            by_prefix[36].get(mac >> 12),
+            by_prefix[28].get(mac >> 20),
+            by_prefix[24].get(mac >> 24),
+        ):
+            if slot is not None:
+                decision = slot if type(slot) is Decision else _pick(slot, ctx)
+                if decision is not None:
+                    return decision, match
+        if match is not None:
+            slot = self._by_entry.get(match.position)
+            if slot is not None:
+                decision = slot if type(slot) is Decision else _pick(slot, ctx)
+                if decision is not None:
+                    return decision, match
+        if randomized and self._randomized is not None:
+            decision = _pick(self._randomized, ctx)
+            if decision is not None:
+                return decision, None
+        return self.default, match
+
+
+def _pick(slot: _Slot | None, ctx: Context) -> Decision | None:
+    if slot is None or type(slot) is Decision:
+        return slot
+    for entry in slot:
+        if entry.applies(ctx):  # type: ignore[union-attr]
+            return entry.decision  # type: ignore[union-attr]
+    return None
+
+
+def _slot(entries: _SlotBuilder) -> _Slot:
+    ordered = [entry for _, entry in sorted(entries, key=lambda item: item[0])]
+    chain: list[_Entry] = []
+    for entry in ordered:
+        if entry[1:] == _UNCONDITIONAL:
+            if not chain:
+                return entry.decision  # the common case: one lookup, no tests
+            chain.append(entry)
+            break  # rules after an unconditional one can never decide for this key
+        chain.append(entry)
+    return tuple(chain)
+
+
+def _compile(table: Mapping[int, _SlotBuilder]) -> dict[int, _Slot]:
+    return {key: _slot(entries) for key, entries in table.items()}
+
+
+_UNCONDITIONAL: Final = (None, None, None, None, None, None)
+
+
+def _monitored(decision: Decision) -> Decision:
+    """Monitor mode: admit, and say in history what enforcing would have done."""
+    would = decision.action + (f" vlan {decision.vlan}" if decision.vlan else "")
+    return Decision(
+        "accept", None, decision.rule, f"monitor: would {would} (rule {decision.rule}): {decision.reason}"
+    )
 
 
 def _default_reason(rule: Rule) -> str:
