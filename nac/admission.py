@@ -32,6 +32,7 @@ from nac.packet import (
 )
 from nac.policy import Context, Decision, Policy
 from nac.records import HistoryRecord
+from nac.sessions import SessionEvent
 
 AUTH: Final = "auth"
 ACCT: Final = "acct"
@@ -60,6 +61,7 @@ class Outcome(NamedTuple):
     kind: str  # "decision", "duplicate", "status", "accounting"
     key: tuple[int, str, int, int] | None = None  # duplicate-cache key, to forget on failure
     error: BaseException | None = None  # an internal error that was answered fail-closed
+    session: SessionEvent | None = None  # what an Accounting-Request says of a session
 
 
 class _Cached(NamedTuple):
@@ -132,7 +134,10 @@ class Engine:
                 proxy_state=req.proxy_state,
                 message_authenticator=False,
             )
-            outcome = Outcome(reply, None, "accounting", key)
+            event = self.codes.accounting.event(
+                req.first, client=client.name, nas_ip=self._nas_ip(req.first, src[0]), now=now
+            )
+            outcome = Outcome(reply, None, "accounting", key, None, event)
         else:
             raise PacketError("unexpected-code", f"code {code} on the {service} port")
         self._remember(key, req, outcome.reply, now)

@@ -602,7 +602,7 @@ def bench(
 
 # The helpdesk commands (history, why, stats, web) live in their own module and add themselves to
 # `app`; imported here, after everything they use from this module is defined.
-from nac import cli_helpdesk  # noqa: E402, F401
+from nac import cli_helpdesk, cli_sessions  # noqa: E402, F401
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -22,6 +22,9 @@ class Client:
     secret: bytes = field(repr=False)
     require_message_authenticator: bool = True
     coa_port: int = 3799
+    #: How to ask this NAS to re-authorize a session: RFC 5176 Service-Type Authorize-Only,
+    #: or Cisco's `subscriber:command=reauthenticate` AV-pair.
+    reauth: str = "rfc5176"
     key: HmacMd5 = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -26,7 +26,7 @@ TEST_SECRET: Final = "testing123"  # noqa: S105 (documented, warned about)
 RULES_POLL_SECONDS: Final = 1.0  # CONTRACT.md: a rule change applies within 2 seconds
 
 _SERVER_KEYS: Final = {"bind", "auth_port", "acct_port", "db", "duplicate_ttl"}
-_CLIENT_KEYS: Final = {"name", "address", "secret", "require_message_authenticator", "coa_port"}
+_CLIENT_KEYS: Final = {"name", "address", "secret", "require_message_authenticator", "coa_port", "reauth"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -194,6 +194,9 @@ def _client(raw: Mapping[str, Any], i: int, loc: Locator) -> Client:
     if not isinstance(strict, bool):
         raise ConfigError(f"{loc.where('client', 'require_message_authenticator', i)}: true or false")
     coa_port = _port(raw.get("coa_port", DEFAULT_COA_PORT), loc.where("client", "coa_port", i))
+    reauth = raw.get("reauth", "rfc5176")
+    if reauth not in ("rfc5176", "cisco"):
+        raise ConfigError(f'{loc.where("client", "reauth", i)}: "rfc5176" or "cisco"')
     network = parse_network(raw["address"], where=loc.where("client", "address", i))
     return Client(
         name=name,
@@ -201,6 +204,7 @@ def _client(raw: Mapping[str, Any], i: int, loc: Locator) -> Client:
         secret=raw["secret"].encode(),
         require_message_authenticator=strict,
         coa_port=coa_port,
+        reauth=reauth,
     )
 
 

@@ -17,6 +17,7 @@ from pyrad.dictionary import Dictionary
 
 from nac.crypto import HmacMd5
 from nac.errors import PacketError
+from nac.sessions import AccountingCodes
 
 # RFC 2865 §3: "The minimum length is 20 and maximum length is 4096."
 MIN_PACKET: Final = 20
@@ -177,6 +178,7 @@ class Codes:
     tunnel_type_vlan: int
     tunnel_medium_ieee_802: int
     nas_port_type_names: dict[int, str]
+    accounting: AccountingCodes
 
     @classmethod
     def from_dictionary(cls, dictionary: Dictionary) -> Codes:
@@ -220,6 +222,7 @@ class Codes:
             tunnel_type_vlan=value("Tunnel-Type", "VLAN"),
             tunnel_medium_ieee_802=value("Tunnel-Medium-Type", "IEEE-802"),
             nas_port_type_names={int.from_bytes(v, "big"): k for k, v in port_types.items()},
+            accounting=AccountingCodes.from_dictionary(dictionary),
         )
         if (codes.message_authenticator, codes.proxy_state) != (_MA_TYPE, _PROXY_STATE):
             raise ValueError(

@@ -22,17 +22,21 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
+from nac import session_store
 from nac.admission import ACCT, AUTH, Engine, Outcome
 from nac.clients import ClientTable
 from nac.config import Config
+from nac.dynauth import COA_REQUEST, DISCONNECT_REQUEST, Answer, DynAuthClient, Target
 from nac.errors import NacError, PacketError
 from nac.families import Family
 from nac.observe import LatencyHistogram, Metrics, SyslogSink, sd_notify, watchdog_interval
 from nac.oui import Registry
 from nac.policy import Policy
+from nac.records import HistoryRecord
 from nac.resources import load_active_registry
+from nac.sessions import STALE_AFTER
 from nac.store import Store
 
 log = logging.getLogger("nac.server")
@@ -47,6 +51,9 @@ RCVBUF: Final = 8 * 1024 * 1024
 #: At most one log line per reason and source in this many seconds (floods must not flood logs).
 LOG_INTERVAL: Final = 10.0
 _LOG_KEYS_MAX: Final = 10_000
+HOUSEKEEPING_INTERVAL: Final = 60.0
+#: How often queued Disconnect / re-authorize requests are picked up (the CLI waits on them).
+JOB_POLL: Final = 0.25
 
 
 class DropLog:
@@ -104,6 +111,9 @@ class Server:
         self._stopping: asyncio.Event | None = None
         self._legacy: set[str] = set()  # clients seen without Message-Authenticator
         self._registry_version = store.registry_version()
+        self._next_housekeeping = 0.0
+        self._dynauth: DynAuthClient | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
         self._reload_config = reload_config
         self._lock: int | None = None
         self.syslog = syslog
@@ -229,9 +239,10 @@ class Server:
         if not outcomes:
             return
         rows = [(*o.record, latency) for o, _, latency in outcomes if o.record is not None]
-        if rows:
+        events = [o.session for o, _, _ in outcomes if o.session is not None]
+        if rows or events:
             try:
-                self.store.write_history(rows)
+                self.store.write_batch(rows, events)
             except sqlite3.Error as exc:
                 # Fail closed on the write: no reply for a decision that is not on disk.  The
                 # NAS retransmits; the next attempt decides again.
@@ -243,6 +254,7 @@ class Server:
                         engine.forget(outcome.key)
                 return
             counters["history_rows"] += len(rows)
+            counters["session_events"] += len(events)
         send = sock.sendto
         for outcome, addr, _ in outcomes:
             try:
@@ -356,6 +368,76 @@ class Server:
         finally:
             sd_notify("READY=1")
 
+    def dispatch_jobs(self) -> None:
+        """Send the Disconnect / re-authorize requests that `nac disconnect` and `nac reauth`
+        queued: this process holds the NAS secrets, the CLI does not."""
+        try:
+            jobs = session_store.take_pending(self.store.conn)
+        except sqlite3.Error as exc:
+            log.warning("cannot read queued dynamic authorization requests: %s", exc)
+            return
+        for job in jobs:
+            task = asyncio.get_running_loop().create_task(self._run_job(job))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _run_job(self, job: dict[str, Any]) -> None:
+        clients = {c.name: c for c in self.config.clients}
+        client = clients.get(job["client"])
+        kind = job["kind"]
+        if client is None:
+            answer = Answer("error")
+            detail = f"client {job['client']} is no longer configured"
+        else:
+            if self._dynauth is None:
+                self._dynauth = DynAuthClient()
+            target = Target(
+                nas_ip=job["nas_ip"],
+                port=client.coa_port,
+                secret=client.secret,
+                client=client.name,
+                session_id=job["session_id"],
+                calling_station_id=job["calling_station_id"],
+                user_name=job["user_name"],
+                nas_identifier=job["nas_identifier"],
+            )
+            code = DISCONNECT_REQUEST if kind == "disconnect" else COA_REQUEST
+            answer = await self._dynauth.send(code, target, now=time.time(), reauth_flavor=client.reauth)
+            detail = answer.detail
+        now = time.time()
+        self.counters[f"coa:{kind}:{answer.status}"] += 1
+        log.info("%s %s on %s (%s): %s", kind, job["mac"], job["client"], job["nas_ip"], detail)
+        record = HistoryRecord(
+            now, job["mac"], None, None, None, kind, None, f"coa:{job['reason']}", f"{kind} {detail}",
+            job["client"], job["nas_ip"], "coa", job["user_name"], job["calling_station_id"], None, None,
+            None, None, job["nas_identifier"], f"{job['nas_ip']}:{client.coa_port if client else 0}", 1,
+            0, self.engine.policy.snapshot_id,
+        )  # fmt: skip
+        try:
+            session_store.finish(
+                self.store.conn,
+                job["job"],
+                status=answer.status,
+                attempts=answer.attempts,
+                error_cause=answer.error_cause,
+                detail=detail,
+                now=now,
+            )
+            self.store.write_history([(*record, 0)])
+        except sqlite3.Error as exc:
+            log.error("cannot record the %s result for %s: %s", kind, job["mac"], exc)
+
+    def housekeeping(self, now: float) -> None:
+        """Once a minute: sessions whose Stop was lost become stale."""
+        try:
+            stale = session_store.expire_stale(self.store.conn, now=now, stale_after=STALE_AFTER)
+        except sqlite3.Error as exc:
+            log.warning("cannot expire stale sessions: %s", exc)
+            return
+        if stale:
+            self.counters["sessions_stale"] += stale
+            log.info("%d sessions had no accounting for %d h: marked stale", stale, STALE_AFTER // 3600)
+
     def log_counters(self) -> None:
         """SIGUSR1: one line with every counter (requests, decisions, drops by reason)."""
         log.info("counters: %s", _format_counters(self.counters))
@@ -377,18 +459,27 @@ class Server:
         if on_ready is not None:
             on_ready()
         watchdog = watchdog_interval()
-        tick = min(self.config.rules_poll, watchdog) if watchdog else self.config.rules_poll
+        tick = min(self.config.rules_poll, JOB_POLL, watchdog or JOB_POLL)
         try:
             while not self._stopping.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), timeout=tick)
                 self.poll_rules()
                 self.poll_registry()
-                self.engine.expire(time.time())
+                self.dispatch_jobs()
+                now = time.time()
+                self.engine.expire(now)
+                if now >= self._next_housekeeping:
+                    self._next_housekeeping = now + HOUSEKEEPING_INTERVAL
+                    self.housekeeping(now)
                 if watchdog:
                     sd_notify("WATCHDOG=1")
         finally:
             sd_notify("STOPPING=1")
+            for task in list(self._tasks):
+                task.cancel()
+            if self._dynauth is not None:
+                self._dynauth.close()
             for listener in self.listeners:
                 loop.remove_reader(listener.sock.fileno())
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGHUP):

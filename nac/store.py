@@ -19,10 +19,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from nac import session_store
 from nac.errors import NacError, PolicyError
 from nac.oui import Snapshot
 from nac.policy import Defaults, Rule
 from nac.records import COLUMNS, HistoryRecord
+from nac.sessions import SessionEvent
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -133,6 +135,7 @@ class Store:
             conn.execute("CREATE INDEX IF NOT EXISTS history_ts ON history (ts)")
             conn.execute("CREATE INDEX IF NOT EXISTS history_mac ON history (mac, ts)")
             conn.execute("CREATE INDEX IF NOT EXISTS history_action ON history (action, ts)")
+            session_store.ensure_schema(conn)
             # The active IEEE registry once an operator has imported one (`nac oui import`);
             # until then the bundled snapshot is active and these tables are empty.
             conn.execute(
@@ -337,6 +340,20 @@ class Store:
         conn = self.conn
         try:
             conn.executemany(_INSERT_HISTORY, rows)
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+
+    def write_batch(self, rows: Sequence[Sequence[object]], events: Sequence[SessionEvent]) -> None:
+        """History rows and accounting events of one server batch, in one transaction: the
+        group commit that comes before any of the batch's replies is sent."""
+        conn = self.conn
+        try:
+            if rows:
+                conn.executemany(_INSERT_HISTORY, rows)
+            if events:
+                session_store.apply_events(conn, events)
             conn.commit()
         except BaseException:
             conn.rollback()

@@ -18,9 +18,15 @@ def nac_server_factory(tmp_path: Path) -> Iterator[NacServerFactory]:
     servers: list[NacServer] = []
 
     def start(
-        *, rules: Iterable[Sequence[str]] = (), name: str = "server", extra_config: str = ""
+        *,
+        rules: Iterable[Sequence[str]] = (),
+        name: str = "server",
+        extra_config: str = "",
+        coa_port: int = 3799,
     ) -> NacServer:
-        server = start_server(tmp_path / f"{name}-{len(servers)}", rules=rules, extra_config=extra_config)
+        server = start_server(
+            tmp_path / f"{name}-{len(servers)}", rules=rules, extra_config=extra_config, coa_port=coa_port
+        )
         servers.append(server)
         return server
 

@@ -63,6 +63,7 @@ acct_port = {acct_port}
 name = "lab-switch"
 address = "127.0.0.1"
 secret = "{secret}"
+coa_port = {coa_port}
 
 [[client]]
 name = "legacy-switch"
@@ -405,7 +406,12 @@ NacServerFactory = Callable[..., NacServer]
 
 
 def start_server(
-    workdir: Path, *, rules: Iterable[Sequence[str]] = (), extra_config: str = "", attempts: int = 3
+    workdir: Path,
+    *,
+    rules: Iterable[Sequence[str]] = (),
+    extra_config: str = "",
+    coa_port: int = 3799,
+    attempts: int = 3,
 ) -> NacServer:
     """Write a config, add ``rules`` (each `nac rules add` arguments) and start `nac serve`.
 
@@ -425,6 +431,7 @@ def start_server(
                 secret=SECRET,
                 relaxed_address=RELAXED_ADDRESS,
                 relaxed_secret=RELAXED_SECRET,
+                coa_port=coa_port,
             )
             + extra_config
         )

@@ -1,0 +1,137 @@
+"""Session commands: `nac sessions`, `nac disconnect`, `nac reauth` (registered by nac/cli.py)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Final
+
+import typer
+
+from nac.cli import DbOption, JsonOption, _errors, _fail, _print_json, _print_table, app
+
+_TABLE: Final = (
+    "mac",
+    "status",
+    "client",
+    "nas_ip",
+    "nas_port_id",
+    "called_station_id",
+    "vlan",
+    "started_time",
+    "updated_time",
+)
+
+
+def _open(db: str | None) -> Any:
+    from nac.app import open_store  # noqa: PLC0415
+
+    return open_store(db)
+
+
+@app.command()
+def sessions(
+    active: Annotated[
+        bool, typer.Option("--active", help="Only sessions that are on the network now.")
+    ] = False,
+    mac: Annotated[str | None, typer.Option("--mac", help="One device, any spelling.")] = None,
+    client: Annotated[str | None, typer.Option("--client", help="One NAS (client name).")] = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Sessions from accounting: which device is on which NAS and port, since when.
+
+    Example: nac sessions --active --mac 00:e0:fc:12:34:56
+    """
+    from nac import session_store  # noqa: PLC0415
+    from nac.mac import format_mac, parse_mac  # noqa: PLC0415
+
+    with _errors():
+        canonical = format_mac(parse_mac(mac.strip())) if mac is not None else None
+        store = _open(db)
+        try:
+            rows = session_store.query(store.conn, active=active, mac=canonical, client=client)
+        finally:
+            store.close()
+    if as_json:
+        _print_json(rows)
+    elif not rows:
+        typer.echo("no sessions match")
+    else:
+        _print_table(rows, _TABLE)
+
+
+def _act(kind: str, mac: str, db: str | None, wait: float, as_json: bool) -> None:
+    import getpass  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    from nac import session_store  # noqa: PLC0415
+    from nac.mac import format_mac, parse_mac  # noqa: PLC0415
+
+    with _errors():
+        canonical = format_mac(parse_mac(mac.strip()))
+        store = _open(db)
+        try:
+            ids = session_store.request_action(
+                store.conn,
+                mac=canonical,
+                kind=kind,
+                reason="cli",
+                requested_by=getpass.getuser(),
+                now=time.time(),
+            )
+            if not ids:
+                _fail(f"no active session for {canonical} (see `nac sessions --mac {canonical}`)", 1)
+            deadline = time.monotonic() + wait
+            rows = session_store.jobs(store.conn, ids)
+            while time.monotonic() < deadline and any(r["status"] in ("pending", "sent") for r in rows):
+                time.sleep(0.1)
+                rows = session_store.jobs(store.conn, ids)
+        finally:
+            store.close()
+    if as_json:
+        _print_json(rows)
+    else:
+        for row in rows:
+            state = row["detail"] or (
+                "queued: is `nac serve` running on this database?"
+                if row["status"] == "pending"
+                else row["status"]
+            )
+            typer.echo(f"{kind} {row['mac']} on {row['client']} ({row['nas_ip']}): {state}")
+    if any(r["status"] != "ack" for r in rows):
+        raise typer.Exit(1)
+
+
+WaitOption = Annotated[
+    float,
+    typer.Option("--wait", min=0, help="Seconds to wait for the NAS's answer (retries take up to 7 s)."),
+]
+
+
+@app.command()
+def disconnect(
+    mac: Annotated[str, typer.Argument(metavar="MAC", help="In any common spelling.")],
+    wait: WaitOption = 10.0,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Send a Disconnect-Request (RFC 5176) for every active session of a device to its NAS;
+    the running server sends it with the NAS's secret and records the ACK or NAK in history.
+
+    Example: nac disconnect 00:e0:fc:12:34:56
+    """
+    _act("disconnect", mac, db, wait, as_json)
+
+
+@app.command()
+def reauth(
+    mac: Annotated[str, typer.Argument(metavar="MAC", help="In any common spelling.")],
+    wait: WaitOption = 10.0,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Ask the NAS to re-authorize every active session of a device (CoA-Request with
+    Service-Type Authorize-Only, or Cisco's reauthenticate AV-pair per the client's `reauth`).
+
+    Example: nac reauth 0010.a423.19c0
+    """
+    _act("reauth", mac, db, wait, as_json)

@@ -1,0 +1,240 @@
+"""Dynamic Authorization (RFC 5176): Disconnect-Request and CoA-Request to a NAS.
+
+The packet codec here is pure; :class:`DynAuthClient` is the asyncio part the server runs: one
+UDP socket per address family, identifiers tracked per socket, retransmission with back-off
+(RFC 5176 §2.3: a retransmission reuses the identifier and authenticator).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import socket
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from nac.crypto import HmacMd5
+
+log = logging.getLogger("nac.dynauth")
+
+DISCONNECT_REQUEST: Final = 40
+DISCONNECT_ACK: Final = 41
+DISCONNECT_NAK: Final = 42
+COA_REQUEST: Final = 43
+COA_ACK: Final = 44
+COA_NAK: Final = 45
+_ANSWERS: Final = {DISCONNECT_REQUEST: (DISCONNECT_ACK, DISCONNECT_NAK), COA_REQUEST: (COA_ACK, COA_NAK)}
+
+# Attribute numbers (RFC 2865, 2866, 2869, 5176); the dictionary has the same names.
+USER_NAME: Final = 1
+NAS_IP_ADDRESS: Final = 4
+SERVICE_TYPE: Final = 6
+VENDOR_SPECIFIC: Final = 26
+CALLED_STATION_ID: Final = 30
+CALLING_STATION_ID: Final = 31
+NAS_IDENTIFIER: Final = 32
+ACCT_SESSION_ID: Final = 44
+EVENT_TIMESTAMP: Final = 55
+MESSAGE_AUTHENTICATOR: Final = 80
+NAS_IPV6_ADDRESS: Final = 95
+ERROR_CAUSE: Final = 101
+AUTHORIZE_ONLY: Final = 17
+CISCO: Final = 9
+CISCO_AVPAIR: Final = 1
+
+ERROR_CAUSES: Final = {
+    201: "Residual-Session-Context-Removed",
+    202: "Invalid-EAP-Packet",
+    401: "Unsupported-Attribute",
+    402: "Missing-Attribute",
+    403: "NAS-Identification-Mismatch",
+    404: "Invalid-Request",
+    405: "Unsupported-Service",
+    406: "Unsupported-Extension",
+    407: "Invalid-Attribute-Value",
+    501: "Administratively-Prohibited",
+    502: "Request-Not-Routable",
+    503: "Session-Context-Not-Found",
+    504: "Session-Context-Not-Removable",
+    505: "Other-Proxy-Processing-Error",
+    506: "Resources-Unavailable",
+    507: "Request-Initiated",
+    508: "Multiple-Session-Selection-Unsupported",
+}
+#: Seconds to wait for each try: three tries over seven seconds (RFC 5080 §2.2.1 back-off).
+RETRY_TIMEOUTS: Final = (1.0, 2.0, 4.0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Target:
+    """One session on one NAS, as accounting described it."""
+
+    nas_ip: str
+    port: int
+    secret: bytes
+    client: str
+    session_id: str | None = None
+    calling_station_id: str | None = None
+    user_name: str | None = None
+    nas_identifier: str | None = None
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: str  # "ack", "nak", "timeout", "error"
+    code: int | None = None
+    error_cause: int | None = None
+    attempts: int = 0
+
+    @property
+    def detail(self) -> str:
+        if self.error_cause is not None:
+            name = ERROR_CAUSES.get(self.error_cause, "unknown")
+            return f"{self.status}: Error-Cause {self.error_cause} {name}"
+        return self.status
+
+
+def _attr(kind: int, value: bytes) -> bytes:
+    return bytes((kind, len(value) + 2)) + value
+
+
+def build_request(
+    code: int, identifier: int, target: Target, *, now: float, reauth_flavor: str = "rfc5176"
+) -> bytes:
+    """A Disconnect- or CoA-Request for ``target`` (RFC 5176 §3): NAS and session
+    identification, Event-Timestamp, Message-Authenticator, and the zero-based authenticator."""
+    attrs = b""
+    if ":" in target.nas_ip:
+        attrs += _attr(NAS_IPV6_ADDRESS, socket.inet_pton(socket.AF_INET6, target.nas_ip))
+    else:
+        attrs += _attr(NAS_IP_ADDRESS, socket.inet_aton(target.nas_ip))
+    if target.nas_identifier:
+        attrs += _attr(NAS_IDENTIFIER, target.nas_identifier.encode())
+    if target.user_name:
+        attrs += _attr(USER_NAME, target.user_name.encode())
+    if target.calling_station_id:
+        attrs += _attr(CALLING_STATION_ID, target.calling_station_id.encode())
+    if target.session_id:
+        attrs += _attr(ACCT_SESSION_ID, target.session_id.encode())
+    attrs += _attr(EVENT_TIMESTAMP, struct.pack("!I", int(now)))
+    if code == COA_REQUEST:
+        if reauth_flavor == "cisco":
+            avpair = b"subscriber:command=reauthenticate"
+            attrs += _attr(VENDOR_SPECIFIC, struct.pack("!I", CISCO) + _attr(CISCO_AVPAIR, avpair))
+        else:
+            # RFC 5176 §3.2: Service-Type Authorize-Only asks the NAS to re-authorize.
+            attrs += _attr(SERVICE_TYPE, struct.pack("!I", AUTHORIZE_ONLY))
+    key = HmacMd5(target.secret)
+    zero = bytes(16)
+    header = struct.pack("!BBH", code, identifier, 20 + 18 + len(attrs))
+    ma = key.digest(header, zero, bytes((MESSAGE_AUTHENTICATOR, 18)), zero, attrs)
+    body = bytes((MESSAGE_AUTHENTICATOR, 18)) + ma + attrs
+    authenticator = hashlib.md5(header + zero + body + target.secret).digest()
+    return header + authenticator + body
+
+
+def parse_answer(data: bytes, request: bytes, secret: bytes) -> Answer | None:
+    """The NAS's ACK or NAK, verified (RFC 5176 §2.3); None if it does not answer ``request``."""
+    if len(data) < 20 or data[1] != request[1]:
+        return None
+    code, _, length = struct.unpack_from("!BBH", data)
+    if length > len(data) or length < 20 or code not in _ANSWERS.get(request[0], ()):
+        return None
+    data = data[:length]
+    expected = hashlib.md5(data[:4] + request[4:20] + data[20:] + secret).digest()
+    if not hmac.compare_digest(expected, data[4:20]):
+        return None
+    cause = None
+    pos = 20
+    while pos + 2 <= length:
+        kind, size = data[pos], data[pos + 1]
+        if size < 2:
+            return None
+        if kind == ERROR_CAUSE and size == 6:
+            cause = struct.unpack_from("!I", data, pos + 2)[0]
+        pos += size
+    status = "ack" if code in (DISCONNECT_ACK, COA_ACK) else "nak"
+    return Answer(status, code, cause)
+
+
+class DynAuthClient:
+    """Sends requests and waits for their answers without ever blocking the event loop."""
+
+    def __init__(self, timeouts: Sequence[float] = RETRY_TIMEOUTS) -> None:
+        self.timeouts = tuple(timeouts)
+        self._socks: dict[int, socket.socket] = {}
+        self._pending: dict[tuple[int, int], tuple[bytes, bytes, asyncio.Future[Answer]]] = {}
+        self._next_id: dict[int, int] = {}
+
+    def _socket(self, family: int) -> socket.socket:
+        sock = self._socks.get(family)
+        if sock is None:
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+            sock.setblocking(False)
+            sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", 0))
+            asyncio.get_running_loop().add_reader(sock.fileno(), self._readable, family)
+            self._socks[family] = sock
+        return sock
+
+    def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sock in self._socks.values():
+            loop.remove_reader(sock.fileno())
+            sock.close()
+        self._socks.clear()
+
+    def _readable(self, family: int) -> None:
+        sock = self._socks[family]
+        while True:
+            try:
+                data, _ = sock.recvfrom(4096)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # ICMP port unreachable and the like
+                log.debug("dynamic authorization socket: %s", exc)
+                return
+            if len(data) < 20:
+                continue
+            entry = self._pending.get((family, data[1]))
+            if entry is None:
+                continue
+            request, secret, future = entry
+            answer = parse_answer(data, request, secret)
+            if answer is not None and not future.done():
+                future.set_result(answer)
+
+    async def send(self, code: int, target: Target, *, now: float, reauth_flavor: str = "rfc5176") -> Answer:
+        family = socket.AF_INET6 if ":" in target.nas_ip else socket.AF_INET
+        sock = self._socket(family)
+        identifier = self._free_id(family)
+        request = build_request(code, identifier, target, now=now, reauth_flavor=reauth_flavor)
+        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        self._pending[(family, identifier)] = (request, target.secret, future)
+        try:
+            for attempt, timeout in enumerate(self.timeouts, 1):
+                try:
+                    sock.sendto(request, (target.nas_ip, target.port))
+                except OSError as exc:
+                    log.warning("cannot send to %s (%s): %s", target.client, target.nas_ip, exc)
+                    return Answer("error", attempts=attempt)
+                try:
+                    answer = await asyncio.wait_for(asyncio.shield(future), timeout)
+                except TimeoutError:
+                    continue
+                return Answer(answer.status, answer.code, answer.error_cause, attempt)
+            return Answer("timeout", attempts=len(self.timeouts))
+        finally:
+            del self._pending[(family, identifier)]
+
+    def _free_id(self, family: int) -> int:
+        start = self._next_id.get(family, 0)
+        for step in range(256):
+            identifier = (start + step) % 256
+            if (family, identifier) not in self._pending:
+                self._next_id[family] = (identifier + 1) % 256
+                return identifier
+        raise RuntimeError("256 dynamic authorization requests in flight on one socket")

@@ -1,0 +1,226 @@
+"""The sessions table: applied from accounting events inside the server's group commit."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable
+from typing import Any, Final
+
+from nac.sessions import SessionEvent
+
+SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS sessions (
+    id INTEGER PRIMARY KEY,
+    client TEXT NOT NULL,
+    nas_ip TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    nas_identifier TEXT,
+    mac TEXT,
+    user_name TEXT,
+    nas_port INTEGER,
+    nas_port_id TEXT,
+    called_station_id TEXT,
+    calling_station_id TEXT,
+    framed_ip TEXT,
+    vlan TEXT,
+    status TEXT NOT NULL,            -- active, stopped, stale
+    started REAL NOT NULL,
+    updated REAL NOT NULL,
+    stopped REAL,
+    session_time INTEGER,
+    input_octets INTEGER,
+    output_octets INTEGER,
+    input_packets INTEGER,
+    output_packets INTEGER,
+    terminate_cause TEXT,
+    UNIQUE (client, nas_ip, session_id)
+);
+CREATE INDEX IF NOT EXISTS sessions_mac ON sessions (mac, status);
+CREATE TABLE IF NOT EXISTS coa_jobs (
+    id INTEGER PRIMARY KEY,
+    session INTEGER NOT NULL REFERENCES sessions (id),
+    kind TEXT NOT NULL,               -- disconnect, reauth
+    reason TEXT NOT NULL,
+    requested REAL NOT NULL,
+    requested_by TEXT NOT NULL,
+    status TEXT NOT NULL,             -- pending, sent, ack, nak, timeout, error
+    attempts INTEGER NOT NULL DEFAULT 0,
+    error_cause INTEGER,
+    detail TEXT,
+    finished REAL
+);
+CREATE INDEX IF NOT EXISTS coa_jobs_status ON coa_jobs (status);
+CREATE INDEX IF NOT EXISTS sessions_status ON sessions (status, updated);
+"""
+
+_UPSERT: Final = """
+INSERT INTO sessions (client, nas_ip, session_id, nas_identifier, mac, user_name, nas_port,
+    nas_port_id, called_station_id, calling_station_id, framed_ip, vlan, status, started, updated, stopped,
+    session_time, input_octets, output_octets, input_packets, output_packets, terminate_cause)
+VALUES (:client, :nas_ip, :session_id, :nas_identifier, :mac, :user_name, :nas_port,
+    :nas_port_id, :called_station_id, :calling_station_id, :framed_ip, :vlan, :status, :started, :ts,
+    :stopped, :session_time, :input_octets, :output_octets, :input_packets, :output_packets, :terminate_cause)
+ON CONFLICT (client, nas_ip, session_id) DO UPDATE SET
+    nas_identifier = COALESCE(excluded.nas_identifier, nas_identifier),
+    mac = COALESCE(excluded.mac, mac),
+    user_name = COALESCE(excluded.user_name, user_name),
+    nas_port = COALESCE(excluded.nas_port, nas_port),
+    nas_port_id = COALESCE(excluded.nas_port_id, nas_port_id),
+    called_station_id = COALESCE(excluded.called_station_id, called_station_id),
+    calling_station_id = COALESCE(excluded.calling_station_id, calling_station_id),
+    framed_ip = COALESCE(excluded.framed_ip, framed_ip),
+    vlan = COALESCE(excluded.vlan, vlan),
+    status = excluded.status,
+    started = CASE WHEN :restart THEN excluded.started ELSE started END,
+    updated = excluded.updated,
+    stopped = excluded.stopped,
+    session_time = COALESCE(excluded.session_time, session_time),
+    input_octets = COALESCE(excluded.input_octets, input_octets),
+    output_octets = COALESCE(excluded.output_octets, output_octets),
+    input_packets = COALESCE(excluded.input_packets, input_packets),
+    output_packets = COALESCE(excluded.output_packets, output_packets),
+    terminate_cause = excluded.terminate_cause
+"""
+# Accounting-On / -Off (RFC 2866 §5.1): the NAS (re)started or is going down; every session it
+# had is over, whether or not its Stop ever arrives.
+_NAS_RESTART: Final = """
+UPDATE sessions SET status = 'stopped', stopped = :ts, updated = :ts, terminate_cause = :cause
+WHERE client = :client AND nas_ip = :nas_ip AND status != 'stopped'
+"""
+
+
+def ensure_schema(conn: sqlite3.Connection) -> None:
+    conn.executescript(SCHEMA)
+
+
+def apply_events(conn: sqlite3.Connection, events: Iterable[SessionEvent]) -> None:
+    """Apply events in arrival order, inside the caller's transaction."""
+    for event in events:
+        row = event._asdict()
+        if event.status in ("accounting-on", "accounting-off"):
+            cause = "NAS-Reboot (Accounting-On)" if event.status == "accounting-on" else "Accounting-Off"
+            conn.execute(
+                _NAS_RESTART, {"ts": event.ts, "cause": cause, "client": event.client, "nas_ip": event.nas_ip}
+            )
+            continue
+        if event.session_id is None or event.status not in ("start", "interim", "stop"):
+            continue
+        stopping = event.status == "stop"
+        # A session first seen in an Interim-Update or a Stop (its Start was lost) began
+        # Acct-Session-Time seconds before this event.
+        started = event.ts - (event.session_time or 0) if event.status != "start" else event.ts
+        row.update(
+            status="stopped" if stopping else "active",
+            started=started,
+            stopped=event.ts if stopping else None,
+            restart=event.status == "start",
+        )
+        conn.execute(_UPSERT, row)
+
+
+def expire_stale(conn: sqlite3.Connection, *, now: float, stale_after: float) -> int:
+    """Mark active sessions with no accounting for ``stale_after`` seconds as stale."""
+    with conn:
+        cursor = conn.execute(
+            "UPDATE sessions SET status = 'stale' WHERE status = 'active' AND updated < ?",
+            (now - stale_after,),
+        )
+    return cursor.rowcount
+
+
+def query(
+    conn: sqlite3.Connection, *, active: bool = False, mac: str | None = None, client: str | None = None
+) -> list[dict[str, Any]]:
+    where = []
+    params: list[object] = []
+    if active:
+        where.append("status = 'active'")
+    if mac is not None:
+        where.append("mac = ?")
+        params.append(mac)
+    if client is not None:
+        where.append("client = ?")
+        params.append(client)
+    sql = (
+        "SELECT *, strftime('%Y-%m-%dT%H:%M:%fZ', started, 'unixepoch') AS started_time,"
+        " strftime('%Y-%m-%dT%H:%M:%fZ', updated, 'unixepoch') AS updated_time FROM sessions"
+    )
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY updated DESC"
+    cursor = conn.execute(sql, params)
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def request_action(
+    conn: sqlite3.Connection, *, mac: str, kind: str, reason: str, requested_by: str, now: float
+) -> list[int]:
+    """Queue a Disconnect or re-authorize for every active session of ``mac``; the server,
+    which holds the NAS secrets, sends them.  Returns the job ids (none: no active session)."""
+    with conn:
+        rows = conn.execute("SELECT id FROM sessions WHERE mac = ? AND status = 'active'", (mac,)).fetchall()
+        ids = []
+        for (session,) in rows:
+            cursor = conn.execute(
+                "INSERT INTO coa_jobs (session, kind, reason, requested, requested_by, status)"
+                " VALUES (?, ?, ?, ?, ?, 'pending')",
+                (session, kind, reason, now, requested_by),
+            )
+            ids.append(int(cursor.lastrowid or 0))
+    return ids
+
+
+def jobs(conn: sqlite3.Connection, ids: Iterable[int]) -> list[dict[str, Any]]:
+    wanted = list(ids)
+    if not wanted:
+        return []
+    cursor = conn.execute(
+        "SELECT j.id, j.kind, j.status, j.attempts, j.error_cause, j.detail, s.mac, s.client, s.nas_ip,"
+        " s.session_id FROM coa_jobs j JOIN sessions s ON s.id = j.session"
+        " WHERE j.id IN (SELECT value FROM json_each(?)) ORDER BY j.id",
+        (json.dumps(wanted),),
+    )
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def take_pending(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """Claim the pending jobs (their status becomes 'sent'), each with its session."""
+    with conn:
+        cursor = conn.execute(
+            "SELECT j.id AS job, j.kind, j.reason, s.id AS session, s.client, s.nas_ip, s.session_id, s.mac,"
+            " s.user_name, s.calling_station_id, s.nas_identifier"
+            " FROM coa_jobs j JOIN sessions s ON s.id = j.session WHERE j.status = 'pending' ORDER BY j.id"
+        )
+        names = [d[0] for d in cursor.description]
+        rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        conn.executemany("UPDATE coa_jobs SET status = 'sent' WHERE id = ?", [(r["job"],) for r in rows])
+    return rows
+
+
+def finish(
+    conn: sqlite3.Connection,
+    job: int,
+    *,
+    status: str,
+    attempts: int,
+    error_cause: int | None,
+    detail: str,
+    now: float,
+) -> None:
+    with conn:
+        conn.execute(
+            "UPDATE coa_jobs SET status = ?, attempts = ?, error_cause = ?, detail = ?, finished = ?"
+            " WHERE id = ?",
+            (status, attempts, error_cause, detail, now, job),
+        )
+        if status == "ack":
+            session = conn.execute("SELECT session, kind FROM coa_jobs WHERE id = ?", (job,)).fetchone()
+            if session is not None and session[1] == "disconnect":
+                conn.execute(
+                    "UPDATE sessions SET status = 'stopped', stopped = ?, terminate_cause = 'Disconnect-ACK'"
+                    " WHERE id = ?",
+                    (now, session[0]),
+                )
