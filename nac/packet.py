@@ -23,6 +23,9 @@ from nac.sessions import AccountingCodes
 MIN_PACKET: Final = 20
 MAX_PACKET: Final = 4096
 MAX_ATTR_VALUE: Final = 253  # one octet of length, two of header (RFC 2865 §5)
+#: FreeRADIUS `max_attributes = 200`: no NAS sends more; an "attribute bomb" of 2,000 empty
+#: attributes in 4,096 octets is refused before anything looks at them.
+MAX_ATTRIBUTES: Final = 200
 
 ACCESS_REQUEST: Final = 1
 ACCESS_ACCEPT: Final = 2
@@ -117,6 +120,10 @@ def decode(data: bytes) -> Request:
         if kind not in first:
             first[kind] = value
         pos = end
+    if len(attributes) > MAX_ATTRIBUTES:
+        raise PacketError(
+            "too-many-attributes", f"{len(attributes)} attributes, the limit is {MAX_ATTRIBUTES}"
+        )
     return Request(code, identifier, data[4:20], data, attributes, ma_offset, first, proxy_state)
 
 

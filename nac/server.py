@@ -52,6 +52,11 @@ RCVBUF: Final = 8 * 1024 * 1024
 LOG_INTERVAL: Final = 10.0
 _LOG_KEYS_MAX: Final = 10_000
 HOUSEKEEPING_INTERVAL: Final = 60.0
+#: Unverifiable packets (wrong secret, bad Message-Authenticator, malformed) from one source in
+#: one second before it is ignored for THROTTLE_SECONDS.  A switch stack re-authenticating
+#: thousands of ports sends valid packets, which never count.
+FAILURE_LIMIT: Final = 100
+THROTTLE_SECONDS: Final = 5
 #: How often queued Disconnect / re-authorize requests are picked up (the CLI waits on them).
 JOB_POLL: Final = 0.25
 
@@ -112,6 +117,8 @@ class Server:
         self._legacy: set[str] = set()  # clients seen without Message-Authenticator
         self._registry_version = store.registry_version()
         self._next_housekeeping = 0.0
+        self._failures: dict[str, list[int]] = {}  # source -> [second, unverifiable packets]
+        self._throttled: dict[str, float] = {}  # source -> ignored until
         self._dynauth: DynAuthClient | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._reload_config = reload_config
@@ -191,6 +198,7 @@ class Server:
         clock = time.perf_counter
         now = time.time()
         outcomes: list[tuple[Outcome, tuple[str, int], int]] = []
+        throttled = self._throttled
         for _ in range(MAX_BATCH):
             try:
                 data, addr = recv(RECV_SIZE)
@@ -207,6 +215,9 @@ class Server:
                 counters["dropped:unknown-client"] += 1
                 self._drop_log("unknown-client", addr[0], "not a configured client", now)
                 continue
+            if throttled and throttled.get(addr[0], 0.0) > now:
+                counters["dropped:throttled"] += 1
+                continue
             try:
                 outcome = engine.handle(
                     data, src=addr, port=listener.port_id, service=listener.service, client=client, now=now
@@ -214,6 +225,7 @@ class Server:
             except PacketError as exc:
                 counters[f"dropped:{exc.reason}"] += 1
                 self._drop_log(exc.reason, f"{client.name} ({addr[0]})", exc.detail, now)
+                self._failed(addr[0], client.name, now)
                 continue
             except Exception:  # last-resort guard: a bug must not stop the server
                 counters["internal_errors"] += 1
@@ -278,6 +290,30 @@ class Server:
         self.latency.observe_many(latencies)
         if self.syslog is not None and records:
             self.syslog.send(records)
+
+    def _failed(self, address: str, name: str, now: float) -> None:
+        """Count a source's unverifiable packets; past FAILURE_LIMIT in one second it is
+        dropped unread for THROTTLE_SECONDS, so a NAS with the wrong secret (or someone
+        spoofing it) costs a dict lookup per packet instead of an HMAC, and well-configured
+        clients keep the CPU.  Only failures count: a busy, healthy NAS is never throttled."""
+        second = int(now)
+        window = self._failures.get(address)
+        if window is None or window[0] != second:
+            if len(self._failures) >= _LOG_KEYS_MAX:
+                self._failures.clear()
+            self._failures[address] = [second, 1]
+            return
+        window[1] += 1
+        if window[1] == FAILURE_LIMIT:
+            self._throttled[address] = now + THROTTLE_SECONDS
+            self.counters["throttle_events"] += 1
+            log.warning(
+                "%s (%s) sent %d unverifiable packets in a second: ignoring it for %d s",
+                name,
+                address,
+                FAILURE_LIMIT,
+                THROTTLE_SECONDS,
+            )
 
     # -- background duties -----------------------------------------------------------------
 
@@ -469,6 +505,8 @@ class Server:
                 self.dispatch_jobs()
                 now = time.time()
                 self.engine.expire(now)
+                if self._throttled:
+                    self._throttled = {a: t for a, t in self._throttled.items() if t > now}
                 if now >= self._next_housekeeping:
                     self._next_housekeeping = now + HOUSEKEEPING_INTERVAL
                     self.housekeeping(now)
