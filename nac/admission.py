@@ -9,15 +9,17 @@ exception while deciding becomes an Access-Reject (fail closed).
 from __future__ import annotations
 
 from ipaddress import IPv6Address
-from typing import Final, NamedTuple
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 from nac.clients import Client
 from nac.crypto import chap_matches, request_authenticator_valid, unhide_password
+from nac.eap.keys import mppe_attributes
 from nac.errors import PacketError
 from nac.mac import format_mac, try_parse_mac
 from nac.oui import VendorMatch
 from nac.packet import (
     ACCESS_ACCEPT,
+    ACCESS_CHALLENGE,
     ACCESS_REJECT,
     ACCESS_REQUEST,
     ACCOUNTING_REQUEST,
@@ -26,13 +28,18 @@ from nac.packet import (
     STATUS_SERVER,
     Codes,
     Request,
+    attribute,
     decode,
     encode_reply,
     message_authenticator_valid,
+    split_attribute,
 )
 from nac.policy import Context, Decision, Policy
 from nac.records import HistoryRecord
 from nac.sessions import SessionEvent
+
+if TYPE_CHECKING:  # OpenSSL is imported only when 802.1X is configured
+    from nac.eap.eap import EapServer
 
 AUTH: Final = "auth"
 ACCT: Final = "acct"
@@ -47,6 +54,8 @@ NOT_A_MAC: Final = "builtin:invalid-mac"
 NOT_MAB: Final = "builtin:not-mab"
 BAD_MAB_PASSWORD: Final = "builtin:mab-password"  # noqa: S105 (a rule id)
 STATUS_REPLY_MESSAGE: Final = "nac is alive"
+EAP_FAILED: Final = "builtin:eap-failure"
+NO_STATION_MAC: Final = "builtin:no-calling-station-id"
 
 #: Header and the Message-Authenticator that every Access-* reply starts with.
 REPLY_OVERHEAD: Final = 20 + 18
@@ -73,10 +82,18 @@ class _Cached(NamedTuple):
 class Engine:
     """Verifies, decides and answers; holds the policy and the duplicate cache."""
 
-    def __init__(self, *, codes: Codes, policy: Policy, duplicate_ttl: float = DUPLICATE_TTL) -> None:
+    def __init__(
+        self,
+        *,
+        codes: Codes,
+        policy: Policy,
+        duplicate_ttl: float = DUPLICATE_TTL,
+        eap: EapServer | None = None,
+    ) -> None:
         if not 0 < duplicate_ttl <= DUPLICATE_TTL_MAX:
             raise ValueError(f"duplicate_ttl must be in (0, {DUPLICATE_TTL_MAX}] seconds")
         self.codes = codes
+        self.eap = eap  # 802.1X conversations; None: EAP requests are refused
         self.policy = policy  # replaced whole when rules change (one reference swap)
         self.duplicate_ttl = duplicate_ttl
         self._cache: dict[tuple[int, str, int, int], _Cached] = {}
@@ -184,6 +201,8 @@ class Engine:
         proxy_state = req.proxy_state
         error: BaseException | None = None
         try:
+            if self.eap is not None and self.codes.eap_message in attrs:
+                return self._decide_eap(req, attrs, client, src, now, key, self.eap)
             decision, record = self._decide_mab(req, attrs, client, src, now)
         except Exception as exc:  # fail closed: one of the two guards (see STYLE.md)
             error = exc
@@ -305,6 +324,98 @@ class Engine:
             match=match,
             method="mab",
         )
+
+    def _decide_eap(
+        self,
+        req: Request,
+        attrs: dict[int, bytes],
+        client: Client,
+        src: tuple[str, int],
+        now: float,
+        key: tuple[int, str, int, int],
+        eap: EapServer,
+    ) -> Outcome:
+        """802.1X (RFC 3579): the vendor policy on the station's MAC first, on every round, so
+        a banned manufacturer is refused before any TLS work; then one EAP round."""
+        codes = self.codes
+        message = b"".join(value for kind, value in req.attributes if kind == codes.eap_message)
+        state = attrs.get(codes.state)
+        calling = attrs.get(codes.calling_station_id)
+        mac = try_parse_mac(calling.decode("latin-1")) if calling is not None else None
+        match = None
+        if mac is None:
+            reason = "802.1X request without a MAC address in Calling-Station-Id"
+            decision = Decision("reject", None, NO_STATION_MAC, reason)
+        else:
+            policy = self.policy
+            if policy.contextual:
+                port_type = _port_type(codes, attrs.get(codes.nas_port_type))
+                ctx = Context(client.name, _text(attrs.get(codes.called_station_id)), port_type, "dot1x", now)
+                decision, match = policy.decide(mac, ctx)
+            else:
+                decision, match = policy.decide(mac)
+        if mac is None or decision.action == "reject":
+            if state is not None:
+                eap.discard(state)
+            failure = bytes((4, message[1] if len(message) > 1 else 0, 0, 4))  # EAP-Failure
+            reply_eap = split_attribute(codes.eap_message, failure)
+            body = reply_eap + self._body(decision)
+            record = self._record(
+                req,
+                attrs=attrs,
+                client=client,
+                src=src,
+                now=now,
+                mac=mac,
+                decision=decision,
+                match=match,
+                method="eap",
+            )
+            return self._eap_reply(ACCESS_REJECT, req, body, client, record, key)
+        step = eap.step(message, state=state, mac=mac, now=now)
+        reply_eap = split_attribute(codes.eap_message, step.message)
+        if step.kind == "challenge":
+            body = reply_eap + (attribute(codes.state, step.state) if step.state is not None else b"")
+            return self._eap_reply(ACCESS_CHALLENGE, req, body, client, None, key, kind="challenge")
+        if step.kind == "success" and step.msk is not None:
+            keys = mppe_attributes(
+                eap.mppe, step.msk, salts=eap.random(4), secret=client.secret, authenticator=req.authenticator
+            )
+            body = reply_eap + keys + self._body(decision)
+        else:
+            decision = Decision("reject", None, EAP_FAILED, step.reason or "EAP authentication failed")
+            body = reply_eap + self._body(decision)
+        record = self._record(
+            req,
+            attrs=attrs,
+            client=client,
+            src=src,
+            now=now,
+            mac=mac,
+            decision=decision,
+            match=match,
+            method=step.method,
+        )
+        if step.identity is not None:
+            record = record._replace(user_name=step.identity)  # who authenticated, not the outer name
+        return self._eap_reply(_REPLY_CODE[decision.action], req, body, client, record, key)
+
+    def _eap_reply(
+        self,
+        code: int,
+        req: Request,
+        body: bytes,
+        client: Client,
+        record: HistoryRecord | None,
+        key: tuple[int, str, int, int],
+        kind: str = "decision",
+    ) -> Outcome:
+        if REPLY_OVERHEAD + len(body) + len(req.proxy_state) > MAX_PACKET:
+            raise PacketError("reply-too-large", "Proxy-State leaves no room for the EAP reply")
+        reply = encode_reply(
+            code, req, body, key=client.key, secret=client.secret, proxy_state=req.proxy_state
+        )
+        return Outcome(reply, record, kind, key)
 
     def _password_matches(
         self, req: Request, attrs: dict[int, bytes], client: Client, user: bytes, mac: int

@@ -1,0 +1,149 @@
+"""The `[eap]` settings: parsed and checked at start-up, errors naming the file, line and key.
+
+    [eap]
+    certificate = "/etc/nac/server.pem"      # the server's certificate (chain), PEM
+    private_key = "/etc/nac/server.key"      # its key, PEM, unencrypted
+    ca_certificates = "/etc/nac/ca.pem"      # CAs whose client certificates EAP-TLS accepts
+    crl = "/etc/nac/ca.crl"                  # optional: revoked client certificates
+    methods = ["tls", "peap", "ttls"]        # optional: offered in this order
+
+This module reads files (the shell's side); the protocol core gets ready SSL contexts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from cryptography import x509
+from OpenSSL import SSL, crypto
+
+from nac.eap.eap import METHOD_TYPES, EapSettings
+from nac.errors import ConfigError
+from nac.tomlfile import Locator
+
+_KEYS: Final = {"certificate", "private_key", "ca_certificates", "crl", "methods"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class EapConfig:
+    certificate: str
+    private_key: str
+    ca_certificates: str | None = None
+    crl: str | None = None
+    methods: tuple[str, ...] = ("tls", "peap", "ttls")
+
+
+def parse_eap(table: Mapping[str, Any], loc: Locator) -> EapConfig:
+    """Check the `[eap]` table and load every file it names (so a bad one stops start-up)."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{loc.where('eap')}: must be a table")
+    for key in sorted(set(table) - _KEYS):
+        raise ConfigError(f"{loc.where('eap', key)}: unknown setting")
+    paths: dict[str, str] = {}
+    for key in ("certificate", "private_key", "ca_certificates", "crl"):
+        if key not in table:
+            continue
+        value = table[key]
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{loc.where('eap', key)}: a file path")
+        path = Path(value)
+        if not path.is_absolute():  # relative to the config file, as operators expect
+            path = Path(loc.path).parent / path
+        paths[key] = str(path)
+    for key in ("certificate", "private_key"):
+        if key not in paths:
+            raise ConfigError(f"{loc.where('eap')}: {key} is required")
+    default = ("tls", "peap", "ttls") if "ca_certificates" in paths else ("peap", "ttls")
+    methods = table.get("methods", list(default))
+    if (
+        not isinstance(methods, list)
+        or not methods
+        or any(m not in METHOD_TYPES for m in methods)
+        or len(set(methods)) != len(methods)
+    ):
+        raise ConfigError(
+            f"{loc.where('eap', 'methods')}: a list of distinct methods from {', '.join(METHOD_TYPES)}"
+        )
+    if "tls" in methods and "ca_certificates" not in paths:
+        raise ConfigError(f"{loc.where('eap', 'methods')}: EAP-TLS needs ca_certificates to verify clients")
+    config = EapConfig(
+        certificate=paths["certificate"],
+        private_key=paths["private_key"],
+        ca_certificates=paths.get("ca_certificates"),
+        crl=paths.get("crl"),
+        methods=tuple(methods),
+    )
+    try:
+        contexts(config)
+    except _FileError as exc:
+        raise ConfigError(f"{loc.where('eap', exc.key)}: {exc.detail}") from None
+    return config
+
+
+class _FileError(Exception):
+    def __init__(self, key: str, detail: str) -> None:
+        super().__init__(f"{key}: {detail}")
+        self.key = key
+        self.detail = detail
+
+
+def contexts(config: EapConfig) -> tuple[SSL.Context | None, SSL.Context]:
+    """(EAP-TLS context, PEAP/TTLS context); the first is None when EAP-TLS is off."""
+    tunnel = _context(config, verify_clients=False)
+    tls = _context(config, verify_clients=True) if "tls" in config.methods else None
+    return tls, tunnel
+
+
+def settings(config: EapConfig, users: Mapping[str, bytes]) -> EapSettings:
+    tls, tunnel = contexts(config)
+    return EapSettings(methods=config.methods, tls_context=tls, tunnel_context=tunnel, users=users)
+
+
+def _context(config: EapConfig, *, verify_clients: bool) -> SSL.Context:
+    ctx = SSL.Context(SSL.TLS_METHOD)
+    ctx.set_min_proto_version(SSL.TLS1_2_VERSION)
+    if not verify_clients:
+        # PEAP and TTLS over TLS 1.3 (RFC 9427) derive keys differently; until that is
+        # implemented their tunnels stay on TLS 1.2, which every supplicant offers.
+        ctx.set_max_proto_version(SSL.TLS1_2_VERSION)
+    # One handshake per conversation: no session cache, no tickets (resumption would skip
+    # the client-certificate check that EAP-TLS authenticates with).
+    ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
+    ctx.set_options(SSL.OP_NO_TICKET)
+    ctx.set_session_id(b"nac-eap")
+    try:
+        ctx.use_certificate_chain_file(config.certificate)
+    except (SSL.Error, OSError) as exc:
+        raise _FileError("certificate", f"cannot load {config.certificate}: {_why(exc)}") from None
+    try:
+        ctx.use_privatekey_file(config.private_key)
+        ctx.check_privatekey()
+    except (SSL.Error, OSError) as exc:
+        raise _FileError("private_key", f"cannot use {config.private_key}: {_why(exc)}") from None
+    if verify_clients and config.ca_certificates is not None:
+        try:
+            ctx.load_verify_locations(config.ca_certificates)
+        except (SSL.Error, OSError) as exc:
+            raise _FileError(
+                "ca_certificates", f"cannot load {config.ca_certificates}: {_why(exc)}"
+            ) from None
+        ctx.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT)
+        if config.crl is not None:
+            try:
+                crl = x509.load_pem_x509_crl(Path(config.crl).read_bytes())
+            except (OSError, ValueError) as exc:
+                raise _FileError("crl", f"cannot load {config.crl}: {_why(exc)}") from None
+            store = ctx.get_cert_store()
+            assert store is not None
+            store.add_crl(crl)
+            store.set_flags(crypto.X509StoreFlags.CRL_CHECK)
+    return ctx
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    return str(exc) or type(exc).__name__
