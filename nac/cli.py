@@ -131,8 +131,13 @@ def serve(
         )
         families = load_families()
         policy = Policy(store.rules(), registry=registry, defaults=store.defaults(), families=families)
+        from nac.cli_eap import eap_server  # noqa: PLC0415
+
         engine = Engine(
-            codes=Codes.from_dictionary(load_dictionary()), policy=policy, duplicate_ttl=cfg.duplicate_ttl
+            codes=Codes.from_dictionary(load_dictionary()),
+            policy=policy,
+            duplicate_ttl=cfg.duplicate_ttl,
+            eap=eap_server(cfg.eap, store),
         )
         server = Server(
             cfg,
@@ -608,3 +613,7 @@ from nac import cli_helpdesk, cli_sessions  # noqa: E402, F401
 def main(argv: Sequence[str] | None = None) -> None:
     command: Callable[..., Any] = typer.main.get_command(app)
     command(args=list(argv) if argv is not None else None, prog_name="nac")
+
+
+# The 802.1X commands (users, certs) add themselves to `app` the same way.
+from nac import cli_eap  # noqa: E402, F401

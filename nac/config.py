@@ -10,12 +10,15 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from nac.clients import Client, parse_network
 from nac.errors import ConfigError
 from nac.observe import FACILITIES, parse_bind, parse_syslog_address
 from nac.tomlfile import Locator
+
+if TYPE_CHECKING:
+    from nac.eap.config import EapConfig
 
 DEFAULT_AUTH_PORT: Final = 1812
 DEFAULT_ACCT_PORT: Final = 1813
@@ -43,6 +46,7 @@ class Config:
     syslog_facility: str = "local0"
     metrics_bind: str | None = None  # Prometheus text at http://ADDRESS:PORT/metrics
     source: str = "(built-in defaults)"
+    eap: EapConfig | None = None  # [eap]: 802.1X is off without it
 
     @property
     def uses_test_client(self) -> bool:
@@ -105,8 +109,12 @@ def _read(path: Path) -> str:
 
 def _parse(data: Mapping[str, Any], loc: Locator) -> tuple[dict[str, Any], tuple[Client, ...]]:
     values: dict[str, Any] = {}
-    for name in sorted(set(data) - {"server", "client", "log", "syslog", "metrics"}):
+    for name in sorted(set(data) - {"server", "client", "log", "syslog", "metrics", "eap"}):
         raise ConfigError(f"{loc.where(name)}: unknown section")
+    if "eap" in data:
+        from nac.eap.config import parse_eap  # noqa: PLC0415 (OpenSSL only when 802.1X is on)
+
+        values["eap"] = parse_eap(data["eap"], loc)
     values.update(_observability(data, loc))
     server = data.get("server", {})
     if not isinstance(server, dict):

@@ -568,7 +568,7 @@ def test_cli_data_commands_take_db(path: tuple[str, ...]) -> None:
 
 
 #: Commands that touch no database (CONTRACT.md: "every command that reads or writes data").
-NO_DATABASE = {("bench",)}
+NO_DATABASE = {("bench",), ("certs", "init")}
 
 
 def test_python_m_nac_runs(db: str, tmp_path: Path) -> None:

@@ -1,0 +1,141 @@
+"""802.1X commands: `nac users add/list/remove` and `nac certs init` (registered by nac/cli.py),
+and the server's EAP wiring (:func:`eap_server`).
+
+Passwords never come from a flag (it would sit in shell history and `ps`): from stdin when it
+is not a terminal, else from a prompt that asks twice.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from nac.cli import DbOption, JsonOption, _errors, _fail, _print_json, _print_table, app
+
+if TYPE_CHECKING:
+    from nac.eap.config import EapConfig
+    from nac.eap.eap import EapServer
+    from nac.store import Store
+
+users_app = typer.Typer(help="Manage 802.1X users (PEAP and EAP-TTLS passwords).", no_args_is_help=True)
+certs_app = typer.Typer(help="Make certificates for an 802.1X lab.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+app.add_typer(certs_app, name="certs")
+
+
+def _read_password() -> str:
+    if not sys.stdin.isatty():
+        line = sys.stdin.readline()
+        return line[:-1] if line.endswith("\n") else line
+    password: str = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return password
+
+
+@users_app.command("add")
+def users_add(name: Annotated[str, typer.Argument(metavar="NAME")], db: DbOption = None) -> None:
+    """Add a user, or set a user's password; the password is read from stdin or a prompt.
+
+    Only the password's NT hash is stored (what MS-CHAPv2 needs).
+
+    Example: printf '%s\\n' 'correct horse' | nac users add alice
+    """
+    from nac.app import open_store  # noqa: PLC0415
+    from nac.eap.users import add_user, check_name  # noqa: PLC0415
+
+    with _errors():
+        check_name(name)
+        password = _read_password()
+        if not password:
+            _fail("the password is empty", 2)
+        store = open_store(db)
+        try:
+            replaced = add_user(store.conn, name, password)
+        finally:
+            store.close()
+    typer.echo(f"{'changed the password of' if replaced else 'added'} user {name}")
+
+
+@users_app.command("list")
+def users_list(db: DbOption = None, as_json: JsonOption = False) -> None:
+    """List the users (names and when each was set; never passwords or hashes).
+
+    Example: nac users list --json
+    """
+    from nac.app import open_store  # noqa: PLC0415
+    from nac.eap.users import list_users  # noqa: PLC0415
+
+    with _errors():
+        store = open_store(db)
+        try:
+            rows = list_users(store.conn)
+        finally:
+            store.close()
+    if as_json:
+        _print_json(rows)
+    elif not rows:
+        typer.echo("no users")
+    else:
+        _print_table(rows, ("name", "created"))
+
+
+@users_app.command("remove")
+def users_remove(name: Annotated[str, typer.Argument(metavar="NAME")], db: DbOption = None) -> None:
+    """Remove a user.
+
+    Example: nac users remove alice
+    """
+    from nac.app import open_store  # noqa: PLC0415
+    from nac.eap.users import remove_user  # noqa: PLC0415
+
+    with _errors():
+        store = open_store(db)
+        try:
+            remove_user(store.conn, name)
+        finally:
+            store.close()
+    typer.echo(f"removed user {name}")
+
+
+@certs_app.command("init")
+def certs_init(
+    directory: Annotated[Path, typer.Argument(metavar="DIR", help="Where to write the files.")],
+    server_name: Annotated[
+        str, typer.Option("--server-name", help="The server certificate's name.")
+    ] = "nac.lab",
+) -> None:
+    """Make a lab CA, a server certificate and a client certificate (never for production).
+
+    Writes ca.pem/ca.key, server.pem/server.key and client.pem/client.key, refusing to
+    overwrite, and prints the [eap] section that uses them.
+
+    Example: nac certs init /etc/nac/lab
+    """
+    from nac.eap.certs import init  # noqa: PLC0415
+
+    with _errors():
+        written = init(directory, server_name=server_name)
+    for path in written:
+        typer.echo(f"wrote {path}")
+    where = directory.resolve()
+    typer.echo(
+        "\n# a lab PKI: replace it with your own CA's certificates in production\n"
+        f'[eap]\ncertificate = "{where / "server.pem"}"\nprivate_key = "{where / "server.key"}"\n'
+        f'ca_certificates = "{where / "ca.pem"}"'
+    )
+
+
+def eap_server(config: EapConfig | None, store: Store) -> EapServer | None:
+    """The server's EAP side, or None when `[eap]` is absent (802.1X requests are refused)."""
+    if config is None:
+        return None
+    from nac.eap import config as eap_config  # noqa: PLC0415
+    from nac.eap.eap import EapServer  # noqa: PLC0415
+    from nac.eap.keys import MppeCodes  # noqa: PLC0415
+    from nac.eap.users import UserDirectory  # noqa: PLC0415
+    from nac.resources import load_dictionary  # noqa: PLC0415
+
+    settings = eap_config.settings(config, UserDirectory(store.conn))
+    return EapServer(settings, mppe=MppeCodes.from_dictionary(load_dictionary()))

@@ -1,0 +1,87 @@
+"""The 802.1X user store: one table in nac's database, managed by `nac users add/list/remove`.
+
+What is stored, and why only that: for each user, the NT hash of the password (MD4 of its
+UTF-16LE form, RFC 2759 §8.3).  MS-CHAPv2 (inside PEAP and EAP-TTLS) can be checked with it
+and with nothing weaker; TTLS-PAP is checked by hashing the password the peer sends.  The
+password itself is never stored.  The NT hash is password-equivalent for MS-CHAPv2, as it is
+in FreeRADIUS's NT-Password and Active Directory: protect the database file accordingly.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from nac.eap.mschapv2 import nt_hash
+from nac.errors import NacError
+
+#: RADIUS carries the name in User-Name and MS-CHAPv2 in one attribute: 253 octets at most.
+MAX_NAME: Final = 253
+_DDL: Final = """CREATE TABLE IF NOT EXISTS eap_users (
+    name TEXT PRIMARY KEY,
+    nt_hash BLOB NOT NULL,
+    created TEXT NOT NULL
+)"""
+
+
+def ensure_table(conn: sqlite3.Connection) -> None:
+    with conn:
+        conn.execute(_DDL)
+
+
+def check_name(name: str) -> str:
+    if not name or len(name.encode()) > MAX_NAME or any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise NacError(f"user names are 1 to {MAX_NAME} octets with no control characters: {name!r}")
+    return name
+
+
+def add_user(conn: sqlite3.Connection, name: str, password: str) -> bool:
+    """Add or replace ``name``; True if it replaced an existing user."""
+    check_name(name)
+    if not password:
+        raise NacError("the password is empty")
+    ensure_table(conn)
+    created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    with conn:
+        existed = conn.execute("SELECT 1 FROM eap_users WHERE name = ?", (name,)).fetchone() is not None
+        conn.execute(
+            "INSERT OR REPLACE INTO eap_users (name, nt_hash, created) VALUES (?, ?, ?)",
+            (name, nt_hash(password), created),
+        )
+    return existed
+
+
+def remove_user(conn: sqlite3.Connection, name: str) -> None:
+    ensure_table(conn)
+    with conn:
+        if conn.execute("DELETE FROM eap_users WHERE name = ?", (name,)).rowcount == 0:
+            raise NacError(f"no user {name!r}")
+
+
+def list_users(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    ensure_table(conn)
+    rows = conn.execute("SELECT name, created FROM eap_users ORDER BY name").fetchall()
+    return [{"name": name, "created": created} for name, created in rows]
+
+
+class UserDirectory(Mapping[str, bytes]):
+    """Name -> NT hash, read from the database at each lookup, so `nac users add` takes effect
+    in a running server at once.  One indexed read per PEAP/TTLS authentication."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        ensure_table(conn)
+        self._conn = conn
+
+    def __getitem__(self, name: str) -> bytes:
+        row = self._conn.execute("SELECT nt_hash FROM eap_users WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise KeyError(name)
+        return bytes(row[0])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([r[0] for r in self._conn.execute("SELECT name FROM eap_users ORDER BY name")])
+
+    def __len__(self) -> int:
+        return int(self._conn.execute("SELECT count(*) FROM eap_users").fetchone()[0])
