@@ -1,4 +1,4 @@
-"""Helpdesk commands: `nac history [prune]`, `nac why`, `nac stats`.
+"""Helpdesk commands: `nac history [prune]`, `nac why`, `nac stats`, `nac web`.
 
 Thin front ends over nac.app and nac.helpdesk (registered by nac/cli.py).  Text output goes to
 people's terminals and carries what the network sent (User-Name, NAS-Port-Id...), so control
@@ -232,3 +232,31 @@ def stats(
         else:
             state = "always sends it: ready"
         typer.echo(f"  {printable(row['client'])} ({', '.join(row['nas_ips'])}): {state}")
+
+
+@app.command()
+def web(
+    bind: Annotated[str, typer.Option("--bind", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port.")] = 8812,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            envvar="NAC_WEB_TOKEN",
+            help="Require this access token (header or ?token=); also $NAC_WEB_TOKEN.",
+            show_default=False,
+        ),
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Serve the read-only helpdesk page: search a MAC in any spelling, see decisions, reasons
+    and the `why` story, refusals only, CSV export; new decisions appear without reloading.
+
+    The database is opened read-only; the page never writes.  Bound to 127.0.0.1 unless told.
+
+    Example: nac web --port 8812 --token "$(cat /etc/nac/web-token)"
+    """
+    from nac.web import serve_forever  # noqa: PLC0415 - http.server only when asked for
+
+    with _errors():
+        serve_forever(db, bind=bind, port=port, token=token)
