@@ -186,13 +186,20 @@ def jobs(conn: sqlite3.Connection, ids: Iterable[int]) -> list[dict[str, Any]]:
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
-def take_pending(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-    """Claim the pending jobs (their status becomes 'sent'), each with its session."""
+def take_pending(conn: sqlite3.Connection, *, per_client: int = 10) -> list[dict[str, Any]]:
+    """Claim pending jobs (their status becomes 'sent'), each with its session: at most
+    ``per_client`` per NAS per call, so a rule change that touches 5,000 sessions on one
+    switch stack reaches it as a steady trickle, not a burst it drops."""
     with conn:
         cursor = conn.execute(
-            "SELECT j.id AS job, j.kind, j.reason, s.id AS session, s.client, s.nas_ip, s.session_id, s.mac,"
-            " s.user_name, s.calling_station_id, s.nas_identifier"
-            " FROM coa_jobs j JOIN sessions s ON s.id = j.session WHERE j.status = 'pending' ORDER BY j.id"
+            "SELECT job, kind, reason, session, client, nas_ip, session_id, mac, user_name,"
+            " calling_station_id, nas_identifier FROM ("
+            " SELECT j.id AS job, j.kind, j.reason, s.id AS session, s.client, s.nas_ip, s.session_id,"
+            " s.mac, s.user_name, s.calling_station_id, s.nas_identifier,"
+            " ROW_NUMBER() OVER (PARTITION BY s.client ORDER BY j.id) AS n"
+            " FROM coa_jobs j JOIN sessions s ON s.id = j.session WHERE j.status = 'pending'"
+            ") WHERE n <= ? ORDER BY job",
+            (per_client,),
         )
         names = [d[0] for d in cursor.description]
         rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]

@@ -280,3 +280,51 @@ def test_sessions_table_survives_sigkill(nac_server: NacServer) -> None:
         assert conn.execute("SELECT status FROM sessions WHERE session_id = 'sess-3'").fetchone() == (
             "active",
         )
+
+
+def test_enforce_queues_a_disconnect_for_newly_banned_and_reauth_for_new_vlan(store: Store) -> None:
+    from nac.enforce import enforce
+    from nac.policy import Defaults, Policy, Rule
+    from nac.resources import load_registry
+
+    registry = load_registry()
+    huawei = _event(1, "h", ts=1000.0)  # 00-E0-FC-01-02-03, a Huawei MAC
+    apple = CODES.accounting.event(
+        _attrs(status=_u32(1), session=b"a", calling=b"3c22fb010203"),
+        client="sw1",
+        nas_ip="10.0.0.1",
+        now=1000.0,
+    )
+    gone = _event(1, "g", ts=1000.0)._replace(mac="00:e0:fc:09:09:09", session_id="g")
+    store.write_batch([], [huawei, apple, gone, _event(2, "g", ts=1001.0)._replace(mac="00:e0:fc:09:09:09")])
+    before = Policy([], registry=registry, defaults=Defaults())
+    after = Policy(
+        [
+            Rule(id="ban", kind="vendor", value="huawei", action="reject"),
+            Rule(id="q", kind="oui", value="3C:22:FB", action="quarantine", vlan="99"),
+        ],
+        registry=registry,
+        defaults=Defaults(),
+    )
+    queued = enforce(store.conn, before, after, reason="rule change", requested_by="test", now=2000.0)
+    kinds = {change.mac: (change.kind, len(ids)) for change, ids in queued}
+    assert kinds == {"00:e0:fc:01:02:03": ("disconnect", 1), "3c:22:fb:01:02:03": ("reauth", 1)}
+    assert enforce(store.conn, after, after, reason="no change", requested_by="test", now=2001.0) == []
+
+
+def test_jobs_reach_each_nas_at_a_bounded_rate(store: Store) -> None:
+    events = [_event(1, f"s{i}", ts=1000.0)._replace(mac=f"00:e0:fc:00:00:{i:02x}") for i in range(25)]
+    store.write_batch([], events)
+    for i in range(25):
+        session_store.request_action(
+            store.conn,
+            mac=f"00:e0:fc:00:00:{i:02x}",
+            kind="disconnect",
+            reason="t",
+            requested_by="t",
+            now=1.0,
+        )
+    assert len(session_store.take_pending(store.conn, per_client=10)) == 10
+    assert len(session_store.take_pending(store.conn, per_client=10)) == 10
+    assert len(session_store.take_pending(store.conn, per_client=10)) == 5
+    assert session_store.take_pending(store.conn, per_client=10) == []
