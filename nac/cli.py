@@ -147,6 +147,7 @@ def serve(
             families=families,
             clients=ClientTable(cfg.clients),
             reload_config=configure,
+            build_eap=lambda config: eap_server(config.eap, store),
             syslog=SyslogSink(cfg.syslog_address, facility=cfg.syslog_facility)
             if cfg.syslog_address
             else None,

@@ -22,7 +22,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from nac import session_store
 from nac.admission import ACCT, AUTH, Engine, Outcome
@@ -38,6 +38,9 @@ from nac.records import HistoryRecord
 from nac.resources import load_active_registry
 from nac.sessions import STALE_AFTER
 from nac.store import Store
+
+if TYPE_CHECKING:
+    from nac.eap.eap import EapServer  # OpenSSL is loaded only when 802.1X is on
 
 log = logging.getLogger("nac.server")
 
@@ -101,6 +104,7 @@ class Server:
         families: Mapping[str, Family],
         clients: ClientTable,
         reload_config: Callable[[], Config] | None = None,
+        build_eap: Callable[[Config], EapServer | None] | None = None,
         syslog: SyslogSink | None = None,
     ) -> None:
         self.config = config
@@ -122,6 +126,7 @@ class Server:
         self._dynauth: DynAuthClient | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._reload_config = reload_config
+        self._build_eap = build_eap
         self._lock: int | None = None
         self.syslog = syslog
         self.latency = LatencyHistogram()
@@ -393,8 +398,19 @@ class Server:
                     config = dataclasses.replace(
                         config, **{name: getattr(self.config, name) for name in moved}
                     )
+                eap = self.engine.eap
+                if self._build_eap is not None:
+                    try:
+                        # Certificates and keys are read again, so a renewed certificate is
+                        # used from now on; conversations in progress start over.
+                        eap = self._build_eap(config)
+                    except (NacError, OSError, ValueError) as exc:
+                        self.counters["config_reload_failures"] += 1
+                        log.error("reload refused, keeping the running configuration: [eap]: %s", exc)
+                        return
                 self.clients = ClientTable(config.clients)
                 self.engine.duplicate_ttl = config.duplicate_ttl
+                self.engine.eap = eap
                 self.config = config
                 log.info("configuration reloaded from %s: %d clients", config.source, len(config.clients))
             self._rules_version = -1  # re-read the rules even if their version did not move
