@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Any, Final
 
 from nac import helpdesk, ieee, inventory, vendors
+from nac.audit import Verdict, verify_chain
 from nac.errors import NacError, PolicyError
 from nac.families import Family
 from nac.mac import format_mac, is_multicast, is_randomized, parse_mac
 from nac.oui import Registry, Snapshot, normalize_name
-from nac.policy import ACTIONS, Policy, Rule, canonical_match
-from nac.policyfile import load_policy_file
+from nac.policy import ACTIONS, Context, Defaults, Policy, Rule, canonical_match, format_time
+from nac.policyfile import diff_policies, dump_policy, load_policy_file, rule_line
 from nac.resources import default_policy_path, load_active_registry, load_families
 from nac.store import Store, default_db_path
 
@@ -32,7 +33,7 @@ def open_store(db: str | None) -> Store:
     store = Store(db or default_db_path())
     if not store.initialized():
         defaults, rules = load_policy_file(default_policy_path())
-        store.set_policy(defaults, rules)
+        store.set_policy(defaults, rules, action="policy.init", subject=str(default_policy_path()))
     return store
 
 
@@ -92,8 +93,38 @@ class Nac:
         vlan: str | None = None,
         reason: str = "",
         rule_id: str | None = None,
+        **scope: Any,
     ) -> tuple[Rule, int]:
-        """Validate, store and return the rule with how many registry entries it covers."""
+        """Validate, store and return the rule with how many registry entries it covers.
+
+        ``scope``: see :meth:`make_rule`."""
+        rule, covered = self.make_rule(
+            kind=kind, value=value, action=action, vlan=vlan, reason=reason, rule_id=rule_id, **scope
+        )
+        self.store.add_rule(rule)
+        return rule, covered
+
+    def make_rule(
+        self,
+        *,
+        kind: str,
+        value: str,
+        action: str,
+        vlan: str | None = None,
+        reason: str = "",
+        rule_id: str | None = None,
+        clients: Sequence[str] = (),
+        ssids: Sequence[str] = (),
+        port_type: str | None = None,
+        method: str | None = None,
+        mode: str | None = None,
+        starts: str | None = None,
+        expires: str | None = None,
+    ) -> tuple[Rule, int]:
+        """A rule from `nac rules add` flags, checked against the rules in force (not stored).
+
+        ``starts``/``expires`` take an ISO 8601 time or a span *ahead* of now (``7d``: an
+        exemption for a week)."""
         if action not in ACTIONS:
             raise PolicyError(f"--action must be one of {', '.join(ACTIONS)}")
         canonical = canonical_match(kind, value)
@@ -104,6 +135,13 @@ class Nac:
             action=action,
             vlan=vlan,
             reason=reason,
+            clients=tuple(clients),
+            ssids=tuple(ssids),
+            port_type=port_type,
+            method=method,
+            mode=mode,
+            starts=_ahead(starts, "--starts") if starts is not None else None,
+            expires=_ahead(expires, "--expires") if expires is not None else None,
         )
         rules = [*self.store.rules(), rule]
         policy = Policy(rules, registry=self.registry, defaults=self.store.defaults(), families=self.families)
@@ -115,7 +153,6 @@ class Nac:
                     f"vendor {value!r} matches no organisation in the registry "
                     f"({self.registry.snapshot.id}); see `nac vendors search`"
                 )
-        self.store.add_rule(rule)
         return rule, covered
 
     def _new_id(self, kind: str, value: str, action: str) -> str:
@@ -138,12 +175,71 @@ class Nac:
     def remove_rule(self, rule_id: str) -> Rule:
         return self.store.remove_rule(rule_id)
 
+    # -- policy files, the audit trail and simulation (issue 4) ----------------------------
+
+    def load_policy(self, path: str | Path) -> tuple[Defaults, list[Rule]]:
+        """Read and check a policy file whole: syntax, every rule, and the policy compiled
+        against the registry (quarantine VLANs, vendors that match nothing)."""
+        defaults, rules = load_policy_file(path)
+        text = Path(path).read_text(encoding="utf-8")
+        try:
+            policy = Policy(rules, registry=self.registry, defaults=defaults, families=self.families)
+        except PolicyError as exc:
+            rule_id = next((r.id for r in rules if str(exc).startswith(f"rule {r.id}:")), None)
+            raise PolicyError(f"{rule_line(text, str(path), rule_id)}: {exc}") from None
+        for rule in rules:
+            if rule.kind == "vendor" and not policy.covered(rule.value):
+                raise PolicyError(
+                    f"{rule_line(text, str(path), rule.id)}: rule {rule.id}: vendor {rule.value!r} matches no"
+                    f" organisation in the registry ({self.registry.snapshot.id}); see `nac vendors search`"
+                )
+        return defaults, rules
+
+    def policy_check(self, path: str | Path) -> dict[str, Any]:
+        defaults, rules = self.load_policy(path)
+        return {
+            "file": str(path),
+            "rules": len(rules),
+            "groups": len(defaults.groups),
+            "default": defaults.action,
+            "monitor": defaults.monitor,
+        }
+
+    def policy_diff(self, path: str | Path) -> dict[str, Any]:
+        """What importing ``path`` would change: rules added, removed and changed, defaults."""
+        defaults, rules = self.load_policy(path)
+        return diff_policies(self.store.defaults(), self.store.rules(), defaults, rules)
+
+    def policy_import(self, path: str | Path) -> dict[str, Any]:
+        """Replace the defaults and every rule with the file's, in one transaction (all or
+        nothing); running servers apply it within 2 seconds."""
+        defaults, rules = self.load_policy(path)
+        diff = diff_policies(self.store.defaults(), self.store.rules(), defaults, rules)
+        self.store.set_policy(defaults, rules, action="policy.import", subject=str(path))
+        return {**diff, "file": str(path), "rules": len(rules), "rules_version": self.store.rules_version()}
+
+    def policy_export(self) -> str:
+        header = (
+            f"nac policy exported from {self.store.path} (rules version {self.store.rules_version()}).\n"
+            "`nac policy import` this file to restore exactly these defaults, groups and rules."
+        )
+        return dump_policy(self.store.defaults(), self.store.rules(), header=header)
+
+    def audit(self) -> list[dict[str, Any]]:
+        return self.store.audit_rows()
+
+    def audit_verify(self) -> Verdict:
+        return verify_chain(self.store.audit_rows(), self.store.audit_head())
+
     # -- lookups ---------------------------------------------------------------------------
 
     def check(self, text: str) -> dict[str, Any]:
         """What the current rules decide for one MAC, and why (CONTRACT.md `nac check`)."""
         mac = parse_mac(text.strip())
-        decision, match = self.policy().decide(mac)
+        # No request context: a rule limited to clients, SSIDs, ports or a method does not
+        # apply here; a validity window counts as of now.
+        now = datetime.now(UTC).timestamp()
+        decision, match = self.policy().decide(mac, Context(now=now))
         return {
             "mac": format_mac(mac),
             "randomized": is_randomized(mac),
@@ -185,9 +281,14 @@ class Nac:
 
     def why(self, text: str, *, latest: int = helpdesk.WHY_LATEST) -> dict[str, Any]:
         """`nac why`: one device's latest decisions and what the current rules would say."""
-        mac = format_mac(parse_mac(text.strip()))
+        mac = parse_mac(text.strip())
+        policy = self.policy()
         return helpdesk.why(
-            self.store.conn, mac, current=self.check(mac), now=datetime.now(UTC).timestamp(), latest=latest
+            self.store.conn,
+            format_mac(mac),
+            decide=lambda ctx: policy.decide(mac, ctx)[0],
+            now=datetime.now(UTC).timestamp(),
+            latest=latest,
         )
 
     def stats(self, *, since: str | None = None, top: int = helpdesk.STATS_TOP) -> dict[str, Any]:
@@ -311,6 +412,22 @@ class Nac:
             key: self.families[key] for rule in rules if (key := normalize_name(rule.value)) in self.families
         }
         return vendors.watch_list(entries, registry=registry, covered_by=covered_by, targeted=targeted)
+
+
+def _ahead(text: str, flag: str) -> str:
+    """``--starts``/``--expires``: an ISO 8601 time, or a span ahead of now (``7d``)."""
+    match = _SPAN_RE.fullmatch(text.strip())
+    if match:
+        return format_time(datetime.now(UTC).timestamp() + int(match[1]) * _SPAN_UNITS[match[2]])
+    return format_time(parse_when(text)) if _looks_iso(text) else _bad_when(text, flag)
+
+
+def _looks_iso(text: str) -> bool:
+    return bool(re.match(r"\s*\d{4}-\d{2}-\d{2}", text))
+
+
+def _bad_when(text: str, flag: str) -> str:
+    raise PolicyError(f"{flag} {text!r}: use an ISO 8601 time (2026-05-01T00:00Z) or a span ahead (7d, 12h)")
 
 
 def _read(path: Path) -> bytes:

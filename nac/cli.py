@@ -192,11 +192,30 @@ def rules_add(
     rule_id: Annotated[
         str | None, typer.Option("--id", help="Rule id (default: made from the match).")
     ] = None,
+    mode: Annotated[
+        str | None, typer.Option("--mode", help="monitor (log what it would do, admit) or enforce.")
+    ] = None,
+    starts: Annotated[
+        str | None, typer.Option("--starts", help="Applies from: ISO 8601, or a span ahead (2h).")
+    ] = None,
+    expires: Annotated[
+        str | None, typer.Option("--expires", help="Lapses by itself at: ISO 8601, or a span ahead (7d).")
+    ] = None,
+    client: Annotated[
+        list[str] | None, typer.Option("--client", help="Only on this NAS client or group (repeat).")
+    ] = None,
+    ssid: Annotated[list[str] | None, typer.Option("--ssid", help="Only on this SSID (repeat).")] = None,
+    port_type: Annotated[
+        str | None, typer.Option("--port-type", help="Only on wired or wireless ports.")
+    ] = None,
+    method: Annotated[str | None, typer.Option("--method", help="Only for mab or dot1x.")] = None,
     db: DbOption = None,
 ) -> None:
     """Add a rule; a running server applies it within 2 seconds.
 
     Example: nac rules add --vendor huawei --action reject --reason "ministry ban 2026-04"
+
+    Example: nac rules add --mac 00:e0:fc:12:34:56 --action accept --expires 7d --client lab-sw1
     """
     given = [(k, v) for k, v in (("vendor", vendor), ("oui", oui), ("mac", mac)) if v is not None]
     if randomized:
@@ -208,7 +227,19 @@ def rules_add(
         nac = _app(db)
         try:
             rule, covered = nac.add_rule(
-                kind=kind, value=value, action=action.value, vlan=vlan, reason=reason, rule_id=rule_id
+                kind=kind,
+                value=value,
+                action=action.value,
+                vlan=vlan,
+                reason=reason,
+                rule_id=rule_id,
+                mode=mode,
+                starts=starts,
+                expires=expires,
+                clients=client or (),
+                ssids=ssid or (),
+                port_type=port_type,
+                method=method,
             )
         finally:
             nac.close()
@@ -608,7 +639,8 @@ def bench(
 
 # The helpdesk commands (history, why, stats, web) live in their own module and add themselves to
 # `app`; imported here, after everything they use from this module is defined.
-from nac import cli_helpdesk, cli_sessions  # noqa: E402, F401
+# So do the policy commands (policy, audit, rules simulate).
+from nac import cli_helpdesk, cli_policy, cli_sessions  # noqa: E402, F401
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -415,7 +415,7 @@ class Policy:
             vlan = self.defaults.quarantine_vlan
             if vlan is None:
                 raise PolicyError(
-                    f"rule {rule.id}: quarantine needs --vlan (no default quarantine VLAN is set)"
+                    f"rule {rule.id}: quarantine needs a VLAN (--vlan, or a default quarantine_vlan)"
                 )
         reason = rule.reason or _default_reason(rule)
         decision = Decision(rule.action, vlan, rule.id, reason)
