@@ -19,9 +19,10 @@ from nac.families import Family
 from nac.mac import format_mac, is_multicast, is_randomized, parse_mac
 from nac.oui import Registry, Snapshot, normalize_name
 from nac.policy import ACTIONS, Context, Defaults, Policy, Rule, canonical_match, format_time
-from nac.policyfile import diff_policies, dump_policy, load_policy_file, rule_line
+from nac.policyfile import diff_policies, dump_policy, load_policy_file, rule_line, rule_table
 from nac.resources import default_policy_path, load_active_registry, load_families
-from nac.store import Store, default_db_path
+from nac.simulate import simulate as replay
+from nac.store import Store, default_db_path, iso_time
 
 _DATE_RE: Final = re.compile(r"\d{4}-\d{2}(-\d{2})?")
 _SPAN_RE: Final = re.compile(r"(\d+)\s*([smhdw])")
@@ -230,6 +231,29 @@ class Nac:
 
     def audit_verify(self) -> Verdict:
         return verify_chain(self.store.audit_rows(), self.store.audit_head())
+
+    def simulate(
+        self, *, since: str, rule: Rule | None = None, path: str | Path | None = None
+    ) -> dict[str, Any]:
+        """Replay history since ``since`` through the rules in force and through the candidate
+        (the rules in force plus ``rule``, or the policy file ``path``)."""
+        since_ts = parse_when(since)
+        current = self.policy()
+        if path is not None:
+            defaults, rules = self.load_policy(path)
+            candidate = Policy(rules, registry=self.registry, defaults=defaults, families=self.families)
+        elif rule is not None:
+            candidate = Policy(
+                [*current.rules, rule],
+                registry=self.registry,
+                defaults=current.defaults,
+                families=self.families,
+            )
+        else:
+            raise PolicyError("give a candidate rule (rule flags) or --file POLICY")
+        report = replay(self.store.replay_rows(since_ts), current=current, candidate=candidate)
+        shown = str(path) if path is not None else rule_table(rule) if rule is not None else None
+        return {"since": iso_time(since_ts), "candidate": shown, **report}
 
     # -- lookups ---------------------------------------------------------------------------
 

@@ -1,16 +1,19 @@
-"""Policy commands: `nac policy check|import|export|diff` and `nac audit [verify]` (issue 4).
-Thin front ends over nac.app (registered by nac/cli.py).
+"""Policy commands: `nac policy check|import|export|diff`, `nac audit [verify]` and
+`nac rules simulate` (issue 4).  Thin front ends over nac.app (registered by nac/cli.py).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from nac.cli import (
+    Action,
     DbOption,
     JsonOption,
     _app,
@@ -19,6 +22,7 @@ from nac.cli import (
     _print_json,
     _print_table,
     app,
+    rules_app,
 )
 
 policy_app = typer.Typer(help="Check, import, export and compare policy files.", no_args_is_help=True)
@@ -192,3 +196,101 @@ def audit_verify(ctx: typer.Context, db: DbOption = None) -> None:
     if not verdict.ok:
         _fail(f"audit trail broken: {verdict.problem}", 1)
     typer.echo(f"audit trail intact: {verdict.rows} rows")
+
+
+# -- simulation ----------------------------------------------------------------------------
+
+
+@rules_app.command("simulate")
+def rules_simulate(
+    since: Annotated[str, typer.Option("--since", help="Replay history since: ISO 8601 or 30d, 12h.")],
+    file: Annotated[Path | None, typer.Option("--file", help="A candidate policy file.")] = None,
+    vendor: Annotated[str | None, typer.Option("--vendor", help="Candidate rule: vendor or family.")] = None,
+    oui: Annotated[str | None, typer.Option("--oui", help="Candidate rule: prefix.")] = None,
+    mac: Annotated[str | None, typer.Option("--mac", help="Candidate rule: one device.")] = None,
+    randomized: Annotated[
+        bool, typer.Option("--randomized", help="Candidate rule: randomized MACs.")
+    ] = False,
+    action: Annotated[Action | None, typer.Option("--action", help="Candidate rule's action.")] = None,
+    vlan: Annotated[str | None, typer.Option("--vlan", help="VLAN id or name.")] = None,
+    reason: Annotated[str, typer.Option("--reason", help="Why.")] = "",
+    rule_id: Annotated[str | None, typer.Option("--id", help="Rule id.")] = None,
+    mode: Annotated[str | None, typer.Option("--mode", help="monitor or enforce.")] = None,
+    starts: Annotated[str | None, typer.Option("--starts", help="ISO 8601 or a span ahead.")] = None,
+    expires: Annotated[str | None, typer.Option("--expires", help="ISO 8601 or a span ahead.")] = None,
+    client: Annotated[list[str] | None, typer.Option("--client", help="Only these clients (repeat).")] = None,
+    ssid: Annotated[list[str] | None, typer.Option("--ssid", help="Only these SSIDs (repeat).")] = None,
+    port_type: Annotated[str | None, typer.Option("--port-type", help="wired or wireless.")] = None,
+    method: Annotated[str | None, typer.Option("--method", help="mab or dot1x.")] = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Replay stored history through the rules in force and through a candidate (one rule
+    given with the `rules add` flags, or a whole policy file) and report which devices,
+    clients and SSIDs would get a different answer.
+
+    Example: nac rules simulate --since 30d --vendor huawei --action reject
+
+    Example: nac rules simulate --since 2026-04-01 --file policies/examples/ministry.toml
+    """
+    given = [(k, v) for k, v in (("vendor", vendor), ("oui", oui), ("mac", mac)) if v is not None]
+    if randomized:
+        given.append(("randomized", ""))
+    if file is not None and (given or action is not None):
+        _fail("give either --file or a candidate rule, not both", 2)
+    if file is None and (len(given) != 1 or action is None):
+        _fail("give --file POLICY, or one of --vendor, --oui, --mac, --randomized with --action", 2)
+    with _errors():
+        nac = _app(db)
+        try:
+            rule = None
+            if file is None and action is not None:
+                kind, value = given[0]
+                rule, _ = nac.make_rule(
+                    kind=kind,
+                    value=value,
+                    action=action.value,
+                    vlan=vlan,
+                    reason=reason,
+                    rule_id=rule_id or "candidate",
+                    clients=client or (),
+                    ssids=ssid or (),
+                    port_type=port_type,
+                    method=method,
+                    mode=mode,
+                    starts=starts,
+                    expires=expires,
+                )
+            report = nac.simulate(since=since, rule=rule, path=file)
+        finally:
+            nac.close()
+    if as_json:
+        _print_json(report)
+        return
+    _print_simulation(report)
+
+
+def _print_simulation(report: dict[str, Any]) -> None:
+    typer.echo(
+        f"replayed {report['requests']} requests from {report['devices']} devices since {report['since']}"
+    )
+    typer.echo(f"would change: {report['changed_devices']} devices, {report['changed_requests']} requests")
+    for label in ("changes", "clients", "ssids"):
+        counts = report[label]
+        if counts:
+            typer.echo(f"by {label.rstrip('s') if label != 'changes' else 'change'}:")
+            for key, count in counts.items():
+                typer.echo(f"  {count:>7}  {key}")
+    devices: Sequence[dict[str, Any]] = report["device_list"]
+    if devices:
+        rows = [
+            {
+                **d,
+                "change": f"{d['before']} -> {d['after']}",
+                "clients": ",".join(d["clients"]),
+                "ssids": ",".join(d["ssids"]),
+                "last_seen": datetime.fromtimestamp(d["last_seen"], UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            }
+            for d in devices
+        ]
+        _print_table(rows, ("mac", "change", "rule_after", "requests", "clients", "ssids", "last_seen"))
