@@ -305,9 +305,14 @@ class Nac:
 
     def why(self, text: str, *, latest: int = helpdesk.WHY_LATEST) -> dict[str, Any]:
         """`nac why`: one device's latest decisions and what the current rules would say."""
-        mac = format_mac(parse_mac(text.strip()))
+        mac = parse_mac(text.strip())
+        policy = self.policy()
         return helpdesk.why(
-            self.store.conn, mac, current=self.check(mac), now=datetime.now(UTC).timestamp(), latest=latest
+            self.store.conn,
+            format_mac(mac),
+            decide=lambda ctx: policy.decide(mac, ctx)[0],
+            now=datetime.now(UTC).timestamp(),
+            latest=latest,
         )
 
     def stats(self, *, since: str | None = None, top: int = helpdesk.STATS_TOP) -> dict[str, Any]:

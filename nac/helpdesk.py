@@ -3,7 +3,7 @@
 Library code shared by `nac history|why|stats` and `nac web`: functions take a sqlite3
 connection (the web page's is read-only) and return plain dicts; the wording of `why` lives
 here so the CLI and the web page say the same thing.  Every query is shaped for the indexes the
-store keeps on history — (ts), (mac, ts), (action, ts) — so that it stays fast at ten million
+store keeps on history — (ts), (mac, ts, action), (action, ts) — so that it stays fast at ten million
 rows (bench/helpdesk_bench.py measures it).
 """
 
@@ -19,6 +19,8 @@ from typing import Any, Final
 
 from nac.errors import PolicyError
 from nac.mac import try_parse_mac
+from nac.policy import Context, Decision, method_class
+from nac.policy import ssid_of as _rule_ssid
 
 #: The action that refuses a device (quarantine admits it, to a VLAN of its own).
 REFUSED: Final = "reject"
@@ -50,15 +52,9 @@ def parse_span(text: str) -> int:
 
 def ssid_of(called_station_id: str | None) -> str | None:
     """The SSID in a Called-Station-Id of the form ``AP-MAC:SSID`` (RFC 3580 §3.20); None if
-    there is none.  The AP's MAC may be in any spelling that gear sends, colons included."""
-    if not called_station_id:
-        return None
-    pos = called_station_id.find(":")
-    while pos != -1:
-        if try_parse_mac(called_station_id[:pos]) is not None:
-            return called_station_id[pos + 1 :] or None
-        pos = called_station_id.find(":", pos + 1)
-    return None
+    there is none.  The same reading as an `--ssid` rule's (nac.policy), so that what a rule
+    matched and what `nac history --ssid` finds agree."""
+    return _rule_ssid(called_station_id) or None
 
 
 # -- finding decisions -----------------------------------------------------------------------
@@ -170,20 +166,20 @@ def why(
     conn: sqlite3.Connection,
     mac: str,
     *,
-    current: Mapping[str, Any] | None,
+    decide: Callable[[Context], Decision] | None,
     now: float,
     latest: int = WHY_LATEST,
 ) -> dict[str, Any]:
     """The story of one device: its latest decisions, how long the latest answer has held and
-    how often it was refused, and whether the current rules (``current``: `nac check`'s result)
-    would answer differently.  ``lines`` tells it in plain words."""
+    how often it was refused, and whether the current rules (``decide``, the device's policy
+    decision) would answer its latest request differently.  ``lines`` tells it in plain words."""
     rows = query_history(conn, HistoryFilter(mac=mac, limit=latest))
     report: dict[str, Any] = {"mac": mac, "decisions": rows, "streak": None, "refused": None}
     if rows:
         last = rows[0]
         # The latest row with another answer bounds the run; then count the run on (mac, ts).
         other = conn.execute(
-            "SELECT ts, action, time FROM history WHERE mac = ? AND action != ? ORDER BY ts DESC LIMIT 1",
+            "SELECT ts, action, time FROM history WHERE mac = ? AND +action != ? ORDER BY ts DESC LIMIT 1",
             (mac, last["action"]),
         ).fetchone()
         count, first_ts = conn.execute(
@@ -198,14 +194,37 @@ def why(
             "before": None if other is None else {"action": other[1], "time": other[2], "ts": other[0]},
         }
         refused, first, last_refused = conn.execute(
-            "SELECT COUNT(*), MIN(ts), MAX(ts) FROM history WHERE mac = ? AND action = ?", (mac, REFUSED)
+            # "+action": the (mac, ts, action) index, never (action, ts), which holds every refusal.
+            "SELECT COUNT(*), MIN(ts), MAX(ts) FROM history WHERE mac = ? AND +action = ?",
+            (mac, REFUSED),
         ).fetchone()
         report["refused"] = {
             "count": refused,
             "first": _iso(first) if refused else None,
             "last": _iso(last_refused) if refused else None,
         }
-    report["now"] = dict(current) if current is not None else None
+    current: dict[str, Any] | None = None
+    if decide is not None:
+        # Asked as for the latest request: a rule scoped to a switch, SSID, port type or
+        # method applies to this device only there.
+        ctx = Context(now=now)
+        if rows:
+            row = rows[0]
+            ctx = Context(
+                row["client"],
+                row["called_station_id"],
+                row["nas_port_type"],
+                method_class(row["method"]),
+                now,
+            )
+        decision = decide(ctx)
+        current = {
+            "action": decision.action,
+            "vlan": decision.vlan,
+            "rule": decision.rule,
+            "reason": decision.reason,
+        }
+    report["now"] = current
     report["changed"] = bool(rows and current is not None and _differs(rows[0], current))
     report["lines"] = explain(report, now=now)
     return report

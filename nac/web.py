@@ -176,6 +176,7 @@ class Helpdesk:
         self.token = token
         self.lock = threading.Lock()
         self._registry_version = self.nac.store.registry_version()
+        _ = self.nac.registry  # loaded now, not by the first helpdesk search (~0.5 s)
 
     def close(self) -> None:
         self.nac.close()
@@ -195,6 +196,7 @@ class Helpdesk:
             if version != self._registry_version:  # an import happened: decide with the new one
                 self.nac.__dict__.pop("registry", None)
                 self._registry_version = version
+                _ = self.nac.registry
             rows = self.nac.history(mac=mac, action=action, since=since, limit=limit)
             why = self.nac.why(mac) if mac else None
         return {"rows": rows, "why": why}

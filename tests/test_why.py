@@ -136,3 +136,26 @@ def test_why_unknown_device(db: str) -> None:
 def test_why_bad_mac_exits_2(db: str) -> None:
     result = run(db, "why", "00:10:a4:23:19", code=2)
     assert "00:10:a4:23:19" in result.stderr
+
+
+def test_why_asks_the_rules_about_the_latest_request_so_scoped_rules_count(db: str, refused: float) -> None:
+    run(
+        db,
+        "rules",
+        "add",
+        "--vendor",
+        "huawei",
+        "--action",
+        "reject",
+        "--id",
+        "ban-huawei",
+        "--client",
+        "access-sw2",
+        "--reason",
+        "ministry ban",
+    )
+    out = run(db, "why", HUAWEI).stdout  # last seen on access-sw2: the scoped rule applies
+    assert "The current rules still reject it (rule ban-huawei" in out
+    write(db, [decision(time.time(), HUAWEI, "reject", **{**HUAWEI_ROW, "client": "access-sw9"})])
+    out = run(db, "why", HUAWEI).stdout  # now last seen elsewhere: the rule does not reach it
+    assert "now they would accept it (rule default" in out
