@@ -6,6 +6,7 @@ Keeps SQL and policy logic out of the CLI (sqlite-utils' cli.py over its db.py).
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
@@ -14,6 +15,7 @@ from typing import Any, Final
 
 from nac import helpdesk, ieee, inventory, vendors
 from nac.audit import Verdict, verify_chain
+from nac.enforce import Change, enforce
 from nac.errors import NacError, PolicyError
 from nac.families import Family
 from nac.mac import format_mac, is_multicast, is_randomized, parse_mac
@@ -22,7 +24,7 @@ from nac.policy import ACTIONS, Context, Defaults, Policy, Rule, canonical_match
 from nac.policyfile import diff_policies, dump_policy, load_policy_file, rule_line, rule_table
 from nac.resources import default_policy_path, load_active_registry, load_families
 from nac.simulate import simulate as replay
-from nac.store import Store, default_db_path, iso_time
+from nac.store import Store, default_db_path, iso_time, os_user
 
 _DATE_RE: Final = re.compile(r"\d{4}-\d{2}(-\d{2})?")
 _SPAN_RE: Final = re.compile(r"(\d+)\s*([smhdw])")
@@ -84,6 +86,13 @@ class Nac:
         )
 
     # -- rules -----------------------------------------------------------------------------
+
+    def enforce_change(self, before: Policy, *, reason: str) -> list[tuple[Change, list[int]]]:
+        """Queue Disconnect / re-authorize for active sessions the rules changed since
+        ``before`` (the running server sends them); returns each change with its job ids."""
+        return enforce(
+            self.store.conn, before, self.policy(), reason=reason, requested_by=os_user(), now=time.time()
+        )
 
     def add_rule(
         self,

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, Final, NoReturn
 
 import typer
 
@@ -209,6 +209,14 @@ def rules_add(
         str | None, typer.Option("--port-type", help="Only on wired or wireless ports.")
     ] = None,
     method: Annotated[str | None, typer.Option("--method", help="Only for mab or dot1x.")] = None,
+    apply: Annotated[
+        str,
+        typer.Option(
+            "--apply",
+            help="now: disconnect (or re-authorize) devices on the network that this rule changes; "
+            "next: at their next authentication.",
+        ),
+    ] = "next",
     db: DbOption = None,
 ) -> None:
     """Add a rule; a running server applies it within 2 seconds.
@@ -223,9 +231,14 @@ def rules_add(
     if len(given) != 1:
         _fail("give exactly one of --vendor, --oui, --mac or --randomized", 2)
     kind, value = given[0]
+    if apply not in ("now", "next"):
+        _fail(f"--apply must be now or next, not {apply!r}", 2)
+    queued: list[Any] = []
+    jobs: list[dict[str, Any]] = []
     with _errors():
         nac = _app(db)
         try:
+            before = nac.policy() if apply == "now" else None
             rule, covered = nac.add_rule(
                 kind=kind,
                 value=value,
@@ -241,11 +254,22 @@ def rules_add(
                 port_type=port_type,
                 method=method,
             )
+            if before is not None:
+                from nac import session_store  # noqa: PLC0415
+
+                queued = nac.enforce_change(before, reason=f"rule {rule.id}")
+                ids = [i for _, job_ids in queued for i in job_ids]
+                jobs = session_store.wait_jobs(nac.store.conn, ids, wait=APPLY_WAIT) if ids else []
         finally:
             nac.close()
     detail = f" ({covered} registry prefixes)" if kind == "vendor" else ""
     vlan_text = f" vlan {rule.vlan}" if rule.vlan else ""
     typer.echo(f"added rule {rule.id}: {rule.describe()} -> {rule.action}{vlan_text}{detail}")
+    if apply == "now":
+        from nac.cli_sessions import print_jobs  # noqa: PLC0415
+
+        typer.echo(f"{len(queued)} devices on the network change decision")
+        print_jobs(jobs)
 
 
 @rules_app.command("list")
@@ -641,6 +665,9 @@ def bench(
 # `app`; imported here, after everything they use from this module is defined.
 # So do the policy commands (policy, audit, rules simulate).
 from nac import cli_helpdesk, cli_policy, cli_sessions  # noqa: E402, F401
+
+#: Seconds `rules add --apply now` waits for the NASes to answer (the server retries for 7 s).
+APPLY_WAIT: Final = 10.0
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -60,45 +60,38 @@ def sessions(
 
 
 def _act(kind: str, mac: str, db: str | None, wait: float, as_json: bool) -> None:
-    import getpass  # noqa: PLC0415
     import time  # noqa: PLC0415
 
     from nac import session_store  # noqa: PLC0415
     from nac.mac import format_mac, parse_mac  # noqa: PLC0415
+    from nac.store import os_user  # noqa: PLC0415
 
     with _errors():
         canonical = format_mac(parse_mac(mac.strip()))
         store = _open(db)
         try:
             ids = session_store.request_action(
-                store.conn,
-                mac=canonical,
-                kind=kind,
-                reason="cli",
-                requested_by=getpass.getuser(),
-                now=time.time(),
+                store.conn, mac=canonical, kind=kind, reason="cli", requested_by=os_user(), now=time.time()
             )
             if not ids:
                 _fail(f"no active session for {canonical} (see `nac sessions --mac {canonical}`)", 1)
-            deadline = time.monotonic() + wait
-            rows = session_store.jobs(store.conn, ids)
-            while time.monotonic() < deadline and any(r["status"] in ("pending", "sent") for r in rows):
-                time.sleep(0.1)
-                rows = session_store.jobs(store.conn, ids)
+            rows = session_store.wait_jobs(store.conn, ids, wait=wait)
         finally:
             store.close()
     if as_json:
         _print_json(rows)
     else:
-        for row in rows:
-            state = row["detail"] or (
-                "queued: is `nac serve` running on this database?"
-                if row["status"] == "pending"
-                else row["status"]
-            )
-            typer.echo(f"{kind} {row['mac']} on {row['client']} ({row['nas_ip']}): {state}")
+        print_jobs(rows)
     if any(r["status"] != "ack" for r in rows):
         raise typer.Exit(1)
+
+
+def print_jobs(rows: list[dict[str, Any]]) -> None:
+    """One line per Disconnect / re-authorize: the device, its NAS, and what the NAS answered."""
+    for row in rows:
+        waiting = "queued: is `nac serve` running on this database?"
+        state = row["detail"] or (waiting if row["status"] == "pending" else row["status"])
+        typer.echo(f"{row['kind']} {row['mac']} on {row['client']} ({row['nas_ip']}): {state}")
 
 
 WaitOption = Annotated[

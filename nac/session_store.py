@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Iterable
 from typing import Any, Final
 
@@ -231,3 +232,14 @@ def finish(
                     " WHERE id = ?",
                     (now, session[0]),
                 )
+
+
+def wait_jobs(conn: sqlite3.Connection, ids: Iterable[int], *, wait: float) -> list[dict[str, Any]]:
+    """The jobs' rows once the server has answered them all, or as they stand after ``wait`` s."""
+    wanted = list(ids)
+    deadline = time.monotonic() + wait
+    rows = jobs(conn, wanted)
+    while time.monotonic() < deadline and any(r["status"] in ("pending", "sent") for r in rows):
+        time.sleep(0.1)
+        rows = jobs(conn, wanted)
+    return rows

@@ -305,7 +305,7 @@ class Store:
                 rule.vlan,
                 rule.reason,
                 iso_time(datetime.now(UTC).timestamp()),
-                _os_user(),
+                os_user(),
                 seq,
                 json.dumps(list(rule.clients)) if rule.clients else None,
                 json.dumps(list(rule.ssids)) if rule.ssids else None,
@@ -328,7 +328,7 @@ class Store:
         row = {
             "id": row_id,
             "time": iso_time(datetime.now(UTC).timestamp()),
-            "user": _os_user(),
+            "user": os_user(),
             "action": action,
             "subject": subject,
             "before": audit.snapshot_json(before),
@@ -438,7 +438,7 @@ class Store:
                     json.dumps(snapshot.counts),
                     json.dumps(list(replaced)),
                     iso_time(now),
-                    _os_user(),
+                    os_user(),
                 ),
             )
             conn.execute("DELETE FROM registry_entries")
@@ -525,7 +525,7 @@ def _snapshot_row(row: Sequence[Any]) -> dict[str, Any]:
     return out
 
 
-def _os_user() -> str:
+def os_user() -> str:
     try:
         return getpass.getuser()
     except (KeyError, OSError):  # no passwd entry (containers)

@@ -12,7 +12,7 @@ from test_policyfile import MINISTRY, Cli
 
 import nac.resources
 from nac.oui import Registry
-from nac.store import _os_user
+from nac.store import os_user
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def test_every_change_is_recorded_with_user_before_and_after(cli: Cli) -> None:
         ("rules.remove", "exempt"),
         ("policy.import", str(MINISTRY)),
     ]
-    assert {r["user"] for r in rows} == {_os_user()}
+    assert {r["user"] for r in rows} == {os_user()}
     assert all(r["time"].endswith("Z") for r in rows)
     add, remove, imported = rows[2], rows[3], rows[4]
     assert add["before"] is None

@@ -103,6 +103,31 @@ def test_banned_device_port_stays_closed(
     assert "[AUTHORIZED]" not in chain.port_state()
 
 
+def test_device_banned_while_on_the_network_loses_its_port(
+    nac_server_factory: NacServerFactory, pki: Path, chains: list[WiredChain], tmp_path: Path
+) -> None:
+    (das_port,) = free_udp_ports(1)
+    server = _server(nac_server_factory, pki, coa_port=das_port)
+    chain = _chain(chains, tmp_path, server, HUAWEI, pki, das_port=das_port)
+    assert chain.wait_authorized(True), chain.port_state() + chain.log("hostapd.log")[-2000:]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not json.loads(server.cli_ok("sessions", "--active", "--json")):
+        time.sleep(0.2)  # hostapd's Accounting Start
+    sessions = json.loads(server.cli_ok("sessions", "--active", "--json"))
+    assert [s["mac"] for s in sessions] == [HUAWEI], chain.log("hostapd.log")[-2000:]
+    out = server.cli("rules", "add", "--vendor", "huawei", "--action", "reject", "--apply", "now")
+    assert out.returncode == 0, out.stderr
+    assert "disconnect" in out.stdout
+    # hostapd answers the Disconnect-Request, deauthorizes the port; the device tries again and
+    # is refused: the port stays closed without anything done on the device.
+    assert chain.wait_authorized(False, timeout=20), chain.port_state() + chain.log("hostapd.log")[-3000:]
+    assert f"RADIUS DAS: Found a matching session {HUAWEI} - disconnecting" in chain.log("hostapd.log")
+    history = server.history("--mac", HUAWEI)
+    assert any(r["method"] == "coa" and r["action"] == "disconnect" and "ack" in r["reason"] for r in history)
+    time.sleep(3)
+    assert not chain.authorized()
+
+
 def test_nac_disconnect_is_acknowledged_by_hostapd_and_ends_the_session(
     nac_server_factory: NacServerFactory, pki: Path, chains: list[WiredChain], tmp_path: Path
 ) -> None:
