@@ -54,10 +54,14 @@ def _pinned(cpu: str, argv: list[str]) -> list[str]:
     return ["taskset", "-c", cpu, *argv]
 
 
-def start_freeradius(*, port: int, threads: int, cpu: str, workdir: Path) -> Server:
-    """FreeRADIUS 3.2 with the reference policy, via bench/freeradius/run.sh."""
+def start_freeradius(
+    *, port: int, threads: int, cpu: str, workdir: Path, decision_log: bool = False
+) -> Server:
+    """FreeRADIUS 3.2 with the reference policy, via bench/freeradius/run.sh; with
+    ``decision_log`` it also writes a line per decision before replying (rlm_linelog)."""
     log = workdir / "freeradius.log"
     env = dict(os.environ, FR_PORT=str(port), FR_THREADS=str(threads), FR_CPU=cpu)
+    env["FR_DECISION_LOG"] = "yes" if decision_log else "no"
     with log.open("wb") as out:
         process = subprocess.Popen(
             ["bash", str(HERE / "freeradius" / "run.sh")],
@@ -252,6 +256,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--client-cpu", default="1", help='core for the load generator ("none")')
     parser.add_argument("--fr-port", type=int, default=18120)
     parser.add_argument("--fr-threads", type=int, default=0, help="FreeRADIUS worker threads; 0: -t")
+    parser.add_argument(
+        "--fr-decision-log",
+        action="store_true",
+        help="FreeRADIUS also writes a line per decision before replying (rlm_linelog)",
+    )
     parser.add_argument("--nac-port", type=int, default=18130)
     parser.add_argument("--nac-config", type=Path, default=None, help="nac serve --config FILE")
     parser.add_argument("--json", action="store_true", help="print the median runs as JSON")
@@ -265,7 +274,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         workdir = Path(tmp)
         if args.server in {"freeradius", "both"}:
             fr = start_freeradius(
-                port=args.fr_port, threads=args.fr_threads, cpu=args.server_cpu, workdir=workdir
+                port=args.fr_port,
+                threads=args.fr_threads,
+                cpu=args.server_cpu,
+                workdir=workdir,
+                decision_log=args.fr_decision_log,
             )
             results["freeradius"] = measure(fr, args)
         if args.server in {"nac", "both"}:

@@ -25,12 +25,16 @@
 # --cpu C: the core to pin to ("" or "none": no pinning).  One core = the equivalent of
 #   nac's single process.
 # --check-config: only build the configuration, run `freeradius -C` on it and print its path.
+# --decision-log: write a line per decision (MAC, result, reason, VLAN) to a file with rlm_linelog
+#   in post-auth, before the reply leaves: FreeRADIUS's nearest equivalent of nac's history
+#   (nac commits a full row per decision before replying).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 port="${FR_PORT:-18120}"
 acct_port="${FR_ACCT_PORT:-}"
 threads="${FR_THREADS:-0}"
+decision_log="${FR_DECISION_LOG:-no}"
 cpu="${FR_CPU-0}"
 secret="${FR_SECRET:-testing123}"
 dir="${FR_DIR:-}"
@@ -47,6 +51,7 @@ while (($#)); do
     --dir) dir="$2"; shift 2 ;;
     --manuf) manuf="$2"; shift 2 ;;
     --check-config) check_only=yes; shift ;;
+    --decision-log) decision_log=yes; shift ;;
     -h | --help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
     esac
@@ -94,8 +99,20 @@ files mab_oui {
 }
 EOF
 
+# --- optionally, a line per decision (rlm_linelog), written before the reply is sent
+log_call=""
+if [[ "$decision_log" == yes ]]; then
+    log_call="decision_log"
+    cat >"$raddb/mods-enabled/decision_log" <<'EOF'
+linelog decision_log {
+	filename = ${logdir}/decisions.log
+	format = "%S %{Calling-Station-Id} %{reply:Packet-Type} %{reply:Reply-Message} %{reply:Tunnel-Private-Group-Id}"
+}
+EOF
+fi
+
 # --- the one virtual server
-sed -e "s/@AUTH_PORT@/$port/" -e "s/@ACCT_PORT@/$acct_port/" \
+sed -e "s/@AUTH_PORT@/$port/" -e "s/@ACCT_PORT@/$acct_port/" -e "s/@DECISION_LOG@/$log_call/" \
     "$here/mab-site.conf" >"$raddb/sites-enabled/mab"
 cp "$here/policy.unlang" "$raddb/policy.d/mab_oui"
 
