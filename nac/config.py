@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from nac.clients import Client, parse_network
-from nac.errors import ConfigError
+from nac.errors import ConfigError, NacError
+from nac.helpdesk import parse_span
 from nac.observe import FACILITIES, parse_bind, parse_syslog_address
 from nac.tomlfile import Locator
 
@@ -45,6 +46,7 @@ class Config:
     syslog_address: str | None = None  # decisions streamed as RFC 5424 messages
     syslog_facility: str = "local0"
     metrics_bind: str | None = None  # Prometheus text at http://ADDRESS:PORT/metrics
+    history_retention: float | None = None  # seconds of history kept; None: everything
     source: str = "(built-in defaults)"
     eap: EapConfig | None = None  # [eap]: 802.1X is off without it
 
@@ -109,7 +111,7 @@ def _read(path: Path) -> str:
 
 def _parse(data: Mapping[str, Any], loc: Locator) -> tuple[dict[str, Any], tuple[Client, ...]]:
     values: dict[str, Any] = {}
-    for name in sorted(set(data) - {"server", "client", "log", "syslog", "metrics", "eap"}):
+    for name in sorted(set(data) - {"server", "client", "log", "syslog", "metrics", "eap", "history"}):
         raise ConfigError(f"{loc.where(name)}: unknown section")
     if "eap" in data:
         from nac.eap.config import parse_eap  # noqa: PLC0415 (OpenSSL only when 802.1X is on)
@@ -155,7 +157,12 @@ def _parse(data: Mapping[str, Any], loc: Locator) -> tuple[dict[str, Any], tuple
 
 def _observability(data: Mapping[str, Any], loc: Locator) -> dict[str, Any]:
     """[log] format, [syslog] address and facility, [metrics] bind."""
-    allowed = {"log": {"format"}, "syslog": {"address", "facility"}, "metrics": {"bind"}}
+    allowed = {
+        "log": {"format"},
+        "syslog": {"address", "facility"},
+        "metrics": {"bind"},
+        "history": {"retention"},
+    }
     values: dict[str, Any] = {}
     for section, keys in allowed.items():
         table = data.get(section, {})
@@ -182,6 +189,11 @@ def _observability(data: Mapping[str, Any], loc: Locator) -> dict[str, Any]:
         if syslog["facility"] not in FACILITIES:
             raise ConfigError(f"{loc.where('syslog', 'facility')}: one of {', '.join(FACILITIES)}")
         values["syslog_facility"] = syslog["facility"]
+    if "retention" in data.get("history", {}):
+        try:
+            values["history_retention"] = float(parse_span(data["history"]["retention"]))
+        except NacError as exc:
+            raise ConfigError(f"{loc.where('history', 'retention')}: {exc}") from None
     if "bind" in data.get("metrics", {}):
         values["metrics_bind"] = parse_bind(data["metrics"]["bind"], where=loc.where("metrics", "bind"))
     return values

@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from nac import session_store
+from nac import helpdesk, session_store
 from nac.admission import ACCT, AUTH, Engine, Outcome
 from nac.clients import ClientTable
 from nac.config import Config
@@ -165,6 +165,7 @@ class Server:
         self._throttled: dict[str, float] = {}  # source -> ignored until
         self._dynauth: DynAuthClient | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._pruner: threading.Thread | None = None
         self._reload_config = reload_config
         self._build_eap = build_eap
         self._lock: int | None = None
@@ -520,7 +521,15 @@ class Server:
             log.error("cannot record the %s result for %s: %s", kind, job["mac"], exc)
 
     def housekeeping(self, now: float) -> None:
-        """Once a minute: sessions whose Stop was lost become stale."""
+        """Once a minute: sessions whose Stop was lost become stale; history older than the
+        configured retention is pruned (in a thread: it deletes in batches, and the event loop
+        must not wait for it)."""
+        retention = self.config.history_retention
+        if retention is not None and (self._pruner is None or not self._pruner.is_alive()):
+            self._pruner = threading.Thread(
+                target=self._prune, args=(retention,), name="nac-retention", daemon=True
+            )
+            self._pruner.start()
         try:
             stale = session_store.expire_stale(self.store.conn, now=now, stale_after=STALE_AFTER)
         except sqlite3.Error as exc:
@@ -529,6 +538,20 @@ class Server:
         if stale:
             self.counters["sessions_stale"] += stale
             log.info("%d sessions had no accounting for %d h: marked stale", stale, STALE_AFTER // 3600)
+
+    def _prune(self, retention: float) -> None:
+        conn = sqlite3.connect(self.store.path, timeout=5)
+        try:
+            deleted = helpdesk.prune(conn, retention)
+        except sqlite3.Error as exc:
+            log.warning("history retention: %s", exc)
+            return
+        finally:
+            conn.close()
+        if deleted:
+            log.info(
+                "history retention: removed %d decisions older than %d days", deleted, retention // 86400
+            )
 
     def log_counters(self) -> None:
         """SIGUSR1: one line with every counter (requests, decisions, drops by reason)."""

@@ -6,11 +6,13 @@ import json
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
+from pathlib import Path
 
 from tests.interop import (
     NacServer,
@@ -204,3 +206,26 @@ def test_running_server_applies_a_registry_import_within_2_seconds(
         code = _ask(server, "3c-22-fb-00-00-01", identifier=3)
     assert code == 3
     assert server.wait_for_log("registry reloaded")
+
+
+def test_configured_retention_prunes_old_history_in_the_running_server(
+    nac_server_factory: NacServerFactory, tmp_path: Path
+) -> None:
+    from nac.records import HistoryRecord
+    from nac.store import Store
+
+    db = tmp_path / "server-0" / "nac.db"
+    db.parent.mkdir(parents=True)
+    store = Store(db)
+    now = time.time()
+    fields = dict.fromkeys(HistoryRecord._fields)
+    fields.update(action="accept", rule="default", reason="r", client="c", nas_ip="10.0.0.1", method="mab",
+                  src="10.0.0.1:1", message_authenticator=1, reply=2, snapshot="s")  # fmt: skip
+    old = HistoryRecord(**{**fields, "ts": now - 3 * 86400, "mac": "00:00:00:00:00:01"})
+    recent = HistoryRecord(**{**fields, "ts": now - 3600, "mac": "00:00:00:00:00:02"})
+    store.write_history([(*old, 1), (*recent, 1)])
+    store.close()
+    server = nac_server_factory(extra_config='\n[history]\nretention = "2d"\n')
+    assert server.wait_for_log("history retention: removed 1 decisions older than 2 days", timeout=10)
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT mac FROM history ORDER BY ts").fetchall() == [("00:00:00:00:00:02",)]
