@@ -97,7 +97,7 @@ class Engine:
         self.policy = policy  # replaced whole when rules change (one reference swap)
         self.duplicate_ttl = duplicate_ttl
         self._cache: dict[tuple[int, str, int, int], _Cached] = {}
-        self._bodies: dict[Decision, bytes] = {}
+        self._bodies: dict[tuple[Decision, int | None], bytes] = {}
 
     # -- duplicates (RFC 5080 §2.2.2) ------------------------------------------------------
 
@@ -435,17 +435,21 @@ class Engine:
         return True
 
     def _body(self, decision: Decision) -> bytes:
-        body = self._bodies.get(decision)
+        timeout = self.policy.defaults.quarantine_session_timeout if decision.action == "quarantine" else None
+        key = (decision, timeout)
+        body = self._bodies.get(key)
         if body is None:
             codes = self.codes
             body = b""
             if decision.vlan is not None:
                 body += codes.vlan_attributes(decision.vlan)
+            if timeout is not None:
+                body += codes.session_timeout_attributes(timeout)
             if decision.action != "accept":
                 body += codes.reply_message_attributes(f"{decision.reason} (rule {decision.rule})")
             if len(self._bodies) > 4096:  # rule sets change; keep the memo bounded
                 self._bodies.clear()
-            self._bodies[decision] = body
+            self._bodies[key] = body
         return body
 
     def _record(

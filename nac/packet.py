@@ -182,6 +182,7 @@ class Codes:
     session_timeout: int
     termination_action: int
     service_type_call_check: int
+    termination_radius_request: int
     tunnel_type_vlan: int
     tunnel_medium_ieee_802: int
     nas_port_type_names: dict[int, str]
@@ -226,6 +227,7 @@ class Codes:
             session_timeout=code("Session-Timeout"),
             termination_action=code("Termination-Action"),
             service_type_call_check=value("Service-Type", "Call-Check"),
+            termination_radius_request=value("Termination-Action", "RADIUS-Request"),
             tunnel_type_vlan=value("Tunnel-Type", "VLAN"),
             tunnel_medium_ieee_802=value("Tunnel-Medium-Type", "IEEE-802"),
             nas_port_type_names={int.from_bytes(v, "big"): k for k, v in port_types.items()},
@@ -244,6 +246,13 @@ class Codes:
             attribute(self.tunnel_type, tag + self.tunnel_type_vlan.to_bytes(3, "big"))
             + attribute(self.tunnel_medium_type, tag + self.tunnel_medium_ieee_802.to_bytes(3, "big"))
             + attribute(self.tunnel_private_group_id, tag + vlan.encode())
+        )
+
+    def session_timeout_attributes(self, seconds: int) -> bytes:
+        """Session-Timeout with Termination-Action = RADIUS-Request (RFC 2865 §5.27, §5.29):
+        when it runs out the NAS authenticates the device again instead of dropping it."""
+        return attribute(self.session_timeout, seconds.to_bytes(4, "big")) + attribute(
+            self.termination_action, self.termination_radius_request.to_bytes(4, "big")
         )
 
     def reply_message_attributes(self, text: str) -> bytes:

@@ -30,6 +30,10 @@ VLAN_MAX: Final = 4094
 VLAN_NAME_MAX: Final = 32  # Cisco and Aruba cap VLAN names at 32 characters
 _VLAN_NAME_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
 _RULE_ID_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}")
+#: Re-authentication more often than a minute loads the NAS and nac for nothing; a week is
+#: the longest a quarantine should go unchecked.
+SESSION_TIMEOUT_MIN: Final = 60
+SESSION_TIMEOUT_MAX: Final = 7 * 86400
 REASON_MAX: Final = 200  # leaves room in Reply-Message's 253 octets for the rule id
 MODES: Final = ("monitor", "enforce")
 PORT_TYPES: Final = ("wired", "wireless")
@@ -284,6 +288,10 @@ class Defaults:
     monitor: bool = False
     #: Named sets of client names (a site, a building) that a rule's ``clients`` may name.
     groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: Seconds a quarantined device may stay before its NAS must authenticate it again
+    #: (Session-Timeout with Termination-Action = RADIUS-Request, RFC 2865 §5.27/5.29), so an
+    #: isolated device is re-checked even by gear that takes no CoA.  None: not sent.
+    quarantine_session_timeout: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.monitor, bool):
@@ -304,6 +312,16 @@ class Defaults:
             check_vlan(self.quarantine_vlan, where="default quarantine_vlan")
         if self.action == "quarantine" and self.quarantine_vlan is None:
             raise PolicyError("default action quarantine needs a quarantine_vlan")
+        timeout = self.quarantine_session_timeout
+        if timeout is not None and (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, int)
+            or not SESSION_TIMEOUT_MIN <= timeout <= SESSION_TIMEOUT_MAX
+        ):
+            raise PolicyError(
+                "quarantine_session_timeout must be whole seconds "
+                f"from {SESSION_TIMEOUT_MIN} to {SESSION_TIMEOUT_MAX}"
+            )
 
 
 MULTICAST: Final = Decision("reject", None, "builtin:multicast", "a multicast MAC is not a station address")

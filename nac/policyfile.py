@@ -22,7 +22,7 @@ _TEXT_KEYS: Final = ("id", "action", "vlan", "reason", "port_type", "method", "m
 _LIST_KEYS: Final = ("clients", "ssids")
 _TIME_KEYS: Final = ("starts", "expires")
 _RULE_KEYS: Final = {*_TEXT_KEYS, *_LIST_KEYS, *_TIME_KEYS, *_MATCH_KEYS}
-_DEFAULT_KEYS: Final = {"action", "quarantine_vlan", "monitor"}
+_DEFAULT_KEYS: Final = {"action", "quarantine_vlan", "monitor", "quarantine_session_timeout"}
 #: The order keys are written in (`nac policy export`), match first after the id.
 _RULE_ORDER: Final = (
     "id",
@@ -175,6 +175,8 @@ def defaults_table(defaults: Defaults) -> dict[str, Any]:
         table["quarantine_vlan"] = defaults.quarantine_vlan
     if defaults.monitor:
         table["monitor"] = True
+    if defaults.quarantine_session_timeout is not None:
+        table["quarantine_session_timeout"] = defaults.quarantine_session_timeout
     if defaults.groups:
         table["groups"] = {name: list(members) for name, members in defaults.groups.items()}
     return table

@@ -721,3 +721,30 @@ def test_fakenas_accounting_request_is_rfc2866(nas: FakeNas) -> None:
     length = struct.unpack_from("!H", request, 2)[0]
     assert length == len(request)
     assert request[4:20] == hashlib.md5(request[:4] + bytes(16) + request[20:] + nas.secret).digest()
+
+
+# -- periodic re-checks of quarantined devices (RFC 2865 §5.27, §5.29) -------------------------
+
+
+@pytest.mark.parametrize(("mac", "expected"), [(QUARANTINED, 3600), (ALLOWED, None), (BANNED, None)])
+def test_quarantine_carries_session_timeout_with_radius_request_termination(
+    codes: Codes, registry: Registry, nas: FakeNas, mac: str, expected: int | None
+) -> None:
+    defaults = Defaults(quarantine_session_timeout=3600)
+    engine = Engine(codes=codes, policy=Policy(RULES, registry=registry, defaults=defaults))
+    outcome = handle(engine, nas, nas.mab(mac))
+    timeouts = values(outcome.reply, 27)
+    if expected is None:
+        assert timeouts == []
+        assert values(outcome.reply, 29) == []
+    else:
+        assert timeouts == [struct.pack("!I", expected)]
+        assert values(outcome.reply, 29) == [struct.pack("!I", 1)]  # RADIUS-Request
+
+
+def test_quarantine_session_timeout_is_bounded() -> None:
+    from nac.errors import PolicyError
+
+    for bad in (0, 59, 7 * 86400 + 1, True):
+        with pytest.raises(PolicyError, match="quarantine_session_timeout"):
+            Defaults(quarantine_session_timeout=bad)  # type: ignore[arg-type]
