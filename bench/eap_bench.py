@@ -5,7 +5,7 @@ user, then runs `eapol_test` (wpa_supplicant's RADIUS test client) CONCURRENCY a
 COUNT authentications of each method have completed, and reports authentications per second
 and each one's wall time.  Every authentication must end in SUCCESS with "MPPE keys OK".
 
-    python bench/eap_bench.py --count 200 --concurrency 8 [--json]
+    python bench/eap_bench.py --count 200 --concurrency 8 [--server nac|freeradius|both] [--json]
 
 eapol_test is one process per authentication (~5-10 ms of its own start-up), so the numbers are
 a floor for the server; `nac serve` is one Python process, and its CPU is what saturates.
@@ -84,7 +84,44 @@ def _one(eapol: str, conf: Path, port: int, index: int) -> float:
     return elapsed
 
 
-def run(count: int, concurrency: int) -> dict[str, dict[str, float]]:
+HERE = Path(__file__).resolve().parent
+
+
+def _start_nac(work: Path, pki: Path, port: int) -> subprocess.Popen[bytes]:
+    db = work / "nac.db"
+    _nac("users", "add", "alice", "--db", str(db), stdin=PASSWORD + "\n")
+    config = work / "nac.toml"
+    config.write_text(
+        f'[server]\nbind = "127.0.0.1"\nauth_port = {port}\nacct_port = {_free_port()}\n\n'
+        f'[[client]]\nname = "bench"\naddress = "127.0.0.1"\nsecret = "{SECRET}"\n\n'
+        f'[eap]\ncertificate = "{pki}/server.pem"\nprivate_key = "{pki}/server.key"\n'
+        f'ca_certificates = "{pki}/ca.pem"\n'
+    )
+    argv = [
+        sys.executable,
+        "-m",
+        "nac",
+        "serve",
+        "--config",
+        str(config),
+        "--db",
+        str(db),
+        "--log-level",
+        "warning",
+    ]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _start_freeradius(work: Path, pki: Path, port: int) -> subprocess.Popen[bytes]:
+    """FreeRADIUS 3.2 (Debian's configuration, its default thread pool) with the same PKI."""
+    if shutil.which("freeradius") is None:
+        raise SystemExit("freeradius is not installed (apt-get install -y freeradius)")
+    script = HERE / "freeradius" / "eap.sh"
+    argv = ["bash", str(script), str(work / "freeradius"), str(pki), str(port), SECRET, "alice", PASSWORD]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def run(count: int, concurrency: int, server: str = "nac") -> dict[str, dict[str, float]]:
     eapol = shutil.which("eapol_test")
     if eapol is None:
         raise SystemExit("eapol_test is not on PATH (Debian package eapoltest)")
@@ -92,34 +129,10 @@ def run(count: int, concurrency: int) -> dict[str, dict[str, float]]:
         work = Path(tmp)
         pki = work / "pki"
         _nac("certs", "init", str(pki))
-        db = work / "nac.db"
-        _nac("users", "add", "alice", "--db", str(db), stdin=PASSWORD + "\n")
         port = _free_port()
-        config = work / "nac.toml"
-        config.write_text(
-            f'[server]\nbind = "127.0.0.1"\nauth_port = {port}\nacct_port = {_free_port()}\n\n'
-            f'[[client]]\nname = "bench"\naddress = "127.0.0.1"\nsecret = "{SECRET}"\n\n'
-            f'[eap]\ncertificate = "{pki}/server.pem"\nprivate_key = "{pki}/server.key"\n'
-            f'ca_certificates = "{pki}/ca.pem"\n'
-        )
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "nac",
-                "serve",
-                "--config",
-                str(config),
-                "--db",
-                str(db),
-                "--log-level",
-                "warning",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        process = (_start_freeradius if server == "freeradius" else _start_nac)(work, pki, port)
         try:
-            time.sleep(2.0)  # start-up; the first authentication proves readiness anyway
+            time.sleep(3.0)  # start-up; the first authentication proves readiness anyway
             results: dict[str, dict[str, float]] = {}
             for name, text in _networks(pki).items():
                 conf = work / f"{name}.conf"
@@ -138,8 +151,8 @@ def run(count: int, concurrency: int) -> dict[str, dict[str, float]]:
                 }
             return results
         finally:
-            server.terminate()
-            server.wait(timeout=15)
+            process.terminate()
+            process.wait(timeout=15)
 
 
 def main() -> None:
@@ -147,16 +160,24 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=200, help="authentications per method")
     parser.add_argument("--concurrency", type=int, default=8, help="eapol_test processes at once")
     parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument(
+        "--server",
+        choices=["nac", "freeradius", "both"],
+        default="nac",
+        help="FreeRADIUS 3.2 with the same PKI",
+    )
     args = parser.parse_args()
-    results = run(args.count, args.concurrency)
+    servers = ["nac", "freeradius"] if args.server == "both" else [args.server]
+    results = {server: run(args.count, args.concurrency, server) for server in servers}
     if args.json:
         print(json.dumps(results, indent=2))
         return
-    for name, row in results.items():
-        print(
-            f"{name:15} {row['per_second']:7.1f} auth/s  median {row['median_ms']:6.1f} ms  "
-            f"p95 {row['p95_ms']:6.1f} ms  ({row['authentications']} at concurrency {row['concurrency']})"
-        )
+    for server, rows in results.items():
+        for name, row in rows.items():
+            print(
+                f"{server:11} {name:15} {row['per_second']:7.1f} auth/s  median {row['median_ms']:6.1f} ms  "
+                f"p95 {row['p95_ms']:6.1f} ms  ({row['authentications']} at concurrency {row['concurrency']})"
+            )
 
 
 if __name__ == "__main__":
