@@ -47,6 +47,7 @@ class Config:
     syslog_facility: str = "local0"
     metrics_bind: str | None = None  # Prometheus text at http://ADDRESS:PORT/metrics
     history_retention: float | None = None  # seconds of history kept; None: everything
+    policy_watch: str | None = None  # a policy file or directory to follow (nac/watch.py)
     source: str = "(built-in defaults)"
     eap: EapConfig | None = None  # [eap]: 802.1X is off without it
 
@@ -111,7 +112,9 @@ def _read(path: Path) -> str:
 
 def _parse(data: Mapping[str, Any], loc: Locator) -> tuple[dict[str, Any], tuple[Client, ...]]:
     values: dict[str, Any] = {}
-    for name in sorted(set(data) - {"server", "client", "log", "syslog", "metrics", "eap", "history"}):
+    for name in sorted(
+        set(data) - {"server", "client", "log", "syslog", "metrics", "eap", "history", "policy"}
+    ):
         raise ConfigError(f"{loc.where(name)}: unknown section")
     if "eap" in data:
         from nac.eap.config import parse_eap  # noqa: PLC0415 (OpenSSL only when 802.1X is on)
@@ -162,6 +165,7 @@ def _observability(data: Mapping[str, Any], loc: Locator) -> dict[str, Any]:
         "syslog": {"address", "facility"},
         "metrics": {"bind"},
         "history": {"retention"},
+        "policy": {"watch"},
     }
     values: dict[str, Any] = {}
     for section, keys in allowed.items():
@@ -189,6 +193,8 @@ def _observability(data: Mapping[str, Any], loc: Locator) -> dict[str, Any]:
         if syslog["facility"] not in FACILITIES:
             raise ConfigError(f"{loc.where('syslog', 'facility')}: one of {', '.join(FACILITIES)}")
         values["syslog_facility"] = syslog["facility"]
+    if "watch" in data.get("policy", {}):
+        values["policy_watch"] = data["policy"]["watch"]
     if "retention" in data.get("history", {}):
         try:
             values["history_retention"] = float(parse_span(data["history"]["retention"]))

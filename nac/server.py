@@ -39,6 +39,7 @@ from nac.records import HistoryRecord
 from nac.resources import load_active_registry
 from nac.sessions import STALE_AFTER
 from nac.store import Store
+from nac.watch import PolicyWatcher
 
 if TYPE_CHECKING:
     from nac.eap.eap import EapServer  # OpenSSL is loaded only when 802.1X is on
@@ -166,6 +167,7 @@ class Server:
         self._dynauth: DynAuthClient | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._pruner: threading.Thread | None = None
+        self._watcher = PolicyWatcher(config.policy_watch) if config.policy_watch else None
         self._reload_config = reload_config
         self._build_eap = build_eap
         self._lock: int | None = None
@@ -391,6 +393,14 @@ class Server:
         self.counters["rule_reloads"] += 1
         log.info("rules reloaded: %d rules (version %d)", len(policy.rules), version)
 
+    def poll_watch(self) -> None:
+        """Import the watched policy file or directory when it changes ([policy] watch)."""
+        assert self._watcher is not None
+        try:
+            self._watcher.poll(self.store, self.registry, self.families)
+        except sqlite3.Error as exc:
+            log.error("cannot import the watched policy: %s", exc)
+
     def poll_registry(self) -> None:
         """Swap in a registry that `nac oui import` wrote, with the policy compiled against it."""
         try:
@@ -582,6 +592,8 @@ class Server:
             while not self._stopping.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), timeout=tick)
+                if self._watcher is not None:
+                    self.poll_watch()
                 self.poll_rules()
                 self.poll_registry()
                 self.dispatch_jobs()

@@ -229,3 +229,49 @@ def test_configured_retention_prunes_old_history_in_the_running_server(
     assert server.wait_for_log("history retention: removed 1 decisions older than 2 days", timeout=10)
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT mac FROM history ORDER BY ts").fetchall() == [("00:00:00:00:00:02",)]
+
+
+def test_watched_policy_file_applies_within_2_seconds_and_a_broken_edit_is_refused(
+    nac_server_factory: NacServerFactory, tmp_path: Path
+) -> None:
+    policy = tmp_path / "site-policy.toml"
+    policy.write_text('[defaults]\naction = "accept"\n')
+    server = nac_server_factory(extra_config=f'\n[policy]\nwatch = "{policy}"\n')
+    assert _ask(server, "00e0fc000010") == 2
+    policy.write_text(
+        '[defaults]\naction = "accept"\n\n[[rule]]\nid = "ban-huawei"\nvendor = "huawei"\naction = "reject"\n'
+    )
+    deadline = time.monotonic() + 2.5
+    code = _ask(server, "00e0fc000010", identifier=2)
+    while code != 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+        code = _ask(server, "00e0fc000010", identifier=3)
+    assert code == 3
+    # A broken edit (a quarantine with no VLAN) is refused as a whole; the ban stays.
+    policy.write_text('[[rule]]\nid = "q"\noui = "00:10:A4"\naction = "quarantine"\n')
+    assert server.wait_for_log("refused, the rules in force stay", timeout=3)
+    assert _ask(server, "00e0fc000010", identifier=4) == 3
+    rules = json.loads(server.cli_ok("rules", "list", "--json"))
+    assert [r["id"] for r in rules] == ["ban-huawei"]
+    audit = json.loads(server.cli_ok("audit", "--json"))
+    assert any(row["action"] == "policy.watch" for row in audit)
+
+
+def test_watched_policy_directory_merges_its_files(
+    nac_server_factory: NacServerFactory, tmp_path: Path
+) -> None:
+    folder = tmp_path / "policy.d"
+    folder.mkdir()
+    (folder / "00-defaults.toml").write_text('[defaults]\naction = "accept"\nquarantine_vlan = "666"\n')
+    (folder / "10-bans.toml").write_text('[[rule]]\nid = "ban"\nvendor = "huawei"\naction = "reject"\n')
+    (folder / "20-quarantine.toml").write_text(
+        '[[rule]]\nid = "q"\noui = "00:10:A4"\naction = "quarantine"\n'
+    )
+    server = nac_server_factory(extra_config=f'\n[policy]\nwatch = "{folder}"\n')
+    deadline = time.monotonic() + 2.5
+    while time.monotonic() < deadline and _ask(server, "00e0fc000011") != 3:
+        time.sleep(0.1)
+    assert _ask(server, "00e0fc000011", identifier=2) == 3
+    assert _ask(server, "0010a4000011", identifier=3) == 2
+    rules = json.loads(server.cli_ok("rules", "list", "--json"))
+    assert {r["id"] for r in rules} == {"ban", "q"}
