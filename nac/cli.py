@@ -6,10 +6,10 @@ prefix, flag or file), as CONTRACT.md asks for MAC arguments.
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -97,78 +97,29 @@ def serve(
     auth_port: Annotated[int | None, typer.Option("--auth-port", help="Authentication port (1812).")] = None,
     acct_port: Annotated[int | None, typer.Option("--acct-port", help="Accounting port (1813).")] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "info",
+    workers: Annotated[
+        int,
+        typer.Option("--workers", min=0, help="Processes sharing the ports (0: one per core). Default 1."),
+    ] = 1,
 ) -> None:
     """Run the RADIUS server.
 
-    Example: nac serve --config /etc/nac/nac.toml
+    Example: nac serve --config /etc/nac/nac.toml --workers 0
     """
     level = getattr(logging, log_level.upper(), None)
     if not isinstance(level, int):
         _fail(f"--log-level must be debug, info, warning or error, not {log_level!r}", 2)
-    log = logging.getLogger("nac")
     with _errors():
-        from nac.admission import Engine  # noqa: PLC0415
-        from nac.app import open_store  # noqa: PLC0415
-        from nac.clients import ClientTable  # noqa: PLC0415
         from nac.config import Config, load_config  # noqa: PLC0415
-        from nac.observe import SyslogSink, setup_logging  # noqa: PLC0415
-        from nac.packet import Codes  # noqa: PLC0415
-        from nac.policy import Policy  # noqa: PLC0415
-        from nac.resources import load_active_registry, load_dictionary, load_families  # noqa: PLC0415
-        from nac.server import Server  # noqa: PLC0415
+        from nac.observe import setup_logging  # noqa: PLC0415
+        from nac.run import serve as run_server  # noqa: PLC0415
 
         def configure() -> Config:
             return load_config(config, db=db, bind=bind, auth_port=auth_port, acct_port=acct_port)
 
         cfg = configure()
         setup_logging(fmt=cfg.log_format, level=level)
-        store = open_store(cfg.db)
-        registry = load_active_registry(store)
-        log.info(
-            "registry %s: %s",
-            registry.snapshot.id,
-            ", ".join(f"{k} {v}" for k, v in registry.snapshot.counts.items()),
-        )
-        families = load_families()
-        policy = Policy(store.rules(), registry=registry, defaults=store.defaults(), families=families)
-        from nac.cli_eap import eap_server  # noqa: PLC0415
-
-        engine = Engine(
-            codes=Codes.from_dictionary(load_dictionary()),
-            policy=policy,
-            duplicate_ttl=cfg.duplicate_ttl,
-            eap=eap_server(cfg.eap, store),
-        )
-        server = Server(
-            cfg,
-            store=store,
-            engine=engine,
-            registry=registry,
-            families=families,
-            clients=ClientTable(cfg.clients),
-            reload_config=configure,
-            build_eap=lambda config: eap_server(config.eap, store),
-            syslog=SyslogSink(cfg.syslog_address, facility=cfg.syslog_facility)
-            if cfg.syslog_address
-            else None,
-        )
-        log.info(
-            "config %s; database %s; %d rules; %d clients",
-            cfg.source,
-            store.path,
-            len(policy.rules),
-            len(cfg.clients),
-        )
-        if cfg.uses_test_client:
-            log.warning(
-                "a client uses FreeRADIUS's well-known test secret; "
-                "configure [[client]] entries with real secrets before production use"
-            )
-        server.open()
-        try:
-            asyncio.run(server.serve())
-        finally:
-            store.close()
+        run_server(cfg, configure, workers=workers or os.cpu_count() or 1)
 
 
 # -- rules --------------------------------------------------------------------------------

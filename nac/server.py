@@ -21,7 +21,7 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -171,20 +171,24 @@ class Server:
         self._reload_config = reload_config
         self._build_eap = build_eap
         self._lock: int | None = None
+        self.worker: int | None = None
         self.syslog = syslog
         self.latency = LatencyHistogram()
         self.metrics = Metrics(self.counters, self.latency)
 
     # -- sockets ---------------------------------------------------------------------------
 
-    def open(self) -> None:
-        """Take the database's server lock, then bind every address on both ports."""
-        self._take_lock()
+    def open(self, *, worker: int | None = None) -> None:
+        """Take the database's server lock, then bind every address on both ports.  A worker
+        (``nac serve --workers``) leaves the lock to its parent and shares the ports."""
+        self.worker = worker
+        if worker is None:
+            self._take_lock()
         default_bind = self.config.bind == ("0.0.0.0", "::")
         for address in self.config.bind:
             for service, port in ((AUTH, self.config.auth_port), (ACCT, self.config.acct_port)):
                 try:
-                    sock = _bind(address, port)
+                    sock = _bind(address, port, reuse_port=worker is not None)
                 except OSError as exc:
                     if (
                         default_bind
@@ -206,22 +210,7 @@ class Server:
             self._lock = None
 
     def _take_lock(self) -> None:
-        """One server per database: a second one would split the traffic and the history
-        silently.  The kernel drops the lock when the process dies, so a crash leaves none."""
-        path = f"{self.store.path}.serve-lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
-            os.close(fd)
-            raise NacError(
-                f"another nac serve (pid {holder}) is already using the database {self.store.path}; "
-                "stop it first, or give this one its own --db"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self._lock = fd
+        self._lock = take_database_lock(self.store.path)
 
     def addresses(self) -> list[str]:
         out = []
@@ -430,7 +419,8 @@ class Server:
     def reload(self) -> None:
         """SIGHUP / `systemctl reload nac`: clients, secrets and settings from the config file,
         rules and registry from the database.  An invalid config is refused; the old one stays."""
-        sd_notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
+        if self.worker is None:
+            sd_notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
         try:
             if self._reload_config is not None:
                 try:
@@ -469,7 +459,8 @@ class Server:
             self.poll_registry()
             self.counters["reloads"] += 1
         finally:
-            sd_notify("READY=1")
+            if self.worker is None:
+                sd_notify("READY=1")
 
     def dispatch_jobs(self) -> None:
         """Send the Disconnect / re-authorize requests that `nac disconnect` and `nac reauth`
@@ -579,11 +570,12 @@ class Server:
         checkpointer.start()
         for listener in self.listeners:
             loop.add_reader(listener.sock.fileno(), self.drain, listener)
-        if self.config.metrics_bind is not None:
+        if self.config.metrics_bind is not None and not self.worker:
             self.metrics.start(self.config.metrics_bind)
             log.info("metrics at http://%s/metrics", self.config.metrics_bind)
         log.info("ready: %s", ", ".join(self.addresses()))
-        sd_notify("READY=1")
+        if self.worker is None:
+            sd_notify("READY=1")
         if on_ready is not None:
             on_ready()
         watchdog = watchdog_interval()
@@ -607,7 +599,8 @@ class Server:
                 if watchdog:
                     sd_notify("WATCHDOG=1")
         finally:
-            sd_notify("STOPPING=1")
+            if self.worker is None:
+                sd_notify("STOPPING=1")
             for task in list(self._tasks):
                 task.cancel()
             if self._dynauth is not None:
@@ -623,7 +616,47 @@ class Server:
             log.info("stopped; %s", _format_counters(self.counters))
 
 
-def _bind(address: str, port: int) -> socket.socket:
+def take_database_lock(path: str) -> int:
+    """One server per database: a second one would split the traffic and the history silently.
+    The kernel drops the lock when the process dies, so a crash leaves none behind."""
+    fd = os.open(f"{path}.serve-lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise NacError(
+            f"another nac serve (pid {holder}) is already using the database {path}; "
+            "stop it first, or give this one its own --db"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+def claim_ports(bind: Sequence[str], ports: Sequence[int]) -> list[socket.socket]:
+    """Workers share their ports with SO_REUSEPORT, which would also let an unrelated second
+    `nac serve --workers` join and silently take half the traffic.  An abstract unix socket
+    named after each address and port (global to the network namespace, gone when the holder
+    dies) makes a second one fail instead."""
+    held: list[socket.socket] = []
+    for address in bind:
+        for port in ports:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            try:
+                sock.bind(f"\0nac-serve/udp/{address}/{port}")
+            except OSError:
+                sock.close()
+                for other in held:
+                    other.close()
+                raise NacError(
+                    f"another nac serve is already listening on {address} port {port}/udp"
+                ) from None
+            held.append(sock)
+    return held
+
+
+def _bind(address: str, port: int, *, reuse_port: bool = False) -> socket.socket:
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
@@ -634,6 +667,10 @@ def _bind(address: str, port: int) -> socket.socket:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
         except OSError:
             log.debug("cannot enlarge the receive buffer of %s:%d", address, port)
+        if reuse_port:
+            # Workers each bind the same ports; the kernel spreads datagrams by source address
+            # and port, so a NAS's retransmission reaches the worker that holds its reply.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((address, port))
         sock.setblocking(False)
     except OSError:

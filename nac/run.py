@@ -1,0 +1,252 @@
+"""`nac serve`: assemble the server from configuration, and run it as one process or as a
+parent with workers (`--workers N`) that share the ports with SO_REUSEPORT.
+
+The parent loads the registry, dictionary and families once and forks; each worker opens its
+own database connection and sockets and decides on its own.  SQLite serialises their history
+commits (WAL, busy timeout), and the parent holds the database lock and the ports' claim, so
+a second `nac serve` is refused whole.  The parent speaks to systemd and passes signals on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import select
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from nac.admission import Engine
+from nac.app import open_store
+from nac.clients import ClientTable
+from nac.config import Config
+from nac.errors import NacError
+from nac.families import Family
+from nac.observe import SyslogSink, sd_notify, watchdog_interval
+from nac.oui import Registry
+from nac.packet import Codes
+from nac.policy import Policy
+from nac.resources import load_active_registry, load_dictionary, load_families
+from nac.server import Server, claim_ports, take_database_lock
+
+log = logging.getLogger("nac")
+
+#: Seconds the parent waits for every worker to bind its sockets.
+WORKER_START_TIMEOUT: Final = 60.0
+#: A worker that dies is started again, but not more often than this (a crash loop must not
+#: spin the CPU; systemd's Restart= covers the parent).
+RESPAWN_INTERVAL: Final = 1.0
+
+
+@dataclass
+class Shared:
+    """What the parent loads once and every worker inherits."""
+
+    registry: Registry
+    families: dict[str, Family]
+    codes: Codes
+
+
+def load_shared(config: Config) -> Shared:
+    store = open_store(config.db)  # creates and initialises a fresh database
+    try:
+        registry = load_active_registry(store)
+    finally:
+        store.close()
+    log.info(
+        "registry %s: %s",
+        registry.snapshot.id,
+        ", ".join(f"{k} {v}" for k, v in registry.snapshot.counts.items()),
+    )
+    return Shared(registry, load_families(), Codes.from_dictionary(load_dictionary()))
+
+
+def build_server(config: Config, shared: Shared, configure: Callable[[], Config]) -> Server:
+    from nac.cli_eap import eap_server  # noqa: PLC0415 - OpenSSL only when [eap] is set
+
+    store = open_store(config.db)
+    policy = Policy(
+        store.rules(), registry=shared.registry, defaults=store.defaults(), families=shared.families
+    )
+    engine = Engine(
+        codes=shared.codes,
+        policy=policy,
+        duplicate_ttl=config.duplicate_ttl,
+        eap=eap_server(config.eap, store),
+    )
+    log.info(
+        "config %s; database %s; %d rules; %d clients",
+        config.source,
+        store.path,
+        len(policy.rules),
+        len(config.clients),
+    )
+    return Server(
+        config,
+        store=store,
+        engine=engine,
+        registry=shared.registry,
+        families=shared.families,
+        clients=ClientTable(config.clients),
+        reload_config=configure,
+        build_eap=lambda cfg: eap_server(cfg.eap, store),
+        syslog=SyslogSink(config.syslog_address, facility=config.syslog_facility)
+        if config.syslog_address
+        else None,
+    )
+
+
+def serve(config: Config, configure: Callable[[], Config], *, workers: int = 1) -> None:
+    if config.uses_test_client:
+        log.warning(
+            "a client uses FreeRADIUS's well-known test secret; "
+            "configure [[client]] entries with real secrets before production use"
+        )
+    shared = load_shared(config)
+    if workers <= 1:
+        server = build_server(config, shared, configure)
+        server.open()
+        try:
+            asyncio.run(server.serve())
+        finally:
+            server.store.close()
+        return
+    _Parent(config, configure, shared, workers).run()
+
+
+class _Parent:
+    def __init__(self, config: Config, configure: Callable[[], Config], shared: Shared, workers: int) -> None:
+        self.config = config
+        self.configure = configure
+        self.shared = shared
+        self.workers = workers
+        self.children: dict[int, int] = {}  # pid -> worker number
+        self.stopping = False
+        self._signals: list[int] = []
+
+    def run(self) -> None:
+        path = open_store(self.config.db)
+        db_path = path.path
+        path.close()
+        lock = take_database_lock(db_path)
+        claims = claim_ports(self.config.bind, (self.config.auth_port, self.config.acct_port))
+        try:
+            ready_r, ready_w = os.pipe()
+            for number in range(self.workers):
+                self._spawn(number, ready_w)
+            self._await_ready(ready_r)
+            log.info("%d workers ready", self.workers)
+            sd_notify("READY=1")
+            self._supervise(ready_w)
+        finally:
+            for sock in claims:
+                sock.close()
+            os.close(lock)
+
+    def _spawn(self, number: int, ready_w: int) -> None:
+        pid = os.fork()
+        if pid:
+            self.children[pid] = number
+            return
+        code = 0
+        try:  # the worker: never returns into the parent's code
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
+                signal.signal(sig, signal.SIG_DFL)
+            logging.getLogger("nac").info("worker %d (pid %d) starting", number, os.getpid())
+            server = build_server(self.config, self.shared, self.configure)
+            server.open(worker=number)
+            os.write(ready_w, b"r")
+            asyncio.run(server.serve())
+            server.store.close()
+        except NacError as exc:
+            log.error("worker %d: %s", number, exc)
+            code = 1
+        except BaseException:  # last-resort guard of a worker process
+            log.exception("worker %d failed", number)
+            code = 1
+        finally:
+            os._exit(code)
+
+    def _await_ready(self, ready_r: int) -> None:
+        deadline = time.monotonic() + WORKER_START_TIMEOUT
+        seen = 0
+        while seen < self.workers:
+            left = deadline - time.monotonic()
+            readable, _, _ = select.select([ready_r], [], [], max(0.0, left))
+            if not readable:
+                self._stop_all()
+                raise NacError(
+                    f"only {seen} of {self.workers} workers started in {WORKER_START_TIMEOUT:.0f} s"
+                )
+            seen += len(os.read(ready_r, self.workers))
+            for pid, status in self._reap():
+                self._stop_all()
+                raise NacError(
+                    f"worker {self.children.get(pid, '?')} exited while starting (status {status})"
+                )
+
+    def _reap(self) -> list[tuple[int, int]]:
+        out = []
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            out.append((pid, status))
+        return out
+
+    def _supervise(self, ready_w: int) -> None:
+        def note(sig: int, _frame: Any) -> None:
+            self._signals.append(sig)
+
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGCHLD):
+            signal.signal(sig, note)
+        watchdog = watchdog_interval()
+        last_spawn = 0.0
+        while self.children:
+            time.sleep(min(0.2, watchdog or 0.2))
+            if watchdog:
+                sd_notify("WATCHDOG=1")
+            while self._signals:
+                received = self._signals.pop(0)
+                if received in (signal.SIGTERM, signal.SIGINT):
+                    sd_notify("STOPPING=1")
+                    self.stopping = True
+                    self._forward(signal.SIGTERM)
+                elif received == signal.SIGHUP:
+                    sd_notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
+                    self._forward(signal.SIGHUP)
+                    sd_notify("READY=1")
+                elif received == signal.SIGUSR1:
+                    self._forward(signal.SIGUSR1)
+            for pid, status in self._reap():
+                number = self.children.pop(pid, None)
+                if number is None or self.stopping:
+                    continue
+                log.error("worker %d (pid %d) died (status %d); starting it again", number, pid, status)
+                wait = last_spawn + RESPAWN_INTERVAL - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
+                last_spawn = time.monotonic()
+                self._spawn(number, ready_w)
+        log.info("all workers stopped")
+
+    def _forward(self, sig: int) -> None:
+        for pid in list(self.children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+    def _stop_all(self) -> None:
+        self.stopping = True
+        self._forward(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while self.children and time.monotonic() < deadline:
+            for pid, _ in self._reap():
+                self.children.pop(pid, None)
+            time.sleep(0.05)
