@@ -29,7 +29,7 @@ DEFAULT_BIND: Final = ("0.0.0.0", "::")
 TEST_SECRET: Final = "testing123"  # noqa: S105 (documented, warned about)
 RULES_POLL_SECONDS: Final = 1.0  # CONTRACT.md: a rule change applies within 2 seconds
 
-_SERVER_KEYS: Final = {"bind", "auth_port", "acct_port", "db", "duplicate_ttl"}
+_SERVER_KEYS: Final = {"bind", "auth_port", "acct_port", "db", "duplicate_ttl", "on_history_failure"}
 _CLIENT_KEYS: Final = {"name", "address", "secret", "require_message_authenticator", "coa_port", "reauth"}
 
 
@@ -48,6 +48,9 @@ class Config:
     metrics_bind: str | None = None  # Prometheus text at http://ADDRESS:PORT/metrics
     history_retention: float | None = None  # seconds of history kept; None: everything
     policy_watch: str | None = None  # a policy file or directory to follow (nac/watch.py)
+    #: When history cannot be written: "withhold" replies (fail closed) or "answer" anyway and
+    #: keep the rows in memory until the database takes them (fail open).
+    on_history_failure: str = "withhold"
     source: str = "(built-in defaults)"
     eap: EapConfig | None = None  # [eap]: 802.1X is off without it
 
@@ -139,6 +142,10 @@ def _parse(data: Mapping[str, Any], loc: Locator) -> tuple[dict[str, Any], tuple
         if not isinstance(server["db"], str) or not server["db"]:
             raise ConfigError(f"{loc.where('server', 'db')}: a file path")
         values["db"] = server["db"]
+    if "on_history_failure" in server:
+        if server["on_history_failure"] not in ("withhold", "answer"):
+            raise ConfigError(f'{loc.where("server", "on_history_failure")}: "withhold" or "answer"')
+        values["on_history_failure"] = server["on_history_failure"]
     if "duplicate_ttl" in server:
         ttl = server["duplicate_ttl"]
         if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 1 <= ttl <= 30:

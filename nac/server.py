@@ -37,7 +37,7 @@ from nac.oui import Registry
 from nac.policy import Policy
 from nac.records import HistoryRecord
 from nac.resources import load_active_registry
-from nac.sessions import STALE_AFTER
+from nac.sessions import STALE_AFTER, SessionEvent
 from nac.store import Store
 from nac.watch import PolicyWatcher
 
@@ -57,6 +57,12 @@ RCVBUF: Final = 8 * 1024 * 1024
 LOG_INTERVAL: Final = 10.0
 _LOG_KEYS_MAX: Final = 10_000
 HOUSEKEEPING_INTERVAL: Final = 60.0
+#: Decisions kept in memory while the database cannot be written (on_history_failure = answer);
+#: beyond this, replies are withheld as in the default mode.  ~1 KiB each.
+BACKLOG_MAX: Final = 200_000
+#: How long one history commit may wait for a lock (the CLI's writes take milliseconds); past
+#: it the batch counts as failed instead of stalling the event loop.
+HISTORY_BUSY_MS: Final = 250
 #: How often the WAL is copied back into the database (off the event loop).
 CHECKPOINT_INTERVAL: Final = 1.0
 #: Unverifiable packets (wrong secret, bad Message-Authenticator, malformed) from one source in
@@ -167,6 +173,9 @@ class Server:
         self._dynauth: DynAuthClient | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._pruner: threading.Thread | None = None
+        self._backlog_rows: list[Sequence[object]] = []
+        self._backlog_events: list[SessionEvent] = []
+        self._backlog_since: float | None = None
         self._watcher = PolicyWatcher(config.policy_watch) if config.policy_watch else None
         self._reload_config = reload_config
         self._build_eap = build_eap
@@ -287,23 +296,13 @@ class Server:
             outcomes.append((outcome, addr, int((clock() - started) * 1e6)))
         if not outcomes:
             return
-        rows = [(*o.record, latency) for o, _, latency in outcomes if o.record is not None]
+        rows: list[Sequence[object]] = [
+            (*o.record, latency) for o, _, latency in outcomes if o.record is not None
+        ]
         events = [o.session for o, _, _ in outcomes if o.session is not None]
-        if rows or events:
-            try:
-                self.store.write_batch(rows, events)
-            except sqlite3.Error as exc:
-                # Fail closed on the write: no reply for a decision that is not on disk.  The
-                # NAS retransmits; the next attempt decides again.
-                counters["history_write_failures"] += 1
-                counters["dropped:history-write-failed"] += len(outcomes)
-                log.error("history write failed (%s); %d replies withheld", exc, len(outcomes))
-                for outcome, _, _ in outcomes:
-                    if outcome.key is not None:
-                        engine.forget(outcome.key)
-                return
-            counters["history_rows"] += len(rows)
-            counters["session_events"] += len(events)
+        pending = rows or events or self._backlog_rows or self._backlog_events
+        if pending and not self._commit(rows, events, outcomes):
+            return
         send = sock.sendto
         for outcome, addr, _ in outcomes:
             try:
@@ -312,6 +311,57 @@ class Server:
                 counters["send_errors"] += 1
                 log.warning("cannot send a reply to %s: %s", addr[0], exc)
         self._account(outcomes)
+
+    def _commit(
+        self,
+        rows: list[Sequence[object]],
+        events: list[SessionEvent],
+        outcomes: list[tuple[Outcome, tuple[str, int], int]],
+    ) -> bool:
+        """Group-commit the batch (and any backlog); False if its replies must be withheld.
+
+        When the database cannot be written (disk full, locked past the busy timeout),
+        ``on_history_failure`` decides: "withhold" (fail closed, the default) sends no reply,
+        so the NAS retries or fails over to the other server; "answer" (fail open) sends the
+        decisions and keeps their rows in memory, written as soon as the database takes them.
+        """
+        counters = self.counters
+        all_rows = self._backlog_rows + rows
+        all_events = self._backlog_events + events
+        try:
+            self.store.write_batch(all_rows, all_events)
+        except sqlite3.Error as exc:
+            counters["history_write_failures"] += 1
+            failing_open = self.config.on_history_failure == "answer"
+            if failing_open and len(all_rows) + len(all_events) <= BACKLOG_MAX:
+                self._backlog_rows, self._backlog_events = all_rows, all_events
+                if self._backlog_since is None:
+                    self._backlog_since = time.monotonic()
+                    log.error(
+                        "history write failed (%s): answering anyway (on_history_failure = answer), "
+                        "keeping decisions in memory until the database takes them",
+                        exc,
+                    )
+                return True
+            if failing_open:
+                log.error("history backlog full (%d rows): withholding replies", len(all_rows))
+            counters["dropped:history-write-failed"] += len(outcomes)
+            self._drop_log("history-write-failed", "database", str(exc), time.time())
+            for outcome, _, _ in outcomes:
+                if outcome.key is not None:
+                    self.engine.forget(outcome.key)
+            return False
+        if self._backlog_since is not None:
+            log.warning(
+                "history writable again: %d decisions kept in memory for %.1f s are now on disk",
+                len(self._backlog_rows),
+                time.monotonic() - self._backlog_since,
+            )
+            self._backlog_since = None
+        self._backlog_rows, self._backlog_events = [], []
+        counters["history_rows"] += len(all_rows)
+        counters["session_events"] += len(all_events)
+        return True
 
     def _account(self, outcomes: list[tuple[Outcome, tuple[str, int], int]]) -> None:
         """After the replies are out: metrics, and decisions to syslog."""
@@ -566,6 +616,7 @@ class Server:
         loop.add_signal_handler(signal.SIGUSR1, self.log_counters)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
         self.store.conn.execute("PRAGMA wal_autocheckpoint=0")  # the Checkpointer does it
+        self.store.conn.execute(f"PRAGMA busy_timeout={HISTORY_BUSY_MS}")
         checkpointer = Checkpointer(self.store.path)
         checkpointer.start()
         for listener in self.listeners:

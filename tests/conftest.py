@@ -23,9 +23,14 @@ def nac_server_factory(tmp_path: Path) -> Iterator[NacServerFactory]:
         name: str = "server",
         extra_config: str = "",
         coa_port: int = 3799,
+        server_settings: str = "",
     ) -> NacServer:
         server = start_server(
-            tmp_path / f"{name}-{len(servers)}", rules=rules, extra_config=extra_config, coa_port=coa_port
+            tmp_path / f"{name}-{len(servers)}",
+            rules=rules,
+            extra_config=extra_config,
+            coa_port=coa_port,
+            server_settings=server_settings,
         )
         servers.append(server)
         return server

@@ -58,7 +58,7 @@ CONFIG_TEMPLATE: Final = """\
 bind = "127.0.0.1"
 auth_port = {auth_port}
 acct_port = {acct_port}
-
+{server_settings}
 [[client]]
 name = "lab-switch"
 address = "127.0.0.1"
@@ -411,6 +411,7 @@ def start_server(
     rules: Iterable[Sequence[str]] = (),
     extra_config: str = "",
     coa_port: int = 3799,
+    server_settings: str = "",
     attempts: int = 3,
 ) -> NacServer:
     """Write a config, add ``rules`` (each `nac rules add` arguments) and start `nac serve`.
@@ -432,6 +433,7 @@ def start_server(
                 relaxed_address=RELAXED_ADDRESS,
                 relaxed_secret=RELAXED_SECRET,
                 coa_port=coa_port,
+                server_settings=server_settings,
             )
             + extra_config
         )
