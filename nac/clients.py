@@ -25,6 +25,12 @@ class Client:
     #: How to ask this NAS to re-authorize a session: RFC 5176 Service-Type Authorize-Only,
     #: or Cisco's `subscriber:command=reauthenticate` AV-pair.
     reauth: str = "rfc5176"
+    #: Requests per second this client may send (a token bucket with a burst of one second's
+    #: worth); beyond it requests are dropped and counted, and the NAS retries.  None: no limit.
+    rate_limit: float | None = None
+    #: Seconds an Access-Reject waits before it is sent (FreeRADIUS `reject_delay`), to slow a
+    #: device or attacker that retries in a loop.  The delayed replies are bounded in number.
+    reject_delay: float = 0.0
     key: HmacMd5 = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -39,6 +45,7 @@ class ClientTable:
     def __init__(self, clients: Iterable[Client]) -> None:
         self.clients = tuple(clients)
         self._ordered = sorted(self.clients, key=lambda c: -c.network.prefixlen)
+        self.delays_rejects = any(c.reject_delay for c in self.clients)
         self._cache: dict[str, Client | None] = {}
 
     def __len__(self) -> int:

@@ -30,7 +30,16 @@ TEST_SECRET: Final = "testing123"  # noqa: S105 (documented, warned about)
 RULES_POLL_SECONDS: Final = 1.0  # CONTRACT.md: a rule change applies within 2 seconds
 
 _SERVER_KEYS: Final = {"bind", "auth_port", "acct_port", "db", "duplicate_ttl", "on_history_failure"}
-_CLIENT_KEYS: Final = {"name", "address", "secret", "require_message_authenticator", "coa_port", "reauth"}
+_CLIENT_KEYS: Final = {
+    "name",
+    "address",
+    "secret",
+    "require_message_authenticator",
+    "coa_port",
+    "reauth",
+    "rate_limit",
+    "reject_delay",
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -230,6 +239,18 @@ def _client(raw: Mapping[str, Any], i: int, loc: Locator) -> Client:
     reauth = raw.get("reauth", "rfc5176")
     if reauth not in ("rfc5176", "cisco"):
         raise ConfigError(f'{loc.where("client", "reauth", i)}: "rfc5176" or "cisco"')
+    rate_limit = raw.get("rate_limit")
+    if rate_limit is not None and (
+        isinstance(rate_limit, bool) or not isinstance(rate_limit, int | float) or rate_limit <= 0
+    ):
+        raise ConfigError(f"{loc.where('client', 'rate_limit', i)}: requests per second, above 0")
+    reject_delay = raw.get("reject_delay", 0)
+    if (
+        isinstance(reject_delay, bool)
+        or not isinstance(reject_delay, int | float)
+        or not 0 <= reject_delay <= 10
+    ):
+        raise ConfigError(f"{loc.where('client', 'reject_delay', i)}: seconds from 0 to 10")
     network = parse_network(raw["address"], where=loc.where("client", "address", i))
     return Client(
         name=name,
@@ -238,6 +259,8 @@ def _client(raw: Mapping[str, Any], i: int, loc: Locator) -> Client:
         require_message_authenticator=strict,
         coa_port=coa_port,
         reauth=reauth,
+        rate_limit=float(rate_limit) if rate_limit is not None else None,
+        reject_delay=float(reject_delay),
     )
 
 

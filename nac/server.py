@@ -34,6 +34,7 @@ from nac.errors import NacError, PacketError
 from nac.families import Family
 from nac.observe import LatencyHistogram, Metrics, SyslogSink, sd_notify, watchdog_interval
 from nac.oui import Registry
+from nac.packet import ACCESS_REJECT
 from nac.policy import Policy
 from nac.records import HistoryRecord
 from nac.resources import load_active_registry
@@ -57,6 +58,8 @@ RCVBUF: Final = 8 * 1024 * 1024
 LOG_INTERVAL: Final = 10.0
 _LOG_KEYS_MAX: Final = 10_000
 HOUSEKEEPING_INTERVAL: Final = 60.0
+#: Access-Rejects waiting out a reject_delay at once; past it they go out immediately.
+DELAYED_MAX: Final = 10_000
 #: Decisions kept in memory while the database cannot be written (on_history_failure = answer);
 #: beyond this, replies are withheld as in the default mode.  ~1 KiB each.
 BACKLOG_MAX: Final = 200_000
@@ -176,6 +179,8 @@ class Server:
         self._backlog_rows: list[Sequence[object]] = []
         self._backlog_events: list[SessionEvent] = []
         self._backlog_since: float | None = None
+        self._buckets: dict[str, tuple[float, float]] = {}  # client -> (tokens, last refill)
+        self._delayed = 0  # Access-Rejects waiting out their reject_delay
         self._watcher = PolicyWatcher(config.policy_watch) if config.policy_watch else None
         self._reload_config = reload_config
         self._build_eap = build_eap
@@ -264,6 +269,10 @@ class Server:
             if throttled and throttled.get(addr[0], 0.0) > now:
                 counters["dropped:throttled"] += 1
                 continue
+            if client.rate_limit is not None and not self._within_rate(client.name, client.rate_limit, now):
+                counters["dropped:rate-limited"] += 1
+                self._drop_log("rate-limited", client.name, f"over {client.rate_limit:g} requests/s", now)
+                continue
             try:
                 outcome = engine.handle(
                     data, src=addr, port=listener.port_id, service=listener.service, client=client, now=now
@@ -304,7 +313,13 @@ class Server:
         if pending and not self._commit(rows, events, outcomes):
             return
         send = sock.sendto
+        delaying = self.clients.delays_rejects
         for outcome, addr, _ in outcomes:
+            if delaying and outcome.reply[0] == ACCESS_REJECT:
+                client = self.clients.lookup(addr[0])
+                if client is not None and client.reject_delay and self._delayed < DELAYED_MAX:
+                    self._delay(sock, outcome.reply, addr, client.reject_delay)
+                    continue
             try:
                 send(outcome.reply, addr)
             except OSError as exc:
@@ -377,6 +392,32 @@ class Server:
         self.latency.observe_many(latencies)
         if self.syslog is not None and records:
             self.syslog.send(records)
+
+    def _within_rate(self, name: str, rate: float, now: float) -> bool:
+        """Token bucket per client: ``rate`` tokens a second, at most one second's worth."""
+        tokens, last = self._buckets.get(name, (rate, now))
+        tokens = min(rate, tokens + (now - last) * rate)
+        if tokens < 1.0:
+            self._buckets[name] = (tokens, now)
+            return False
+        self._buckets[name] = (tokens - 1.0, now)
+        return True
+
+    def _delay(self, sock: socket.socket, reply: bytes, addr: tuple[str, int], delay: float) -> None:
+        """Send an Access-Reject later (reject_delay); at most DELAYED_MAX wait at once, so a
+        flood of rejects cannot pile up timers: past that they are sent at once."""
+        self._delayed += 1
+
+        def send() -> None:
+            self._delayed -= 1
+            try:
+                sock.sendto(reply, addr)
+            except OSError as exc:
+                self.counters["send_errors"] += 1
+                log.debug("cannot send a delayed reply to %s: %s", addr[0], exc)
+
+        asyncio.get_running_loop().call_later(delay, send)
+        self.counters["rejects_delayed"] += 1
 
     def _failed(self, address: str, name: str, now: float) -> None:
         """Count a source's unverifiable packets; past FAILURE_LIMIT in one second it is
