@@ -113,6 +113,10 @@ class Engine:
             del cache[key]
         return len(stale)
 
+    def cached(self) -> int:
+        """Replies in the duplicate cache now."""
+        return len(self._cache)
+
     def forget(self, key: tuple[int, str, int, int]) -> None:
         """Drop a cached reply that was never sent (its history write failed)."""
         self._cache.pop(key, None)

@@ -12,7 +12,7 @@ import os
 import socket
 import sys
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -163,7 +163,8 @@ class Metrics:
     def __init__(self, counters: Counter[str], latency: LatencyHistogram) -> None:
         self.counters = counters
         self.latency = latency
-        self.gauges: dict[str, float] = {}
+        #: Gauges read at scrape time: name -> a function giving the current value.
+        self.gauges: dict[str, Callable[[], float]] = {}
 
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import (  # noqa: PLC0415 - only when metrics are on
@@ -215,9 +216,19 @@ class Metrics:
         buckets.append(("+Inf", cumulative + self.latency.counts[-1]))
         hist.add_metric([], buckets, self.latency.total_us / 1e6)
         yield hist
+        coa = CounterMetricFamily(
+            "nac_dynamic_authorization",
+            "Disconnect / CoA requests by kind and result",
+            labels=["kind", "result"],
+        )
+        for key, value in counters.items():
+            if key.startswith("coa:"):
+                _, kind, result = key.split(":", 2)
+                coa.add_metric([kind, result], value)
+        yield coa
         for name, level in self.gauges.items():
             gauge = GaugeMetricFamily(f"nac_{name}", name.replace("_", " "))
-            gauge.add_metric([], level)
+            gauge.add_metric([], level())
             yield gauge
 
     def start(self, bind: str) -> None:

@@ -189,6 +189,20 @@ class Server:
         self.syslog = syslog
         self.latency = LatencyHistogram()
         self.metrics = Metrics(self.counters, self.latency)
+        self.metrics.gauges.update(
+            {
+                # Decisions answered but not yet on disk (on_history_failure = "answer").
+                "history_backlog": lambda: float(len(self._backlog_rows)),
+                "history_backlog_seconds": lambda: (
+                    time.monotonic() - self._backlog_since if self._backlog_since is not None else 0.0
+                ),
+                "eap_conversations": lambda: (
+                    float(len(self.engine.eap)) if self.engine.eap is not None else 0.0
+                ),
+                "duplicate_cache_entries": lambda: float(self.engine.cached()),
+                "rules_version": lambda: float(self._rules_version),
+            }
+        )
 
     # -- sockets ---------------------------------------------------------------------------
 

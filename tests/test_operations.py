@@ -72,6 +72,10 @@ def test_metrics_expose_counters_and_they_move(nac_server_factory: NacServerFact
     assert after['nac_dropped_total{reason="too-short"}'] == 1
     assert after["nac_history_rows_total"] == before["nac_history_rows_total"] + 2
     assert after['nac_decision_latency_seconds_bucket{le="+Inf"}'] == 2
+    assert after["nac_history_backlog"] == 0  # every decision is on disk
+    assert after["nac_duplicate_cache_entries"] >= 2  # the two decisions wait for retransmissions
+    assert after["nac_rules_version"] >= 1
+    assert after["nac_eap_conversations"] == 0
 
 
 def test_decisions_stream_to_syslog_as_rfc5424(nac_server_factory: NacServerFactory) -> None:
