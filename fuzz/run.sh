@@ -4,7 +4,7 @@
 # tests/test_fuzz_regressions.py); the corpus grows in fuzz/corpus/TARGET/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-target="${1:?target: decode, handle, mac, prefix or policy}"
+target="${1:?target: decode, handle, eap, mac, prefix or policy}"
 seconds="${2:-600}"
 mkdir -p "fuzz/corpus/$target" "fuzz/crashes/$target"
 exec python3 fuzz/targets.py "$target" -max_total_time="$seconds" -print_final_stats=1 \

@@ -43,9 +43,19 @@ class Tunnel:
         self.conn.set_accept_state()
         self.established = False
 
+    def _feed(self, data: bytes) -> None:
+        """Give OpenSSL the peer's bytes; pyOpenSSL raises on an empty write (found by fuzzing:
+        an EAP-TLS response with flags and no data), which is no error of the peer's."""
+        if not data:
+            return
+        try:
+            self.conn.bio_write(data)
+        except SSL.Error as exc:
+            raise TlsError(_describe(exc)) from None
+
     def handshake(self, data: bytes) -> bool:
         """Feed the peer's records; True once the handshake has completed."""
-        self.conn.bio_write(data)
+        self._feed(data)
         try:
             self.conn.do_handshake()
         except SSL.WantReadError:
@@ -66,7 +76,7 @@ class Tunnel:
 
     def receive(self, data: bytes) -> bytes:
         """Decrypt application data the peer sent in ``data``."""
-        self.conn.bio_write(data)
+        self._feed(data)
         chunks = []
         while True:
             try:
