@@ -376,14 +376,23 @@ class Engine:
                 method="eap",
             )
             return self._eap_reply(ACCESS_REJECT, req, body, client, record, key)
-        step = eap.step(message, state=state, mac=mac, now=now)
+        step = eap.step(message, state=state, mac=mac, now=now, allow_md5=client.eap_md5)
         reply_eap = split_attribute(codes.eap_message, step.message)
         if step.kind == "challenge":
             body = reply_eap + (attribute(codes.state, step.state) if step.state is not None else b"")
             return self._eap_reply(ACCESS_CHALLENGE, req, body, client, None, key, kind="challenge")
         if step.kind == "success" and step.msk is not None:
-            keys = mppe_attributes(
-                eap.mppe, step.msk, salts=eap.random(4), secret=client.secret, authenticator=req.authenticator
+            # EAP-MD5 derives no keys (an empty MSK): then there are no MPPE keys to send.
+            keys = (
+                mppe_attributes(
+                    eap.mppe,
+                    step.msk,
+                    salts=eap.random(4),
+                    secret=client.secret,
+                    authenticator=req.authenticator,
+                )
+                if step.msk
+                else b""
             )
             body = reply_eap + keys + self._body(decision)
         else:

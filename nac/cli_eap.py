@@ -35,10 +35,20 @@ def _read_password() -> str:
 
 
 @users_app.command("add")
-def users_add(name: Annotated[str, typer.Argument(metavar="NAME")], db: DbOption = None) -> None:
+def users_add(
+    name: Annotated[str, typer.Argument(metavar="NAME")],
+    eap_md5: Annotated[
+        bool,
+        typer.Option(
+            "--eap-md5", help="Also keep the password itself, for EAP-MD5 (clients with eap_md5 = true)."
+        ),
+    ] = False,
+    db: DbOption = None,
+) -> None:
     """Add a user, or set a user's password; the password is read from stdin or a prompt.
 
-    Only the password's NT hash is stored (what MS-CHAPv2 needs).
+    Only the password's NT hash is stored (what MS-CHAPv2 needs), unless --eap-md5 asks to
+    keep the password itself for EAP-MD5, which cannot work from a hash.
 
     Example: printf '%s\\n' 'correct horse' | nac users add alice
     """
@@ -52,7 +62,7 @@ def users_add(name: Annotated[str, typer.Argument(metavar="NAME")], db: DbOption
             _fail("the password is empty", 2)
         store = open_store(db)
         try:
-            replaced = add_user(store.conn, name, password)
+            replaced = add_user(store.conn, name, password, eap_md5=eap_md5)
         finally:
             store.close()
     typer.echo(f"{'changed the password of' if replaced else 'added'} user {name}")

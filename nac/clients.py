@@ -31,6 +31,8 @@ class Client:
     #: Seconds an Access-Reject waits before it is sent (FreeRADIUS `reject_delay`), to slow a
     #: device or attacker that retries in a loop.  The delayed replies are bounded in number.
     reject_delay: float = 0.0
+    #: Offer EAP-MD5 (weak: no server authentication, no keys) to this client's devices.
+    eap_md5: bool = False
     key: HmacMd5 = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

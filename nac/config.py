@@ -39,6 +39,7 @@ _CLIENT_KEYS: Final = {
     "reauth",
     "rate_limit",
     "reject_delay",
+    "eap_md5",
 }
 
 
@@ -251,6 +252,9 @@ def _client(raw: Mapping[str, Any], i: int, loc: Locator) -> Client:
         or not 0 <= reject_delay <= 10
     ):
         raise ConfigError(f"{loc.where('client', 'reject_delay', i)}: seconds from 0 to 10")
+    eap_md5 = raw.get("eap_md5", False)
+    if not isinstance(eap_md5, bool):
+        raise ConfigError(f"{loc.where('client', 'eap_md5', i)}: true or false")
     network = parse_network(raw["address"], where=loc.where("client", "address", i))
     return Client(
         name=name,
@@ -261,6 +265,7 @@ def _client(raw: Mapping[str, Any], i: int, loc: Locator) -> Client:
         reauth=reauth,
         rate_limit=float(rate_limit) if rate_limit is not None else None,
         reject_delay=float(reject_delay),
+        eap_md5=eap_md5,
     )
 
 

@@ -185,3 +185,55 @@ def test_eapol_test_quarantined_mac_gets_its_vlan(server: NacServer, pki: Path) 
     ]
     row = last_decision(server)
     assert (row["action"], row["vlan"], row["method"]) == ("quarantine", "666", "peap")
+
+
+MD5_CLIENT: Final = (
+    '\n[[client]]\nname = "old-switch"\naddress = "127.0.0.6"\nsecret = "{secret}"\neap_md5 = true\n'
+)
+MD5_NETWORK: Final = (
+    'network={{\n    key_mgmt=IEEE8021X\n    eap=MD5\n    identity="bob"\n    password="{password}"\n}}\n'
+)
+
+
+@pytest.fixture
+def md5_server(nac_server_factory: NacServerFactory, pki: Path) -> NacServer:
+    lab = pki / "lab"
+    extra = (
+        f'\n[eap]\ncertificate = "{lab / "server.pem"}"\nprivate_key = "{lab / "server.key"}"\n'
+        f'ca_certificates = "{lab / "ca.pem"}"\nmethods = ["tls", "peap", "ttls"]\n'
+        + MD5_CLIENT.format(secret=SECRET)
+    )
+    srv = nac_server_factory(rules=RULES, extra_config=extra)
+    for name, flags in (("bob", ["--eap-md5"]), ("carol", [])):
+        subprocess.run(
+            [sys.executable, "-m", "nac", "users", "add", name, *flags, "--db", str(srv.db)],
+            input=PASSWORD + "\n", text=True, check=True, capture_output=True, env=subprocess_env(),
+            timeout=60,
+        )  # fmt: skip
+    return srv
+
+
+def _eapol_md5(server: NacServer, source: str, *, identity: str = "bob") -> subprocess.CompletedProcess[str]:
+    conf = server.workdir / "md5.conf"
+    conf.write_text(MD5_NETWORK.format(password=PASSWORD).replace('"bob"', f'"{identity}"'))
+    return subprocess.run(
+        [require_eapol_test(), "-c", str(conf), "-a", "127.0.0.1", "-A", source, "-p", str(server.auth_port),
+         "-s", SECRET, "-M", ALLOWED, "-t", "15", "-r", "0", "-n"],
+        capture_output=True, text=True, timeout=EAPOL_TIMEOUT, check=False,
+    )  # fmt: skip
+
+
+def test_eap_md5_works_only_where_the_client_enables_it(md5_server: NacServer) -> None:
+    allowed = _eapol_md5(md5_server, "127.0.0.6")
+    assert allowed.returncode == 0, allowed.stdout[-3000:]
+    assert allowed.stdout.rstrip().endswith("SUCCESS")
+    assert last_decision(md5_server)["method"] == "eap-md5"
+    refused = _eapol_md5(md5_server, "127.0.0.1")  # lab-switch: no eap_md5
+    assert refused.returncode != 0
+    assert "no common EAP method" in str(last_decision(md5_server)["reason"])
+
+
+def test_eap_md5_needs_a_user_enrolled_for_it(md5_server: NacServer) -> None:
+    result = _eapol_md5(md5_server, "127.0.0.6", identity="carol")  # only an NT hash is stored
+    assert result.returncode != 0
+    assert "not enrolled for EAP-MD5" in str(last_decision(md5_server)["reason"])

@@ -99,7 +99,13 @@ def contexts(config: EapConfig) -> tuple[SSL.Context | None, SSL.Context]:
 
 def settings(config: EapConfig, users: Mapping[str, bytes]) -> EapSettings:
     tls, tunnel = contexts(config)
-    return EapSettings(methods=config.methods, tls_context=tls, tunnel_context=tunnel, users=users)
+    return EapSettings(
+        methods=config.methods,
+        tls_context=tls,
+        tunnel_context=tunnel,
+        users=users,
+        md5_passwords=getattr(users, "md5_password", None),
+    )
 
 
 def _context(config: EapConfig, *, verify_clients: bool) -> SSL.Context:

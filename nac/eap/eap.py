@@ -15,6 +15,7 @@ from typing import Final, NamedTuple
 from OpenSSL import SSL
 
 from nac.eap.keys import MppeCodes
+from nac.eap.md5 import TYPE_MD5, EapMd5
 from nac.eap.method import Done, Failed, Method, Next
 from nac.eap.peap import Peap
 from nac.eap.tls import EapTls
@@ -89,6 +90,9 @@ class EapSettings:
     tls_context: SSL.Context | None = None  # requires a client certificate (EAP-TLS)
     tunnel_context: SSL.Context | None = None  # server certificate only (PEAP, TTLS)
     users: Mapping[str, bytes] = field(default_factory=dict)  # name -> NT hash
+    #: name -> password of users enrolled for EAP-MD5 (None: not enrolled); EAP-MD5 is offered
+    #: only to clients with `eap_md5 = true` and only when this is set.
+    md5_passwords: Callable[[str], str | None] | None = None
     server_name: str = "nac"
 
 
@@ -103,7 +107,17 @@ class EapReply(NamedTuple):
 
 
 class _Conversation:
-    __slots__ = ("created", "identifier", "identity", "mac", "method", "nak_allowed", "octets", "rounds")
+    __slots__ = (
+        "allow_md5",
+        "created",
+        "identifier",
+        "identity",
+        "mac",
+        "method",
+        "nak_allowed",
+        "octets",
+        "rounds",
+    )
 
     def __init__(self, *, mac: int, created: float, identity: str) -> None:
         self.mac = mac
@@ -114,6 +128,7 @@ class _Conversation:
         self.octets = 0
         self.method: Method | None = None
         self.nak_allowed = True
+        self.allow_md5 = False
 
 
 class EapServer:
@@ -145,7 +160,9 @@ class EapServer:
         """End a conversation that the policy refused mid-way."""
         self._conversations.pop(state, None)
 
-    def step(self, message: bytes, *, state: bytes | None, mac: int, now: float) -> EapReply:
+    def step(
+        self, message: bytes, *, state: bytes | None, mac: int, now: float, allow_md5: bool = False
+    ) -> EapReply:
         """``message`` is the reassembled EAP-Message; ``state`` the request's State, if any."""
         self.expire(now)
         try:
@@ -153,7 +170,7 @@ class EapServer:
         except EapError as exc:
             return _failure(0, "eap", None, f"malformed EAP: {exc}")
         if state is None:
-            return self._begin(packet, mac, now)
+            return self._begin(packet, mac, now, allow_md5)
         conv = self._conversations.get(state)
         if conv is None:
             ident = packet.identifier if packet is not None else 0
@@ -163,7 +180,7 @@ class EapServer:
             del self._conversations[state]
         return reply
 
-    def _begin(self, packet: EapPacket | None, mac: int, now: float) -> EapReply:
+    def _begin(self, packet: EapPacket | None, mac: int, now: float, allow_md5: bool = False) -> EapReply:
         if packet is None:
             # RFC 3579 §2.1: an empty EAP-Message is EAP-Start; ask who the peer is.
             return EapReply(
@@ -179,6 +196,7 @@ class EapServer:
         if not self.settings.methods:
             return _failure(packet.identifier, "eap", identity, "no EAP method is enabled")
         conv = _Conversation(mac=mac, created=now, identity=identity)
+        conv.allow_md5 = allow_md5 and self.settings.md5_passwords is not None
         state = self.random(STATE_LEN)
         while state in self._conversations:
             state = self.random(STATE_LEN)
@@ -229,6 +247,8 @@ class EapServer:
             return _failure(packet.identifier, "eap", conv.identity, "EAP Nak after the method began")
         conv.nak_allowed = False
         wanted = {t: n for n, t in METHOD_TYPES.items() if n in self.settings.methods}
+        if conv.allow_md5:
+            wanted[TYPE_MD5] = "md5"  # only on the peer's request, never proposed first
         for eap_type in packet.data:
             if eap_type in wanted:
                 return self._start_method(conv, wanted[eap_type], state)
@@ -238,7 +258,7 @@ class EapServer:
         )
 
     def _start_method(self, conv: _Conversation, name: str, state: bytes) -> EapReply:
-        method = self._make(name)
+        method = self._make_md5(conv) if name == "md5" else self._make(name)
         conv.method = method
         return self._request(conv, method, method.start(), state)
 
@@ -246,6 +266,17 @@ class EapServer:
         conv.identifier = (conv.identifier + 1) & 0xFF
         message = encode_eap(CODE_REQUEST, conv.identifier, method.eap_type, data)
         return EapReply("challenge", message, state, method.name, conv.identity, None, "")
+
+    def _make_md5(self, conv: _Conversation) -> Method:
+        passwords = self.settings.md5_passwords
+        assert passwords is not None  # conv.allow_md5 requires it
+        return EapMd5(
+            identity=conv.identity,
+            password=passwords,
+            identifier=lambda: conv.identifier,
+            random=self.random,
+            server_name=self.settings.server_name,
+        )
 
     def _make(self, name: str) -> Method:
         settings = self.settings

@@ -5,6 +5,8 @@ UTF-16LE form, RFC 2759 §8.3).  MS-CHAPv2 (inside PEAP and EAP-TTLS) can be che
 and with nothing weaker; TTLS-PAP is checked by hashing the password the peer sends.  The
 password itself is never stored.  The NT hash is password-equivalent for MS-CHAPv2, as it is
 in FreeRADIUS's NT-Password and Active Directory: protect the database file accordingly.
+The one exception: a user added with `--eap-md5` also keeps the password itself, because
+EAP-MD5 (offered only to clients with `eap_md5 = true`) cannot be checked any other way.
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ _DDL: Final = """CREATE TABLE IF NOT EXISTS eap_users (
 def ensure_table(conn: sqlite3.Connection) -> None:
     with conn:
         conn.execute(_DDL)
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(eap_users)")}
+        if "md5_password" not in columns:
+            # EAP-MD5 needs the password itself; kept only for users enrolled with --eap-md5.
+            conn.execute("ALTER TABLE eap_users ADD COLUMN md5_password TEXT")
 
 
 def check_name(name: str) -> str:
@@ -37,8 +43,9 @@ def check_name(name: str) -> str:
     return name
 
 
-def add_user(conn: sqlite3.Connection, name: str, password: str) -> bool:
-    """Add or replace ``name``; True if it replaced an existing user."""
+def add_user(conn: sqlite3.Connection, name: str, password: str, *, eap_md5: bool = False) -> bool:
+    """Add or replace ``name``; True if it replaced an existing user.  With ``eap_md5`` the
+    password itself is kept too (EAP-MD5 cannot work from a hash)."""
     check_name(name)
     if not password:
         raise NacError("the password is empty")
@@ -47,8 +54,8 @@ def add_user(conn: sqlite3.Connection, name: str, password: str) -> bool:
     with conn:
         existed = conn.execute("SELECT 1 FROM eap_users WHERE name = ?", (name,)).fetchone() is not None
         conn.execute(
-            "INSERT OR REPLACE INTO eap_users (name, nt_hash, created) VALUES (?, ?, ?)",
-            (name, nt_hash(password), created),
+            "INSERT OR REPLACE INTO eap_users (name, nt_hash, created, md5_password) VALUES (?, ?, ?, ?)",
+            (name, nt_hash(password), created, password if eap_md5 else None),
         )
     return existed
 
@@ -62,8 +69,16 @@ def remove_user(conn: sqlite3.Connection, name: str) -> None:
 
 def list_users(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     ensure_table(conn)
-    rows = conn.execute("SELECT name, created FROM eap_users ORDER BY name").fetchall()
-    return [{"name": name, "created": created} for name, created in rows]
+    rows = conn.execute(
+        "SELECT name, created, md5_password IS NOT NULL FROM eap_users ORDER BY name"
+    ).fetchall()
+    return [{"name": name, "created": created, "eap_md5": bool(md5)} for name, created, md5 in rows]
+
+
+def md5_password(conn: sqlite3.Connection, name: str) -> str | None:
+    """The password of a user enrolled for EAP-MD5, else None."""
+    row = conn.execute("SELECT md5_password FROM eap_users WHERE name = ?", (name,)).fetchone()
+    return None if row is None else row[0]
 
 
 class UserDirectory(Mapping[str, bytes]):
@@ -73,6 +88,9 @@ class UserDirectory(Mapping[str, bytes]):
     def __init__(self, conn: sqlite3.Connection) -> None:
         ensure_table(conn)
         self._conn = conn
+
+    def md5_password(self, name: str) -> str | None:
+        return md5_password(self._conn, name)
 
     def __getitem__(self, name: str) -> bytes:
         row = self._conn.execute("SELECT nt_hash FROM eap_users WHERE name = ?", (name,)).fetchone()
