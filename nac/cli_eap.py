@@ -7,6 +7,7 @@ is not a terminal, else from a prompt that asks twice.
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -147,5 +148,11 @@ def eap_server(config: EapConfig | None, store: Store) -> EapServer | None:
     from nac.eap.users import UserDirectory  # noqa: PLC0415
     from nac.resources import load_dictionary  # noqa: PLC0415
 
+    if eap_config.is_lab_certificate(config.certificate):
+        logging.getLogger("nac").warning(
+            "802.1X uses a `nac certs init` lab certificate (%s): fine for a lab, never for "
+            "production; supplicants that trust it trust anyone holding its CA key",
+            config.certificate,
+        )
     settings = eap_config.settings(config, UserDirectory(store.conn))
     return EapServer(settings, mppe=MppeCodes.from_dictionary(load_dictionary()))

@@ -237,3 +237,7 @@ def test_eap_md5_needs_a_user_enrolled_for_it(md5_server: NacServer) -> None:
     result = _eapol_md5(md5_server, "127.0.0.6", identity="carol")  # only an NT hash is stored
     assert result.returncode != 0
     assert "not enrolled for EAP-MD5" in str(last_decision(md5_server)["reason"])
+
+
+def test_serving_a_lab_certificate_is_logged_loudly(server: NacServer) -> None:
+    assert server.wait_for_log("802.1X uses a `nac certs init` lab certificate")

@@ -19,6 +19,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from nac.errors import NacError
 
 FILES: Final = ("ca.pem", "ca.key", "server.pem", "server.key", "client.pem", "client.key")
+#: Written into every lab certificate; `nac serve` warns when it serves one (nac/eap/config.py).
+LAB_ORGANIZATION: Final = "nac lab (not for production)"
 #: A lab's certificates outlive a lab; two years, renewed by running `nac certs init` again.
 VALIDITY: Final = dt.timedelta(days=730)
 
@@ -26,7 +28,7 @@ VALIDITY: Final = dt.timedelta(days=730)
 def _name(common_name: str) -> x509.Name:
     return x509.Name(
         [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "nac lab (not for production)"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, LAB_ORGANIZATION),
             x509.NameAttribute(NameOID.COMMON_NAME, common_name),
         ]
     )

@@ -153,3 +153,17 @@ def _why(exc: BaseException) -> str:
     if isinstance(exc, OSError):
         return exc.strerror or str(exc)
     return str(exc) or type(exc).__name__
+
+
+def is_lab_certificate(path: str) -> bool:
+    """Whether ``path`` was issued by a `nac certs init` lab CA (its organisation says so)."""
+    from cryptography import x509  # noqa: PLC0415
+
+    from nac.eap.certs import LAB_ORGANIZATION  # noqa: PLC0415
+
+    try:
+        cert = x509.load_pem_x509_certificate(Path(path).read_bytes())
+    except (OSError, ValueError):
+        return False
+    names = cert.issuer.get_attributes_for_oid(x509.oid.NameOID.ORGANIZATION_NAME)
+    return any(str(n.value) == LAB_ORGANIZATION for n in names)
