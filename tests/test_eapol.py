@@ -241,3 +241,37 @@ def test_eap_md5_needs_a_user_enrolled_for_it(md5_server: NacServer) -> None:
 
 def test_serving_a_lab_certificate_is_logged_loudly(server: NacServer) -> None:
     assert server.wait_for_log("802.1X uses a `nac certs init` lab certificate")
+
+
+def test_a_revoked_client_certificate_is_refused(nac_server_factory: NacServerFactory, pki: Path) -> None:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    lab = pki / "lab"
+    ca = x509.load_pem_x509_certificate((lab / "ca.pem").read_bytes())
+    ca_key = serialization.load_pem_private_key((lab / "ca.key").read_bytes(), password=None)
+    client = x509.load_pem_x509_certificate((lab / "client.pem").read_bytes())
+    now = datetime.datetime.now(datetime.UTC)
+    revoked = (
+        x509.RevokedCertificateBuilder().serial_number(client.serial_number).revocation_date(now).build()
+    )
+    crl = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca.subject)
+        .last_update(now)
+        .next_update(now + datetime.timedelta(days=1))
+        .add_revoked_certificate(revoked)
+        .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    crl_path = pki / "revoked.crl"
+    crl_path.write_bytes(crl.public_bytes(serialization.Encoding.PEM))
+    extra = (
+        f'\n[eap]\ncertificate = "{lab / "server.pem"}"\nprivate_key = "{lab / "server.key"}"\n'
+        f'ca_certificates = "{lab / "ca.pem"}"\ncrl = "{crl_path}"\nmethods = ["tls"]\n'
+    )
+    server = nac_server_factory(rules=RULES, extra_config=extra)
+    result = eapol_test(server, network(pki, "tls"))
+    assert_failure(result)  # the same certificate passes without the CRL (the eap-tls tests above)
+    assert "certificate verify failed" in str(last_decision(server)["reason"])
