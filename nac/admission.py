@@ -305,18 +305,7 @@ class Engine:
                 match=None,
                 method="mab",
             )
-        policy = self.policy
-        if policy.contextual:  # some rule is scoped or time-limited: tell it about the request
-            ctx = Context(
-                client.name,
-                _text(attrs.get(codes.called_station_id)),
-                _port_type(codes, attrs.get(codes.nas_port_type)),
-                "mab",
-                now,
-            )
-            decision, match = policy.decide(mac, ctx)
-        else:
-            decision, match = policy.decide(mac)
+        decision, match = self._policy_decide(mac, attrs, client, "mab", now)
         return decision, self._record(
             req,
             attrs=attrs,
@@ -328,6 +317,23 @@ class Engine:
             match=match,
             method="mab",
         )
+
+    def _policy_decide(
+        self, mac: int, attrs: dict[int, bytes], client: Client, method: str, now: float
+    ) -> tuple[Decision, VendorMatch | None]:
+        policy = self.policy
+        if not policy.contextual:
+            return policy.decide(mac)
+        # Some rule is scoped or time-limited: tell the policy about the request.
+        codes = self.codes
+        ctx = Context(
+            client.name,
+            _text(attrs.get(codes.called_station_id)),
+            _port_type(codes, attrs.get(codes.nas_port_type)),
+            method,
+            now,
+        )
+        return policy.decide(mac, ctx)
 
     def _decide_eap(
         self,
@@ -351,13 +357,7 @@ class Engine:
             reason = "802.1X request without a MAC address in Calling-Station-Id"
             decision = Decision("reject", None, NO_STATION_MAC, reason)
         else:
-            policy = self.policy
-            if policy.contextual:
-                port_type = _port_type(codes, attrs.get(codes.nas_port_type))
-                ctx = Context(client.name, _text(attrs.get(codes.called_station_id)), port_type, "dot1x", now)
-                decision, match = policy.decide(mac, ctx)
-            else:
-                decision, match = policy.decide(mac)
+            decision, match = self._policy_decide(mac, attrs, client, "dot1x", now)
         if mac is None or decision.action == "reject":
             if state is not None:
                 eap.discard(state)
