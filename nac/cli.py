@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Final, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -165,7 +165,7 @@ def rules_add(
         typer.Option(
             "--apply",
             help="now: disconnect (or re-authorize) devices on the network that this rule changes; "
-            "next: at their next authentication.",
+            "next: at their next authentication; ask: list them and ask.",
         ),
     ] = "next",
     db: DbOption = None,
@@ -182,14 +182,12 @@ def rules_add(
     if len(given) != 1:
         _fail("give exactly one of --vendor, --oui, --mac or --randomized", 2)
     kind, value = given[0]
-    if apply not in ("now", "next"):
-        _fail(f"--apply must be now or next, not {apply!r}", 2)
-    queued: list[Any] = []
-    jobs: list[dict[str, Any]] = []
+    if apply not in ("now", "next", "ask"):
+        _fail(f"--apply must be now, next or ask, not {apply!r}", 2)
     with _errors():
         nac = _app(db)
         try:
-            before = nac.policy() if apply == "now" else None
+            before = nac.policy() if apply != "next" else None
             rule, covered = nac.add_rule(
                 kind=kind,
                 value=value,
@@ -205,22 +203,15 @@ def rules_add(
                 port_type=port_type,
                 method=method,
             )
+            detail = f" ({covered} registry prefixes)" if kind == "vendor" else ""
+            vlan_text = f" vlan {rule.vlan}" if rule.vlan else ""
+            typer.echo(f"added rule {rule.id}: {rule.describe()} -> {rule.action}{vlan_text}{detail}")
             if before is not None:
-                from nac import session_store  # noqa: PLC0415
+                from nac.cli_sessions import enforce_after  # noqa: PLC0415
 
-                queued = nac.enforce_change(before, reason=f"rule {rule.id}")
-                ids = [i for _, job_ids in queued for i in job_ids]
-                jobs = session_store.wait_jobs(nac.store.conn, ids, wait=APPLY_WAIT) if ids else []
+                enforce_after(nac, before, apply, reason=f"rule {rule.id}")
         finally:
             nac.close()
-    detail = f" ({covered} registry prefixes)" if kind == "vendor" else ""
-    vlan_text = f" vlan {rule.vlan}" if rule.vlan else ""
-    typer.echo(f"added rule {rule.id}: {rule.describe()} -> {rule.action}{vlan_text}{detail}")
-    if apply == "now":
-        from nac.cli_sessions import print_jobs  # noqa: PLC0415
-
-        typer.echo(f"{len(queued)} devices on the network change decision")
-        print_jobs(jobs)
 
 
 @rules_app.command("list")
@@ -616,9 +607,6 @@ def bench(
 # `app`; imported here, after everything they use from this module is defined.
 # So do the policy commands (policy, audit, rules simulate).
 from nac import cli_helpdesk, cli_policy, cli_sessions  # noqa: E402, F401
-
-#: Seconds `rules add --apply now` waits for the NASes to answer (the server retries for 7 s).
-APPLY_WAIT: Final = 10.0
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -95,7 +95,19 @@ def _summary(rule: dict[str, Any]) -> str:
 
 
 @policy_app.command("import")
-def policy_import(file: FileArgument, db: DbOption = None, as_json: JsonOption = False) -> None:
+def policy_import(
+    file: FileArgument,
+    apply: Annotated[
+        str,
+        typer.Option(
+            "--apply",
+            help="now: disconnect or re-authorize devices on the network the new policy changes; "
+            "next: at their next authentication; ask: list them and ask.",
+        ),
+    ] = "next",
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
     """Replace the defaults and all rules with a policy file's, all or nothing.
 
     The whole file is checked first; any error changes nothing.  Running servers apply the
@@ -103,17 +115,25 @@ def policy_import(file: FileArgument, db: DbOption = None, as_json: JsonOption =
 
     Example: nac policy import policies/examples/ministry.toml
     """
+    if apply not in ("now", "next", "ask"):
+        _fail(f"--apply must be now, next or ask, not {apply!r}", 2)
     with _errors():
         nac = _app(db)
         try:
+            before = nac.policy() if apply != "next" else None
             report = nac.policy_import(file)
+            if as_json:
+                _print_json(report)
+            else:
+                _print_diff(report)
+                version = report["rules_version"]
+                typer.echo(f"imported {file}: {report['rules']} rules in force (rules version {version})")
+            if before is not None:
+                from nac.cli_sessions import enforce_after  # noqa: PLC0415
+
+                enforce_after(nac, before, apply, reason=f"policy import {file}")
         finally:
             nac.close()
-    if as_json:
-        _print_json(report)
-        return
-    _print_diff(report)
-    typer.echo(f"imported {file}: {report['rules']} rules in force (rules version {report['rules_version']})")
 
 
 @policy_app.command("export")

@@ -128,3 +128,35 @@ def reauth(
     Example: nac reauth 0010.a423.19c0
     """
     _act("reauth", mac, db, wait, as_json)
+
+
+APPLY_MODES: Final = ("now", "next", "ask")
+#: Seconds `--apply now|ask` waits for the NASes to answer (the server retries for 7 s).
+APPLY_WAIT: Final = 10.0
+
+
+def enforce_after(nac: Any, before: Any, apply: str, *, reason: str) -> None:
+    """After a rule change: `next` leaves devices on the network until they authenticate
+    again; `now` disconnects (banned) or re-authorizes (VLAN changed) them at once; `ask`
+    lists them and asks first."""
+    import time  # noqa: PLC0415
+
+    from nac import session_store  # noqa: PLC0415
+    from nac.enforce import changes  # noqa: PLC0415
+
+    if apply == "next":
+        return
+    pending = changes(nac.store.conn, before, nac.policy(), now=time.time())
+    typer.echo(f"{len(pending)} devices on the network change decision")
+    for change in pending:
+        old = change.before.action + (f" vlan {change.before.vlan}" if change.before.vlan else "")
+        new = change.after.action + (f" vlan {change.after.vlan}" if change.after.vlan else "")
+        typer.echo(f"  {change.mac} on {change.client}: {old} -> {new} ({change.kind})")
+    if not pending:
+        return
+    if apply == "ask" and not typer.confirm("Act on them now?", default=False):
+        typer.echo("left for their next authentication")
+        return
+    queued = nac.enforce_change(before, reason=reason)
+    ids = [i for _, job_ids in queued for i in job_ids]
+    print_jobs(session_store.wait_jobs(nac.store.conn, ids, wait=APPLY_WAIT) if ids else [])

@@ -328,3 +328,31 @@ def test_jobs_reach_each_nas_at_a_bounded_rate(store: Store) -> None:
     assert len(session_store.take_pending(store.conn, per_client=10)) == 10
     assert len(session_store.take_pending(store.conn, per_client=10)) == 5
     assert session_store.take_pending(store.conn, per_client=10) == []
+
+
+def _cli_input(db: Path, text: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "nac", *args, "--db", str(db)],
+        input=text, capture_output=True, text=True, timeout=60, check=False, env=subprocess_env(),
+    )  # fmt: skip
+
+
+def test_apply_ask_lists_the_devices_a_change_hits_and_acts_only_on_yes(tmp_path: Path) -> None:
+    db = tmp_path / "nac.db"
+    store = Store(db)
+    store.write_batch([], [_event(1, "h", ts=1000.0)])  # a Huawei device on sw1, active
+    store.close()
+    added = _cli_input(
+        db, "n\n", "rules", "add", "--vendor", "huawei", "--action", "reject", "--apply", "ask"
+    )
+    assert added.returncode == 0, added.stderr
+    assert "1 devices on the network change decision" in added.stdout
+    assert "00:e0:fc:01:02:03 on sw1: accept -> reject (disconnect)" in added.stdout
+    assert "left for their next authentication" in added.stdout
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM coa_jobs").fetchone() == (0,)
+    policy = tmp_path / "p.toml"
+    policy.write_text('[[rule]]\nid = "q"\noui = "00:E0:FC"\naction = "quarantine"\nvlan = "99"\n')
+    imported = _cli_input(db, "n\n", "policy", "import", str(policy), "--apply", "ask")
+    assert imported.returncode == 0, imported.stderr
+    assert "00:e0:fc:01:02:03 on sw1: reject -> quarantine vlan 99 (reauth)" in imported.stdout
