@@ -1,5 +1,5 @@
 """`python -m nac` is the `nac` command."""
 
-from nac.cli import main
+from nac.entry import main
 
 main()

@@ -22,7 +22,7 @@ from nac.mac import format_mac, is_multicast, is_randomized, parse_mac
 from nac.oui import Registry, Snapshot, normalize_name
 from nac.policy import ACTIONS, Context, Defaults, Policy, Rule, canonical_match, format_time
 from nac.policyfile import diff_policies, dump_policy, load_policy_file, rule_line, rule_table
-from nac.resources import default_policy_path, load_active_registry, load_families
+from nac.resources import default_policy_path, load_active_registry, load_families, load_registry_for
 from nac.simulate import simulate as replay
 from nac.store import Store, default_db_path, iso_time, os_user
 
@@ -315,7 +315,11 @@ class Nac:
     def why(self, text: str, *, latest: int = helpdesk.WHY_LATEST) -> dict[str, Any]:
         """`nac why`: one device's latest decisions and what the current rules would say."""
         mac = parse_mac(text.strip())
-        policy = self.policy()
+        # Deciding for one MAC needs only its own registry entries, not all 58,000.
+        registry = self.__dict__.get("registry") or load_registry_for(self.store, mac)
+        policy = Policy(
+            self.store.rules(), registry=registry, defaults=self.store.defaults(), families=self.families
+        )
         return helpdesk.why(
             self.store.conn,
             format_mac(mac),

@@ -20,6 +20,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from nac.errors import ConfigError, InvalidMacError, InvalidPrefixError, NacError, PolicyError
+from nac.render import table
 
 app = typer.Typer(
     help="nac: a RADIUS server that admits, quarantines or rejects devices by manufacturer.",
@@ -77,11 +78,8 @@ def _print_json(data: object) -> None:
 
 
 def _print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
-    cells = [[("" if row.get(c) is None else str(row.get(c))) for c in columns] for row in rows]
-    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
-    typer.echo("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
-    for r in cells:
-        typer.echo("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
+    for line in table(rows, columns):
+        typer.echo(line)
 
 
 # -- serve --------------------------------------------------------------------------------

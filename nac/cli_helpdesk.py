@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import csv
 import sys
-from collections.abc import Sequence
-from typing import Annotated, Any, Final
+from typing import Annotated, Final
 
 import typer
 
@@ -26,6 +25,7 @@ from nac.cli import (
     _print_table,
     app,
 )
+from nac.render import DECISION_COLUMNS, decision_cells, printable, why_text
 
 history_app = typer.Typer(  # its help is history()'s docstring
     invoke_without_command=True,
@@ -33,10 +33,7 @@ history_app = typer.Typer(  # its help is history()'s docstring
 )
 app.add_typer(history_app, name="history")
 
-#: Text-table columns of `nac history` (--json and --csv have every column).
-_TABLE: Final = ("time", "mac", "vendor", "action", "vlan", "rule", "client", "port", "ssid", "reason")
-#: Widest vendor name a text table shows before cutting it (--json has it whole).
-_VENDOR_WIDTH: Final = 28
+_TABLE: Final = DECISION_COLUMNS
 _CSV_DEFAULT: Final = (
     "time",
     "mac",
@@ -49,23 +46,7 @@ _CSV_DEFAULT: Final = (
     "nas_ip",
     "method",
 )
-_CONTROL: Final = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}
-
-
-def printable(text: object) -> str:
-    """``text`` with control characters escaped (a User-Name may carry terminal escapes)."""
-    return "" if text is None else str(text).translate(_CONTROL)
-
-
-def _table_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
-    out = []
-    for row in rows:
-        cells = {c: printable(row.get(c)) for c in _TABLE}
-        cells["time"] = cells["time"][:19].replace("T", " ")
-        if len(cells["vendor"]) > _VENDOR_WIDTH:
-            cells["vendor"] = cells["vendor"][: _VENDOR_WIDTH - 1] + "…"
-        out.append(cells)
-    return out
+_table_rows = decision_cells
 
 
 @history_app.callback()
@@ -181,12 +162,8 @@ def why(
     if as_json:
         _print_json(report)
         return
-    for line in report["lines"]:
-        typer.echo(printable(line))
-    if report["decisions"]:
-        typer.echo("")
-        typer.echo("Latest decisions:")
-        _print_table(_table_rows(report["decisions"]), _TABLE)
+    for line in why_text(report):
+        typer.echo(line)
 
 
 @app.command()

@@ -383,6 +383,25 @@ class Store:
         ).fetchall()
         return [_snapshot_row(row) for row in rows]
 
+    def active_snapshot(self) -> dict[str, Any] | None:
+        """The imported snapshot in force, or None while the bundled one is."""
+        row = self.conn.execute(
+            "SELECT id, source, date, sha256, counts, replaced, imported, imported_by, active"
+            " FROM registry_snapshots WHERE active = 1 ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        return None if row is None else _snapshot_row(row)
+
+    def registry_entries_for(self, blocks: Iterable[tuple[int, int]]) -> list[tuple[int, int, str, str]]:
+        """The active registry's entries for these exact (prefix, bits) blocks."""
+        out = []
+        for prefix, bits in blocks:
+            out += self.conn.execute(
+                "SELECT prefix, bits, organization, registry FROM registry_entries"
+                " WHERE prefix = ? AND bits = ?",
+                (prefix, bits),
+            ).fetchall()
+        return out
+
     def active_registry(self) -> tuple[dict[str, Any], list[tuple[int, int, str, str]]] | None:
         """The active snapshot and its entries, read in one transaction (an import running in
         another process is seen whole or not at all); ``None`` until the first import."""

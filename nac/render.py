@@ -1,0 +1,61 @@
+"""Text rendering shared by the CLI and its typer-free fast path (`nac why`)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, Final
+
+#: Text-table columns of decisions (`nac history`, `nac why`); --json and --csv have them all.
+DECISION_COLUMNS: Final = (
+    "time",
+    "mac",
+    "vendor",
+    "action",
+    "vlan",
+    "rule",
+    "client",
+    "port",
+    "ssid",
+    "reason",
+)
+#: Widest vendor name a text table shows before cutting it (--json has it whole).
+VENDOR_WIDTH: Final = 28
+_CONTROL: Final = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}
+
+
+def printable(text: object) -> str:
+    """``text`` with control characters escaped (a User-Name may carry terminal escapes)."""
+    return "" if text is None else str(text).translate(_CONTROL)
+
+
+def decision_cells(rows: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
+    out = []
+    for row in rows:
+        cells = {c: printable(row.get(c)) for c in DECISION_COLUMNS}
+        cells["time"] = cells["time"][:19].replace("T", " ")
+        if len(cells["vendor"]) > VENDOR_WIDTH:
+            cells["vendor"] = cells["vendor"][: VENDOR_WIDTH - 1] + "…"
+        out.append(cells)
+    return out
+
+
+def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> list[str]:
+    """Aligned columns with an upper-case header, one string per line."""
+    cells = [[("" if row.get(c) is None else str(row.get(c))) for c in columns] for row in rows]
+    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in cells]
+    return lines
+
+
+def to_json(data: object) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False)
+
+
+def why_text(report: dict[str, Any]) -> list[str]:
+    """`nac why` in plain words, then its latest decisions as a table."""
+    lines = [printable(line) for line in report["lines"]]
+    if report["decisions"]:
+        lines += ["", "Latest decisions:", *table(decision_cells(report["decisions"]), DECISION_COLUMNS)]
+    return lines
