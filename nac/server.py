@@ -676,9 +676,13 @@ class Server:
         checkpointer.start()
         for listener in self.listeners:
             loop.add_reader(listener.sock.fileno(), self.drain, listener)
-        if self.config.metrics_bind is not None and not self.worker:
-            self.metrics.start(self.config.metrics_bind)
-            log.info("metrics at http://%s/metrics", self.config.metrics_bind)
+        if self.config.metrics_bind is not None:
+            # Each worker counts its own share of the traffic: worker N serves its metrics on
+            # the configured port + N, so Prometheus scrapes them all (one target per worker).
+            host, _, port = self.config.metrics_bind.rpartition(":")
+            bind = f"{host}:{int(port) + (self.worker or 0)}"
+            self.metrics.start(bind)
+            log.info("metrics at http://%s/metrics", bind)
         log.info("ready: %s", ", ".join(self.addresses()))
         if self.worker is None:
             sd_notify("READY=1")

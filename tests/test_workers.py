@@ -97,3 +97,40 @@ def test_a_worker_that_dies_is_started_again(workers: Workers) -> None:
     time.sleep(0.5)
     for i in range(20):
         assert _ask(workers.auth_port, f"3c22fb0010{i:02x}") == 2
+
+
+def test_each_worker_serves_its_own_metrics(tmp_path: Path) -> None:
+    import socket
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        base = probe.getsockname()[1]
+    config = tmp_path / "nac.toml"
+    config.write_text(f'[metrics]\nbind = "127.0.0.1:{base}"\n')
+    auth_port, acct_port = free_udp_ports(2)
+    stderr = tmp_path / "serve.stderr"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nac", "serve", "--config", str(config), "--db", str(tmp_path / "nac.db"),
+         "--bind", "127.0.0.1", "--auth-port", str(auth_port), "--acct-port", str(acct_port),
+         "--workers", "2"],
+        stdout=subprocess.DEVNULL, stderr=stderr.open("wb"), env=subprocess_env(), cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while "2 workers ready" not in stderr.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)
+        for i in range(40):
+            assert _ask(auth_port, f"3c22fb0020{i:02x}") == 2
+        total = 0.0
+        for port in (base, base + 1):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+                text = response.read().decode()
+            found = re.search(r'^nac_handled_total\{kind="decision"\} (\S+)$', text, re.MULTILINE)
+            assert found is not None
+            total += float(found[1])
+        assert total == 40
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
