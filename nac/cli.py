@@ -229,7 +229,30 @@ def rules_list(db: DbOption = None, as_json: JsonOption = False) -> None:
     elif not rows:
         typer.echo("no rules; every device gets the policy's default")
     else:
-        _print_table(rows, ("id", "kind", "value", "action", "vlan", "reason", "created", "created_by"))
+        _print_table([_rule_cells(row) for row in rows], _RULE_COLUMNS)
+
+
+_RULE_COLUMNS = ("id", "kind", "value", "action", "vlan", "scope", "mode", "valid", "reason", "created_by")
+
+
+def _rule_cells(row: dict[str, Any]) -> dict[str, Any]:
+    """A rule as one table line: its scope (clients, SSIDs, port type, method) and validity
+    folded into a column each, so a conditional rule reads as one at a glance."""
+    scope = [
+        *(f"client {c}" for c in row.get("clients") or ()),
+        *(f"ssid {s}" for s in row.get("ssids") or ()),
+        *((f"{row['port_type']} ports",) if row.get("port_type") else ()),
+        *((row["method"],) if row.get("method") else ()),
+    ]
+    valid = " ".join(
+        part
+        for part in (
+            f"from {row['starts']}" if row.get("starts") else "",
+            f"until {row['expires']}" if row.get("expires") else "",
+        )
+        if part
+    )
+    return {**row, "scope": ", ".join(scope) or "all", "mode": row.get("mode") or "", "valid": valid}
 
 
 @rules_app.command("remove")
