@@ -338,12 +338,12 @@ class Nac:
 
     def check_lines(self, lines: Iterable[str]) -> Iterator[dict[str, Any]]:
         """`nac check -`: one result per MAC line (or CSV row); the policy is built once."""
-        return inventory.check_lines(self.policy(), lines)
+        return inventory.check_lines(self.policy(), lines, now=time.time())
 
     def check_csv(self, lines: Iterable[str]) -> Iterator[tuple[str, bool]]:
         """`nac check - --csv`: the same results as CSV lines (header first), each with
         whether its MAC was valid."""
-        return inventory.csv_lines(self.policy(), lines)
+        return inventory.csv_lines(self.policy(), lines, now=time.time())
 
     def vendors_search(self, text: str) -> list[dict[str, Any]]:
         """The organisations a ``--vendor TEXT`` rule covers, with prefix counts per registry."""

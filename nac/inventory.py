@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from itertools import chain
 from typing import Any, Final
 
 from nac.mac import LOCAL_BIT, format_mac, try_parse_mac
-from nac.policy import Policy
+from nac.policy import Context, Policy
 
 #: Header names (compared case-insensitively) that mark a CSV's MAC column, in preference order.
 MAC_COLUMNS: Final = ("mac", "mac_address", "calling-station-id")
@@ -65,9 +65,20 @@ def _values(lines: Iterable[str]) -> Iterator[tuple[int, str]]:
             yield reader.line_num + 1, text
 
 
-def _decide(policy: Policy, lines: Iterable[str]) -> Iterator[tuple[int, str, int | None, Any, Any]]:
+def _decider(policy: Policy, now: float | None) -> Callable[[int], tuple[Any, Any]]:
+    """Decide as of ``now``: time-limited rules apply, scoped ones cannot (an inventory line
+    has no NAS, SSID or port), as `nac check MAC` does."""
+    if not policy.contextual or now is None:
+        return policy.decide
+    context = Context(now=now)
+    return lambda mac: policy.decide(mac, context)
+
+
+def _decide(
+    policy: Policy, lines: Iterable[str], now: float | None = None
+) -> Iterator[tuple[int, str, int | None, Any, Any]]:
     """``(line, text, mac or None, registry match, decision)`` per value in ``lines``."""
-    decide = policy.decide
+    decide = _decider(policy, now)
     for number, text in _values(lines):
         mac = try_parse_mac(text)
         if mac is None:
@@ -81,10 +92,10 @@ def _error(text: str) -> str:
     return f"{text!r} is not a MAC address"
 
 
-def check_lines(policy: Policy, lines: Iterable[str]) -> Iterator[dict[str, Any]]:
+def check_lines(policy: Policy, lines: Iterable[str], now: float | None = None) -> Iterator[dict[str, Any]]:
     """One result per MAC in ``lines`` (keys: :data:`FIELDS`); ``error`` is set for a line
     that is not a MAC, and the decision fields are then ``None``."""
-    for number, text, mac, match, decision in _decide(policy, lines):
+    for number, text, mac, match, decision in _decide(policy, lines, now):
         if mac is None:
             yield {
                 "line": number,
@@ -117,7 +128,7 @@ def check_lines(policy: Policy, lines: Iterable[str]) -> Iterator[dict[str, Any]
         }
 
 
-def csv_lines(policy: Policy, lines: Iterable[str]) -> Iterator[tuple[str, bool]]:
+def csv_lines(policy: Policy, lines: Iterable[str], now: float | None = None) -> Iterator[tuple[str, bool]]:
     """The same results as CSV text, header first (booleans as ``true``/``false``), each with
     whether it is a result for a valid MAC (False for an error row).
 
@@ -135,7 +146,7 @@ def csv_lines(policy: Policy, lines: Iterable[str]) -> Iterator[tuple[str, bool]
 
     yield render(FIELDS), True
     tails: dict[tuple[int, int, bool], str] = {}
-    decide = policy.decide
+    decide = _decider(policy, now)
     for number, text in _values(lines):
         mac = try_parse_mac(text)
         if mac is None:

@@ -151,3 +151,27 @@ def test_check_stdin_json_and_csv_exclude_each_other(run: Any) -> None:
 )
 def test_mac_column_detection(header: str, column: int | None) -> None:
     assert mac_column(header) == column
+
+
+def test_check_stdin_applies_time_limited_rules_as_of_now(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.interop import subprocess_env
+
+    db = str(tmp_path / "nac.db")
+
+    def nac(*args: str, stdin: str = "") -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", "nac", *args, "--db", db],
+            input=stdin, capture_output=True, text=True, check=True, env=subprocess_env(), timeout=60,
+        )  # fmt: skip
+        return result.stdout
+
+    nac("rules", "add", "--vendor", "huawei", "--action", "reject")
+    nac("rules", "add", "--mac", "00:e0:fc:00:00:01", "--action", "accept", "--expires", "7d")
+    nac("rules", "add", "--mac", "00:e0:fc:00:00:02", "--action", "accept", "--starts", "7d")
+    out = nac("check", "-", "--csv", stdin="00e0fc000001\n00e0fc000002\n")
+    lines = out.splitlines()
+    assert ",accept," in lines[1]  # the exemption in force now
+    assert ",reject," in lines[2]  # the one that starts next week does not apply yet
