@@ -154,8 +154,8 @@ class _Parent:
             return
         code = 0
         try:  # the worker: never returns into the parent's code
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
-                signal.signal(sig, signal.SIG_DFL)
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGCHLD):
+                signal.signal(sig, signal.SIG_DFL)  # the parent's handlers are not the worker's
             logging.getLogger("nac").info("worker %d (pid %d) starting", number, os.getpid())
             server = build_server(self.config, self.shared, self.configure)
             server.open(worker=number)
