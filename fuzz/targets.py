@@ -157,6 +157,8 @@ def fuzz_eap(data: bytes) -> None:
     state = next((v for k, v in _attributes(first.reply) if k == engine.codes.state), None)
     challenge = b"".join(v for k, v in _attributes(first.reply) if k == engine.codes.eap_message)
     if state is None or len(challenge) < 2 or not data:
+        if state is not None:
+            engine.eap.discard(state)  # type: ignore[union-attr]  # one conversation per run
         return
     method = (13, 25, 21)[data[0] % 3]  # EAP-TLS, PEAP, TTLS
     body = bytes([method]) + data[1:2000]
@@ -167,8 +169,10 @@ def fuzz_eap(data: bytes) -> None:
             client=client, now=0.0,
         )  # fmt: skip
     except PacketError:
+        engine.eap.discard(state)  # type: ignore[union-attr]
         return
     assert second.error is None, second.error
+    engine.eap.discard(state)  # type: ignore[union-attr]  # no conversation outlives its run
 
 
 def _attributes(packet: bytes) -> list[tuple[int, bytes]]:
