@@ -45,6 +45,24 @@ CsvOption = Annotated[bool, typer.Option("--csv", help="Print CSV.")]
 _LIST_MAX = 20
 
 
+class Apply(StrEnum):
+    """What a rule change does to devices already on the network (nac/enforce.py)."""
+
+    now = "now"
+    next = "next"
+    ask = "ask"
+
+
+ApplyOption = Annotated[
+    Apply,
+    typer.Option(
+        "--apply",
+        help="now: disconnect or re-authorize devices on the network the change affects; "
+        "next: at their next authentication; ask: list them and ask.",
+    ),
+]
+
+
 class Action(StrEnum):
     reject = "reject"
     quarantine = "quarantine"
@@ -158,14 +176,7 @@ def rules_add(
         str | None, typer.Option("--port-type", help="Only on wired or wireless ports.")
     ] = None,
     method: Annotated[str | None, typer.Option("--method", help="Only for mab or dot1x.")] = None,
-    apply: Annotated[
-        str,
-        typer.Option(
-            "--apply",
-            help="now: disconnect (or re-authorize) devices on the network that this rule changes; "
-            "next: at their next authentication; ask: list them and ask.",
-        ),
-    ] = "next",
+    apply: ApplyOption = Apply.next,
     db: DbOption = None,
 ) -> None:
     """Add a rule; a running server applies it within 2 seconds.
@@ -180,12 +191,10 @@ def rules_add(
     if len(given) != 1:
         _fail("give exactly one of --vendor, --oui, --mac or --randomized", 2)
     kind, value = given[0]
-    if apply not in ("now", "next", "ask"):
-        _fail(f"--apply must be now, next or ask, not {apply!r}", 2)
     with _errors():
         nac = _app(db)
         try:
-            before = nac.policy() if apply != "next" else None
+            before = nac.policy() if apply != Apply.next else None
             rule, covered = nac.add_rule(
                 kind=kind,
                 value=value,
@@ -207,7 +216,7 @@ def rules_add(
             if before is not None:
                 from nac.cli_sessions import enforce_after  # noqa: PLC0415
 
-                enforce_after(nac, before, apply, reason=f"rule {rule.id}")
+                enforce_after(nac, before, apply.value, reason=f"rule {rule.id}")
         finally:
             nac.close()
 

@@ -14,6 +14,8 @@ import typer
 
 from nac.cli import (
     Action,
+    Apply,
+    ApplyOption,
     DbOption,
     JsonOption,
     _app,
@@ -97,14 +99,7 @@ def _summary(rule: dict[str, Any]) -> str:
 @policy_app.command("import")
 def policy_import(
     file: FileArgument,
-    apply: Annotated[
-        str,
-        typer.Option(
-            "--apply",
-            help="now: disconnect or re-authorize devices on the network the new policy changes; "
-            "next: at their next authentication; ask: list them and ask.",
-        ),
-    ] = "next",
+    apply: ApplyOption = Apply.next,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -115,12 +110,10 @@ def policy_import(
 
     Example: nac policy import policies/examples/ministry.toml
     """
-    if apply not in ("now", "next", "ask"):
-        _fail(f"--apply must be now, next or ask, not {apply!r}", 2)
     with _errors():
         nac = _app(db)
         try:
-            before = nac.policy() if apply != "next" else None
+            before = nac.policy() if apply != Apply.next else None
             report = nac.policy_import(file)
             if as_json:
                 _print_json(report)
@@ -131,7 +124,7 @@ def policy_import(
             if before is not None:
                 from nac.cli_sessions import enforce_after  # noqa: PLC0415
 
-                enforce_after(nac, before, apply, reason=f"policy import {file}")
+                enforce_after(nac, before, apply.value, reason=f"policy import {file}")
         finally:
             nac.close()
 
