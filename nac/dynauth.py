@@ -8,7 +8,6 @@ UDP socket per address family, identifiers tracked per socket, retransmission wi
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import logging
 import socket
@@ -17,16 +16,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from nac.crypto import HmacMd5
+from nac.crypto import ZERO_AUTHENTICATOR, HmacMd5, request_authenticator, response_authenticator
+from nac.packet import (
+    COA_ACK,
+    COA_NAK,
+    COA_REQUEST,
+    DISCONNECT_ACK,
+    DISCONNECT_NAK,
+    DISCONNECT_REQUEST,
+    attribute,
+    encode_request,
+)
 
 log = logging.getLogger("nac.dynauth")
 
-DISCONNECT_REQUEST: Final = 40
-DISCONNECT_ACK: Final = 41
-DISCONNECT_NAK: Final = 42
-COA_REQUEST: Final = 43
-COA_ACK: Final = 44
-COA_NAK: Final = 45
 _ANSWERS: Final = {DISCONNECT_REQUEST: (DISCONNECT_ACK, DISCONNECT_NAK), COA_REQUEST: (COA_ACK, COA_NAK)}
 
 # Attribute numbers (RFC 2865, 2866, 2869, 5176); the dictionary has the same names.
@@ -39,7 +42,6 @@ CALLING_STATION_ID: Final = 31
 NAS_IDENTIFIER: Final = 32
 ACCT_SESSION_ID: Final = 44
 EVENT_TIMESTAMP: Final = 55
-MESSAGE_AUTHENTICATOR: Final = 80
 NAS_IPV6_ADDRESS: Final = 95
 ERROR_CAUSE: Final = 101
 AUTHORIZE_ONLY: Final = 17
@@ -98,10 +100,6 @@ class Answer:
         return self.status
 
 
-def _attr(kind: int, value: bytes) -> bytes:
-    return bytes((kind, len(value) + 2)) + value
-
-
 def build_request(
     code: int, identifier: int, target: Target, *, now: float, reauth_flavor: str = "rfc5176"
 ) -> bytes:
@@ -109,32 +107,30 @@ def build_request(
     identification, Event-Timestamp, Message-Authenticator, and the zero-based authenticator."""
     attrs = b""
     if ":" in target.nas_ip:
-        attrs += _attr(NAS_IPV6_ADDRESS, socket.inet_pton(socket.AF_INET6, target.nas_ip))
+        attrs += attribute(NAS_IPV6_ADDRESS, socket.inet_pton(socket.AF_INET6, target.nas_ip))
     else:
-        attrs += _attr(NAS_IP_ADDRESS, socket.inet_aton(target.nas_ip))
+        attrs += attribute(NAS_IP_ADDRESS, socket.inet_aton(target.nas_ip))
     if target.nas_identifier:
-        attrs += _attr(NAS_IDENTIFIER, target.nas_identifier.encode())
+        attrs += attribute(NAS_IDENTIFIER, target.nas_identifier.encode())
     if target.user_name:
-        attrs += _attr(USER_NAME, target.user_name.encode())
+        attrs += attribute(USER_NAME, target.user_name.encode())
     if target.calling_station_id:
-        attrs += _attr(CALLING_STATION_ID, target.calling_station_id.encode())
+        attrs += attribute(CALLING_STATION_ID, target.calling_station_id.encode())
     if target.session_id:
-        attrs += _attr(ACCT_SESSION_ID, target.session_id.encode())
-    attrs += _attr(EVENT_TIMESTAMP, struct.pack("!I", int(now)))
+        attrs += attribute(ACCT_SESSION_ID, target.session_id.encode())
+    attrs += attribute(EVENT_TIMESTAMP, struct.pack("!I", int(now)))
     if code == COA_REQUEST:
         if reauth_flavor == "cisco":
             avpair = b"subscriber:command=reauthenticate"
-            attrs += _attr(VENDOR_SPECIFIC, struct.pack("!I", CISCO) + _attr(CISCO_AVPAIR, avpair))
+            attrs += attribute(VENDOR_SPECIFIC, struct.pack("!I", CISCO) + attribute(CISCO_AVPAIR, avpair))
         else:
             # RFC 5176 §3.2: Service-Type Authorize-Only asks the NAS to re-authorize.
-            attrs += _attr(SERVICE_TYPE, struct.pack("!I", AUTHORIZE_ONLY))
-    key = HmacMd5(target.secret)
-    zero = bytes(16)
-    header = struct.pack("!BBH", code, identifier, 20 + 18 + len(attrs))
-    ma = key.digest(header, zero, bytes((MESSAGE_AUTHENTICATOR, 18)), zero, attrs)
-    body = bytes((MESSAGE_AUTHENTICATOR, 18)) + ma + attrs
-    authenticator = hashlib.md5(header + zero + body + target.secret).digest()
-    return header + authenticator + body
+            attrs += attribute(SERVICE_TYPE, struct.pack("!I", AUTHORIZE_ONLY))
+    # Message-Authenticator over the packet with a zero authenticator, then the authenticator
+    # over the finished packet (RFC 5176 §2.3, §3.3).
+    packet = encode_request(code, identifier, ZERO_AUTHENTICATOR, attrs, key=HmacMd5(target.secret))
+    authenticator = request_authenticator(packet[:4], packet[20:], target.secret)
+    return packet[:4] + authenticator + packet[20:]
 
 
 def parse_answer(data: bytes, request: bytes, secret: bytes) -> Answer | None:
@@ -145,7 +141,7 @@ def parse_answer(data: bytes, request: bytes, secret: bytes) -> Answer | None:
     if length > len(data) or length < 20 or code not in _ANSWERS.get(request[0], ()):
         return None
     data = data[:length]
-    expected = hashlib.md5(data[:4] + request[4:20] + data[20:] + secret).digest()
+    expected = response_authenticator(data[:4], request[4:20], data[20:], secret)
     if not hmac.compare_digest(expected, data[4:20]):
         return None
     cause = None

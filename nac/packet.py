@@ -35,7 +35,11 @@ ACCOUNTING_RESPONSE: Final = 5
 ACCESS_CHALLENGE: Final = 11
 STATUS_SERVER: Final = 12
 DISCONNECT_REQUEST: Final = 40
+DISCONNECT_ACK: Final = 41
+DISCONNECT_NAK: Final = 42
 COA_REQUEST: Final = 43
+COA_ACK: Final = 44
+COA_NAK: Final = 45
 
 CODE_NAMES: Final = {
     1: "Access-Request",

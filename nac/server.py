@@ -29,12 +29,12 @@ from nac import helpdesk, session_store
 from nac.admission import ACCT, AUTH, Engine, Outcome
 from nac.clients import ClientTable
 from nac.config import Config
-from nac.dynauth import COA_REQUEST, DISCONNECT_REQUEST, Answer, DynAuthClient, Target
+from nac.dynauth import Answer, DynAuthClient, Target
 from nac.errors import NacError, PacketError
 from nac.families import Family
 from nac.observe import LatencyHistogram, Metrics, SyslogSink, sd_notify, watchdog_interval
 from nac.oui import Registry
-from nac.packet import ACCESS_REJECT
+from nac.packet import ACCESS_REJECT, COA_REQUEST, DISCONNECT_REQUEST
 from nac.policy import Policy
 from nac.records import HistoryRecord
 from nac.resources import load_active_registry
