@@ -2,9 +2,10 @@
 
 Library code shared by `nac history|why|stats` and `nac web`: functions take a sqlite3
 connection (the web page's is read-only) and return plain dicts; the wording of `why` lives
-here so the CLI and the web page say the same thing.  Every query is shaped for the indexes the
-store keeps on history — (ts), (mac, ts, action), (action, ts) — so that it stays fast at ten million
-rows (bench/helpdesk_bench.py measures it).
+here so the CLI and the web page say the same thing.  ``history`` is the view over both tiers
+(nac/store.py).  Every query is shaped for the indexes the store keeps — (ts) and
+(mac, ts, action) on the indexed tier, (ts) on the small recent one — so that it stays fast at
+ten million rows (bench/helpdesk_bench.py measures it).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from nac import store
 from nac.errors import PolicyError
 from nac.mac import try_parse_mac
 from nac.policy import Context, Decision, method_class
@@ -423,14 +425,20 @@ def prune(
         raise PolicyError("the retention span must be positive")
     cutoff = (time.time() if now is None else now) - older_than_seconds
     deleted = 0
-    while True:
-        with conn:
-            conn.execute("BEGIN IMMEDIATE")
-            n = conn.execute(
-                "DELETE FROM history WHERE id IN (SELECT id FROM history WHERE ts < ? ORDER BY ts LIMIT ?)",
-                (cutoff, batch),
-            ).rowcount
-        deleted += n
-        if n < batch:
-            return deleted
-        sleep(pause)
+    # Both tiers (nac/store.py), each file in transactions of its own; a connection without the
+    # recent tier attached has only main's.
+    # recent rows at or below the watermark are copies of main's, left to the server to collect.
+    upto = store.indexed_upto(conn)
+    for schema in ("main", "recent") if store.has_recent(conn) else ("main",):
+        while True:
+            with conn:
+                n = conn.execute(
+                    f"DELETE FROM {schema}.history WHERE id IN"  # noqa: S608 - schema is a constant
+                    f" (SELECT id FROM {schema}.history WHERE ts < ? AND (? OR id > ?) ORDER BY ts LIMIT ?)",
+                    (cutoff, schema == "main", upto, batch),
+                ).rowcount
+            deleted += n
+            if n < batch:
+                break
+            sleep(pause)
+    return deleted

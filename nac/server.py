@@ -26,12 +26,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from nac import helpdesk, session_store
+from nac import store as store_mod
 from nac.admission import ACCT, AUTH, Engine, Outcome
 from nac.clients import ClientTable
 from nac.config import Config
 from nac.dynauth import Answer, DynAuthClient, Target
 from nac.errors import NacError, PacketError
 from nac.families import Family
+from nac.indexer import BACKLOG_HIGH, Indexer
 from nac.observe import LatencyHistogram, Metrics, SyslogSink, sd_notify, watchdog_interval
 from nac.oui import Registry
 from nac.packet import ACCESS_REJECT, COA_REQUEST, DISCONNECT_REQUEST
@@ -68,6 +70,11 @@ BACKLOG_MAX: Final = 200_000
 HISTORY_BUSY_MS: Final = 250
 #: How often the WAL is copied back into the database (off the event loop).
 CHECKPOINT_INTERVAL: Final = 1.0
+#: Seconds a stopping server spends indexing the recent history tier (nac/indexer.py).
+FLUSH_ON_STOP: Final = 10.0
+#: Indexed rows deleted from the recent tier per tick (about a millisecond), besides those the
+#: group commits delete.
+COLLECT_CHUNK: Final = 1000
 #: Unverifiable packets (wrong secret, bad Message-Authenticator, malformed) from one source in
 #: one second before it is ignored for THROTTLE_SECONDS.  A switch stack re-authenticating
 #: thousands of ports sends valid packets, which never count.
@@ -131,6 +138,8 @@ class Checkpointer:
     def _run(self) -> None:
         conn = sqlite3.connect(self.path, timeout=5)
         try:
+            # Attached, the recent tier's WAL is checkpointed too (no schema name: all files).
+            store_mod.attach_recent(conn, self.path)
             while not self._stop.wait(self.interval):
                 try:
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
@@ -189,8 +198,13 @@ class Server:
         self.syslog = syslog
         self.latency = LatencyHistogram()
         self.metrics = Metrics(self.counters, self.latency)
+        # Moves decisions from the recent history tier to the MAC-indexed one (nac/indexer.py).
+        self.indexer = Indexer(store.path)
+        self._unindexed = 0
         self.metrics.gauges.update(
             {
+                # Decisions on disk and visible, waiting for the indexer (nac/indexer.py).
+                "history_unindexed": lambda: float(self._unindexed),
                 # Decisions answered but not yet on disk (on_history_failure = "answer").
                 "history_backlog": lambda: float(len(self._backlog_rows)),
                 "history_backlog_seconds": lambda: (
@@ -648,6 +662,7 @@ class Server:
     def _prune(self, retention: float) -> None:
         conn = sqlite3.connect(self.store.path, timeout=5)
         try:
+            store_mod.attach_recent(conn, self.store.path)
             deleted = helpdesk.prune(conn, retention)
         except sqlite3.Error as exc:
             log.warning("history retention: %s", exc)
@@ -658,6 +673,34 @@ class Server:
             log.info(
                 "history retention: removed %d decisions older than %d days", deleted, retention // 86400
             )
+
+    def tend_history(self) -> None:
+        """Once per tick, for the two history tiers (nac/store.py): delete up to COLLECT_CHUNK
+        rows the indexer has copied (about a millisecond); read the backlog; past BACKLOG_HIGH,
+        index one batch here, at the event loop's priority (the indexer's SCHED_IDLE thread
+        gets no core under load that never lets up)."""
+        try:
+            store_mod.collect_recent(self.store.conn, COLLECT_CHUNK)
+            self._unindexed = store_mod.recent_backlog(self.store.conn)
+            if self._unindexed > BACKLOG_HIGH:
+                self.counters["history_index_assists"] += 1
+                self.indexer.step(self.store.conn)
+        except sqlite3.Error as exc:
+            log.warning("history tiers (event loop): %s", exc)
+
+    def flush_index(self) -> None:
+        """On stop: index what is left, for up to FLUSH_ON_STOP seconds (the rest waits for the
+        next start; it is on disk and visible either way)."""
+        try:
+            moved = self.indexer.flush(self.store.conn, within=FLUSH_ON_STOP)
+            while store_mod.collect_recent(self.store.conn, COLLECT_CHUNK * 10):
+                pass
+            left = store_mod.recent_backlog(self.store.conn)
+        except sqlite3.Error as exc:
+            log.warning("history indexer at stop: %s", exc)
+            return
+        if moved or left:
+            log.info("history indexed at stop: %d decisions; %d left for the next start", moved, left)
 
     def log_counters(self) -> None:
         """SIGUSR1: one line with every counter (requests, decisions, drops by reason)."""
@@ -674,6 +717,9 @@ class Server:
         self.store.conn.execute(f"PRAGMA busy_timeout={HISTORY_BUSY_MS}")
         checkpointer = Checkpointer(self.store.path)
         checkpointer.start()
+        indexing = self.worker in (None, 0)  # one indexer per database, not one per worker
+        if indexing:
+            self.indexer.start()
         for listener in self.listeners:
             loop.add_reader(listener.sock.fileno(), self.drain, listener)
         if self.config.metrics_bind is not None:
@@ -699,6 +745,8 @@ class Server:
                 self.poll_rules()
                 self.poll_registry()
                 self.dispatch_jobs()
+                if indexing:
+                    self.tend_history()
                 now = time.time()
                 self.engine.expire(now)
                 if self._throttled:
@@ -719,6 +767,9 @@ class Server:
                 loop.remove_reader(listener.sock.fileno())
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
+            if indexing:
+                self.indexer.stop()
+                self.flush_index()
             self.close()
             checkpointer.stop()
             if self.syslog is not None:

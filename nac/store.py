@@ -51,9 +51,42 @@ _HISTORY_TYPES: Final = {
     "snapshot": "TEXT NOT NULL",
 }
 HISTORY_COLUMNS: Final = (*COLUMNS, "latency_us")
-# Column names are our own constants, never input.
+# Column names are our own constants, never input.  New decisions go to the recent tier (see
+# below); only the indexer moves rows into main.history.
 _INSERT_HISTORY: Final = (
-    f"INSERT INTO history ({', '.join(HISTORY_COLUMNS)}) VALUES ({', '.join('?' * len(HISTORY_COLUMNS))})"  # noqa: S608
+    f"INSERT INTO recent.history ({', '.join(HISTORY_COLUMNS)})"  # noqa: S608
+    f" VALUES ({', '.join('?' * len(HISTORY_COLUMNS))})"
+)
+_MOVE_COLUMNS: Final = ", ".join(("id", *HISTORY_COLUMNS))
+
+# History is kept in two tiers, like a log-structured store.
+#
+# * ``recent.history``, in a database file of its own beside the main one (``nac.db-recent``):
+#   append-only, indexed by time alone.  The server's group commit writes here, so a reply waits
+#   for a few sequential pages, never for the random B-tree pages that a MAC index costs (about
+#   one 4 KiB page per decision per commit: 40 µs of the request path, bench/compare.py).
+# * ``main.history``: indexed by MAC and time for the helpdesk.  The indexer (nac/server.py)
+#   copies rows into it in batches, when the server has a core to spare, and raises a
+#   watermark (meta ``history_indexed_upto``) in the same transaction; the server deletes the
+#   copies from the recent tier later, in its group commits and between reads of its sockets.
+#   The indexer never writes the recent file: a thread at idle priority holding the server's
+#   write lock would stall its commits.
+#
+# Every connection sees both through a TEMP VIEW named ``history`` (it shadows main.history;
+# recent rows at or below the watermark are left out), so readers need not know the tiers.
+# Row ids come from the recent tier's AUTOINCREMENT sequence, kept above every id in
+# main.history, and a row keeps its id when it moves.
+# A separate file, not a second table: SQLite has one write lock per file, and the indexer's
+# long transactions must never hold up the server's commits.
+RECENT_SUFFIX: Final = "-recent"
+_INDEXED_UPTO: Final = "SELECT CAST(value AS INTEGER) FROM main.meta WHERE key = 'history_indexed_upto'"
+_COLLECT: Final = (
+    "DELETE FROM recent.history WHERE id IN (SELECT id FROM recent.history"  # noqa: S608
+    f" WHERE id <= COALESCE(({_INDEXED_UPTO}), 0) ORDER BY id LIMIT ?)"
+)
+_HISTORY_VIEW: Final = (
+    "CREATE TEMP VIEW IF NOT EXISTS history AS SELECT * FROM main.history UNION ALL"  # noqa: S608
+    f" SELECT * FROM recent.history WHERE id > COALESCE(({_INDEXED_UPTO}), 0)"
 )
 
 
@@ -77,6 +110,7 @@ class Store:
         # survive a power cut at the cost of an fsync per commit.
         conn.execute("PRAGMA synchronous=NORMAL")
         self._ensure_schema()
+        attach_recent(conn, self.path)
 
     @classmethod
     def readonly(cls, path: str | Path) -> Store:
@@ -88,6 +122,7 @@ class Store:
         store.path = str(path)
         uri = f"{Path(path).resolve().as_uri()}?mode=ro"
         store.conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+        attach_recent(store.conn, store.path, readonly=True)
         return store
 
     @cached_property
@@ -142,16 +177,7 @@ class Store:
                     hash TEXT NOT NULL
                 )"""
             )
-            columns = ",\n".join(f"{name} {_HISTORY_TYPES.get(name, 'TEXT')}" for name in COLUMNS)
-            conn.execute(
-                f"""CREATE TABLE IF NOT EXISTS history (
-                    id INTEGER PRIMARY KEY,
-                    {columns},
-                    latency_us INTEGER,
-                    time TEXT GENERATED ALWAYS AS
-                        (strftime('%Y-%m-%dT%H:%M:%fZ', ts, 'unixepoch')) VIRTUAL
-                )"""
-            )
+            conn.execute(_history_table("main"))
             conn.execute("CREATE INDEX IF NOT EXISTS history_ts ON history (ts)")
             # (mac, ts, action), not (mac, ts): `nac why` finds how long a device has had the same
             # answer from the index alone; with (mac, ts) it read every row of a device refused
@@ -491,6 +517,9 @@ class Store:
         try:
             if rows:
                 conn.executemany(_INSERT_HISTORY, rows)
+                # Delete twice as many already-indexed copies: collection keeps pace with the
+                # indexer at about a microsecond a row, spread over commits instead of stalls.
+                conn.execute(_COLLECT, (2 * len(rows),))
             if events:
                 session_store.apply_events(conn, events)
             conn.commit()
@@ -527,7 +556,139 @@ class Store:
         return [dict(row) for row in self.db.query(sql, params)]
 
     def history_count(self) -> int:
-        return int(self.conn.execute("SELECT COUNT(*) FROM history").fetchone()[0])
+        return history_count(self.conn)
+
+
+def recent_path(path: str | Path) -> str:
+    """The recent tier's file for the database at ``path`` (an in-memory one for ``:memory:``)."""
+    path = os.fspath(path)
+    return ":memory:" if path == ":memory:" else path + RECENT_SUFFIX
+
+
+def _history_table(schema: str) -> str:
+    columns = ", ".join(f"{name} {_HISTORY_TYPES.get(name, 'TEXT')}" for name in COLUMNS)
+    autoincrement = " AUTOINCREMENT" if schema == "recent" else ""
+    return f"""CREATE TABLE IF NOT EXISTS {schema}.history (
+        id INTEGER PRIMARY KEY{autoincrement},
+        {columns},
+        latency_us INTEGER,
+        time TEXT GENERATED ALWAYS AS (strftime('%Y-%m-%dT%H:%M:%fZ', ts, 'unixepoch')) VIRTUAL
+    )"""
+
+
+def attach_recent(conn: sqlite3.Connection, path: str | Path, *, readonly: bool = False) -> bool:
+    """Attach the recent tier of the database at ``path`` to ``conn`` as ``recent`` and make the
+    TEMP VIEW ``history`` over both tiers; False if there is none to attach (a read-only open
+    of a database no server has written since it had tiers: then ``history`` is main's table).
+
+    A writable open creates the tier and raises its id sequence above main.history's ids.
+    """
+    if readonly:
+        target = Path(recent_path(path))
+        if not target.is_file():
+            return False
+        conn.execute("ATTACH ? AS recent", (f"{target.resolve().as_uri()}?mode=ro",))
+    else:
+        conn.execute("ATTACH ? AS recent", (recent_path(path),))
+        conn.execute("PRAGMA recent.journal_mode=WAL")
+        conn.execute("PRAGMA recent.synchronous=NORMAL")
+        with conn:
+            conn.execute(_history_table("recent"))
+            conn.execute("CREATE INDEX IF NOT EXISTS recent.recent_history_ts ON history (ts)")
+            top = conn.execute("SELECT MAX(id) FROM main.history").fetchone()[0] or 0
+            seq = conn.execute("SELECT seq FROM recent.sqlite_sequence WHERE name = 'history'").fetchone()
+            if seq is None:
+                conn.execute("INSERT INTO recent.sqlite_sequence (name, seq) VALUES ('history', ?)", (top,))
+            elif seq[0] < top:
+                conn.execute("UPDATE recent.sqlite_sequence SET seq = ? WHERE name = 'history'", (top,))
+    conn.execute(_HISTORY_VIEW)
+    return True
+
+
+def connect(path: str | Path) -> sqlite3.Connection:
+    """A plain sqlite3 connection to the database at ``path`` (WAL, the recent tier attached,
+    the ``history`` view over both tiers): for threads and scripts that use SQL directly."""
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    attach_recent(conn, path)
+    return conn
+
+
+def has_recent(conn: sqlite3.Connection) -> bool:
+    return any(row[1] == "recent" for row in conn.execute("PRAGMA database_list"))
+
+
+def indexed_upto(conn: sqlite3.Connection) -> int:
+    """The highest id moved into main.history: recent rows up to it are copies, awaiting
+    collection (the view leaves them out)."""
+    row = conn.execute(_INDEXED_UPTO).fetchone()
+    return 0 if row is None or row[0] is None else int(row[0])
+
+
+def history_count(conn: sqlite3.Connection) -> int:
+    """Rows in both tiers (counted table by table: COUNT(*) over the view is several times slower)."""
+    total = int(conn.execute("SELECT COUNT(*) FROM main.history").fetchone()[0])
+    if has_recent(conn):
+        total += int(
+            conn.execute(
+                "SELECT COUNT(*) FROM recent.history WHERE id > ?", (indexed_upto(conn),)
+            ).fetchone()[0]
+        )
+    return total
+
+
+def recent_backlog(conn: sqlite3.Connection) -> int:
+    """Rows waiting for the indexer (from the id range: exact unless a prune removed some)."""
+    high = conn.execute("SELECT MAX(id) FROM recent.history").fetchone()[0]
+    return 0 if high is None else max(0, int(high) - indexed_upto(conn))
+
+
+def move_recent(conn: sqlite3.Connection, batch: int) -> int:
+    """Copy up to ``batch`` of the oldest unindexed rows of the recent tier into main.history and
+    raise the watermark in the same transaction (it holds main's write lock only: the server's
+    commits to the recent tier go on); returns how many rows it took.  The copies left in
+    the recent tier are hidden by the view until collect_recent() deletes them."""
+    upto = indexed_upto(conn)
+    row = conn.execute(
+        "SELECT id FROM recent.history WHERE id > ? ORDER BY id LIMIT 1 OFFSET ?", (upto, batch - 1)
+    ).fetchone()
+    if row is not None:
+        high, count = row[0], batch
+    else:
+        high, count = conn.execute(
+            "SELECT MAX(id), COUNT(*) FROM recent.history WHERE id > ?", (upto,)
+        ).fetchone()
+    if high is None:
+        return 0
+    try:
+        conn.execute(
+            f"INSERT OR IGNORE INTO main.history ({_MOVE_COLUMNS})"  # noqa: S608 - constants
+            f" SELECT {_MOVE_COLUMNS} FROM recent.history WHERE id > ? AND id <= ? ORDER BY id",
+            (upto, high),
+        )
+        conn.execute(
+            "INSERT INTO main.meta (key, value) VALUES ('history_indexed_upto', ?)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (str(high),),
+        )
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+    return int(count)
+
+
+def collect_recent(conn: sqlite3.Connection, limit: int) -> int:
+    """Delete up to ``limit`` recent rows that are already in main.history; returns how many.
+    Short transactions on the recent tier: the server calls it between reads of its sockets."""
+    try:
+        deleted = conn.execute(_COLLECT, (limit,)).rowcount
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+    return int(deleted)
 
 
 _RULE_EXTRA_COLUMNS: Final = ("clients", "ssids", "port_type", "method", "mode", "starts", "expires")

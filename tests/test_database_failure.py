@@ -10,11 +10,13 @@ import sqlite3
 import threading
 import time
 
+from nac.store import recent_path
 from tests.interop import NacServer, NacServerFactory, exchange, mab_request, parse_reply, udp_socket
 
 
 def _lock(db: str, seconds: float, locked: threading.Event) -> None:
-    conn = sqlite3.connect(db, timeout=10)
+    # The file the server's group commit writes: the recent history tier (nac/store.py).
+    conn = sqlite3.connect(recent_path(db), timeout=10)
     conn.execute("BEGIN EXCLUSIVE")
     locked.set()
     time.sleep(seconds)

@@ -6,7 +6,6 @@ import json
 import re
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -14,6 +13,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from nac import store as store_mod
 from tests.interop import (
     NacServer,
     NacServerFactory,
@@ -73,6 +73,7 @@ def test_metrics_expose_counters_and_they_move(nac_server_factory: NacServerFact
     assert after["nac_history_rows_total"] == before["nac_history_rows_total"] + 2
     assert after['nac_decision_latency_seconds_bucket{le="+Inf"}'] == 2
     assert after["nac_history_backlog"] == 0  # every decision is on disk
+    assert after["nac_history_unindexed"] >= 0  # the recent tier's rows waiting for the indexer
     assert after["nac_duplicate_cache_entries"] >= 2  # the two decisions wait for retransmissions
     assert after["nac_rules_version"] >= 1
     assert after["nac_eap_conversations"] == 0
@@ -231,7 +232,7 @@ def test_configured_retention_prunes_old_history_in_the_running_server(
     store.close()
     server = nac_server_factory(extra_config='\n[history]\nretention = "2d"\n')
     assert server.wait_for_log("history retention: removed 1 decisions older than 2 days", timeout=10)
-    with sqlite3.connect(db) as conn:
+    with store_mod.connect(db) as conn:
         assert conn.execute("SELECT mac FROM history ORDER BY ts").fetchall() == [("00:00:00:00:00:02",)]
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from nac import helpdesk
+from nac import helpdesk, store
 from nac.cli import app
 from nac.store import Store
 from tests.helpdesk_rows import decision, write
@@ -28,7 +27,7 @@ def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
 def ages(db: str) -> list[int]:
     now = time.time()
-    with sqlite3.connect(db) as conn:
+    with store.connect(db) as conn:
         return sorted(round((now - ts) / DAY) for (ts,) in conn.execute("SELECT ts FROM history"))
 
 
@@ -83,14 +82,15 @@ def test_prune_lets_a_writer_in_between_batches(db: str) -> None:
             done.set()
 
     thread = threading.Thread(target=run_prune)
-    writer = sqlite3.connect(db, timeout=0.5)
+    writer = store.connect(db)  # the server's tier: recent.history
+    writer.execute("PRAGMA busy_timeout=500")
     thread.start()
     written = 0
     try:
         while not done.is_set():
             with writer:
                 writer.execute(
-                    "INSERT INTO history (ts, mac, action, rule, reason, client, nas_ip, method, src,"
+                    "INSERT INTO recent.history (ts, mac, action, rule, reason, client, nas_ip, method, src,"
                     " message_authenticator, reply, snapshot) VALUES (?, ?, 'accept', 'default', '', 'sw',"
                     " '192.0.2.1', 'mab', 'x', 1, 2, 's')",
                     (time.time(), MAC),

@@ -1,0 +1,123 @@
+"""Moves decisions from the recent history tier into the MAC-indexed one, off the request path.
+
+The server's group commit appends to ``recent.history`` (nac/store.py explains the two tiers);
+this thread moves those rows into ``main.history`` in batches.  It runs at ``SCHED_IDLE``: it
+gets the core only when the event loop has nothing to do, so a burst (a switch stack
+rebooting, 5,000 ports re-authenticating) is answered at the speed of the append alone and
+indexed afterwards.  Under load that never lets up, the event loop itself moves a batch per
+tick once the backlog passes ``BACKLOG_HIGH``: the backlog stays bounded and the server slows
+down instead of growing the recent tier without end.
+
+Each batch is one transaction on the main database and one on the recent one.  The batch size
+adapts so that a transaction holds main's write lock for about ``TARGET_SECONDS``: the CLI and
+the server's accounting updates (sessions live in main) wait at most that long for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import time
+from typing import Final
+
+from nac import store
+
+log = logging.getLogger("nac.indexer")
+
+#: Seconds the thread sleeps when the recent tier is empty.
+INTERVAL: Final = 0.5
+#: Aim for transactions this long (seconds): the batch grows or shrinks to match.
+TARGET_SECONDS: Final = 0.05
+MIN_BATCH: Final = 200
+MAX_BATCH: Final = 20_000
+#: Above this many rows waiting, the event loop moves a batch itself on every tick.
+BACKLOG_HIGH: Final = 400_000
+
+
+def lower_priority() -> bool:
+    """Put the calling thread in SCHED_IDLE (Linux): it runs only on an otherwise idle core."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError) as exc:  # not Linux, or a sandbox that refuses it
+        log.info("indexer keeps normal priority: %s", exc)
+        return False
+    return True
+
+
+class Indexer:
+    """The background mover.  ``backlog`` (rows waiting) and ``moved`` are read by the metrics."""
+
+    def __init__(self, path: str, *, interval: float = INTERVAL) -> None:
+        self.path = path
+        self.interval = interval
+        self.backlog = 0
+        self.moved = 0
+        self.failures = 0
+        self._batch = 2_000
+        self._lock = threading.Lock()  # one move at a time: this thread's or the event loop's
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="nac-indexer", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def step(self, conn: sqlite3.Connection) -> int:
+        """Move one batch with ``conn`` (which has the recent tier attached); returns how many
+        rows left the recent tier."""
+        with self._lock:
+            batch = self._batch
+            started = time.monotonic()
+            moved = store.move_recent(conn, batch)
+            took = time.monotonic() - started
+            if moved == batch and took > 0:
+                scaled = int(batch * TARGET_SECONDS / took)
+                self._batch = max(MIN_BATCH, min(MAX_BATCH, (batch + scaled) // 2))
+            self.moved += moved
+            self.backlog = store.recent_backlog(conn)
+        if moved:
+            # The pages just written, back into the main file at this thread's priority, before
+            # the server's Checkpointer (normal priority) would do it in the middle of a burst.
+            conn.execute("PRAGMA main.wal_checkpoint(PASSIVE)")
+        return moved
+
+    def flush(self, conn: sqlite3.Connection, *, within: float) -> int:
+        """Move everything (at the caller's priority) for at most ``within`` seconds."""
+        deadline = time.monotonic() + within
+        total = 0
+        while time.monotonic() < deadline:
+            moved = self.step(conn)
+            total += moved
+            if not moved:
+                break
+        return total
+
+    def _run(self) -> None:
+        lower_priority()
+        try:
+            conn = store.connect(self.path)
+            conn.execute("PRAGMA wal_autocheckpoint=0")  # the server's Checkpointer does it
+        except sqlite3.Error as exc:
+            log.error("history indexer cannot open %s: %s", self.path, exc)
+            return
+        try:
+            while not self._stop.is_set():
+                try:
+                    moved = self.step(conn)
+                except sqlite3.Error as exc:
+                    # Busy (a long CLI transaction) or a full disk: the rows stay in the recent
+                    # tier, where the helpdesk already sees them; try again later.
+                    self.failures += 1
+                    log.warning("history indexer: %s; retrying in %.1f s", exc, self.interval)
+                    moved = 0
+                if moved < MIN_BATCH:
+                    self._stop.wait(self.interval)
+        finally:
+            conn.close()

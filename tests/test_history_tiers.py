@@ -1,0 +1,210 @@
+"""History's two tiers (nac/store.py): the server appends to the recent tier, the indexer moves
+rows into the MAC-indexed main table, and every reader sees both as one ``history``."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from nac import helpdesk, indexer
+from nac.indexer import Indexer
+from nac.store import Store, collect_recent, connect, move_recent, recent_backlog, recent_path
+from tests.helpdesk_rows import decision
+
+DAY = 86400.0
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> str:
+    return str(tmp_path / "nac.db")
+
+
+def _write(db: str, macs: list[str], ts: float | None = None) -> None:
+    store = Store(db)
+    try:
+        store.write_batch([decision(ts or time.time(), mac) for mac in macs], [])
+    finally:
+        store.close()
+
+
+def _ids(conn: sqlite3.Connection, table: str) -> list[int]:
+    return [row[0] for row in conn.execute(f"SELECT id FROM {table} ORDER BY id")]  # noqa: S608
+
+
+def test_a_decision_is_visible_at_once_and_keeps_its_id_when_indexed(db: str) -> None:
+    _write(db, ["00:00:00:00:00:01", "00:00:00:00:00:02"])
+    conn = connect(db)
+    assert _ids(conn, "recent.history") == [1, 2]
+    assert _ids(conn, "main.history") == []
+    assert [r[0] for r in conn.execute("SELECT mac FROM history ORDER BY id")] == [
+        "00:00:00:00:00:01",
+        "00:00:00:00:00:02",
+    ]
+    assert move_recent(conn, 1) == 1  # the oldest first
+    assert _ids(conn, "main.history") == [1]
+    assert _ids(conn, "history") == [1, 2]  # the copy left in the recent tier is hidden
+    assert recent_backlog(conn) == 1
+    assert move_recent(conn, 100) == 1
+    assert move_recent(conn, 100) == 0
+    assert _ids(conn, "main.history") == [1, 2]
+    assert _ids(conn, "history") == [1, 2]
+    assert collect_recent(conn, 1) == 1
+    assert _ids(conn, "recent.history") == [2]
+    assert collect_recent(conn, 100) == 1
+    assert collect_recent(conn, 100) == 0
+    assert _ids(conn, "recent.history") == []
+    assert _ids(conn, "history") == [1, 2]
+    # The MAC index is main's, as before.
+    plan = " ".join(
+        r[3] for r in conn.execute("EXPLAIN QUERY PLAN SELECT * FROM main.history WHERE mac = 'x'")
+    )
+    assert "history_mac_action" in plan
+    conn.close()
+
+
+def test_ids_keep_rising_after_the_recent_tier_empties_or_is_lost(db: str) -> None:
+    _write(db, ["00:00:00:00:00:01", "00:00:00:00:00:02"])
+    conn = connect(db)
+    move_recent(conn, 100)
+    collect_recent(conn, 100)
+    conn.close()
+    _write(db, ["00:00:00:00:00:03"])  # recent is empty: AUTOINCREMENT does not reuse ids
+    conn = connect(db)
+    assert _ids(conn, "history") == [1, 2, 3]
+    move_recent(conn, 100)
+    conn.close()
+    for suffix in ("", "-wal", "-shm"):  # an operator deleted the tier: ids follow main's
+        Path(recent_path(db) + suffix).unlink(missing_ok=True)
+    _write(db, ["00:00:00:00:00:04"])
+    conn = connect(db)
+    assert _ids(conn, "history") == [1, 2, 3, 4]
+    conn.close()
+
+
+def test_rows_already_in_main_are_neither_shown_twice_nor_copied_twice(db: str) -> None:
+    """Rows in both tiers above the watermark (left by the version before the watermark, or
+    by an operator's hand): the view shows them twice until the next move, which skips them."""
+    _write(db, [f"00:00:00:00:00:0{i}" for i in range(1, 4)])
+    conn = connect(db)
+    columns = _columns(conn)
+    conn.execute(f"INSERT INTO main.history ({columns}) SELECT {columns} FROM recent.history WHERE id <= 2")  # noqa: S608
+    conn.commit()
+    assert move_recent(conn, 100) == 3
+    assert _ids(conn, "main.history") == [1, 2, 3]
+    assert _ids(conn, "history") == [1, 2, 3]
+    conn.close()
+
+
+def _columns(conn: sqlite3.Connection) -> str:
+    # Every stored column (the generated `time` cannot be inserted).
+    return ", ".join(r[1] for r in conn.execute("PRAGMA main.table_xinfo(history)") if r[1] != "time")
+
+
+def test_a_read_only_reader_sees_both_tiers_and_cannot_write_either(db: str) -> None:
+    _write(db, ["00:00:00:00:00:01"])
+    conn = connect(db)
+    move_recent(conn, 100)
+    conn.close()
+    _write(db, ["00:00:00:00:00:02"])
+    reader = Store.readonly(db)
+    assert [r[0] for r in reader.conn.execute("SELECT mac FROM history ORDER BY id")] == [
+        "00:00:00:00:00:01",
+        "00:00:00:00:00:02",
+    ]
+    for table in ("main.history", "recent.history"):
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            reader.conn.execute(f"DELETE FROM {table}")  # noqa: S608
+    reader.close()
+
+
+def test_a_read_only_reader_of_a_database_without_the_tier_reads_main_alone(db: str) -> None:
+    _write(db, ["00:00:00:00:00:01"])
+    conn = connect(db)
+    move_recent(conn, 100)
+    conn.close()
+    for suffix in ("", "-wal", "-shm"):
+        Path(recent_path(db) + suffix).unlink(missing_ok=True)
+    reader = Store.readonly(db)
+    assert [r[0] for r in reader.conn.execute("SELECT mac FROM history")] == ["00:00:00:00:00:01"]
+    reader.close()
+    assert not os.path.exists(recent_path(db))  # a reader never creates it
+
+
+def test_the_helpdesk_finds_a_device_in_either_tier(db: str) -> None:
+    now = time.time()
+    store = Store(db)
+    store.write_batch([decision(now - 60, "00:e0:fc:00:00:01", "reject")], [])
+    move_recent(store.conn, 100)  # one row in main, its hidden copy and a new one in recent
+    store.write_batch([decision(now, "00:e0:fc:00:00:01", "reject")], [])
+    rows = helpdesk.query_history(store.conn, helpdesk.HistoryFilter(mac="00:e0:fc:00:00:01"))
+    assert [row["id"] for row in rows] == [2, 1]  # newest first, across tiers
+    assert store.history_count() == 2
+    store.close()
+
+
+def test_prune_removes_old_rows_from_both_tiers(db: str) -> None:
+    now = time.time()
+    store = Store(db)
+    store.write_batch(
+        [decision(now - 100 * DAY, "00:00:00:00:00:01"), decision(now, "00:00:00:00:00:02")], []
+    )
+    move_recent(store.conn, 100)
+    store.write_batch(
+        [decision(now - 100 * DAY, "00:00:00:00:00:03"), decision(now, "00:00:00:00:00:04")], []
+    )
+    assert helpdesk.prune(store.conn, 90 * DAY) == 2
+    assert [r[0] for r in store.conn.execute("SELECT mac FROM history ORDER BY mac")] == [
+        "00:00:00:00:00:02",
+        "00:00:00:00:00:04",
+    ]
+    store.close()
+
+
+def test_the_indexer_thread_moves_what_the_server_appends(db: str) -> None:
+    _write(db, [f"00:00:00:00:{i // 256:02x}:{i % 256:02x}" for i in range(3000)])
+    worker = Indexer(db, interval=0.05)
+    worker.start()
+    try:
+        conn = connect(db)
+        deadline = time.monotonic() + 20
+        while conn.execute("SELECT COUNT(*) FROM main.history").fetchone()[0] < 3000:
+            assert time.monotonic() < deadline, "the indexer did not move the rows"
+            time.sleep(0.05)
+        _write(db, ["00:00:00:00:ff:ff"])  # and what comes later
+        while conn.execute("SELECT COUNT(*) FROM main.history").fetchone()[0] < 3001:
+            assert time.monotonic() < deadline, "the indexer stopped moving rows"
+            time.sleep(0.05)
+        assert recent_backlog(conn) == 0
+        assert worker.moved == 3001
+        conn.close()
+    finally:
+        worker.stop()
+
+
+def test_flush_moves_everything_and_the_batch_stays_in_bounds(db: str) -> None:
+    _write(db, [f"00:00:00:00:{i // 256:02x}:{i % 256:02x}" for i in range(5000)])
+    worker = Indexer(db)
+    conn = connect(db)
+    assert worker.flush(conn, within=30) == 5000
+    assert recent_backlog(conn) == 0
+    assert indexer.MIN_BATCH <= worker._batch <= indexer.MAX_BATCH
+    conn.close()
+
+
+def test_the_indexer_thread_runs_at_idle_priority(db: str) -> None:
+    seen: list[int] = []
+
+    def probe() -> None:
+        if indexer.lower_priority():
+            seen.append(os.sched_getscheduler(0))
+
+    thread = threading.Thread(target=probe)
+    thread.start()
+    thread.join()
+    assert seen == [os.SCHED_IDLE]
+    assert os.sched_getscheduler(0) != os.SCHED_IDLE  # only that thread, not the process
