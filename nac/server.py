@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import errno
 import fcntl
+import gc
 import logging
 import os
 import signal
@@ -532,6 +533,7 @@ class Server:
             return
         self.registry = registry
         self.engine.policy = policy
+        gc.freeze()  # the new registry too (see serve)
         self.counters["registry_reloads"] += 1
         log.info("registry reloaded: %s (%d entries)", registry.snapshot.id, len(registry))
 
@@ -729,6 +731,11 @@ class Server:
             bind = f"{host}:{int(port) + (self.worker or 0)}"
             self.metrics.start(bind)
             log.info("metrics at http://%s/metrics", bind)
+        # Everything loaded so far (the registry's ~60,000 objects, dictionaries, policy) lives
+        # as long as the process: out of the collector's sight, a full collection takes
+        # microseconds instead of ~14 ms in the middle of the request stream.
+        gc.collect()
+        gc.freeze()
         log.info("ready: %s", ", ".join(self.addresses()))
         if self.worker is None:
             sd_notify("READY=1")
