@@ -73,6 +73,8 @@ HISTORY_BUSY_MS: Final = 250
 CHECKPOINT_INTERVAL: Final = 1.0
 #: Seconds a stopping server spends indexing the recent history tier (nac/indexer.py).
 FLUSH_ON_STOP: Final = 10.0
+#: Longest the event loop indexes per tick when the backlog is over BACKLOG_HIGH.
+ASSIST_SECONDS: Final = 0.2
 #: Indexed rows deleted from the recent tier per tick (about a millisecond), besides those the
 #: group commits delete.
 COLLECT_CHUNK: Final = 1000
@@ -678,15 +680,22 @@ class Server:
 
     def tend_history(self) -> None:
         """Once per tick, for the two history tiers (nac/store.py): delete up to COLLECT_CHUNK
-        rows the indexer has copied (about a millisecond); read the backlog; past BACKLOG_HIGH,
-        index one batch here, at the event loop's priority (the indexer's SCHED_IDLE thread
-        gets no core under load that never lets up)."""
+        rows the indexer has copied (about a millisecond) and read the backlog.  Past
+        BACKLOG_HIGH, index here, at the event loop's priority, until the backlog is back under
+        it or ASSIST_SECONDS have passed: the indexer's SCHED_IDLE thread gets no core under
+        load that never lets up, and then the server must slow down to what it can index."""
+        conn = self.store.conn
         try:
-            store_mod.collect_recent(self.store.conn, COLLECT_CHUNK)
-            self._unindexed = store_mod.recent_backlog(self.store.conn)
-            if self._unindexed > BACKLOG_HIGH:
-                self.counters["history_index_assists"] += 1
-                self.indexer.step(self.store.conn)
+            store_mod.collect_recent(conn, COLLECT_CHUNK)
+            self._unindexed = store_mod.recent_backlog(conn)
+            if self._unindexed <= BACKLOG_HIGH:
+                return
+            self.counters["history_index_assists"] += 1
+            until = time.monotonic() + ASSIST_SECONDS
+            while self._unindexed > BACKLOG_HIGH and time.monotonic() < until:
+                if not self.indexer.step(conn):
+                    break
+                self._unindexed = self.indexer.backlog
         except sqlite3.Error as exc:
             log.warning("history tiers (event loop): %s", exc)
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from nac import helpdesk, indexer
+from nac import helpdesk, indexer, run, server
+from nac.config import load_config
 from nac.indexer import Indexer
 from nac.store import Store, collect_recent, connect, move_recent, recent_backlog, recent_path
 from tests.helpdesk_rows import decision
@@ -208,3 +209,27 @@ def test_the_indexer_thread_runs_at_idle_priority(db: str) -> None:
     thread.join()
     assert seen == [os.SCHED_IDLE]
     assert os.sched_getscheduler(0) != os.SCHED_IDLE  # only that thread, not the process
+
+
+def test_past_the_high_water_mark_the_event_loop_indexes_until_under_it(
+    db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under load that never lets up the SCHED_IDLE indexer gets no core: the server's tick
+    indexes instead (and so slows down), until the backlog is under BACKLOG_HIGH."""
+    config = load_config(db=db)
+    shared = run.load_shared(config)
+    nac = run.build_server(config, shared, lambda: config)
+    try:
+        nac.store.write_batch(
+            [decision(time.time(), f"00:00:00:00:{i // 256:02x}:{i % 256:02x}") for i in range(3000)], []
+        )
+        monkeypatch.setattr(server, "BACKLOG_HIGH", 1000)
+        nac.tend_history()  # the indexer thread was never started: only the loop indexes
+        assert nac.counters["history_index_assists"] == 1
+        assert 0 < recent_backlog(nac.store.conn) <= 1000
+        assert nac.metrics.gauges["history_unindexed"]() == recent_backlog(nac.store.conn)
+        monkeypatch.setattr(server, "BACKLOG_HIGH", 400_000)
+        nac.tend_history()  # under the mark: the thread's job, not the loop's
+        assert nac.counters["history_index_assists"] == 1
+    finally:
+        nac.store.close()
