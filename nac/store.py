@@ -595,7 +595,8 @@ def attach_recent(conn: sqlite3.Connection, path: str | Path, *, readonly: bool 
         with conn:
             conn.execute(_history_table("recent"))
             conn.execute("CREATE INDEX IF NOT EXISTS recent.recent_history_ts ON history (ts)")
-            top = conn.execute("SELECT MAX(id) FROM main.history").fetchone()[0] or 0
+            # Above every id ever indexed too: main's newest rows may have been pruned.
+            top = max(conn.execute("SELECT MAX(id) FROM main.history").fetchone()[0] or 0, indexed_upto(conn))
             seq = conn.execute("SELECT seq FROM recent.sqlite_sequence WHERE name = 'history'").fetchone()
             if seq is None:
                 conn.execute("INSERT INTO recent.sqlite_sequence (name, seq) VALUES ('history', ?)", (top,))

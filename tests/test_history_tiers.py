@@ -87,6 +87,21 @@ def test_ids_keep_rising_after_the_recent_tier_empties_or_is_lost(db: str) -> No
     conn.close()
 
 
+def test_ids_stay_above_the_watermark_when_main_was_pruned_empty_and_the_tier_lost(db: str) -> None:
+    _write(db, ["00:00:00:00:00:01", "00:00:00:00:00:02"], ts=time.time() - 100 * DAY)
+    conn = connect(db)
+    move_recent(conn, 100)
+    assert helpdesk.prune(conn, 90 * DAY) == 2
+    conn.close()
+    for suffix in ("", "-wal", "-shm"):
+        Path(recent_path(db) + suffix).unlink(missing_ok=True)
+    _write(db, ["00:00:00:00:00:03"])
+    conn = connect(db)
+    assert _ids(conn, "history") == [3]  # not id 1, which the watermark would hide for ever
+    assert move_recent(conn, 100) == 1
+    conn.close()
+
+
 def test_rows_already_in_main_are_neither_shown_twice_nor_copied_twice(db: str) -> None:
     """Rows in both tiers above the watermark (left by the version before the watermark, or
     by an operator's hand): the view shows them twice until the next move, which skips them."""
