@@ -34,7 +34,7 @@ from nac.config import Config
 from nac.dynauth import Answer, DynAuthClient, Target
 from nac.errors import NacError, PacketError
 from nac.families import Family
-from nac.indexer import BACKLOG_HIGH, Indexer, lower_priority
+from nac.indexer import BACKLOG_HIGH, Indexer
 from nac.observe import LatencyHistogram, Metrics, SyslogSink, sd_notify, watchdog_interval
 from nac.oui import Registry
 from nac.packet import ACCESS_REJECT, COA_REQUEST, DISCONNECT_REQUEST
@@ -139,10 +139,6 @@ class Checkpointer:
         self._thread.join(timeout=30)
 
     def _run(self) -> None:
-        # At idle priority, like the indexer: copying a second of appended pages (megabytes at
-        # full load) at normal priority took the core from the event loop in mid-burst.  Under
-        # load that never lets up the loop checkpoints itself (Server.tend_history).
-        lower_priority()
         conn = sqlite3.connect(self.path, timeout=5)
         try:
             # Attached, the recent tier's WAL is checkpointed too (no schema name: all files).
@@ -700,7 +696,6 @@ class Server:
                 if not self.indexer.step(conn):
                     break
                 self._unindexed = self.indexer.backlog
-            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")  # the Checkpointer is starved too
         except sqlite3.Error as exc:
             log.warning("history tiers (event loop): %s", exc)
 
