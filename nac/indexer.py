@@ -58,6 +58,10 @@ class Indexer:
         self._batch = 2_000
         self._lock = threading.Lock()  # one move at a time: this thread's or the event loop's
         self._stop = threading.Event()
+        # Set while the event loop indexes itself (over BACKLOG_HIGH): then this thread, which
+        # gets the core only in moments, would start a batch and hold its read snapshot for
+        # as long as the load lasts, and no checkpoint could ever rewind the WALs.
+        self._loop_indexes = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -68,6 +72,13 @@ class Indexer:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
+
+    def loop_indexes(self, yes: bool) -> None:
+        """The event loop takes over (``yes``) or hands back the indexing."""
+        if yes:
+            self._loop_indexes.set()
+        else:
+            self._loop_indexes.clear()
 
     def step(self, conn: sqlite3.Connection) -> int:
         """Move one batch with ``conn`` (which has the recent tier attached); returns how many
@@ -104,11 +115,18 @@ class Indexer:
         try:
             conn = store.connect(self.path)
             conn.execute("PRAGMA wal_autocheckpoint=0")  # the server's Checkpointer does it
+            # Small caches (KiB): the batch in transit needs ~1 MiB; the MAC index's pages are
+            # too many to keep anyway, and every MiB here counts in the server's RSS.
+            conn.execute("PRAGMA temp.cache_size=-1024")
+            conn.execute("PRAGMA main.cache_size=-1024")
         except sqlite3.Error as exc:
             log.error("history indexer cannot open %s: %s", self.path, exc)
             return
         try:
             while not self._stop.is_set():
+                if self._loop_indexes.is_set():
+                    self._stop.wait(self.interval)
+                    continue
                 try:
                     moved = self.step(conn)
                 except sqlite3.Error as exc:

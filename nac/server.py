@@ -142,6 +142,7 @@ class Checkpointer:
         conn = sqlite3.connect(self.path, timeout=5)
         try:
             # Attached, the recent tier's WAL is checkpointed too (no schema name: all files).
+            conn.execute(f"PRAGMA journal_size_limit={store_mod.WAL_SIZE_LIMIT}")
             store_mod.attach_recent(conn, self.path)
             while not self._stop.wait(self.interval):
                 try:
@@ -689,7 +690,9 @@ class Server:
             store_mod.collect_recent(conn, COLLECT_CHUNK)
             self._unindexed = store_mod.recent_backlog(conn)
             if self._unindexed <= BACKLOG_HIGH:
+                self.indexer.loop_indexes(False)
                 return
+            self.indexer.loop_indexes(True)
             self.counters["history_index_assists"] += 1
             until = time.monotonic() + ASSIST_SECONDS
             while self._unindexed > BACKLOG_HIGH and time.monotonic() < until:

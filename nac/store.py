@@ -80,6 +80,17 @@ _MOVE_COLUMNS: Final = ", ".join(("id", *HISTORY_COLUMNS))
 # long transactions must never hold up the server's commits.
 RECENT_SUFFIX: Final = "-recent"
 _INDEXED_UPTO: Final = "SELECT CAST(value AS INTEGER) FROM main.meta WHERE key = 'history_indexed_upto'"
+_MOVING_TABLE: Final = (
+    "CREATE TEMP TABLE IF NOT EXISTS history_moving (id INTEGER PRIMARY KEY, "
+    + ", ".join(f"{name} {_HISTORY_TYPES.get(name, 'TEXT')}" for name in HISTORY_COLUMNS)
+    + ")"
+)
+#: Page cache per connection for the recent tier (negative: KiB).  Appends touch the last pages
+#: and readers scan it once: a small cache does, and every server thread has a connection.
+RECENT_CACHE_KIB: Final = -512
+#: The WAL files are reused from the start after each checkpoint; past this size a rewound one
+#: is also truncated, so a burst's WAL does not keep its disk (or WAL-index memory) for ever.
+WAL_SIZE_LIMIT: Final = 64 * 1024 * 1024
 _COLLECT: Final = (
     "DELETE FROM recent.history WHERE id IN (SELECT id FROM recent.history"  # noqa: S608
     f" WHERE id <= COALESCE(({_INDEXED_UPTO}), 0) ORDER BY id LIMIT ?)"
@@ -109,6 +120,7 @@ class Store:
         # NORMAL in WAL mode survives a killed process (the OS has the pages); FULL would also
         # survive a power cut at the cost of an fsync per commit.
         conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
         self._ensure_schema()
         attach_recent(conn, self.path)
 
@@ -588,10 +600,13 @@ def attach_recent(conn: sqlite3.Connection, path: str | Path, *, readonly: bool 
         if not target.is_file():
             return False
         conn.execute("ATTACH ? AS recent", (f"{target.resolve().as_uri()}?mode=ro",))
+        conn.execute(f"PRAGMA recent.cache_size={RECENT_CACHE_KIB}")
     else:
         conn.execute("ATTACH ? AS recent", (recent_path(path),))
         conn.execute("PRAGMA recent.journal_mode=WAL")
         conn.execute("PRAGMA recent.synchronous=NORMAL")
+        conn.execute(f"PRAGMA recent.journal_size_limit={WAL_SIZE_LIMIT}")
+        conn.execute(f"PRAGMA recent.cache_size={RECENT_CACHE_KIB}")
         with conn:
             conn.execute(_history_table("recent"))
             conn.execute("CREATE INDEX IF NOT EXISTS recent.recent_history_ts ON history (ts)")
@@ -612,6 +627,7 @@ def connect(path: str | Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
     attach_recent(conn, path)
     return conn
 
@@ -647,32 +663,38 @@ def recent_backlog(conn: sqlite3.Connection) -> int:
 
 def move_recent(conn: sqlite3.Connection, batch: int) -> int:
     """Copy up to ``batch`` of the oldest unindexed rows of the recent tier into main.history and
-    raise the watermark in the same transaction (it holds main's write lock only: the server's
-    commits to the recent tier go on); returns how many rows it took.  The copies left in
-    the recent tier are hidden by the view until collect_recent() deletes them."""
+    raise the watermark in the same transaction; returns how many rows it took.  The copies
+    left in the recent tier are hidden by the view until collect_recent() deletes them.
+
+    The batch goes through a TEMP table: reading the recent tier is a short sequential copy, and
+    the long part (the random MAC-index inserts) holds main's write lock but no snapshot of the
+    recent tier.  The indexer runs at idle priority and can be stopped anywhere for as long as
+    a burst lasts; a snapshot held that long would keep every checkpoint from rewinding the
+    recent tier's WAL, which the server appends to at full speed."""
     upto = indexed_upto(conn)
-    row = conn.execute(
-        "SELECT id FROM recent.history WHERE id > ? ORDER BY id LIMIT 1 OFFSET ?", (upto, batch - 1)
-    ).fetchone()
-    if row is not None:
-        high, count = row[0], batch
-    else:
-        high, count = conn.execute(
-            "SELECT MAX(id), COUNT(*) FROM recent.history WHERE id > ?", (upto,)
-        ).fetchone()
-    if high is None:
-        return 0
     try:
+        conn.execute(_MOVING_TABLE)
+        conn.execute("DELETE FROM temp.history_moving")
+        conn.execute(
+            f"INSERT INTO temp.history_moving ({_MOVE_COLUMNS})"  # noqa: S608 - constants
+            f" SELECT {_MOVE_COLUMNS} FROM recent.history WHERE id > ? ORDER BY id LIMIT ?",
+            (upto, batch),
+        )
+        conn.commit()
+        high, count = conn.execute("SELECT MAX(id), COUNT(*) FROM temp.history_moving").fetchone()
+        if high is None:
+            return 0
         conn.execute(
             f"INSERT OR IGNORE INTO main.history ({_MOVE_COLUMNS})"  # noqa: S608 - constants
-            f" SELECT {_MOVE_COLUMNS} FROM recent.history WHERE id > ? AND id <= ? ORDER BY id",
-            (upto, high),
+            f" SELECT {_MOVE_COLUMNS} FROM temp.history_moving ORDER BY id"
         )
         conn.execute(
             "INSERT INTO main.meta (key, value) VALUES ('history_indexed_upto', ?)"
             " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             (str(high),),
         )
+        conn.commit()
+        conn.execute("DELETE FROM temp.history_moving")
         conn.commit()
     except BaseException:
         conn.rollback()

@@ -242,9 +242,11 @@ def test_past_the_high_water_mark_the_event_loop_indexes_until_under_it(
         nac.tend_history()  # the indexer thread was never started: only the loop indexes
         assert nac.counters["history_index_assists"] == 1
         assert 0 < recent_backlog(nac.store.conn) <= 1000
+        assert nac.indexer._loop_indexes.is_set()  # the idle thread stays out meanwhile
         assert nac.metrics.gauges["history_unindexed"]() == recent_backlog(nac.store.conn)
         monkeypatch.setattr(server, "BACKLOG_HIGH", 400_000)
         nac.tend_history()  # under the mark: the thread's job, not the loop's
         assert nac.counters["history_index_assists"] == 1
+        assert not nac.indexer._loop_indexes.is_set()
     finally:
         nac.store.close()
