@@ -240,6 +240,8 @@ class BenchResult:
     #: CPU seconds (user + system) this process spent in the run: near ``wall_seconds``
     #: means the load generator itself was the bottleneck.
     client_cpu_seconds: float
+    #: The pace asked for (requests/s), ``None``: as fast as the window allows.
+    rate: float | None = None
 
     @property
     def client_cpu_percent(self) -> float:
@@ -262,7 +264,11 @@ class BenchResult:
         codes = ", ".join(f"{name} {n}" for name, n in self.codes.items() if n) or "none"
         family = f"[{self.host}]" if ":" in self.host else self.host
         lines = [
-            ("target", f"{family}:{self.port}  window {self.window}, {self.sockets} socket(s)"),
+            (
+                "target",
+                f"{family}:{self.port}  window {self.window}, {self.sockets} socket(s)"
+                + (f", paced at {self.rate:,.0f} requests/s" if self.rate else ""),
+            ),
             ("requests", f"{self.sent} sent, {self.received} answered in {self.elapsed:.3f} s"),
             ("throughput", f"{self.requests_per_second:,.0f} requests/s"),
             ("replies", codes),
@@ -323,6 +329,7 @@ def run(
     macs: Sequence[str] | None = None,
     timeout: float = 2.0,
     retries: int = 0,
+    rate: float | None = None,
 ) -> BenchResult:
     """Send MAB Access-Requests to ``host``:``port`` and measure the server.
 
@@ -334,6 +341,10 @@ def run(
     ``retries`` times, then counted as a timeout.  ``macs`` are used round-robin (default:
     :func:`default_macs`).  Replies are matched by socket and identifier and must carry the
     right Response Authenticator to count.
+
+    ``rate`` paces the sending (open loop: request n leaves at n / rate seconds, or as soon as
+    the window has room): the latency of a server at a given load, say 80 % of its peak, rather
+    than at saturation, where it is mostly queueing.
     """
     if count is not None and duration is not None:
         raise ValueError("give count or duration, not both")
@@ -349,6 +360,8 @@ def run(
         raise ValueError("timeout must be > 0")
     if retries < 0:
         raise ValueError("retries must be >= 0")
+    if rate is not None and not rate > 0:
+        raise ValueError("rate must be > 0")
     if not secret:
         raise ValueError("the shared secret must not be empty")
     mac_list = list(macs) if macs is not None else default_macs(_DEFAULT_MIX)
@@ -368,6 +381,7 @@ def run(
             window=window,
             timeout=timeout,
             retries=retries,
+            rate=rate,
         )
     finally:
         for s in socks:
@@ -401,6 +415,7 @@ def run(
         latency_p99_ms=_percentile(ordered, 0.99),
         latency_max_ms=_ms(ordered[-1]) if received else None,
         client_cpu_seconds=round(tally.cpu, 3),
+        rate=rate,
     )
 
 
@@ -433,6 +448,7 @@ def _loop(  # one flat hot loop, on purpose
     window: int,
     timeout: float,
     retries: int,
+    rate: float | None = None,
 ) -> _Tally:
     # Everything the loop touches is a local: attribute and global look-ups cost here.
     md5 = hashlib.md5
@@ -484,11 +500,19 @@ def _loop(  # one flat hot loop, on purpose
     last_event = start
     stop_sending_at = start + int(duration * 1e9) if duration is not None else 0
     sending = remaining != 0
+    # Pacing: request n is due at start + n * interval.  Under a millisecond to wait, spin on
+    # poll(0): poll's timeout has millisecond resolution.
+    interval_ns = int(1e9 / rate) if rate else 0
+    next_due = start
 
     while True:
         # ---- fill the window
         if sending:
             while in_flight < window and remaining:
+                if interval_ns:
+                    if clock() < next_due:
+                        break
+                    next_due += interval_ns
                 if rnd_at >= len(rnd):
                     rnd = urandom(_RANDOM_CHUNK)
                     rnd_at = 0
@@ -518,6 +542,7 @@ def _loop(  # one flat hot loop, on purpose
                     sends[slot >> 8](packet)
                 except (BlockingIOError, InterruptedError):
                     free.appendleft(slot)  # socket buffer full: wait for replies first
+                    next_due -= interval_ns
                     break
                 except OSError:
                     pass  # e.g. ICMP port unreachable reported late: it will time out
@@ -544,6 +569,10 @@ def _loop(  # one flat hot loop, on purpose
         wait_ns = deadlines[0][0] - now if deadlines else timeout_ns
         if sending and duration is not None:
             wait_ns = min(wait_ns, stop_sending_at - now)
+        if sending and interval_ns and in_flight < window:
+            wait_ns = min(wait_ns, next_due - now)
+            if wait_ns < 1_000_000:
+                wait_ns = 0
         events = poll(max(0, -(-wait_ns // 1_000_000))) if wait_ns > 0 else poll(0)
 
         # ---- drain every readable socket
@@ -648,6 +677,9 @@ def _main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--window", type=int, default=128)
     parser.add_argument("--timeout", type=float, default=2.0)
     parser.add_argument("--retries", type=int, default=0)
+    parser.add_argument(
+        "--rate", type=float, help="requests/s to pace at (default: as fast as the window allows)"
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(argv)
     if args.secret_file:
@@ -666,6 +698,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
         window=args.window,
         timeout=args.timeout,
         retries=args.retries,
+        rate=args.rate,
     )
     if args.json:
         print(json.dumps(result.as_dict(), indent=2))

@@ -240,6 +240,21 @@ def test_duration_mode() -> None:
     assert 0.15 < result.elapsed < 1.0
 
 
+def test_rate_paces_the_requests() -> None:
+    """Open loop: 400 requests/s for 0.5 s is about 200 requests, spread out, not a burst."""
+    with responder() as (host, port, _):
+        result = run(host=host, port=port, secret=SECRET, duration=0.5, window=64, timeout=0.5, rate=400)
+    assert result.rate == 400
+    assert result.received == result.sent
+    assert 170 <= result.sent <= 215, result.sent
+    assert 0.4 < result.elapsed < 0.8
+    assert "paced at 400 requests/s" in result.format_text()
+    unpaced = None
+    with responder() as (host, port, _):
+        unpaced = run(host=host, port=port, secret=SECRET, duration=0.5, window=64, timeout=0.5)
+    assert unpaced.sent > 2 * result.sent  # the window alone goes much faster
+
+
 def test_ipv6() -> None:
     if not socket.has_ipv6:
         pytest.skip("no IPv6")
@@ -313,6 +328,7 @@ def test_result_reports() -> None:
         ({"window": 0}, "window"),
         ({"timeout": 0}, "timeout"),
         ({"macs": []}, "macs"),
+        ({"rate": 0}, "rate"),
     ],
 )
 def test_bad_arguments(kwargs: dict[str, object], message: str) -> None:

@@ -182,7 +182,7 @@ def test_nac_bench_measures_a_running_server(nac_server_factory: NacServerFactor
     secret.write_text("testing123\n")
     out = subprocess.run(
         [sys.executable, "-m", "nac", "bench", "--secret-file", str(secret), "--port", str(server.auth_port),
-         "--count", "660", "--window", "16", "--json"],
+         "--count", "660", "--window", "16", "--rate", "2000", "--json"],
         capture_output=True, text=True, timeout=60, check=True, env=subprocess_env(),
     )  # fmt: skip
     report = json.loads(out.stdout)
@@ -191,6 +191,8 @@ def test_nac_bench_measures_a_running_server(nac_server_factory: NacServerFactor
     assert report["codes"]["Access-Reject"] > 0  # the mix includes Huawei MACs
     assert report["codes"]["Access-Accept"] > 0
     assert report["latency_p99_ms"] >= report["latency_p50_ms"] > 0
+    assert report["rate"] == 2000
+    assert report["elapsed"] >= 0.3  # 660 requests paced at 2,000/s take a third of a second
 
 
 def test_running_server_applies_a_registry_import_within_2_seconds(
