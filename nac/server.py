@@ -34,7 +34,7 @@ from nac.config import Config
 from nac.dynauth import Answer, DynAuthClient, Target
 from nac.errors import NacError, PacketError
 from nac.families import Family
-from nac.indexer import BACKLOG_HIGH, Indexer
+from nac.indexer import BACKLOG_HIGH, WAL_HIGH, Indexer
 from nac.observe import LatencyHistogram, Metrics, SyslogSink, sd_notify, watchdog_interval
 from nac.oui import Registry
 from nac.packet import ACCESS_REJECT, COA_REQUEST, DISCONNECT_REQUEST
@@ -70,7 +70,6 @@ BACKLOG_MAX: Final = 200_000
 #: it the batch counts as failed instead of stalling the event loop.
 HISTORY_BUSY_MS: Final = 250
 #: How often the WAL is copied back into the database (off the event loop).
-CHECKPOINT_INTERVAL: Final = 1.0
 #: Seconds a stopping server spends indexing the recent history tier (nac/indexer.py).
 FLUSH_ON_STOP: Final = 10.0
 #: Longest the event loop indexes per tick when the backlog is over BACKLOG_HIGH.
@@ -114,46 +113,6 @@ class Listener:
     sock: socket.socket
     service: str  # "auth" or "acct"
     port_id: int  # distinguishes receiving sockets in the duplicate cache key
-
-
-class Checkpointer:
-    """Copies the WAL back into the database from a thread of its own, every ``interval``.
-
-    SQLite's automatic checkpoint runs inside a commit, on the event loop, and fsyncs: a
-    multi-millisecond stall in the middle of the request path.  Here the server's connection
-    never checkpoints; this thread's connection does, PASSIVE (it never blocks the writer),
-    and the fsync happens off the loop (the sqlite3 module releases the GIL while it waits).
-    """
-
-    def __init__(self, path: str, interval: float = CHECKPOINT_INTERVAL) -> None:
-        self.path = path
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="nac-checkpoint", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
-
-    def _run(self) -> None:
-        conn = sqlite3.connect(self.path, timeout=5)
-        try:
-            # Attached, the recent tier's WAL is checkpointed too (no schema name: all files).
-            conn.execute(f"PRAGMA journal_size_limit={store_mod.WAL_SIZE_LIMIT}")
-            store_mod.attach_recent(conn, self.path)
-            while not self._stop.wait(self.interval):
-                try:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                except sqlite3.Error as exc:
-                    log.warning("WAL checkpoint failed: %s", exc)
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # leave a short WAL behind
-        except sqlite3.Error as exc:
-            log.warning("final WAL checkpoint failed: %s", exc)
-        finally:
-            conn.close()
 
 
 class Server:
@@ -680,25 +639,41 @@ class Server:
             )
 
     def tend_history(self) -> None:
-        """Once per tick, for the two history tiers (nac/store.py): delete up to COLLECT_CHUNK
-        rows the indexer has copied (about a millisecond) and read the backlog.  Past
-        BACKLOG_HIGH, index here, at the event loop's priority, until the backlog is back under
-        it or ASSIST_SECONDS have passed: the indexer's SCHED_IDLE thread gets no core under
-        load that never lets up, and then the server must slow down to what it can index."""
+        """Once per tick, for the two history tiers (nac/store.py) and the indexer's thread
+        (nac/indexer.py): delete up to COLLECT_CHUNK rows it has copied (about a millisecond)
+        and read the backlog.  Past BACKLOG_HIGH, index here, at the event loop's priority,
+        until the backlog is back under it or ASSIST_SECONDS have passed: the thread gets no
+        core under load that never lets up, and then the server must slow down to what it can
+        index.  Past WAL_HIGH, checkpoint here (see indexer.WAL_HIGH)."""
         conn = self.store.conn
+        indexer = self.indexer
         try:
             store_mod.collect_recent(conn, COLLECT_CHUNK)
             self._unindexed = store_mod.recent_backlog(conn)
-            if self._unindexed <= BACKLOG_HIGH:
-                self.indexer.loop_indexes(False)
+            path = self.store.path
+            wal = max(_file_size(path + "-wal"), _file_size(store_mod.recent_path(path) + "-wal"))
+            behind = self._unindexed > BACKLOG_HIGH
+            if not behind and wal <= WAL_HIGH:
+                indexer.hand_back()
                 return
-            self.indexer.loop_indexes(True)
-            self.counters["history_index_assists"] += 1
-            until = time.monotonic() + ASSIST_SECONDS
-            while self._unindexed > BACKLOG_HIGH and time.monotonic() < until:
-                if not self.indexer.step(conn):
-                    break
-                self._unindexed = self.indexer.backlog
+            if behind and not indexer.loop_indexes:
+                log.warning(
+                    "history: %d decisions unindexed: the server indexes itself until it catches up",
+                    self._unindexed,
+                )
+            indexer.take_over()
+            if behind:
+                self.counters["history_index_assists"] += 1
+                until = time.monotonic() + ASSIST_SECONDS
+                while self._unindexed > BACKLOG_HIGH and time.monotonic() < until:
+                    if not indexer.step(conn):
+                        break
+                    self._unindexed = indexer.backlog
+            else:
+                self.counters["history_wal_rewinds"] += 1
+            indexer.checkpoint(conn)
+            if not behind:
+                indexer.hand_back()
         except sqlite3.Error as exc:
             log.warning("history tiers (event loop): %s", exc)
 
@@ -715,6 +690,10 @@ class Server:
             return
         if moved or left:
             log.info("history indexed at stop: %d decisions; %d left for the next start", moved, left)
+        try:
+            self.store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # leave short WALs behind
+        except sqlite3.Error as exc:
+            log.warning("final WAL checkpoint failed: %s", exc)
 
     def log_counters(self) -> None:
         """SIGUSR1: one line with every counter (requests, decisions, drops by reason)."""
@@ -727,12 +706,11 @@ class Server:
             loop.add_signal_handler(sig, self._stopping.set)
         loop.add_signal_handler(signal.SIGUSR1, self.log_counters)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
-        self.store.conn.execute("PRAGMA wal_autocheckpoint=0")  # the Checkpointer does it
+        self.store.conn.execute("PRAGMA wal_autocheckpoint=0")  # the indexer's thread does it
         self.store.conn.execute(f"PRAGMA busy_timeout={HISTORY_BUSY_MS}")
-        checkpointer = Checkpointer(self.store.path)
-        checkpointer.start()
         indexing = self.worker in (None, 0)  # one indexer per database, not one per worker
         if indexing:
+            # One thread per database, not per worker: it also checkpoints (nac/indexer.py).
             self.indexer.start()
         for listener in self.listeners:
             loop.add_reader(listener.sock.fileno(), self.drain, listener)
@@ -790,10 +768,16 @@ class Server:
                 self.indexer.stop()
                 self.flush_index()
             self.close()
-            checkpointer.stop()
             if self.syslog is not None:
                 self.syslog.close()
             log.info("stopped; %s", _format_counters(self.counters))
+
+
+def _file_size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
 
 
 def take_database_lock(path: str) -> int:

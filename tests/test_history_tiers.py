@@ -250,3 +250,28 @@ def test_past_the_high_water_mark_the_event_loop_indexes_until_under_it(
         assert not nac.indexer._loop_indexes.is_set()
     finally:
         nac.store.close()
+
+
+def test_a_wal_past_its_mark_is_checkpointed_by_the_event_loop(
+    db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under a steady stream of commits the thread's checkpoints never let a WAL rewind: past
+    WAL_HIGH the server, the only writer, checkpoints it itself and hands back."""
+    config = load_config(db=db)
+    nac = run.build_server(config, run.load_shared(config), lambda: config)
+    try:
+        for i in range(20):
+            nac.store.write_batch([decision(time.time(), f"00:00:00:00:00:{i:02x}")], [])
+        monkeypatch.setattr(server, "WAL_HIGH", 1)
+        nac.tend_history()
+        assert nac.counters["history_wal_rewinds"] == 1
+        assert nac.counters["history_index_assists"] == 0  # the backlog is small
+        assert not nac.indexer.loop_indexes
+        for schema in ("main", "recent"):
+            busy, frames, copied = nac.store.conn.execute(
+                f"PRAGMA {schema}.wal_checkpoint(PASSIVE)"
+            ).fetchone()
+            assert busy == 0
+            assert frames == copied
+    finally:
+        nac.store.close()
