@@ -661,7 +661,11 @@ class Server:
                     "history: %d decisions unindexed: the server indexes itself until it catches up",
                     self._unindexed,
                 )
-            indexer.take_over()
+            if not indexer.take_over(within=0.2 if behind else 0.02) and not behind:
+                # The thread is in the middle of a batch: the WAL can wait for the next tick,
+                # the requests should not wait for the batch.
+                indexer.hand_back()
+                return
             if behind:
                 self.counters["history_index_assists"] += 1
                 until = time.monotonic() + ASSIST_SECONDS
