@@ -50,7 +50,7 @@ CHECKPOINT_INTERVAL: Final = 0.5
 #: to the recent tier without pause, and a WAL is rewound (then truncated to 64 MiB) only when
 #: a commit starts with every frame checkpointed: the thread's passes, each with its fsyncs,
 #: never finish between two commits under load; the event loop, the only writer, does.
-WAL_HIGH: Final = 256 * 1024 * 1024
+WAL_HIGH: Final = 96 * 1024 * 1024
 
 
 def lower_priority() -> bool:
