@@ -234,6 +234,16 @@ def browser(tmp_path: Path) -> Iterator[Any]:
         driver.quit()
 
 
+def _rows(driver: Any) -> list[tuple[str, str]]:
+    """The table's rows as (text, action cell text), read in one script: the page replaces its
+    rows every few seconds (the live feed), so elements found one call earlier can be stale."""
+    rows: list[list[str]] = driver.execute_script(
+        "return Array.from(document.querySelectorAll('#rows tr'), r =>"
+        " [r.innerText, (r.querySelector('td.action') || {innerText: ''}).innerText])"
+    )
+    return [(text, action) for text, action in rows]
+
+
 def test_browser_search_shows_the_refusal_and_its_reason(browser: Any, web: WebServer, db: str) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -241,15 +251,15 @@ def test_browser_search_shows_the_refusal_and_its_reason(browser: Any, web: WebS
 
     browser.get(f"{web.url}?token={TOKEN}")
     wait = WebDriverWait(browser, 15)
-    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#rows tr"))  # the live feed
+    wait.until(_rows)  # the live feed
     box = browser.find_element(By.ID, "mac")
     box.send_keys("00E0.FC12.3456", Keys.ENTER)
-    wait.until(lambda d: all(HUAWEI in r.text for r in d.find_elements(By.CSS_SELECTOR, "#rows tr")))
-    rows = browser.find_elements(By.CSS_SELECTOR, "#rows tr")
+    wait.until(lambda d: (rows := _rows(d)) and all(HUAWEI in text for text, _ in rows))
+    rows = _rows(browser)
     assert len(rows) == 3
-    assert "reject" in rows[0].find_element(By.CSS_SELECTOR, "td.action").text
-    assert "ministry ban" in rows[0].text
-    assert "ban-huawei" in rows[0].text
+    assert "reject" in rows[0][1]
+    assert "ministry ban" in rows[0][0]
+    assert "ban-huawei" in rows[0][0]
     why = wait.until(lambda d: d.find_element(By.ID, "why").text)
     assert "Rejected 3 times since" in why
     assert "access-sw2" in why
@@ -258,8 +268,8 @@ def test_browser_search_shows_the_refusal_and_its_reason(browser: Any, web: WebS
 
     # A new decision appears without reloading the page.
     write(db, [decision(time.time(), HUAWEI, "reject", **{**HUAWEI_ROW, "client": "access-sw9"})])
-    WebDriverWait(browser, 15).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#rows tr")) == 4)
-    assert "access-sw9" in browser.find_element(By.CSS_SELECTOR, "#rows tr").text
+    WebDriverWait(browser, 15).until(lambda d: len(_rows(d)) == 4)
+    assert "access-sw9" in _rows(browser)[0][0]
 
     # The export link carries the search and the token.
     href = browser.find_element(By.ID, "csv").get_attribute("href")
