@@ -425,9 +425,9 @@ def prune(
         raise PolicyError("the retention span must be positive")
     cutoff = (time.time() if now is None else now) - older_than_seconds
     deleted = 0
-    # Both tiers (nac/store.py), each file in transactions of its own; a connection without the
-    # recent tier attached has only main's.
-    # recent rows at or below the watermark are copies of main's, left to the server to collect.
+    # Both tiers (nac/store.py), each file in transactions of its own (a connection without the
+    # recent tier has only main's).  Recent rows at or below the watermark are copies of main's
+    # rows, which the server collects.
     upto = store.indexed_upto(conn)
     for schema in ("main", "recent") if store.has_recent(conn) else ("main",):
         while True:

@@ -49,6 +49,7 @@ _HISTORY_TYPES: Final = {
     "method": "TEXT NOT NULL",
     "src": "TEXT NOT NULL",
     "snapshot": "TEXT NOT NULL",
+    "latency_us": "INTEGER",
 }
 HISTORY_COLUMNS: Final = (*COLUMNS, "latency_us")
 # Column names are our own constants, never input.  New decisions go to the recent tier (see
@@ -65,10 +66,10 @@ _MOVE_COLUMNS: Final = ", ".join(("id", *HISTORY_COLUMNS))
 #   append-only, indexed by time alone.  The server's group commit writes here, so a reply waits
 #   for a few sequential pages, never for the random B-tree pages that a MAC index costs (about
 #   one 4 KiB page per decision per commit: 40 µs of the request path, bench/compare.py).
-# * ``main.history``: indexed by MAC and time for the helpdesk.  The indexer (nac/server.py)
+# * ``main.history``: indexed by MAC and time for the helpdesk.  The indexer (nac/indexer.py)
 #   copies rows into it in batches, when the server has a core to spare, and raises a
 #   watermark (meta ``history_indexed_upto``) in the same transaction; the server deletes the
-#   copies from the recent tier later, in its group commits and between reads of its sockets.
+#   copies from the recent tier later, after its replies are out (collect_recent).
 #   The indexer never writes the recent file: a thread at idle priority holding the server's
 #   write lock would stall its commits.
 #
@@ -80,14 +81,12 @@ _MOVE_COLUMNS: Final = ", ".join(("id", *HISTORY_COLUMNS))
 # long transactions must never hold up the server's commits.
 RECENT_SUFFIX: Final = "-recent"
 _INDEXED_UPTO: Final = "SELECT CAST(value AS INTEGER) FROM main.meta WHERE key = 'history_indexed_upto'"
+# Every stored column of a history row with its type (`id` and the generated `time` aside).
+_COLUMN_DEFS: Final = ", ".join(f"{name} {_HISTORY_TYPES.get(name, 'TEXT')}" for name in HISTORY_COLUMNS)
 _MOVING_TABLE: Final = (
-    "CREATE TEMP TABLE IF NOT EXISTS history_moving (id INTEGER PRIMARY KEY, "
-    + ", ".join(f"{name} {_HISTORY_TYPES.get(name, 'TEXT')}" for name in HISTORY_COLUMNS)
-    + ")"
+    f"CREATE TEMP TABLE IF NOT EXISTS history_moving (id INTEGER PRIMARY KEY, {_COLUMN_DEFS})"
 )
 RECENT_PAGE_SIZE: Final = 1024
-#: Group commits of at least this many decisions also collect indexed copies (write_batch).
-COLLECT_MIN_BATCH: Final = 32
 #: Page cache per connection for the recent tier (negative: KiB).  Appends touch the last pages
 #: and readers scan it once: a small cache does, and every server thread has a connection.
 RECENT_CACHE_KIB: Final = -512
@@ -119,11 +118,7 @@ class Store:
         self.path = str(path)
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000)
         self.conn = conn
-        conn.execute("PRAGMA journal_mode=WAL")
-        # NORMAL in WAL mode survives a killed process (the OS has the pages); FULL would also
-        # survive a power cut at the cost of an fsync per commit.
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
+        _use_wal(conn)
         self._ensure_schema()
         attach_recent(conn, self.path)
 
@@ -532,11 +527,6 @@ class Store:
         try:
             if rows:
                 conn.executemany(_INSERT_HISTORY, rows)
-                if len(rows) >= COLLECT_MIN_BATCH:
-                    # Under load, delete twice as many already-indexed copies: collection keeps
-                    # pace with the indexer, a microsecond a row spread over the commits.  Small
-                    # commits leave it to the server's tick: it would add two pages to each.
-                    conn.execute(_COLLECT, (2 * len(rows),))
             if events:
                 session_store.apply_events(conn, events)
             conn.commit()
@@ -583,12 +573,10 @@ def recent_path(path: str | Path) -> str:
 
 
 def _history_table(schema: str) -> str:
-    columns = ", ".join(f"{name} {_HISTORY_TYPES.get(name, 'TEXT')}" for name in COLUMNS)
     autoincrement = " AUTOINCREMENT" if schema == "recent" else ""
     return f"""CREATE TABLE IF NOT EXISTS {schema}.history (
         id INTEGER PRIMARY KEY{autoincrement},
-        {columns},
-        latency_us INTEGER,
+        {_COLUMN_DEFS},
         time TEXT GENERATED ALWAYS AS (strftime('%Y-%m-%dT%H:%M:%fZ', ts, 'unixepoch')) VIRTUAL
     )"""
 
@@ -635,11 +623,17 @@ def connect(path: str | Path) -> sqlite3.Connection:
     """A plain sqlite3 connection to the database at ``path`` (WAL, the recent tier attached,
     the ``history`` view over both tiers): for threads and scripts that use SQL directly."""
     conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
+    _use_wal(conn)
     attach_recent(conn, path)
     return conn
+
+
+def _use_wal(conn: sqlite3.Connection) -> None:
+    conn.execute("PRAGMA journal_mode=WAL")
+    # NORMAL in WAL mode survives a killed process (the OS has the pages); FULL would also
+    # survive a power cut at the cost of an fsync per commit.
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
 
 
 def has_recent(conn: sqlite3.Connection) -> bool:
@@ -714,7 +708,7 @@ def move_recent(conn: sqlite3.Connection, batch: int) -> int:
 
 def collect_recent(conn: sqlite3.Connection, limit: int) -> int:
     """Delete up to ``limit`` recent rows that are already in main.history; returns how many.
-    Short transactions on the recent tier: the server calls it between reads of its sockets."""
+    A short transaction on the recent tier: the server calls it once its replies are out."""
     try:
         deleted = conn.execute(_COLLECT, (limit,)).rowcount
         conn.commit()

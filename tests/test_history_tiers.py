@@ -7,6 +7,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -226,52 +227,49 @@ def test_the_indexer_thread_runs_at_idle_priority(db: str) -> None:
     assert os.sched_getscheduler(0) != os.SCHED_IDLE  # only that thread, not the process
 
 
+@pytest.fixture
+def nac(db: str) -> Iterator[server.Server]:
+    """An in-process server on ``db`` whose indexer thread is never started: only the event
+    loop's own code (tend_history) touches the tiers."""
+    config = load_config(db=db)
+    built = run.build_server(config, run.load_shared(config), lambda: config)
+    yield built
+    built.store.close()
+
+
 def test_past_the_high_water_mark_the_event_loop_indexes_until_under_it(
-    db: str, monkeypatch: pytest.MonkeyPatch
+    nac: server.Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Under load that never lets up the SCHED_IDLE indexer gets no core: the server's tick
     indexes instead (and so slows down), until the backlog is under BACKLOG_HIGH."""
-    config = load_config(db=db)
-    shared = run.load_shared(config)
-    nac = run.build_server(config, shared, lambda: config)
-    try:
-        nac.store.write_batch(
-            [decision(time.time(), f"00:00:00:00:{i // 256:02x}:{i % 256:02x}") for i in range(3000)], []
-        )
-        monkeypatch.setattr(server, "BACKLOG_HIGH", 1000)
-        nac.tend_history()  # the indexer thread was never started: only the loop indexes
-        assert nac.counters["history_index_assists"] == 1
-        assert 0 < recent_backlog(nac.store.conn) <= 1000
-        assert nac.indexer._loop_indexes.is_set()  # the idle thread stays out meanwhile
-        assert nac.metrics.gauges["history_unindexed"]() == recent_backlog(nac.store.conn)
-        monkeypatch.setattr(server, "BACKLOG_HIGH", 400_000)
-        nac.tend_history()  # under the mark: the thread's job, not the loop's
-        assert nac.counters["history_index_assists"] == 1
-        assert not nac.indexer._loop_indexes.is_set()
-    finally:
-        nac.store.close()
+    nac.store.write_batch(
+        [decision(time.time(), f"00:00:00:00:{i // 256:02x}:{i % 256:02x}") for i in range(3000)], []
+    )
+    monkeypatch.setattr(server, "BACKLOG_HIGH", 1000)
+    nac.tend_history()  # the indexer thread was never started: only the loop indexes
+    assert nac.counters["history_index_assists"] == 1
+    assert 0 < recent_backlog(nac.store.conn) <= 1000
+    assert nac.indexer.loop_indexes  # the idle thread stays out meanwhile
+    assert nac.metrics.gauges["history_unindexed"]() == recent_backlog(nac.store.conn)
+    monkeypatch.setattr(server, "BACKLOG_HIGH", 400_000)
+    nac.tend_history()  # under the mark: the thread's job, not the loop's
+    assert nac.counters["history_index_assists"] == 1
+    assert not nac.indexer.loop_indexes
 
 
 def test_a_wal_past_its_mark_is_checkpointed_by_the_event_loop(
-    db: str, monkeypatch: pytest.MonkeyPatch
+    nac: server.Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Under a steady stream of commits the thread's checkpoints never let a WAL rewind: past
     WAL_HIGH the server, the only writer, checkpoints it itself and hands back."""
-    config = load_config(db=db)
-    nac = run.build_server(config, run.load_shared(config), lambda: config)
-    try:
-        for i in range(20):
-            nac.store.write_batch([decision(time.time(), f"00:00:00:00:00:{i:02x}")], [])
-        monkeypatch.setattr(server, "WAL_HIGH", 1)
-        nac.tend_history()
-        assert nac.counters["history_wal_rewinds"] == 1
-        assert nac.counters["history_index_assists"] == 0  # the backlog is small
-        assert not nac.indexer.loop_indexes
-        for schema in ("main", "recent"):
-            busy, frames, copied = nac.store.conn.execute(
-                f"PRAGMA {schema}.wal_checkpoint(PASSIVE)"
-            ).fetchone()
-            assert busy == 0
-            assert frames == copied
-    finally:
-        nac.store.close()
+    for i in range(20):
+        nac.store.write_batch([decision(time.time(), f"00:00:00:00:00:{i:02x}")], [])
+    monkeypatch.setattr(server, "WAL_HIGH", 1)
+    nac.tend_history()
+    assert nac.counters["history_wal_rewinds"] == 1
+    assert nac.counters["history_index_assists"] == 0  # the backlog is small
+    assert not nac.indexer.loop_indexes
+    for schema in ("main", "recent"):
+        busy, frames, copied = nac.store.conn.execute(f"PRAGMA {schema}.wal_checkpoint(PASSIVE)").fetchone()
+        assert busy == 0
+        assert frames == copied
