@@ -134,6 +134,7 @@ def _where(f: HistoryFilter, conn: sqlite3.Connection) -> tuple[list[str], list[
 
 def query_history(conn: sqlite3.Connection, f: HistoryFilter) -> list[dict[str, Any]]:
     """Decisions matching ``f``, newest first, as :func:`history_row` shapes them."""
+    store.sync_recent(conn)
     where, params = _where(f, conn)
     sql = "SELECT * FROM history"
     if where:
@@ -339,6 +340,7 @@ def _decision_text(current: Mapping[str, Any]) -> str:
 def stats(conn: sqlite3.Connection, *, since: float | None = None, top: int = STATS_TOP) -> dict[str, Any]:
     """Decisions by action, vendor, client, rule and method; the most refused devices; and each
     client's Message-Authenticator habit (PROTOCOL.md, BlastRADIUS: who is ready to enforce)."""
+    store.sync_recent(conn)
     where, params = ("WHERE ts >= ?", [since]) if since is not None else ("", [])
     # One pass over the range: a handful of groups, summed per dimension in Python.
     rows = conn.execute(
@@ -426,19 +428,25 @@ def prune(
     cutoff = (time.time() if now is None else now) - older_than_seconds
     deleted = 0
     # Both tiers (nac/store.py), each file in transactions of its own (a connection without the
-    # recent tier has only main's).  Recent rows at or below the watermark are copies of main's
-    # rows, which the server collects.
-    upto = store.indexed_upto(conn)
-    for schema in ("main", "recent") if store.has_recent(conn) else ("main",):
+    # recent tier has only main's).  Recent batches at or below the watermark are copies of
+    # main's rows, which the server collects; older unindexed ones go whole, as their last
+    # decision passes the cutoff.
+    while True:
+        with conn:
+            n = conn.execute(
+                "DELETE FROM main.history WHERE id IN"
+                " (SELECT id FROM main.history WHERE ts < ? ORDER BY ts LIMIT ?)",
+                (cutoff, batch),
+            ).rowcount
+        deleted += n
+        if n < batch:
+            break
+        sleep(pause)
+    if store.has_recent(conn):
         while True:
-            with conn:
-                n = conn.execute(
-                    f"DELETE FROM {schema}.history WHERE id IN"  # noqa: S608 - schema is a constant
-                    f" (SELECT id FROM {schema}.history WHERE ts < ? AND (? OR id > ?) ORDER BY ts LIMIT ?)",
-                    (cutoff, schema == "main", upto, batch),
-                ).rowcount
-            deleted += n
-            if n < batch:
+            rows, batches = store.prune_recent(conn, cutoff, max(1, batch // 100))
+            deleted += rows
+            if batches < max(1, batch // 100):
                 break
             sleep(pause)
     return deleted

@@ -122,7 +122,7 @@ class Indexer:
             started = time.monotonic()
             moved = store.move_recent(conn, batch)
             took = time.monotonic() - started
-            if moved == batch and took > 0:
+            if moved >= batch and took > 0:
                 scaled = int(batch * TARGET_SECONDS / took)
                 self._batch = max(MIN_BATCH, min(MAX_BATCH, (batch + scaled) // 2))
             self.moved += moved

@@ -73,13 +73,9 @@ HISTORY_BUSY_MS: Final = 250
 FLUSH_ON_STOP: Final = 10.0
 #: Longest the event loop indexes per tick when the backlog is over BACKLOG_HIGH.
 ASSIST_SECONDS: Final = 0.2
-#: Indexed rows deleted from the recent tier per tick (about a millisecond), besides those
-#: deleted after each large batch's replies (COLLECT_MIN_BATCH).
-COLLECT_CHUNK: Final = 1000
-#: After the replies of a batch of at least this many decisions, delete twice as many indexed
-#: copies: under load collection keeps pace with the indexer, a microsecond or two a row,
-#: never between a request and its reply.
-COLLECT_MIN_BATCH: Final = 32
+#: Indexed batches deleted from the recent tier per tick (one batch is one group commit: many
+#: small ones at low load, a few of some KiB each under load; about a microsecond each).
+COLLECT_CHUNK: Final = 2000
 #: Unverifiable packets (wrong secret, bad Message-Authenticator, malformed) from one source in
 #: one second before it is ignored for THROTTLE_SECONDS.  A switch stack re-authenticating
 #: thousands of ports sends valid packets, which never count.
@@ -323,12 +319,6 @@ class Server:
                 counters["send_errors"] += 1
                 log.warning("cannot send a reply to %s: %s", addr[0], exc)
         self._account(outcomes)
-        if len(rows) >= COLLECT_MIN_BATCH:
-            try:
-                store_mod.collect_recent(self.store.conn, 2 * len(rows))
-            except sqlite3.Error as exc:  # the tick tries again; the copies are hidden meanwhile
-                counters["history_collect_failures"] += 1
-                log.debug("collecting indexed history: %s", exc)
 
     def _commit(
         self,
@@ -655,11 +645,11 @@ class Server:
 
     def tend_history(self) -> None:
         """Once per tick, for the two history tiers (nac/store.py) and the indexer's thread
-        (nac/indexer.py): delete up to COLLECT_CHUNK rows it has copied (about a millisecond)
-        and read the backlog.  Past BACKLOG_HIGH, index here, at the event loop's priority,
-        until the backlog is back under it or ASSIST_SECONDS have passed: the thread gets no
-        core under load that never lets up, and then the server must slow down to what it can
-        index.  Past WAL_HIGH, checkpoint here (see indexer.WAL_HIGH)."""
+        (nac/indexer.py): delete up to COLLECT_CHUNK batches it has copied and read the backlog.
+        Past BACKLOG_HIGH, index here, at the event loop's priority, until the backlog is back
+        under it or ASSIST_SECONDS have passed: the thread gets no core under load that never
+        lets up, and then the server must slow down to what it can index.  Past WAL_HIGH,
+        checkpoint here (see indexer.WAL_HIGH)."""
         conn = self.store.conn
         indexer = self.indexer
         try:

@@ -110,7 +110,7 @@ def test_decisions_left_unindexed_by_a_kill_are_indexed_after_restart(nac_server
     conn = store.connect(str(nac_server.db))
     try:
         assert store.recent_backlog(conn) == 0
-        assert conn.execute("SELECT COUNT(*) FROM recent.history").fetchone() == (0,)  # collected too
+        assert conn.execute("SELECT COUNT(*) FROM recent.history_batches").fetchone() == (0,)  # collected
         visible = conn.execute("SELECT COUNT(*), COUNT(DISTINCT id) FROM history").fetchone()
     finally:
         conn.close()

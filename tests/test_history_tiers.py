@@ -15,7 +15,16 @@ import pytest
 from nac import helpdesk, indexer, run, server
 from nac.config import load_config
 from nac.indexer import Indexer
-from nac.store import Store, collect_recent, connect, move_recent, recent_backlog, recent_path
+from nac.store import (
+    HISTORY_COLUMNS,
+    Store,
+    collect_recent,
+    connect,
+    move_recent,
+    recent_backlog,
+    recent_path,
+    sync_recent,
+)
 from tests.helpdesk_rows import decision
 
 DAY = 86400.0
@@ -27,6 +36,7 @@ def db(tmp_path: Path) -> str:
 
 
 def _write(db: str, macs: list[str], ts: float | None = None) -> None:
+    """One group commit (one batch in the recent tier) of a decision per MAC."""
     store = Store(db)
     try:
         store.write_batch([decision(ts or time.time(), mac) for mac in macs], [])
@@ -35,32 +45,47 @@ def _write(db: str, macs: list[str], ts: float | None = None) -> None:
 
 
 def _ids(conn: sqlite3.Connection, table: str) -> list[int]:
+    if table == "history":
+        sync_recent(conn)
     return [row[0] for row in conn.execute(f"SELECT id FROM {table} ORDER BY id")]  # noqa: S608
+
+
+def _batches(conn: sqlite3.Connection) -> list[tuple[int, int]]:
+    return conn.execute("SELECT id, last FROM recent.history_batches ORDER BY id").fetchall()
 
 
 def test_a_decision_is_visible_at_once_and_keeps_its_id_when_indexed(db: str) -> None:
     _write(db, ["00:00:00:00:00:01", "00:00:00:00:00:02"])
+    _write(db, ["00:00:00:00:00:03"])
     conn = connect(db)
-    assert _ids(conn, "recent.history") == [1, 2]
+    assert _batches(conn) == [(1, 2), (3, 3)]  # one row per group commit, with its id range
     assert _ids(conn, "main.history") == []
+    sync_recent(conn)
     assert [r[0] for r in conn.execute("SELECT mac FROM history ORDER BY id")] == [
         "00:00:00:00:00:01",
         "00:00:00:00:00:02",
+        "00:00:00:00:00:03",
     ]
-    assert move_recent(conn, 1) == 1  # the oldest first
-    assert _ids(conn, "main.history") == [1]
-    assert _ids(conn, "history") == [1, 2]  # the copy left in the recent tier is hidden
+    assert move_recent(conn, 1) == 2  # the oldest batch, whole
+    assert _ids(conn, "main.history") == [1, 2]
+    assert _ids(conn, "history") == [1, 2, 3]  # the batch left in the recent tier is hidden
     assert recent_backlog(conn) == 1
     assert move_recent(conn, 100) == 1
     assert move_recent(conn, 100) == 0
-    assert _ids(conn, "main.history") == [1, 2]
-    assert _ids(conn, "history") == [1, 2]
+    assert _ids(conn, "main.history") == [1, 2, 3]
+    assert _ids(conn, "history") == [1, 2, 3]
     assert collect_recent(conn, 1) == 1
-    assert _ids(conn, "recent.history") == [2]
+    assert _batches(conn) == [(3, 3)]
     assert collect_recent(conn, 100) == 1
     assert collect_recent(conn, 100) == 0
-    assert _ids(conn, "recent.history") == []
-    assert _ids(conn, "history") == [1, 2]
+    assert _batches(conn) == []
+    assert _ids(conn, "history") == [1, 2, 3]
+    # Every column survives the trip through the batch, the NULLs and the numbers too.
+    row = dict(zip([d[0] for d in conn.execute("SELECT * FROM main.history").description],
+                   conn.execute("SELECT * FROM main.history WHERE id = 3").fetchone(), strict=True))
+    expected = decision(0, "00:00:00:00:00:03")
+    assert [row[c] for c in HISTORY_COLUMNS if c != "ts"] == list(expected[1:])
+    assert row["time"].endswith("Z")
     # The MAC index is main's, as before.
     plan = " ".join(
         r[3] for r in conn.execute("EXPLAIN QUERY PLAN SELECT * FROM main.history WHERE mac = 'x'")
@@ -69,13 +94,38 @@ def test_a_decision_is_visible_at_once_and_keeps_its_id_when_indexed(db: str) ->
     conn.close()
 
 
+def test_a_reader_keeps_up_with_new_indexed_and_pruned_batches(db: str) -> None:
+    """A long-lived reader (`nac web`) syncs again and again: new batches appear, indexed ones
+    are shown from main instead (once), and batches pruned before indexing disappear."""
+    now = time.time()
+    _write(db, ["00:00:00:00:00:01"], ts=now - 100 * DAY)
+    _write(db, ["00:00:00:00:00:02", "00:00:00:00:00:03"])
+    reader = Store.readonly(db)  # syncs as it opens
+    assert reader.conn.execute("SELECT COUNT(*) FROM temp.recent_history").fetchone() == (3,)
+    assert sync_recent(reader.conn) == 0  # nothing new
+    assert _ids(reader.conn, "history") == [1, 2, 3]
+    _write(db, ["00:00:00:00:00:04"])
+    assert _ids(reader.conn, "history") == [1, 2, 3, 4]
+    writer = connect(db)
+    assert helpdesk.prune(writer, 90 * DAY) == 1  # batch 1, never indexed
+    assert _ids(reader.conn, "history") == [2, 3, 4]
+    assert move_recent(writer, 2) == 2
+    assert _ids(reader.conn, "history") == [2, 3, 4]
+    collect_recent(writer, 100)
+    move_recent(writer, 100)
+    assert _ids(reader.conn, "history") == [2, 3, 4]
+    assert reader.conn.execute("SELECT COUNT(*) FROM temp.recent_history").fetchone() == (0,)
+    writer.close()
+    reader.close()
+
+
 def test_ids_keep_rising_after_the_recent_tier_empties_or_is_lost(db: str) -> None:
     _write(db, ["00:00:00:00:00:01", "00:00:00:00:00:02"])
     conn = connect(db)
     move_recent(conn, 100)
     collect_recent(conn, 100)
     conn.close()
-    _write(db, ["00:00:00:00:00:03"])  # recent is empty: AUTOINCREMENT does not reuse ids
+    _write(db, ["00:00:00:00:00:03"])  # recent is empty: its sequence does not reuse ids
     conn = connect(db)
     assert _ids(conn, "history") == [1, 2, 3]
     move_recent(conn, 100)
@@ -103,23 +153,61 @@ def test_ids_stay_above_the_watermark_when_main_was_pruned_empty_and_the_tier_lo
     conn.close()
 
 
-def test_rows_already_in_main_are_neither_shown_twice_nor_copied_twice(db: str) -> None:
-    """Rows in both tiers above the watermark (left by the version before the watermark, or
-    by an operator's hand): the view shows them twice until the next move, which skips them."""
-    _write(db, [f"00:00:00:00:00:0{i}" for i in range(1, 4)])
+def test_workers_sharing_the_tier_never_take_the_same_ids(db: str) -> None:
+    """Each group commit takes its id range inside its own write transaction."""
+    Store(db).close()
+    errors: list[BaseException] = []
+
+    def commit_many(n: int) -> None:
+        store = Store(db)
+        try:
+            for i in range(50):
+                store.write_batch([decision(time.time(), f"00:00:00:00:{n:02x}:{i:02x}")] * 3, [])
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            store.close()
+
+    threads = [threading.Thread(target=commit_many, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
     conn = connect(db)
-    columns = _columns(conn)
-    conn.execute(f"INSERT INTO main.history ({columns}) SELECT {columns} FROM recent.history WHERE id <= 2")  # noqa: S608
-    conn.commit()
-    assert move_recent(conn, 100) == 3
-    assert _ids(conn, "main.history") == [1, 2, 3]
-    assert _ids(conn, "history") == [1, 2, 3]
+    assert _ids(conn, "history") == list(range(1, 601))
+    assert move_recent(conn, 10_000) == 600
+    assert conn.execute("SELECT COUNT(*) FROM main.history").fetchone() == (600,)
     conn.close()
 
 
-def _columns(conn: sqlite3.Connection) -> str:
-    # Every stored column (the generated `time` cannot be inserted).
-    return ", ".join(r[1] for r in conn.execute("PRAGMA main.table_xinfo(history)") if r[1] != "time")
+def test_a_tier_of_the_older_row_per_decision_layout_is_indexed_and_converted(db: str) -> None:
+    """A database from before the batches: its unindexed recent rows go to main at the next open."""
+    Store(db).close()
+    old = sqlite3.connect(recent_path(db))
+    old.execute("DROP TABLE history_batches")
+    old.execute(
+        "CREATE TABLE history (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+        + ", ".join(HISTORY_COLUMNS)
+        + ", time TEXT GENERATED ALWAYS AS (strftime('%Y-%m-%dT%H:%M:%fZ', ts, 'unixepoch')) VIRTUAL)"
+    )
+    columns = ", ".join(HISTORY_COLUMNS)
+    marks = ", ".join("?" * len(HISTORY_COLUMNS))
+    old.executemany(
+        f"INSERT INTO history ({columns}) VALUES ({marks})",  # noqa: S608
+        [decision(time.time(), f"00:00:00:00:00:0{i}") for i in (1, 2)],
+    )
+    old.commit()
+    old.close()
+    reader = Store.readonly(db)  # a reader does not convert: it sees main alone meanwhile
+    assert reader.history_count() == 0
+    reader.close()
+    _write(db, ["00:00:00:00:00:03"])
+    conn = connect(db)
+    assert _ids(conn, "main.history") == [1, 2]
+    assert _ids(conn, "history") == [1, 2, 3]
+    assert conn.execute("SELECT name FROM recent.sqlite_master WHERE name = 'history'").fetchone() is None
+    conn.close()
 
 
 def test_a_read_only_reader_sees_both_tiers_and_cannot_write_either(db: str) -> None:
@@ -129,11 +217,12 @@ def test_a_read_only_reader_sees_both_tiers_and_cannot_write_either(db: str) -> 
     conn.close()
     _write(db, ["00:00:00:00:00:02"])
     reader = Store.readonly(db)
+    sync_recent(reader.conn)
     assert [r[0] for r in reader.conn.execute("SELECT mac FROM history ORDER BY id")] == [
         "00:00:00:00:00:01",
         "00:00:00:00:00:02",
     ]
-    for table in ("main.history", "recent.history"):
+    for table in ("main.history", "recent.history_batches"):
         with pytest.raises(sqlite3.OperationalError, match="readonly"):
             reader.conn.execute(f"DELETE FROM {table}")  # noqa: S608
     reader.close()
@@ -171,10 +260,11 @@ def test_prune_removes_old_rows_from_both_tiers(db: str) -> None:
         [decision(now - 100 * DAY, "00:00:00:00:00:01"), decision(now, "00:00:00:00:00:02")], []
     )
     move_recent(store.conn, 100)
-    store.write_batch(
-        [decision(now - 100 * DAY, "00:00:00:00:00:03"), decision(now, "00:00:00:00:00:04")], []
-    )
+    # The recent tier prunes whole batches (one group commit: milliseconds of decisions).
+    store.write_batch([decision(now - 100 * DAY, "00:00:00:00:00:03")], [])
+    store.write_batch([decision(now, "00:00:00:00:00:04")], [])
     assert helpdesk.prune(store.conn, 90 * DAY) == 2
+    sync_recent(store.conn)
     assert [r[0] for r in store.conn.execute("SELECT mac FROM history ORDER BY mac")] == [
         "00:00:00:00:00:02",
         "00:00:00:00:00:04",
@@ -242,9 +332,9 @@ def test_past_the_high_water_mark_the_event_loop_indexes_until_under_it(
 ) -> None:
     """Under load that never lets up the SCHED_IDLE indexer gets no core: the server's tick
     indexes instead (and so slows down), until the backlog is under BACKLOG_HIGH."""
-    nac.store.write_batch(
-        [decision(time.time(), f"00:00:00:00:{i // 256:02x}:{i % 256:02x}") for i in range(3000)], []
-    )
+    for start in range(0, 3000, 100):  # 30 group commits
+        macs = [f"00:00:00:00:{i // 256:02x}:{i % 256:02x}" for i in range(start, start + 100)]
+        nac.store.write_batch([decision(time.time(), mac) for mac in macs], [])
     monkeypatch.setattr(server, "BACKLOG_HIGH", 1000)
     nac.tend_history()  # the indexer thread was never started: only the loop indexes
     assert nac.counters["history_index_assists"] == 1

@@ -135,7 +135,7 @@ def test_web_cannot_write_to_the_database(web: WebServer, db: str) -> None:
         api(web, query)
     get(f"{web.url}export.csv?token={TOKEN}")
     conn = web.httpd.helpdesk.nac.store.conn
-    for table in ("main.history", "recent.history"):
+    for table in ("main.history", "recent.history_batches"):
         with pytest.raises(sqlite3.OperationalError, match="readonly"):
             conn.execute(f"DELETE FROM {table}")  # noqa: S608
     with pytest.raises(sqlite3.OperationalError, match="readonly"):
