@@ -71,6 +71,7 @@ class Indexer:
         self.interval = interval
         self.backlog = 0
         self.moved = 0
+        self.upto = 0  # the watermark after this thread's (or the event loop's) last batch
         self.failures = 0
         self._batch = 2_000
         self._lock = threading.Lock()  # one move at a time: this thread's or the event loop's
@@ -127,6 +128,7 @@ class Indexer:
                 self._batch = max(MIN_BATCH, min(MAX_BATCH, (batch + scaled) // 2))
             self.moved += moved
             self.backlog = store.recent_backlog(conn)
+            self.upto = store.indexed_upto(conn)
         return moved
 
     def flush(self, conn: sqlite3.Connection, *, within: float) -> int:

@@ -63,8 +63,10 @@ HISTORY_COLUMNS: Final = (*COLUMNS, "latency_us")
 #   of a few KiB per commit instead of a row of 24 columns per decision: about 0.5 µs per
 #   decision instead of 6-9 µs, and nothing per decision to delete later
 #   (bench/history_bench.py measures both layouts).
-#   ``recent.history_seq`` holds the last id handed out: each commit takes its range from it
-#   in its own write transaction, so server workers sharing the file never collide.
+#   Each commit takes the ids after the newest batch's (or after ``recent.history_seq``, the
+#   floor that collection and prune raise before they delete the newest batch) in the
+#   statement that appends it, under the write lock: server workers sharing the file never
+#   collide, and a commit writes the table's last page alone (plus the blob's overflow).
 # * ``main.history``: indexed by MAC and time for the helpdesk.  The indexer (nac/indexer.py)
 #   unpacks batches into it, when the server has a core to spare, and raises a watermark (meta
 #   ``history_indexed_upto``) in the same transaction; the server deletes indexed batches from
@@ -88,7 +90,10 @@ _ID_AND_COLUMNS: Final = ", ".join(("id", *HISTORY_COLUMNS))
 _ID_AND_PARAMS: Final = ", ".join("?" * (1 + len(HISTORY_COLUMNS)))
 #: marshal's format version for the batches (every later Python reads it).
 MARSHAL_VERSION: Final = 4
-RECENT_PAGE_SIZE: Final = 4096
+#: At low load every decision is a commit of its own, which writes the table's last page to the
+#: WAL: 1 KiB pages make that WAL (and the checkpoints' copying) a quarter of 4 KiB pages'.
+#: A large batch's blob fills overflow pages of either size.
+RECENT_PAGE_SIZE: Final = 1024
 #: Page cache per connection for the recent tier (negative: KiB).  Appends touch the last pages
 #: and readers scan it once: a small cache does, and every server thread has a connection.
 RECENT_CACHE_KIB: Final = -512
@@ -101,13 +106,29 @@ _RECENT_TABLES: Final = (
     "CREATE TABLE IF NOT EXISTS recent.history_seq"
     " (one INTEGER PRIMARY KEY CHECK (one = 1), last INTEGER NOT NULL)",
 )
-_ALLOCATE: Final = "UPDATE recent.history_seq SET last = last + ? RETURNING last"
-_APPEND: Final = (
-    "INSERT INTO recent.history_batches (id, last, ts_first, ts_last, rows) VALUES (?, ?, ?, ?, ?)"
+_TOP: Final = (
+    "MAX(COALESCE((SELECT last FROM recent.history_batches ORDER BY id DESC LIMIT 1), 0),"
+    " COALESCE((SELECT last FROM recent.history_seq), 0))"
 )
+_APPEND: Final = (
+    "INSERT INTO recent.history_batches (id, last, ts_first, ts_last, rows)"  # noqa: S608 - constants
+    f" SELECT top + 1, top + ?, ?, ?, ? FROM (SELECT {_TOP} AS top) RETURNING id"
+)
+#: Collection and prune keep the id floor before they delete batches (perhaps the newest).
+_KEEP_FLOOR: Final = f"UPDATE recent.history_seq SET last = {_TOP}"  # noqa: S608 - constants
+# The newest batch stays: the next commit's ids follow it.
+_COLLECT_IN_COMMIT: Final = (
+    "DELETE FROM recent.history_batches WHERE id IN (SELECT id FROM recent.history_batches"
+    " WHERE id <= ?1 AND last <= ?1 AND id < (SELECT MAX(id) FROM recent.history_batches)"
+    " ORDER BY id LIMIT ?2)"
+)
+#: Batches holding ids above ?1: the rowid range from the batch that holds ?1 (the ids are
+#: ascending with ``last``; a filter on ``last`` alone would scan the table from its start).
+_AFTER: Final = "id >= COALESCE((SELECT MAX(id) FROM recent.history_batches WHERE id <= ?1), 0) AND last > ?1"
 _COLLECT: Final = (
     "DELETE FROM recent.history_batches WHERE id IN (SELECT id FROM recent.history_batches"  # noqa: S608
-    f" WHERE last <= COALESCE(({_INDEXED_UPTO}), 0) ORDER BY id LIMIT ?)"
+    f" WHERE id <= COALESCE(({_INDEXED_UPTO}), 0) AND last <= COALESCE(({_INDEXED_UPTO}), 0)"
+    " ORDER BY id LIMIT ?)"
 )
 _INSERT_MAIN: Final = f"INSERT OR IGNORE INTO main.history ({_ID_AND_COLUMNS}) VALUES ({_ID_AND_PARAMS})"  # noqa: S608
 _INSERT_SEEN: Final = (
@@ -534,10 +555,27 @@ class Store:
         """Append one batch of ``HistoryRecord + (latency_us,)`` rows and commit (group commit)."""
         self.write_batch(rows, ())
 
-    def write_batch(self, rows: Sequence[Sequence[object]], events: Sequence[SessionEvent]) -> None:
+    def write_batch(
+        self,
+        rows: Sequence[Sequence[object]],
+        events: Sequence[SessionEvent],
+        *,
+        collect: tuple[int, int] | None = None,
+    ) -> int:
         """History rows and accounting events of one server batch, in one transaction: the
-        group commit that comes before any of the batch's replies is sent."""
+        group commit that comes before any of the batch's replies is sent.
+
+        ``collect`` = (indexed_upto, limit): first delete up to ``limit`` recent batches that the
+        indexer has copied (through ``indexed_upto``), in the same commit: collection a few
+        rows at a time costs no commit of its own and never stalls the event loop the way a
+        bulk delete does.  Returns how many it deleted; a failed deletion is skipped."""
         conn = self.conn
+        collected = 0
+        if collect is not None:
+            try:
+                collected = conn.execute(_COLLECT_IN_COMMIT, collect).rowcount
+            except sqlite3.Error as exc:  # before the append: whatever it undid, nothing is lost
+                log.debug("collecting indexed history in the group commit: %s", exc)
         try:
             if rows:
                 append_history(conn, rows)
@@ -547,6 +585,7 @@ class Store:
         except BaseException:
             conn.rollback()
             raise
+        return collected
 
     def history(
         self,
@@ -703,8 +742,7 @@ def append_history(conn: sqlite3.Connection, rows: Sequence[Sequence[object]]) -
         blob = marshal.dumps(rows, MARSHAL_VERSION)  # type: ignore[arg-type]  # checked by marshal
     except ValueError:  # NamedTuples (marshal takes the built-in types only)
         blob = marshal.dumps([tuple(row) for row in rows], MARSHAL_VERSION)
-    last = conn.execute(_ALLOCATE, (count,)).fetchall()[0][0]
-    conn.execute(_APPEND, (last - count + 1, last, rows[0][0], rows[-1][0], blob))
+    conn.execute(_APPEND, (count, rows[0][0], rows[-1][0], blob)).fetchall()
 
 
 def _unpack(first: int, blob: bytes, above: int) -> list[tuple[object, ...]]:
@@ -740,7 +778,8 @@ def sync_recent(conn: sqlite3.Connection) -> int:
         above = max(upto, high or 0)
         added = 0
         for first, blob in conn.execute(
-            "SELECT id, rows FROM recent.history_batches WHERE last > ? ORDER BY id", (above,)
+            f"SELECT id, rows FROM recent.history_batches WHERE {_AFTER} ORDER BY id",  # noqa: S608
+            (above,),
         ).fetchall():
             rows = _unpack(first, blob, above)
             conn.executemany(_INSERT_SEEN, rows)
@@ -755,8 +794,9 @@ def history_count(conn: sqlite3.Connection) -> int:
         upto = indexed_upto(conn)
         total += int(
             conn.execute(
-                "SELECT COALESCE(SUM(last - MAX(id, ?) + 1), 0) FROM recent.history_batches WHERE last > ?",
-                (upto + 1, upto),
+                "SELECT COALESCE(SUM(last - MAX(id, ?2 + 1) + 1), 0)"  # noqa: S608 - constants
+                f" FROM recent.history_batches WHERE {_AFTER}",
+                (upto, upto),
             ).fetchone()[0]
         )
     return total
@@ -764,8 +804,8 @@ def history_count(conn: sqlite3.Connection) -> int:
 
 def recent_backlog(conn: sqlite3.Connection) -> int:
     """Rows waiting for the indexer (from the id range: exact unless a prune removed some)."""
-    row = conn.execute("SELECT last FROM recent.history_seq").fetchone()
-    return 0 if row is None else max(0, int(row[0]) - indexed_upto(conn))
+    top = conn.execute(f"SELECT {_TOP}").fetchone()[0]
+    return max(0, int(top) - indexed_upto(conn))
 
 
 def move_recent(conn: sqlite3.Connection, batch: int) -> int:
@@ -786,7 +826,8 @@ def move_recent(conn: sqlite3.Connection, batch: int) -> int:
     count = 0
     try:
         cursor = conn.execute(
-            "SELECT id, last, rows FROM recent.history_batches WHERE last > ? ORDER BY id", (upto,)
+            f"SELECT id, last, rows FROM recent.history_batches WHERE {_AFTER} ORDER BY id",  # noqa: S608
+            (upto,),
         )
         while count < batch:
             got = cursor.fetchone()
@@ -813,10 +854,11 @@ def prune_recent(conn: sqlite3.Connection, cutoff: float, limit: int) -> tuple[i
     than ``cutoff``; returns (decisions, batches) deleted.  The indexer skips what is gone."""
     with conn:
         upto = indexed_upto(conn)
+        conn.execute(_KEEP_FLOOR)
         gone = conn.execute(
-            "DELETE FROM recent.history_batches WHERE id IN (SELECT id FROM recent.history_batches"
-            " WHERE ts_last < ? AND last > ? ORDER BY id LIMIT ?) RETURNING id, last",
-            (cutoff, upto, limit),
+            "DELETE FROM recent.history_batches WHERE id IN (SELECT id FROM recent.history_batches"  # noqa: S608
+            f" WHERE {_AFTER} AND ts_last < ?2 ORDER BY id LIMIT ?3) RETURNING id, last",
+            (upto, cutoff, limit),
         ).fetchall()
     return sum(last - max(first, upto + 1) + 1 for first, last in gone), len(gone)
 
@@ -825,6 +867,7 @@ def collect_recent(conn: sqlite3.Connection, limit: int) -> int:
     """Delete up to ``limit`` batches of the recent tier that are already in main.history;
     returns how many.  A short transaction on the recent tier (a few pages per batch)."""
     try:
+        conn.execute(_KEEP_FLOOR)
         deleted = conn.execute(_COLLECT, (limit,)).rowcount
         conn.commit()
     except BaseException:

@@ -1,0 +1,110 @@
+"""The group commit's pacing (nac/server.py, Server.flush): a request after a quiet spell is
+committed and answered at once; requests that follow within COMMIT_SPACING wait for one
+shared commit, and no reply leaves before its decision's history row is committed."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from nac import bench, run, server
+from nac.config import load_config
+from nac.sessions import SessionEvent
+from tests.interop import SECRET, free_udp_ports
+
+
+@pytest.fixture
+def nac(tmp_path: Path) -> Iterator[server.Server]:
+    auth, acct = free_udp_ports(2)
+    config = load_config(db=str(tmp_path / "nac.db"), bind=["127.0.0.1"], auth_port=auth, acct_port=acct)
+    built = run.build_server(config, run.load_shared(config), lambda: config)
+    built.open()
+    yield built
+    built.close()
+
+
+def _replies(sock: socket.socket) -> list[bytes]:
+    out = []
+    while True:
+        try:
+            out.append(sock.recv(4096))
+        except BlockingIOError:
+            return out
+
+
+def test_requests_close_together_share_one_commit_and_wait_for_it(nac: server.Server) -> None:
+    listener = next(lst for lst in nac.listeners if lst.service == "auth")
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.connect(listener.sock.getsockname())
+    client.setblocking(False)
+    commits: list[int] = []
+    write_batch = nac.store.write_batch
+
+    def counting(rows: Sequence[Sequence[object]], events: Sequence[SessionEvent], **kw: object) -> int:
+        commits.append(len(rows))
+        return write_batch(rows, events, **kw)  # type: ignore[arg-type]
+
+    nac.store.write_batch = counting  # type: ignore[method-assign]
+
+    def request(n: int) -> None:
+        mac = f"00:1e:10:12:34:{n:02x}"
+        client.send(bench.build_request(mac, SECRET.encode(), n, os.urandom(16)))
+
+    async def exchange() -> None:
+        request(1)
+        await asyncio.sleep(0.01)
+        nac.drain(listener)  # the first in a while: committed and answered at once
+        assert commits == [1]
+        await asyncio.sleep(0.01)
+        assert len(_replies(client)) == 1
+        # Two more right behind it: decided, but waiting for the next commit.
+        nac.flush()
+        request(2)
+        request(3)
+        await asyncio.sleep(0.001)
+        # As if a commit had just ended (and had taken 20 ms: the test has time to look).
+        nac._last_commit = asyncio.get_running_loop().time() + 0.02
+        nac.drain(listener)
+        assert commits == [1]
+        await asyncio.sleep(0.005)
+        assert _replies(client) == []  # no reply before its commit
+        await asyncio.sleep(server.COMMIT_SPACING + 0.05)
+        assert commits == [1, 2]  # one commit for both
+        assert len(_replies(client)) == 2
+
+    try:
+        asyncio.run(exchange())
+    finally:
+        client.close()
+    assert nac.store.history_count() == 3
+
+
+def test_decisions_waiting_for_their_commit_are_committed_and_answered_at_stop(
+    nac: server.Server,
+) -> None:
+    listener = next(lst for lst in nac.listeners if lst.service == "auth")
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.connect(listener.sock.getsockname())
+    client.setblocking(False)
+
+    async def exchange() -> None:
+        nac._last_commit = asyncio.get_running_loop().time() + 60  # the next commit is far off
+        client.send(bench.build_request("00:1e:10:12:34:56", SECRET.encode(), 9, os.urandom(16)))
+        await asyncio.sleep(0.01)
+        nac.drain(listener)
+        await asyncio.sleep(0.01)
+        assert _replies(client) == []
+        nac.flush()  # what serve() does as it stops
+        await asyncio.sleep(0.01)
+        assert len(_replies(client)) == 1
+
+    try:
+        asyncio.run(exchange())
+    finally:
+        client.close()
+    assert nac.store.history_count() == 1
