@@ -34,7 +34,7 @@ from nac.config import Config
 from nac.dynauth import Answer, DynAuthClient, Target
 from nac.errors import NacError, PacketError
 from nac.families import Family
-from nac.indexer import BACKLOG_HIGH, WAL_HIGH, Indexer
+from nac.indexer import BACKLOG_HIGH, WAL_FILE_HIGH, WAL_HIGH, Indexer, wal_frames_bytes
 from nac.observe import LatencyHistogram, Metrics, SyslogSink, sd_notify, watchdog_interval
 from nac.oui import Registry
 from nac.packet import ACCESS_REJECT, COA_REQUEST, DISCONNECT_REQUEST
@@ -696,40 +696,36 @@ class Server:
         Past BACKLOG_HIGH, index here, at the event loop's priority, until the backlog is back
         under it or ASSIST_SECONDS have passed: the thread gets no core under load that never
         lets up, and then the server must slow down to what it can index.  Past WAL_HIGH,
-        checkpoint here (see indexer.WAL_HIGH)."""
+        checkpoint the recent tier here (see indexer.WAL_HIGH)."""
         conn = self.store.conn
         indexer = self.indexer
         try:
             store_mod.collect_recent(conn, COLLECT_CHUNK)
             self._unindexed = store_mod.recent_backlog(conn)
-            path = self.store.path
-            wal = max(_file_size(path + "-wal"), _file_size(store_mod.recent_path(path) + "-wal"))
+            if _wal_long(store_mod.recent_path(self.store.path)):
+                # The recent tier's alone: the thread has copied most of its frames already and
+                # the event loop is its only writer, so this pass ends with every frame copied
+                # and the next group commit rewinds the WAL.  Main's WAL is the thread's to
+                # rewind (it writes main), or the loop's below when it indexes itself.
+                conn.execute("PRAGMA recent.wal_checkpoint(PASSIVE)").fetchall()
+                self.counters["history_wal_rewinds"] += 1
             behind = self._unindexed > BACKLOG_HIGH
-            if not behind and wal <= WAL_HIGH:
+            if not behind:
                 indexer.hand_back()
                 return
-            if behind and not indexer.loop_indexes:
+            if not indexer.loop_indexes:
                 log.warning(
                     "history: %d decisions unindexed: the server indexes itself until it catches up",
                     self._unindexed,
                 )
-            if not indexer.take_over(within=0.2 if behind else 0.02) and not behind:
-                # The thread is in the middle of a batch: the WAL can wait for the next tick,
-                # the requests should not wait for the batch.
-                indexer.hand_back()
-                return
-            if behind:
-                self.counters["history_index_assists"] += 1
-                until = time.monotonic() + ASSIST_SECONDS
-                while self._unindexed > BACKLOG_HIGH and time.monotonic() < until:
-                    if not indexer.step(conn):
-                        break
-                    self._unindexed = indexer.backlog
-            else:
-                self.counters["history_wal_rewinds"] += 1
+            indexer.take_over(within=0.2)
+            self.counters["history_index_assists"] += 1
+            until = time.monotonic() + ASSIST_SECONDS
+            while self._unindexed > BACKLOG_HIGH and time.monotonic() < until:
+                if not indexer.step(conn):
+                    break
+                self._unindexed = indexer.backlog
             indexer.checkpoint(conn)
-            if not behind:
-                indexer.hand_back()
         except sqlite3.Error as exc:
             log.warning("history tiers (event loop): %s", exc)
 
@@ -828,6 +824,15 @@ class Server:
             if self.syslog is not None:
                 self.syslog.close()
             log.info("stopped; %s", _format_counters(self.counters))
+
+
+def _wal_long(db_path: str) -> bool:
+    """Whether the WAL of the database at ``db_path`` holds more than WAL_HIGH of frames (past
+    WAL_FILE_HIGH of file if its header cannot be read)."""
+    held = wal_frames_bytes(db_path)
+    if held is None:
+        return _file_size(db_path + "-wal") > WAL_FILE_HIGH
+    return held > WAL_HIGH
 
 
 def _file_size(path: str) -> int:

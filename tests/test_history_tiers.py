@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -347,19 +348,38 @@ def test_past_the_high_water_mark_the_event_loop_indexes_until_under_it(
     assert not nac.indexer.loop_indexes
 
 
-def test_a_wal_past_its_mark_is_checkpointed_by_the_event_loop(
+def _backfilled(db_path: str) -> int:
+    """Frames of the WAL copied into the database file (nBackfill, https://www.sqlite.org/walformat.html)."""
+    with open(db_path + "-shm", "rb") as shm:
+        return int(struct.unpack_from("=I", shm.read(100), 96)[0])
+
+
+def test_a_wal_past_its_mark_is_checkpointed_by_the_event_loop_and_rewound_by_the_next_commit(
     nac: server.Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Under a steady stream of commits the thread's checkpoints never let a WAL rewind: past
-    WAL_HIGH the server, the only writer, checkpoints it itself and hands back."""
+    WAL_HIGH the server, the recent tier's only writer, checkpoints it itself, and its next
+    group commit starts the WAL over (the file keeps its size; its frames restart at 0)."""
+    nac.store.conn.execute("PRAGMA wal_autocheckpoint=0")  # as serve() sets it
+    recent = recent_path(nac.store.path)
     for i in range(20):
         nac.store.write_batch([decision(time.time(), f"00:00:00:00:00:{i:02x}")], [])
-    monkeypatch.setattr(server, "WAL_HIGH", 1)
+    held = indexer.wal_frames_bytes(recent)
+    assert held is not None
+    assert held > 20 * 1024
+    assert held == os.path.getsize(recent + "-wal") - 32  # the header, read right (32: WAL header)
+    assert _backfilled(recent) == 0
+    monkeypatch.setattr(server, "WAL_HIGH", held - 1)
     nac.tend_history()
     assert nac.counters["history_wal_rewinds"] == 1
     assert nac.counters["history_index_assists"] == 0  # the backlog is small
     assert not nac.indexer.loop_indexes
-    for schema in ("main", "recent"):
-        busy, frames, copied = nac.store.conn.execute(f"PRAGMA {schema}.wal_checkpoint(PASSIVE)").fetchone()
-        assert busy == 0
-        assert frames == copied
+    now_held = indexer.wal_frames_bytes(recent)
+    assert now_held is not None
+    assert _backfilled(recent) * (1024 + 24) == now_held  # all copied
+    nac.store.write_batch([decision(time.time(), "00:00:00:00:01:00")], [])
+    after = indexer.wal_frames_bytes(recent)
+    assert after is not None
+    assert after < 4 * 1024  # started over
+    nac.tend_history()  # under the mark now: nothing to do
+    assert nac.counters["history_wal_rewinds"] == 1
