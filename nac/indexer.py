@@ -15,7 +15,7 @@ requests/s (p99 18 ms; 2.7 ms at idle priority).  A thread at idle priority can 
 anywhere, though, holding a lock or a snapshot for as long as a burst lasts; so when the event
 loop has to take over indexing (backlog over its mark) it asks the thread to stand down and
 waits for it, which gives it the core to finish what it holds.  The recent tier's WAL the
-event loop rewinds itself when it grows past ``WAL_HIGH``, without waiting for the thread.
+event loop rewinds itself (see ``WAL_HIGH``), without waiting for the thread.
 
 Each batch is a read of the recent tier, then one transaction on the main database.  The batch size
 adapts so that a transaction holds main's write lock for about ``TARGET_SECONDS``: the CLI and
@@ -48,34 +48,39 @@ MAX_BATCH: Final = 20_000
 BACKLOG_HIGH: Final = 1_000_000
 #: Seconds between checkpoints.
 CHECKPOINT_INTERVAL: Final = 0.5
-#: The recent tier's WAL holding more than this (bytes of frames): the event loop checkpoints
-#: it itself.  The server appends to it without pause, and a WAL is rewound only when a commit
-#: starts with every frame checkpointed: this thread's passes never finish between two group
-#: commits under load; the event loop, the only writer, does (a pass over the few frames this
-#: thread has not copied yet, a millisecond or two).  Small, so that the WAL stays under
-#: journal_size_limit and no commit ever has to truncate it (30-55 ms on ext4 with discard).
+#: The recent tier's WAL holding more than this (bytes of frames), of which at most
+#: WAL_TAIL not yet copied by this thread: the event loop finishes the copy itself.  The server
+#: appends to it without pause, and a WAL is rewound only when a commit starts with every frame
+#: copied: this thread's passes never end between two group commits under load; the event
+#: loop's pass, the only writer's, does, and over so few frames it takes a millisecond or two.
 WAL_HIGH: Final = 8 * 1024 * 1024
-#: The WAL file past this size, whatever its header says (a format this code cannot read).
-WAL_FILE_HIGH: Final = 96 * 1024 * 1024
+WAL_TAIL: Final = 1024 * 1024
+#: Past this much the event loop rewinds the WAL whatever is left to copy: under full load this
+#: thread copies nothing, and until then a burst (140,000 decisions or so) is answered with no
+#: checkpoint at all.  Under journal_size_limit (nac/store.py), so that no commit ever has to
+#: truncate the file (30-55 ms on ext4 mounted with discard).
+WAL_HARD: Final = 96 * 1024 * 1024
 
 
-def wal_frames_bytes(db_path: str) -> int | None:
-    """How many bytes of frames the WAL of the database at ``db_path`` holds now (its size in
-    use, not the file's, which a rewind leaves as it was), from the WAL-index header in the
-    ``-shm`` file (https://www.sqlite.org/walformat.html, "The WAL-Index Header"); ``None``
-    if it cannot be read.  A racy read, good for a heuristic: the header may change under it."""
+def wal_frames_bytes(db_path: str) -> tuple[int, int] | None:
+    """The bytes of frames the WAL of the database at ``db_path`` holds now (its size in use,
+    not the file's, which a rewind leaves as it was) and of those not yet copied into the
+    database file, from the WAL-index in the ``-shm`` file (https://www.sqlite.org/walformat.html:
+    mxFrame in the header, nBackfill in the checkpoint information after it); ``None`` if it
+    cannot be read.  A racy read, good for a heuristic: the header may change under it."""
     try:
         with open(db_path + "-shm", "rb") as shm:
-            head = shm.read(48)
+            head = shm.read(100)
     except OSError:
         return None
-    if len(head) < 48:
+    if len(head) < 100:
         return None
     version, _, _, _, _, page, frames = struct.unpack_from("=IIIBBHI", head)
-    if version != 3007000:
+    (backfilled,) = struct.unpack_from("=I", head, 96)
+    if version != 3007000 or backfilled > frames:
         return None
-    page = 65536 if page == 1 else page
-    return int(frames) * (int(page) + 24)
+    frame = (65536 if page == 1 else int(page)) + 24
+    return int(frames) * frame, (int(frames) - int(backfilled)) * frame
 
 
 def lower_priority() -> bool:

@@ -34,7 +34,7 @@ from nac.config import Config
 from nac.dynauth import Answer, DynAuthClient, Target
 from nac.errors import NacError, PacketError
 from nac.families import Family
-from nac.indexer import BACKLOG_HIGH, WAL_FILE_HIGH, WAL_HIGH, Indexer, wal_frames_bytes
+from nac.indexer import BACKLOG_HIGH, WAL_HARD, WAL_HIGH, WAL_TAIL, Indexer, wal_frames_bytes
 from nac.observe import LatencyHistogram, Metrics, SyslogSink, sd_notify, watchdog_interval
 from nac.oui import Registry
 from nac.packet import ACCESS_REJECT, COA_REQUEST, DISCONNECT_REQUEST
@@ -695,8 +695,8 @@ class Server:
         (nac/indexer.py): delete up to COLLECT_CHUNK batches it has copied and read the backlog.
         Past BACKLOG_HIGH, index here, at the event loop's priority, until the backlog is back
         under it or ASSIST_SECONDS have passed: the thread gets no core under load that never
-        lets up, and then the server must slow down to what it can index.  Past WAL_HIGH,
-        checkpoint the recent tier here (see indexer.WAL_HIGH)."""
+        lets up, and then the server must slow down to what it can index.  Past WAL_HIGH or
+        WAL_HARD, checkpoint the recent tier here (see indexer.WAL_HIGH)."""
         conn = self.store.conn
         indexer = self.indexer
         try:
@@ -827,12 +827,13 @@ class Server:
 
 
 def _wal_long(db_path: str) -> bool:
-    """Whether the WAL of the database at ``db_path`` holds more than WAL_HIGH of frames (past
-    WAL_FILE_HIGH of file if its header cannot be read)."""
+    """Whether the event loop should rewind the WAL of the database at ``db_path`` now (see
+    indexer.WAL_HIGH); the file's size stands in when the WAL-index cannot be read."""
     held = wal_frames_bytes(db_path)
     if held is None:
-        return _file_size(db_path + "-wal") > WAL_FILE_HIGH
-    return held > WAL_HIGH
+        return _file_size(db_path + "-wal") > WAL_HARD
+    frames, uncopied = held
+    return frames > WAL_HARD or (frames > WAL_HIGH and uncopied <= WAL_TAIL)
 
 
 def _file_size(path: str) -> int:

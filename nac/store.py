@@ -99,7 +99,9 @@ RECENT_PAGE_SIZE: Final = 1024
 RECENT_CACHE_KIB: Final = -512
 #: The WAL files are reused from the start after each checkpoint; past this size a rewound one
 #: is also truncated, so a burst's WAL does not keep its disk (or WAL-index memory) for ever.
-WAL_SIZE_LIMIT: Final = 64 * 1024 * 1024
+#: Above the event loop's hard mark for the recent tier (indexer.WAL_HARD): in steady running
+#: no group commit truncates (30-55 ms on ext4 mounted with discard).
+WAL_SIZE_LIMIT: Final = 128 * 1024 * 1024
 _RECENT_TABLES: Final = (
     "CREATE TABLE IF NOT EXISTS recent.history_batches (id INTEGER PRIMARY KEY, last INTEGER NOT NULL,"
     " ts_first REAL NOT NULL, ts_last REAL NOT NULL, rows BLOB NOT NULL)",

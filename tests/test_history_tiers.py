@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -348,17 +347,11 @@ def test_past_the_high_water_mark_the_event_loop_indexes_until_under_it(
     assert not nac.indexer.loop_indexes
 
 
-def _backfilled(db_path: str) -> int:
-    """Frames of the WAL copied into the database file (nBackfill, https://www.sqlite.org/walformat.html)."""
-    with open(db_path + "-shm", "rb") as shm:
-        return int(struct.unpack_from("=I", shm.read(100), 96)[0])
-
-
 def test_a_wal_past_its_mark_is_checkpointed_by_the_event_loop_and_rewound_by_the_next_commit(
     nac: server.Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Under a steady stream of commits the thread's checkpoints never let a WAL rewind: past
-    WAL_HIGH the server, the recent tier's only writer, checkpoints it itself, and its next
+    WAL_HARD the server, the recent tier's only writer, checkpoints it itself, and its next
     group commit starts the WAL over (the file keeps its size; its frames restart at 0)."""
     nac.store.conn.execute("PRAGMA wal_autocheckpoint=0")  # as serve() sets it
     recent = recent_path(nac.store.path)
@@ -366,20 +359,48 @@ def test_a_wal_past_its_mark_is_checkpointed_by_the_event_loop_and_rewound_by_th
         nac.store.write_batch([decision(time.time(), f"00:00:00:00:00:{i:02x}")], [])
     held = indexer.wal_frames_bytes(recent)
     assert held is not None
-    assert held > 20 * 1024
-    assert held == os.path.getsize(recent + "-wal") - 32  # the header, read right (32: WAL header)
-    assert _backfilled(recent) == 0
-    monkeypatch.setattr(server, "WAL_HIGH", held - 1)
+    frames, uncopied = held
+    assert frames > 20 * 1024
+    assert frames == os.path.getsize(recent + "-wal") - 32  # the header, read right (32: WAL header)
+    assert uncopied == frames  # no checkpoint yet
+    monkeypatch.setattr(server, "WAL_HARD", frames - 1)
     nac.tend_history()
     assert nac.counters["history_wal_rewinds"] == 1
     assert nac.counters["history_index_assists"] == 0  # the backlog is small
     assert not nac.indexer.loop_indexes
-    now_held = indexer.wal_frames_bytes(recent)
-    assert now_held is not None
-    assert _backfilled(recent) * (1024 + 24) == now_held  # all copied
+    after_pass = indexer.wal_frames_bytes(recent)
+    assert after_pass is not None
+    assert after_pass[1] == 0  # every frame copied into the database file
     nac.store.write_batch([decision(time.time(), "00:00:00:00:01:00")], [])
     after = indexer.wal_frames_bytes(recent)
     assert after is not None
-    assert after < 4 * 1024  # started over
+    assert after[0] < 4 * 1024  # started over
     nac.tend_history()  # under the mark now: nothing to do
     assert nac.counters["history_wal_rewinds"] == 1
+
+
+def test_past_the_soft_mark_the_event_loop_waits_for_the_thread_to_copy_most_frames(
+    nac: server.Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between WAL_HIGH and WAL_HARD the loop only finishes what the idle thread has nearly
+    done: copying a long WAL itself would stall the requests for tens of milliseconds."""
+    nac.store.conn.execute("PRAGMA wal_autocheckpoint=0")
+    recent = recent_path(nac.store.path)
+    for i in range(20):
+        nac.store.write_batch([decision(time.time(), f"00:00:00:00:00:{i:02x}")], [])
+    held = indexer.wal_frames_bytes(recent)
+    assert held is not None
+    monkeypatch.setattr(server, "WAL_HIGH", 1024)
+    monkeypatch.setattr(server, "WAL_TAIL", 2 * 1048)
+    nac.tend_history()  # 20+ frames uncopied: the thread's job
+    assert nac.counters["history_wal_rewinds"] == 0
+    checkpointer = connect(nac.store.path)
+    checkpointer.execute("PRAGMA recent.wal_checkpoint(PASSIVE)")  # the thread's pass
+    checkpointer.close()
+    nac.store.write_batch([decision(time.time(), "00:00:00:00:01:00")], [])  # one more frame
+    nac.tend_history()  # long, and nearly all copied: the loop finishes it
+    assert nac.counters["history_wal_rewinds"] == 1
+    nac.store.write_batch([decision(time.time(), "00:00:00:00:01:01")], [])
+    after = indexer.wal_frames_bytes(recent)
+    assert after is not None
+    assert after[0] < held[0]  # rewound
