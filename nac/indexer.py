@@ -62,25 +62,46 @@ WAL_TAIL: Final = 1024 * 1024
 WAL_HARD: Final = 96 * 1024 * 1024
 
 
-def wal_frames_bytes(db_path: str) -> tuple[int, int] | None:
-    """The bytes of frames the WAL of the database at ``db_path`` holds now (its size in use,
-    not the file's, which a rewind leaves as it was) and of those not yet copied into the
-    database file, from the WAL-index in the ``-shm`` file (https://www.sqlite.org/walformat.html:
-    mxFrame in the header, nBackfill in the checkpoint information after it); ``None`` if it
-    cannot be read.  A racy read, good for a heuristic: the header may change under it."""
-    try:
-        with open(db_path + "-shm", "rb") as shm:
-            head = shm.read(100)
-    except OSError:
-        return None
-    if len(head) < 100:
-        return None
-    version, _, _, _, _, page, frames = struct.unpack_from("=IIIBBHI", head)
-    (backfilled,) = struct.unpack_from("=I", head, 96)
-    if version != 3007000 or backfilled > frames:
-        return None
-    frame = (65536 if page == 1 else int(page)) + 24
-    return int(frames) * frame, (int(frames) - int(backfilled)) * frame
+class WalIndex:
+    """Reads how long the WAL of a database is, from its WAL-index (the ``-shm`` file), through
+    a descriptor kept open for as long as the reader lives.
+
+    Never open and close the ``-shm`` file per read: closing any descriptor of a file drops
+    every POSIX lock the process holds on it, SQLite's own included; the next process to open
+    the database (the CLI) then takes SQLite's "dead man switch" lock alone, resets the
+    ``-shm`` file, and the server's connections die of SIGBUS on their mapping of it (found
+    by a 60 s load test with a `nac history` at its end).  So: open it once, close it only
+    after every connection of this process to that database is closed."""
+
+    def __init__(self, db_path: str) -> None:
+        self._fd: int | None = os.open(db_path + "-shm", os.O_RDONLY | os.O_CLOEXEC)
+
+    def read(self) -> tuple[int, int] | None:
+        """The bytes of frames the WAL holds now (its size in use, not the file's, which a
+        rewind leaves as it was) and of those not yet copied into the database file: mxFrame
+        in the header and nBackfill in the checkpoint information after it
+        (https://www.sqlite.org/walformat.html); ``None`` if they cannot be read.  A racy
+        read, good for a heuristic: the header may change under it."""
+        if self._fd is None:
+            return None
+        try:
+            head = os.pread(self._fd, 100, 0)
+        except OSError:
+            return None
+        if len(head) < 100:
+            return None
+        version, _, _, _, _, page, frames = struct.unpack_from("=IIIBBHI", head)
+        (backfilled,) = struct.unpack_from("=I", head, 96)
+        if version != 3007000 or backfilled > frames:
+            return None
+        frame = (65536 if page == 1 else int(page)) + 24
+        return int(frames) * frame, (int(frames) - int(backfilled)) * frame
+
+    def close(self) -> None:
+        """Only once this process's connections to the database are closed (see above)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def lower_priority() -> bool:

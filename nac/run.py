@@ -113,7 +113,7 @@ def serve(config: Config, configure: Callable[[], Config], *, workers: int = 1) 
         try:
             asyncio.run(server.serve())
         finally:
-            server.store.close()
+            server.close_store()
         return
     _Parent(config, configure, shared, workers).run()
 
@@ -161,7 +161,7 @@ class _Parent:
             server.open(worker=number)
             os.write(ready_w, b"r")
             asyncio.run(server.serve())
-            server.store.close()
+            server.close_store()
         except NacError as exc:
             log.error("worker %d: %s", number, exc)
             code = 1

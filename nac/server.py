@@ -34,7 +34,7 @@ from nac.config import Config
 from nac.dynauth import Answer, DynAuthClient, Target
 from nac.errors import NacError, PacketError
 from nac.families import Family
-from nac.indexer import BACKLOG_HIGH, WAL_HARD, WAL_HIGH, WAL_TAIL, Indexer, wal_frames_bytes
+from nac.indexer import BACKLOG_HIGH, WAL_HARD, WAL_HIGH, WAL_TAIL, Indexer, WalIndex
 from nac.observe import LatencyHistogram, Metrics, SyslogSink, sd_notify, watchdog_interval
 from nac.oui import Registry
 from nac.packet import ACCESS_REJECT, COA_REQUEST, DISCONNECT_REQUEST
@@ -156,6 +156,7 @@ class Server:
         self._tasks: set[asyncio.Task[None]] = set()
         self._pruner: threading.Thread | None = None
         self._collected_upto = 0  # recent batches through this id are collected (nac/store.py)
+        self._wal_index: WalIndex | None = None  # the recent tier's; see close_store()
         self._pending: list[_Pending] = []  # decided, waiting for their group commit
         self._flush_at: asyncio.TimerHandle | None = None
         self._last_commit = 0.0
@@ -219,6 +220,13 @@ class Server:
                     self.close()
                     raise NacError(f"cannot listen on {address} port {port}/udp: {exc.strerror}") from None
                 self.listeners.append(Listener(sock, service, len(self.listeners)))
+
+    def close_store(self) -> None:
+        """Close the database, then the WAL-index reader (never before: see WalIndex)."""
+        self.store.close()
+        if self._wal_index is not None:
+            self._wal_index.close()
+            self._wal_index = None
 
     def close(self) -> None:
         for listener in self.listeners:
@@ -702,7 +710,13 @@ class Server:
         try:
             store_mod.collect_recent(conn, COLLECT_CHUNK)
             self._unindexed = store_mod.recent_backlog(conn)
-            if _wal_long(store_mod.recent_path(self.store.path)):
+            recent = store_mod.recent_path(self.store.path)
+            if self._wal_index is None:
+                try:
+                    self._wal_index = WalIndex(recent)
+                except OSError as exc:  # the file size stands in (see _wal_long)
+                    log.debug("cannot read the recent tier's WAL-index: %s", exc)
+            if _wal_long(self._wal_index, recent):
                 # The recent tier's alone: the thread has copied most of its frames already and
                 # the event loop is its only writer, so this pass ends with every frame copied
                 # and the next group commit rewinds the WAL.  Main's WAL is the thread's to
@@ -826,10 +840,10 @@ class Server:
             log.info("stopped; %s", _format_counters(self.counters))
 
 
-def _wal_long(db_path: str) -> bool:
+def _wal_long(index: WalIndex | None, db_path: str) -> bool:
     """Whether the event loop should rewind the WAL of the database at ``db_path`` now (see
     indexer.WAL_HIGH); the file's size stands in when the WAL-index cannot be read."""
-    held = wal_frames_bytes(db_path)
+    held = index.read() if index is not None else None
     if held is None:
         return _file_size(db_path + "-wal") > WAL_HARD
     frames, uncopied = held

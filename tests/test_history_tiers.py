@@ -3,8 +3,12 @@ rows into the MAC-indexed main table, and every reader sees both as one ``histor
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
+import struct
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -324,7 +328,7 @@ def nac(db: str) -> Iterator[server.Server]:
     config = load_config(db=db)
     built = run.build_server(config, run.load_shared(config), lambda: config)
     yield built
-    built.store.close()
+    built.close_store()
 
 
 def test_past_the_high_water_mark_the_event_loop_indexes_until_under_it(
@@ -347,17 +351,26 @@ def test_past_the_high_water_mark_the_event_loop_indexes_until_under_it(
     assert not nac.indexer.loop_indexes
 
 
+@pytest.fixture
+def wal(nac: server.Server) -> Iterator[indexer.WalIndex]:
+    """A reader of the recent tier's WAL-index, closed after the server's database (WalIndex)."""
+    nac.store.conn.execute("PRAGMA wal_autocheckpoint=0")  # as serve() sets it
+    reader = indexer.WalIndex(recent_path(nac.store.path))
+    yield reader
+    nac.close_store()
+    reader.close()
+
+
 def test_a_wal_past_its_mark_is_checkpointed_by_the_event_loop_and_rewound_by_the_next_commit(
-    nac: server.Server, monkeypatch: pytest.MonkeyPatch
+    nac: server.Server, wal: indexer.WalIndex, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Under a steady stream of commits the thread's checkpoints never let a WAL rewind: past
     WAL_HARD the server, the recent tier's only writer, checkpoints it itself, and its next
     group commit starts the WAL over (the file keeps its size; its frames restart at 0)."""
-    nac.store.conn.execute("PRAGMA wal_autocheckpoint=0")  # as serve() sets it
     recent = recent_path(nac.store.path)
     for i in range(20):
         nac.store.write_batch([decision(time.time(), f"00:00:00:00:00:{i:02x}")], [])
-    held = indexer.wal_frames_bytes(recent)
+    held = wal.read()
     assert held is not None
     frames, uncopied = held
     assert frames > 20 * 1024
@@ -368,11 +381,11 @@ def test_a_wal_past_its_mark_is_checkpointed_by_the_event_loop_and_rewound_by_th
     assert nac.counters["history_wal_rewinds"] == 1
     assert nac.counters["history_index_assists"] == 0  # the backlog is small
     assert not nac.indexer.loop_indexes
-    after_pass = indexer.wal_frames_bytes(recent)
+    after_pass = wal.read()
     assert after_pass is not None
     assert after_pass[1] == 0  # every frame copied into the database file
     nac.store.write_batch([decision(time.time(), "00:00:00:00:01:00")], [])
-    after = indexer.wal_frames_bytes(recent)
+    after = wal.read()
     assert after is not None
     assert after[0] < 4 * 1024  # started over
     nac.tend_history()  # under the mark now: nothing to do
@@ -380,15 +393,13 @@ def test_a_wal_past_its_mark_is_checkpointed_by_the_event_loop_and_rewound_by_th
 
 
 def test_past_the_soft_mark_the_event_loop_waits_for_the_thread_to_copy_most_frames(
-    nac: server.Server, monkeypatch: pytest.MonkeyPatch
+    nac: server.Server, wal: indexer.WalIndex, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Between WAL_HIGH and WAL_HARD the loop only finishes what the idle thread has nearly
     done: copying a long WAL itself would stall the requests for tens of milliseconds."""
-    nac.store.conn.execute("PRAGMA wal_autocheckpoint=0")
-    recent = recent_path(nac.store.path)
     for i in range(20):
         nac.store.write_batch([decision(time.time(), f"00:00:00:00:00:{i:02x}")], [])
-    held = indexer.wal_frames_bytes(recent)
+    held = wal.read()
     assert held is not None
     monkeypatch.setattr(server, "WAL_HIGH", 1024)
     monkeypatch.setattr(server, "WAL_TAIL", 2 * 1048)
@@ -401,6 +412,72 @@ def test_past_the_soft_mark_the_event_loop_waits_for_the_thread_to_copy_most_fra
     nac.tend_history()  # long, and nearly all copied: the loop finishes it
     assert nac.counters["history_wal_rewinds"] == 1
     nac.store.write_batch([decision(time.time(), "00:00:00:00:01:01")], [])
-    after = indexer.wal_frames_bytes(recent)
+    after = wal.read()
     assert after is not None
     assert after[0] < held[0]  # rewound
+
+
+# The writer: a Store that commits, reads the WAL-index the server's way, tells the test it has,
+# waits while another process opens the database, then commits again.
+_WRITER = """
+import sys, time
+from nac import indexer, store
+from tests.helpdesk_rows import decision
+db = sys.argv[1]
+s = store.Store(db)
+for i in range(100):
+    s.write_batch([decision(time.time(), "00:00:00:00:00:01")], [])
+reader = indexer.WalIndex(store.recent_path(db))
+for _ in range(3):
+    assert reader.read() is not None
+print("read", flush=True)
+sys.stdin.readline()
+for i in range(50):
+    s.write_batch([decision(time.time(), f"00:00:00:00:01:{i:02x}")], [])
+print("wrote", s.history_count(), flush=True)
+s.close()
+reader.close()
+"""
+# SQLite's "dead man switch": a byte of the -shm file that every process with the database
+# open holds a shared POSIX lock on (os_unix.c, UNIX_SHM_DMS: 120 + 8).
+_DMS = 128
+
+
+def _dms_holder(shm: str) -> int | None:
+    """The pid of a process holding SQLite's lock on the -shm file's DMS byte, or None."""
+    fd = os.open(shm, os.O_RDWR)  # a descriptor of the test's own: no lock of the test's to lose
+    try:
+        query = struct.pack("hhqqi4x", fcntl.F_WRLCK, os.SEEK_SET, _DMS, 1, 0)
+        kind, _, _, _, pid = struct.unpack("hhqqi4x", fcntl.fcntl(fd, fcntl.F_GETLK, query))
+    finally:
+        os.close(fd)
+    return None if kind == fcntl.F_UNLCK else int(pid)
+
+
+def test_reading_the_wal_index_keeps_sqlite_s_locks_so_another_process_cannot_reset_it(db: str) -> None:
+    """Opening and closing the -shm file per read dropped SQLite's POSIX locks on it (closing
+    any descriptor of a file drops them all): the next process to open the database took the
+    file as abandoned and reset it under the server's mapping, and the server died of SIGBUS."""
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _WRITER, db],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert writer.stdout is not None
+    assert writer.stdin is not None
+    try:
+        assert writer.stdout.readline().strip() == "read"
+        assert _dms_holder(recent_path(db) + "-shm") == writer.pid  # SQLite's lock, still held
+        other = connect(db)  # what `nac history` does meanwhile
+        assert other.execute("SELECT COUNT(*) FROM history").fetchone() == (100,)
+        other.close()
+        writer.stdin.write("go\n")
+        writer.stdin.flush()
+        out, _ = writer.communicate(timeout=60)
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+    assert writer.returncode == 0, f"the writer died: {writer.returncode} (-7 is SIGBUS)"
+    assert out.strip() == "wrote 150"
