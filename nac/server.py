@@ -34,7 +34,7 @@ from nac.config import Config
 from nac.dynauth import Answer, DynAuthClient, Target
 from nac.errors import NacError, PacketError
 from nac.families import Family
-from nac.indexer import BACKLOG_HIGH, WAL_HARD, WAL_HIGH, WAL_TAIL, Indexer, WalIndex
+from nac.indexer import BACKLOG_HIGH, WAL_HARD, WAL_HIGH, WAL_TAIL, Copier, Indexer, WalIndex
 from nac.observe import LatencyHistogram, Metrics, SyslogSink, sd_notify, watchdog_interval
 from nac.oui import Registry
 from nac.packet import ACCESS_REJECT, COA_REQUEST, DISCONNECT_REQUEST
@@ -775,9 +775,18 @@ class Server:
         self.store.conn.execute("PRAGMA wal_autocheckpoint=0")  # the indexer's thread does it
         self.store.conn.execute(f"PRAGMA busy_timeout={HISTORY_BUSY_MS}")
         indexing = self.worker in (None, 0)  # one indexer per database, not one per worker
+        copier: Copier | None = None
         if indexing:
             # One thread per database, not per worker: it also checkpoints (nac/indexer.py).
             self.indexer.start()
+            recent = store_mod.recent_path(self.store.path)
+            try:
+                self._wal_index = WalIndex(recent)
+            except OSError as exc:  # the file size stands in (see _wal_long)
+                log.warning("cannot read the recent tier's WAL-index: %s", exc)
+            else:
+                copier = Copier(recent, self._wal_index.read)
+                copier.start()
         for listener in self.listeners:
             loop.add_reader(listener.sock.fileno(), self.drain, listener)
         if self.config.metrics_bind is not None:
@@ -831,6 +840,8 @@ class Server:
             self.flush()  # decisions waiting for their group commit: committed and answered
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
+            if copier is not None:
+                copier.stop()
             if indexing:
                 self.indexer.stop()
                 self.flush_index()
