@@ -60,8 +60,8 @@ HISTORY_COLUMNS: Final = (*COLUMNS, "latency_us")
 #   of the server's group commits.  Each commit appends ONE row to ``recent.history_batches``:
 #   the ids it took (``id``, the first, to ``last``), its time span, and the decisions
 #   themselves as one marshal blob (a list of plain tuples, HISTORY_COLUMNS in order).  A row
-#   of a few KiB per commit instead of a row of 24 columns per decision: about 0.5 µs per
-#   decision instead of 6-9 µs, and nothing per decision to delete later
+#   of a few KiB per commit instead of a row of 24 columns per decision: 2.1-2.6 µs per
+#   decision instead of 9.7-10.2 at 128 a commit, and nothing per decision to delete later
 #   (bench/history_bench.py measures both layouts).
 #   Each commit takes the ids after the newest batch's (or after ``recent.history_seq``, the
 #   floor that collection and prune raise before they delete the newest batch) in the
@@ -70,7 +70,8 @@ HISTORY_COLUMNS: Final = (*COLUMNS, "latency_us")
 # * ``main.history``: indexed by MAC and time for the helpdesk.  The indexer (nac/indexer.py)
 #   unpacks batches into it, when the server has a core to spare, and raises a watermark (meta
 #   ``history_indexed_upto``) in the same transaction; the server deletes indexed batches from
-#   the recent tier once per tick (collect_recent).  The indexer never writes the recent file:
+#   the recent tier a few at a time in its group commits, and in its tick (collect_recent).
+#   The indexer never writes the recent file:
 #   a thread at idle priority holding the server's write lock would stall its commits.
 #
 # Readers see both through a TEMP VIEW named ``history`` (it shadows main.history): main's rows
@@ -597,6 +598,7 @@ class Store:
         since: float | None = None,
         limit: int | None = 50,
     ) -> list[dict[str, Any]]:
+        sync_recent(self.conn)
         where: list[str] = []
         params: list[object] = []
         if mac is not None:
@@ -612,7 +614,6 @@ class Store:
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY ts DESC, id DESC"
-        sync_recent(self.conn)
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
@@ -768,8 +769,8 @@ def sync_recent(conn: sqlite3.Connection) -> int:
         if low is not None:  # batches pruned before they were indexed: gone here too
             at = low
             kept = conn.execute(
-                "SELECT id, last FROM recent.history_batches WHERE last >= ? AND id <= ? ORDER BY id",
-                (low, high),
+                f"SELECT id, last FROM recent.history_batches WHERE {_AFTER} AND id <= ?2 ORDER BY id",  # noqa: S608
+                (low - 1, high),
             ).fetchall()
             for first, last in kept:
                 if first > at:
@@ -868,6 +869,9 @@ def prune_recent(conn: sqlite3.Connection, cutoff: float, limit: int) -> tuple[i
 def collect_recent(conn: sqlite3.Connection, limit: int) -> int:
     """Delete up to ``limit`` batches of the recent tier that are already in main.history;
     returns how many.  A short transaction on the recent tier (a few pages per batch)."""
+    oldest = conn.execute("SELECT MIN(id) FROM recent.history_batches").fetchone()[0]
+    if oldest is None or oldest > indexed_upto(conn):
+        return 0  # nothing indexed is left: no write (the tick comes four times a second)
     try:
         conn.execute(_KEEP_FLOOR)
         deleted = conn.execute(_COLLECT, (limit,)).rowcount
