@@ -152,6 +152,7 @@ class Copier:
         except sqlite3.Error as exc:
             log.error("WAL copier cannot open %s: %s", self.path, exc)
             return
+        failing = False
         try:
             while not self._stop.wait(COPY_INTERVAL):
                 held = self._read()
@@ -160,9 +161,12 @@ class Copier:
                 try:
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                     self.passes += 1
+                    failing = False
                 except sqlite3.Error as exc:
-                    self.failures += 1
-                    log.warning("WAL copier: %s", exc)
+                    self.failures += 1  # nac_history_indexer_failures
+                    if not failing:  # once per run of failures, not every COPY_INTERVAL
+                        log.warning("WAL copier: %s; retrying", exc)
+                    failing = True
         finally:
             conn.close()
 

@@ -157,6 +157,8 @@ class Server:
         self._pruner: threading.Thread | None = None
         self._collected_upto = 0  # recent batches through this id are collected (nac/store.py)
         self._wal_index: WalIndex | None = None  # the recent tier's; see close_store()
+        self._wal_index_failed = False
+        self._copier: Copier | None = None
         self._pending: list[_Pending] = []  # decided, waiting for their group commit
         self._flush_at: asyncio.TimerHandle | None = None
         self._last_commit = 0.0
@@ -181,7 +183,9 @@ class Server:
                 # Decisions on disk and visible, waiting for the indexer (nac/indexer.py).
                 "history_unindexed": lambda: float(self._unindexed),
                 "history_indexer_failures": lambda: float(
-                    self.indexer.failures + self.indexer.checkpoint_failures
+                    self.indexer.failures
+                    + self.indexer.checkpoint_failures
+                    + (self._copier.failures if self._copier is not None else 0)
                 ),
                 # Decisions answered but not yet on disk (on_history_failure = "answer").
                 "history_backlog": lambda: float(len(self._backlog_rows)),
@@ -220,6 +224,17 @@ class Server:
                     self.close()
                     raise NacError(f"cannot listen on {address} port {port}/udp: {exc.strerror}") from None
                 self.listeners.append(Listener(sock, service, len(self.listeners)))
+
+    def _recent_wal_index(self) -> WalIndex | None:
+        """The recent tier's WAL-index reader, opened once (see WalIndex); None if it cannot be
+        read, and then the file's size stands in (see _wal_long)."""
+        if self._wal_index is None and not self._wal_index_failed:
+            try:
+                self._wal_index = WalIndex(store_mod.recent_path(self.store.path))
+            except OSError as exc:
+                self._wal_index_failed = True
+                log.warning("cannot read the recent tier's WAL-index: %s", exc)
+        return self._wal_index
 
     def close_store(self) -> None:
         """Close the database, then the WAL-index reader (never before: see WalIndex)."""
@@ -711,12 +726,7 @@ class Server:
             store_mod.collect_recent(conn, COLLECT_CHUNK)
             self._unindexed = store_mod.recent_backlog(conn)
             recent = store_mod.recent_path(self.store.path)
-            if self._wal_index is None:
-                try:
-                    self._wal_index = WalIndex(recent)
-                except OSError as exc:  # the file size stands in (see _wal_long)
-                    log.debug("cannot read the recent tier's WAL-index: %s", exc)
-            if _wal_long(self._wal_index, recent):
+            if _wal_long(self._recent_wal_index(), recent):
                 # The recent tier's alone: the thread has copied most of its frames already and
                 # the event loop is its only writer, so this pass ends with every frame copied
                 # and the next group commit rewinds the WAL.  Main's WAL is the thread's to
@@ -775,18 +785,13 @@ class Server:
         self.store.conn.execute("PRAGMA wal_autocheckpoint=0")  # the indexer's thread does it
         self.store.conn.execute(f"PRAGMA busy_timeout={HISTORY_BUSY_MS}")
         indexing = self.worker in (None, 0)  # one indexer per database, not one per worker
-        copier: Copier | None = None
         if indexing:
             # One thread per database, not per worker: it also checkpoints (nac/indexer.py).
             self.indexer.start()
-            recent = store_mod.recent_path(self.store.path)
-            try:
-                self._wal_index = WalIndex(recent)
-            except OSError as exc:  # the file size stands in (see _wal_long)
-                log.warning("cannot read the recent tier's WAL-index: %s", exc)
-            else:
-                copier = Copier(recent, self._wal_index.read)
-                copier.start()
+            wal_index = self._recent_wal_index()
+            if wal_index is not None:
+                self._copier = Copier(store_mod.recent_path(self.store.path), wal_index.read)
+                self._copier.start()
         for listener in self.listeners:
             loop.add_reader(listener.sock.fileno(), self.drain, listener)
         if self.config.metrics_bind is not None:
@@ -840,8 +845,8 @@ class Server:
             self.flush()  # decisions waiting for their group commit: committed and answered
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
-            if copier is not None:
-                copier.stop()
+            if self._copier is not None:
+                self._copier.stop()
             if indexing:
                 self.indexer.stop()
                 self.flush_index()
