@@ -18,6 +18,7 @@ import argparse
 import sqlite3
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from nac import store
@@ -39,6 +40,18 @@ def _rows(batch: int, start: int) -> list[tuple[object, ...]]:
     return out
 
 
+def _timed(conn: sqlite3.Connection, append: Callable[[list[tuple[object, ...]]], object],
+           batches: list[list[tuple[object, ...]]]) -> float:
+    """Seconds to append and commit every batch, one commit each."""
+    started = time.perf_counter()
+    for rows in batches:
+        append(rows)
+        conn.commit()
+    took = time.perf_counter() - started
+    conn.close()
+    return took
+
+
 def _rows_layout(path: Path, batches: list[list[tuple[object, ...]]]) -> float:
     conn = sqlite3.connect(path)
     conn.execute("PRAGMA page_size=1024")
@@ -49,24 +62,12 @@ def _rows_layout(path: Path, batches: list[list[tuple[object, ...]]]) -> float:
     conn.execute("CREATE INDEX history_ts ON history (ts)")
     conn.commit()
     insert = f"INSERT INTO history ({columns}) VALUES ({', '.join('?' * len(store.HISTORY_COLUMNS))})"  # noqa: S608
-    started = time.perf_counter()
-    for rows in batches:
-        conn.executemany(insert, rows)
-        conn.commit()
-    took = time.perf_counter() - started
-    conn.close()
-    return took
+    return _timed(conn, lambda rows: conn.executemany(insert, rows), batches)
 
 
 def _batches_layout(path: Path, batches: list[list[tuple[object, ...]]]) -> float:
     conn = store.connect(path)  # the real thing: main + the recent tier, as the server opens it
-    started = time.perf_counter()
-    for rows in batches:
-        store.append_history(conn, rows)
-        conn.commit()
-    took = time.perf_counter() - started
-    conn.close()
-    return took
+    return _timed(conn, lambda rows: store.append_history(conn, rows), batches)
 
 
 def main() -> None:

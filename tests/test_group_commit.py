@@ -26,6 +26,16 @@ def nac(tmp_path: Path) -> Iterator[server.Server]:
     built.open()
     yield built
     built.close()
+    built.close_store()
+
+
+def _auth_client(nac: server.Server) -> tuple[server.Listener, socket.socket]:
+    """The server's auth listener and a non-blocking client socket connected to it."""
+    listener = next(lst for lst in nac.listeners if lst.service == "auth")
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.connect(listener.sock.getsockname())
+    client.setblocking(False)
+    return listener, client
 
 
 def _replies(sock: socket.socket) -> list[bytes]:
@@ -38,10 +48,7 @@ def _replies(sock: socket.socket) -> list[bytes]:
 
 
 def test_requests_close_together_share_one_commit_and_wait_for_it(nac: server.Server) -> None:
-    listener = next(lst for lst in nac.listeners if lst.service == "auth")
-    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    client.connect(listener.sock.getsockname())
-    client.setblocking(False)
+    listener, client = _auth_client(nac)
     commits: list[int] = []
     write_batch = nac.store.write_batch
 
@@ -87,10 +94,7 @@ def test_requests_close_together_share_one_commit_and_wait_for_it(nac: server.Se
 def test_decisions_waiting_for_their_commit_are_committed_and_answered_at_stop(
     nac: server.Server,
 ) -> None:
-    listener = next(lst for lst in nac.listeners if lst.service == "auth")
-    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    client.connect(listener.sock.getsockname())
-    client.setblocking(False)
+    listener, client = _auth_client(nac)
 
     async def exchange() -> None:
         nac._last_commit = asyncio.get_running_loop().time() + 60  # the next commit is far off
