@@ -23,9 +23,9 @@ with atheris.instrument_imports() if atheris is not None else contextlib.nullcon
     from nac.admission import Engine
     from nac.clients import Client
     from nac.errors import InvalidMacError, PacketError, PolicyError
-    from nac.mac import parse_mac
+    from nac.mac import parse_mac, try_parse_mac, try_parse_mac_py
     from nac.oui import parse_prefix
-    from nac.packet import Codes, decode
+    from nac.packet import Codes, decode, decode_py
     from nac.policy import Defaults, Policy
     from nac.policyfile import parse_policy
     from nac.resources import load_dictionary, load_registry
@@ -48,8 +48,17 @@ def _engine() -> Engine:
 
 
 def fuzz_decode(data: bytes) -> None:
-    with contextlib.suppress(PacketError):
-        decode(data)
+    """Differential: the C decoder (nac._speedups, when built) and its Python twin agree, on
+    the Request or on the PacketError's reason and detail."""
+    try:
+        expected: object = tuple(decode_py(data))
+    except PacketError as exc:
+        expected = (exc.reason, exc.detail)
+    try:
+        got: object = tuple(decode(data))
+    except PacketError as exc:
+        got = (exc.reason, exc.detail)
+    assert got == expected, (got, expected)
 
 
 def fuzz_handle(data: bytes) -> None:
@@ -69,7 +78,10 @@ def fuzz_mac(data: bytes) -> None:
     try:
         mac = parse_mac(text)
     except InvalidMacError:
+        assert try_parse_mac(text) is None
+        assert try_parse_mac_py(text) is None
         return
+    assert try_parse_mac(text) == mac == try_parse_mac_py(text)  # the C twin agrees
     assert 0 <= mac < 2**48
     digits = [c for c in text if c not in ":-."]
     assert len(digits) == 12

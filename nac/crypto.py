@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+from collections.abc import Callable
 from typing import Final
 
 AUTHENTICATOR_LEN: Final = 16
@@ -20,6 +21,11 @@ _HMAC_BLOCK: Final = 64
 _IPAD: Final = bytes(b ^ 0x36 for b in range(256))
 _OPAD: Final = bytes(b ^ 0x5C for b in range(256))
 
+try:  # the C twins of the functions marked below (setup.py builds them when it can)
+    from nac import _speedups
+except ImportError:  # pragma: no cover - an install without a C compiler
+    _speedups = None  # type: ignore[assignment]
+
 
 class HmacMd5:
     """HMAC-MD5 with the key pads hashed once (RFC 2104 §4, "precomputing").
@@ -29,9 +35,11 @@ class HmacMd5:
     once per client and copied per packet.
     """
 
-    __slots__ = ("_inner", "_outer")
+    __slots__ = ("_inner", "_outer", "pads")
 
     def __init__(self, key: bytes) -> None:
+        #: The two pad states for nac._speedups (b"" without it).
+        self.pads = _speedups.hmac_pads(key) if _speedups is not None else b""
         if len(key) > _HMAC_BLOCK:
             key = hashlib.md5(key).digest()
         key = key.ljust(_HMAC_BLOCK, b"\0")
@@ -39,6 +47,12 @@ class HmacMd5:
         self._outer = hashlib.md5(key.translate(_OPAD))
 
     def digest(self, *parts: bytes) -> bytes:
+        if self.pads:
+            return _speedups.hmac_digest(self.pads, *parts)
+        return self.digest_py(*parts)
+
+    def digest_py(self, *parts: bytes) -> bytes:
+        """:meth:`digest` in Python (the reference for the C twin)."""
         inner = self._inner.copy()
         for part in parts:
             inner.update(part)
@@ -104,10 +118,11 @@ def unhide_password(hidden: bytes, secret: bytes, authenticator: bytes) -> bytes
     return bytes(out).rstrip(b"\0")
 
 
-def hidden_password_is(hidden: bytes, secret: bytes, authenticator: bytes, expected: bytes) -> bool:
+def hidden_password_is_py(hidden: bytes, secret: bytes, authenticator: bytes, expected: bytes) -> bool:
     """Whether User-Password ``hidden`` hides exactly ``expected``: each block's XOR compared
     as integers, without building the plaintext.  MAB's common case (the password is the
-    User-Name) at about half of unhide_password's cost."""
+    User-Name) at about half of unhide_password's cost.  :func:`hidden_password_is` is its C
+    twin when nac._speedups is built."""
     size = len(hidden)
     if not size or size % 16 or size > 128 or not expected or expected[-1] == 0 or len(expected) > size:
         return False  # (unhide_password strips trailing NULs: such a password never matches)
@@ -121,6 +136,11 @@ def hidden_password_is(hidden: bytes, secret: bytes, authenticator: bytes, expec
         pads = (pads << 128) | int.from_bytes(hashlib.md5(secret + last).digest(), "big")
         last = hidden[i : i + 16]
     return hidden_int ^ pads == padded
+
+
+hidden_password_is: Final[Callable[[bytes, bytes, bytes, bytes], bool]] = (
+    _speedups.hidden_password_is if _speedups is not None else hidden_password_is_py
+)
 
 
 def _xor16(a: bytes, b: bytes) -> bytes:

@@ -10,9 +10,15 @@ netaddr's parser accepts ``00:11:22:33:44:5``, so it is not used here.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Final
 
 from nac.errors import InvalidMacError
+
+try:  # the C twin of try_parse_mac (setup.py builds it when it can)
+    from nac import _speedups
+except ImportError:  # pragma: no cover - an install without a C compiler
+    _speedups = None  # type: ignore[assignment]
 
 MAC_BITS: Final = 48
 _H: Final = "[0-9A-Fa-f]"
@@ -40,11 +46,17 @@ def parse_mac(text: str) -> int:
     return int(text.translate(_SEPARATORS), 16)
 
 
-def try_parse_mac(text: str) -> int | None:
-    """Like :func:`parse_mac` but ``None`` for anything that is not a MAC (hot path)."""
+def try_parse_mac_py(text: str) -> int | None:
+    """Like :func:`parse_mac` but ``None`` for anything that is not a MAC (hot path).
+    :func:`try_parse_mac` is its C twin when nac._speedups is built."""
     if _MAC_RE.fullmatch(text) is None:
         return None
     return int(text.translate(_SEPARATORS), 16)
+
+
+try_parse_mac: Final[Callable[[str], int | None]] = (
+    _speedups.try_parse_mac if _speedups is not None else try_parse_mac_py
+)
 
 
 def format_mac(mac: int) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, NamedTuple
 
@@ -18,6 +19,11 @@ from pyrad.dictionary import Dictionary
 from nac.crypto import HmacMd5
 from nac.errors import PacketError
 from nac.sessions import AccountingCodes
+
+try:  # the C twins of decode, message_authenticator_valid and encode_reply (see setup.py)
+    from nac import _speedups
+except ImportError:  # pragma: no cover - an install without a C compiler
+    _speedups = None  # type: ignore[assignment]
 
 # RFC 2865 §3: "The minimum length is 20 and maximum length is 4096."
 MIN_PACKET: Final = 20
@@ -84,8 +90,9 @@ class Request(NamedTuple):
     proxy_state: bytes  # every Proxy-State attribute, whole and in order, to copy into the reply
 
 
-def decode(data: bytes) -> Request:
+def decode_py(data: bytes) -> Request:
     """Check lengths and split attributes; raise :class:`PacketError` for malformed input.
+    :func:`decode` is its C twin when nac._speedups is built (same checks, same errors).
 
     Octets past the Length field are padding and ignored (RFC 2865 §3).  Any attribute whose
     length is under 2 or runs past the end, and a second Message-Authenticator (RFC 3579 §3.2),
@@ -136,8 +143,18 @@ def decode(data: bytes) -> Request:
     return _new_tuple(Request, fields)
 
 
+#: Whether the C twins do the request path's byte work (setup.py builds them when it can).
+SPEEDUPS: Final = _speedups is not None
+decode: Callable[[bytes], Request] = decode_py
+if _speedups is not None:
+    _speedups.setup(Request, PacketError)
+    decode = _speedups.decode
+
+
 def message_authenticator_valid(req: Request, key: HmacMd5) -> bool:
     """HMAC-MD5 over the packet with the attribute's value zeroed (RFC 3579 §3.2)."""
+    if key.pads:
+        return _speedups.message_authenticator_valid(key.pads, req.data, req.ma_offset)
     data = req.data
     pos = req.ma_offset
     if req.code in ZERO_AUTH_CODES:
@@ -296,6 +313,8 @@ def encode_reply(
         # Accounting-Response (RFC 2866 §4.2): the Response Authenticator alone signs it.
         header = _HEADER.pack(code, req.identifier, MIN_PACKET + len(attrs))
         return header + hashlib.md5(header + req.authenticator + attrs + secret).digest() + attrs
+    if key.pads:
+        return _speedups.sign_reply(key.pads, secret, code, req.identifier, req.authenticator, attrs)
     length = MIN_PACKET + 18 + len(attrs)
     if length > MAX_PACKET:
         raise ValueError(f"reply of {length} octets exceeds {MAX_PACKET}")

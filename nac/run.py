@@ -28,7 +28,7 @@ from nac.errors import NacError
 from nac.families import Family
 from nac.observe import SyslogSink, sd_notify, watchdog_interval
 from nac.oui import Registry
-from nac.packet import Codes
+from nac.packet import SPEEDUPS, Codes
 from nac.policy import Policy
 from nac.resources import load_active_registry, load_dictionary, load_families
 from nac.server import Server, claim_ports, take_database_lock
@@ -85,6 +85,11 @@ def build_server(config: Config, shared: Shared, configure: Callable[[], Config]
         len(policy.rules),
         len(config.clients),
     )
+    if not SPEEDUPS:
+        log.warning(
+            "nac._speedups is not built (no C compiler when nac was installed): packets are "
+            "decoded and signed in pure Python, at about half the requests/s"
+        )
     return Server(
         config,
         store=store,
