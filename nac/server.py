@@ -1,7 +1,8 @@
 """The asyncio shell around the decision core: sockets in, core, history commit, sockets out.
 
 Each socket is drained from a ``loop.add_reader`` callback (asyncio's DatagramProtocol reads one
-datagram per loop turn; draining is ~3x faster).  What one drain decided is written to history
+datagram per loop turn; draining is ~3x faster), an IPv4 socket with one ``recvmmsg`` per 64
+datagrams and its replies with ``sendmmsg`` (nac/_udp.c).  What one drain decided is written to history
 in one transaction (group commit) and only then are its replies sent, so no NAS ever holds an
 answer whose history row a crash could lose.
 """
