@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from nac import server
 from nac.server import RECV_SIZE
 
 try:
@@ -118,6 +119,4 @@ def test_bad_arguments_are_errors_not_crashes() -> None:
 
 
 def test_the_server_reads_ipv4_listeners_in_batches() -> None:
-    from nac import server  # noqa: PLC0415
-
     assert server._udp is _udp
