@@ -112,3 +112,55 @@ def test_decisions_waiting_for_their_commit_are_committed_and_answered_at_stop(
     finally:
         client.close()
     assert nac.store.history_count() == 1
+
+
+def test_while_a_commit_is_due_the_sockets_wait_and_what_arrived_is_decided_with_it(
+    nac: server.Server,
+) -> None:
+    _, client = _auth_client(nac)
+    commits: list[int] = []
+    write_batch = nac.store.write_batch
+
+    def counting(rows: Sequence[Sequence[object]], events: Sequence[SessionEvent], **kw: object) -> int:
+        commits.append(len(rows))
+        return write_batch(rows, events, **kw)  # type: ignore[arg-type]
+
+    nac.store.write_batch = counting  # type: ignore[method-assign]
+
+    def request(n: int) -> None:
+        client.send(bench.build_request(f"00:1e:10:12:34:{n:02x}", SECRET.encode(), n, os.urandom(16)))
+
+    async def exchange() -> None:
+        ready = asyncio.Event()
+        serving = asyncio.create_task(nac.serve(on_ready=ready.set))
+        await asyncio.wait_for(ready.wait(), 10)
+        request(1)
+        await asyncio.sleep(0.05)
+        assert commits == [1]  # after a quiet spell: at once
+        assert len(_replies(client)) == 1
+        nac._last_commit = asyncio.get_running_loop().time() + 0.2  # the next commit is 200 ms off
+        request(2)
+        await asyncio.sleep(0.05)
+        assert nac.counters["received"] == 2  # decided, waiting for the commit
+        assert not nac._watching  # and the sockets are left alone until then
+        request(3)
+        request(4)
+        await asyncio.sleep(0.05)
+        assert nac.counters["received"] == 2
+        assert _replies(client) == []
+        await asyncio.sleep(0.2)
+        assert commits == [1, 3]  # 2, 3 and 4 in one commit
+        assert len(_replies(client)) == 3
+        assert nac._watching
+        request(5)  # and the sockets are watched again
+        await asyncio.sleep(0.05)
+        assert len(_replies(client)) == 1
+        assert nac._stopping is not None
+        nac._stopping.set()
+        await asyncio.wait_for(serving, 30)
+
+    try:
+        asyncio.run(exchange())
+    finally:
+        client.close()
+    assert nac.store.history_count() == 5
