@@ -114,7 +114,7 @@ def test_decisions_waiting_for_their_commit_are_committed_and_answered_at_stop(
     assert nac.store.history_count() == 1
 
 
-def test_while_a_commit_is_due_the_sockets_wait_and_what_arrived_is_decided_with_it(
+def test_under_steady_load_the_sockets_wait_for_the_commit_and_what_arrived_joins_it(
     nac: server.Server,
 ) -> None:
     _, client = _auth_client(nac)
@@ -139,21 +139,30 @@ def test_while_a_commit_is_due_the_sockets_wait_and_what_arrived_is_decided_with
         assert commits == [1]  # after a quiet spell: at once
         assert len(_replies(client)) == 1
         nac._last_commit = asyncio.get_running_loop().time() + 0.2  # the next commit is 200 ms off
-        request(2)
+        for n in range(2, 2 + server.PAUSE_PENDING):  # steady load: decided, waiting for the commit
+            request(n)
         await asyncio.sleep(0.05)
-        assert nac.counters["received"] == 2  # decided, waiting for the commit
+        assert nac.counters["received"] == 1 + server.PAUSE_PENDING
         assert not nac._watching  # and the sockets are left alone until then
-        request(3)
-        request(4)
+        request(20)
+        request(21)
         await asyncio.sleep(0.05)
-        assert nac.counters["received"] == 2
+        assert nac.counters["received"] == 1 + server.PAUSE_PENDING
         assert _replies(client) == []
         await asyncio.sleep(0.2)
-        assert commits == [1, 3]  # 2, 3 and 4 in one commit
-        assert len(_replies(client)) == 3
+        assert commits == [1, server.PAUSE_PENDING + 2]  # all of them in one commit
+        assert len(_replies(client)) == server.PAUSE_PENDING + 2
         assert nac._watching
-        request(5)  # and the sockets are watched again
+        request(22)  # and the sockets are watched again
         await asyncio.sleep(0.05)
+        assert len(_replies(client)) == 1
+        # A lone request put off by the spacing: the sockets stay watched (light load).
+        nac._last_commit = asyncio.get_running_loop().time() + 0.1
+        request(23)
+        await asyncio.sleep(0.05)
+        assert nac.counters["received"] == server.PAUSE_PENDING + 5
+        assert nac._watching
+        await asyncio.sleep(0.1)
         assert len(_replies(client)) == 1
         assert nac._stopping is not None
         nac._stopping.set()
@@ -163,4 +172,4 @@ def test_while_a_commit_is_due_the_sockets_wait_and_what_arrived_is_decided_with
         asyncio.run(exchange())
     finally:
         client.close()
-    assert nac.store.history_count() == 5
+    assert nac.store.history_count() == server.PAUSE_PENDING + 5
