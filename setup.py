@@ -1,7 +1,7 @@
 """Builds the optional C speedups (nac/_speedups.c); everything else is in pyproject.toml.
 
 ``optional=True``: without a C compiler the install still succeeds and nac runs on the pure
-Python twins of the same functions (``nac.speedups_active()`` says which)."""
+Python twins of the same functions, and says so in its log when it starts."""
 
 from setuptools import Extension, setup
 

@@ -24,6 +24,7 @@ def nac_server_factory(tmp_path: Path) -> Iterator[NacServerFactory]:
         extra_config: str = "",
         coa_port: int = 3799,
         server_settings: str = "",
+        pure_python: bool = False,
     ) -> NacServer:
         server = start_server(
             tmp_path / f"{name}-{len(servers)}",
@@ -31,6 +32,7 @@ def nac_server_factory(tmp_path: Path) -> Iterator[NacServerFactory]:
             extra_config=extra_config,
             coa_port=coa_port,
             server_settings=server_settings,
+            pure_python=pure_python,
         )
         servers.append(server)
         return server

@@ -278,6 +278,13 @@ def subprocess_env() -> dict[str, str]:
     return env
 
 
+#: `python -m nac` with nac._speedups and nac._udp unimportable: the pure-Python request path.
+PURE_PYTHON = (
+    "import sys; sys.modules['nac._speedups'] = None; sys.modules['nac._udp'] = None; "
+    "from nac.entry import main; main()"
+)
+
+
 @dataclass
 class NacServer:
     """One `nac serve` process with its own config, database and free ports."""
@@ -291,6 +298,8 @@ class NacServer:
     proc: subprocess.Popen[bytes] | None = None
     returncode: int | None = None
     _stderr_file: Any = field(default=None, repr=False)
+    #: Run with the C modules refused at import (as on a machine without a C compiler).
+    pure_python: bool = False
 
     # -- the CLI against the same database --------------------------------------------------
 
@@ -328,11 +337,10 @@ class NacServer:
 
     def start(self) -> None:
         self._stderr_file = self.stderr_path.open("ab")
+        launcher = [sys.executable, "-c", PURE_PYTHON] if self.pure_python else [sys.executable, "-m", "nac"]
         self.proc = subprocess.Popen(
             [
-                sys.executable,
-                "-m",
-                "nac",
+                *launcher,
                 "serve",
                 "--config",
                 str(self.config),
@@ -413,6 +421,7 @@ def start_server(
     coa_port: int = 3799,
     server_settings: str = "",
     attempts: int = 3,
+    pure_python: bool = False,
 ) -> NacServer:
     """Write a config, add ``rules`` (each `nac rules add` arguments) and start `nac serve`.
 
@@ -444,6 +453,7 @@ def start_server(
             db=db,
             config=config,
             stderr_path=workdir / f"nac-serve-{attempt}.stderr",
+            pure_python=pure_python,
         )
         if attempt == 0:
             for rule in rules:

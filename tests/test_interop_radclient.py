@@ -120,6 +120,30 @@ def test_every_mac_spelling_gets_the_same_decision_and_canonical_history_mac(
     assert {(row["action"], row["vlan"]) for row in rows} == {("quarantine", "666")}
 
 
+def test_without_the_c_modules_the_python_path_gives_the_same_answers(
+    nac_server_factory: NacServerFactory,
+) -> None:
+    # As on a machine where pip had no C compiler: nac._speedups and nac._udp refused at import.
+    server = nac_server_factory(
+        rules=[
+            ("--vendor", "huawei", "--action", "reject", "--reason", "banned"),
+            ("--oui", "00:10:A4", "--action", "quarantine", "--vlan", "666"),
+        ],
+        pure_python=True,
+    )
+    assert server.wait_for_log("nac._speedups is not built"), server.stderr()
+    for spelling in MAC_SPELLINGS:
+        result = server.radclient(mab_attrs(spelling))
+        assert result.code == "Access-Accept", result.stdout
+        assert result.reply[0].name == "Message-Authenticator", result.stdout
+        assert _vlan(result) == ("VLAN", "IEEE-802", "666"), result.stdout
+    banned = server.radclient(mab_attrs(HUAWEI_MAC))
+    assert banned.code == "Access-Reject", banned.stdout
+    assert banned.value("Reply-Message") == "banned (rule reject-vendor-huawei)", banned.stdout
+    assert _no_reply(server.radclient(mab_attrs(HUAWEI_MAC), secret="wrong-secret"))
+    assert len(server.history("--limit", "100")) == len(MAC_SPELLINGS) + 1
+
+
 def test_exact_mac_accept_rule_is_an_exception_to_a_vendor_ban(nac_server_factory: NacServerFactory) -> None:
     server = nac_server_factory(
         rules=[
