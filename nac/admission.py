@@ -48,6 +48,8 @@ DUPLICATE_TTL: Final = 5.0
 DUPLICATE_TTL_MAX: Final = 30.0
 #: At 40,000 requests/s for 5 s about 200,000 entries are live; beyond this the oldest go first.
 DUPLICATE_CACHE_MAX: Final = 500_000
+#: NAS-IP-Address values kept formatted; a spoofed spread of them only empties the memo.
+NAS_IP_CACHE_MAX: Final = 4096
 
 INTERNAL_ERROR: Final = Decision("reject", None, "builtin:internal-error", "internal error")
 NOT_A_MAC: Final = "builtin:invalid-mac"
@@ -102,6 +104,7 @@ class Engine:
         self.duplicate_ttl = duplicate_ttl
         self._cache: dict[tuple[int, str, int, int], _Cached] = {}
         self._bodies: dict[tuple[Decision, int | None], bytes] = {}
+        self._nas_ips: dict[bytes, str] = {}  # NAS-IP-Address octets -> dotted quad
 
     # -- duplicates (RFC 5080 §2.2.2) ------------------------------------------------------
 
@@ -524,7 +527,14 @@ class Engine:
     def _nas_ip(self, attrs: dict[int, bytes], host: str) -> str:
         raw = attrs.get(self.codes.nas_ip_address)
         if raw is not None and len(raw) == 4:
-            return f"{raw[0]}.{raw[1]}.{raw[2]}.{raw[3]}"
+            # A deployment has a few hundred NAS addresses at most: formatting each once saves
+            # 0.4 µs a request (py-spy had this line at 2.5 % of the event loop).
+            text = self._nas_ips.get(raw)
+            if text is None:
+                if len(self._nas_ips) >= NAS_IP_CACHE_MAX:
+                    self._nas_ips.clear()
+                text = self._nas_ips[raw] = f"{raw[0]}.{raw[1]}.{raw[2]}.{raw[3]}"
+            return text
         raw6 = attrs.get(self.codes.nas_ipv6_address)
         if raw6 is not None and len(raw6) == 16:
             return str(IPv6Address(raw6))

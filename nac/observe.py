@@ -147,13 +147,14 @@ class LatencyHistogram:
         self.total_us = 0
         self.n = 0
 
-    def observe_many(self, values_us: Iterable[int]) -> None:
+    def observe_many(self, values_us: Sequence[int]) -> None:
         buckets = self.buckets
         counts = self.counts
+        bucket = bisect.bisect_left
         for value in values_us:
-            counts[bisect.bisect_left(buckets, value)] += 1
-            self.total_us += value
-            self.n += 1
+            counts[bucket(buckets, value)] += 1
+        self.total_us += sum(values_us)
+        self.n += len(values_us)
 
 
 class Metrics:

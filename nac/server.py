@@ -323,9 +323,9 @@ class Server:
                 return False
         else:
             batch = self._receive(sock)
+        counters["received"] += len(batch)
         for data, addr in batch:
             started = clock()
-            counters["received"] += 1
             client = lookup(addr[0])
             if client is None:
                 counters["dropped:unknown-client"] += 1

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from netaddr import IPNetwork
 from pyrad import packet as pyrad_packet
 
-from nac.admission import DUPLICATE_TTL, Engine, Outcome
+from nac.admission import DUPLICATE_TTL, NAS_IP_CACHE_MAX, Engine, Outcome
 from nac.clients import Client
 from nac.errors import PacketError
 from nac.oui import Registry, registry_from_manuf
@@ -609,6 +609,17 @@ def test_handle_record_nas_ip_defaults_to_source(codes: Codes, engine: Engine) -
     assert outcome.record is not None
     assert outcome.record.nas_ip == "192.0.2.99"
     assert outcome.record.nas_port_type == "Wireless-802.11"
+
+
+def test_handle_record_nas_ip_memo_is_bounded_and_exact(codes: Codes, engine: Engine) -> None:
+    # NAS-IP-Address is formatted once per address; a spread of spoofed ones only empties the memo.
+    addresses = [f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}" for i in range(NAS_IP_CACHE_MAX + 10)]
+    for address in [*addresses, addresses[0]]:
+        nas = FakeNas(codes, nas_ip=address)
+        outcome = handle(engine, nas, nas.mab(ALLOWED), require=True)
+        assert outcome.record is not None
+        assert outcome.record.nas_ip == address
+    assert len(engine._nas_ips) <= NAS_IP_CACHE_MAX
 
 
 def test_handle_record_ipv6_source(codes: Codes, engine: Engine) -> None:
