@@ -39,6 +39,15 @@ load_le32(const unsigned char *p)
     return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
 }
 
+static inline void
+store_le32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)v;
+    p[1] = (unsigned char)(v >> 8);
+    p[2] = (unsigned char)(v >> 16);
+    p[3] = (unsigned char)(v >> 24);
+}
+
 static void
 md5_block(uint32_t s[4], const unsigned char *p)
 {
@@ -168,15 +177,11 @@ md5_final(md5_ctx *ctx, unsigned char out[16])
     size_t used = (size_t)(ctx->count & 63);
     md5_update(ctx, pad, used < 56 ? 56 - used : 120 - used);
     unsigned char len[8];
-    for (int i = 0; i < 8; i++) {
-        len[i] = (unsigned char)(bits >> (8 * i));
-    }
+    store_le32(len, (uint32_t)bits);
+    store_le32(len + 4, (uint32_t)(bits >> 32));
     md5_update(ctx, len, 8);
     for (int i = 0; i < 4; i++) {
-        out[4 * i] = (unsigned char)ctx->s[i];
-        out[4 * i + 1] = (unsigned char)(ctx->s[i] >> 8);
-        out[4 * i + 2] = (unsigned char)(ctx->s[i] >> 16);
-        out[4 * i + 3] = (unsigned char)(ctx->s[i] >> 24);
+        store_le32(out + 4 * i, ctx->s[i]);
     }
 }
 
@@ -216,6 +221,29 @@ check_pads(Py_buffer *pads)
     return 0;
 }
 
+/* Take a buffer of each of ``objects`` (all or none: on failure the ones taken are given back). */
+static int
+take_buffers(PyObject *const *objects, Py_buffer *views, int count)
+{
+    for (int i = 0; i < count; i++) {
+        if (PyObject_GetBuffer(objects[i], &views[i], PyBUF_SIMPLE) < 0) {
+            while (i-- > 0) {
+                PyBuffer_Release(&views[i]);
+            }
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void
+release_buffers(Py_buffer *views, int count)
+{
+    for (int i = 0; i < count; i++) {
+        PyBuffer_Release(&views[i]);
+    }
+}
+
 /* hmac_pads(key: bytes) -> bytes: the two pad states for HmacMd5. */
 static PyObject *
 hmac_pads(PyObject *module, PyObject *arg)
@@ -246,11 +274,7 @@ hmac_pads(PyObject *module, PyObject *arg)
         uint32_t s[4] = {0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476};
         md5_block(s, padded);
         for (int i = 0; i < 4; i++) {
-            unsigned char *o = out + 16 * which + 4 * i;
-            o[0] = (unsigned char)s[i];
-            o[1] = (unsigned char)(s[i] >> 8);
-            o[2] = (unsigned char)(s[i] >> 16);
-            o[3] = (unsigned char)(s[i] >> 24);
+            store_le32(out + 16 * which + 4 * i, s[i]);
         }
     }
     return PyBytes_FromStringAndSize((const char *)out, PADS_LEN);
@@ -319,24 +343,23 @@ message_authenticator_valid(PyObject *module, PyObject *const *args, Py_ssize_t 
     if (pos == -1 && PyErr_Occurred()) {
         return NULL;
     }
-    Py_buffer pads, data;
-    if (PyObject_GetBuffer(args[0], &pads, PyBUF_SIMPLE) < 0) {
+    Py_buffer views[2]; /* pads, data */
+    if (take_buffers(args, views, 2) < 0) {
         return NULL;
     }
-    if (check_pads(&pads) < 0 || PyObject_GetBuffer(args[1], &data, PyBUF_SIMPLE) < 0) {
-        PyBuffer_Release(&pads);
+    Py_buffer *data = &views[1];
+    const unsigned char *p = data->buf;
+    if (check_pads(&views[0]) < 0) {
+        release_buffers(views, 2);
         return NULL;
     }
-    const unsigned char *p = data.buf;
-    if (data.len < 20 || pos < 20 || pos + 18 > data.len) {
-        PyBuffer_Release(&pads);
-        PyBuffer_Release(&data);
+    if (data->len < 20 || pos < 20 || pos + 18 > data->len) {
+        release_buffers(views, 2);
         PyErr_SetString(PyExc_ValueError, "no Message-Authenticator at that offset");
         return NULL;
     }
     md5_ctx inner, outer;
-    pads_load(pads.buf, &inner, &outer);
-    PyBuffer_Release(&pads);
+    pads_load(views[0].buf, &inner, &outer);
     if (zero_auth_code(p[0])) {
         md5_update(&inner, p, 4);
         md5_update(&inner, ZEROS, 16);
@@ -346,11 +369,11 @@ message_authenticator_valid(PyObject *module, PyObject *const *args, Py_ssize_t 
         md5_update(&inner, p, (size_t)(pos + 2));
     }
     md5_update(&inner, ZEROS, 16);
-    md5_update(&inner, p + pos + 18, (size_t)(data.len - pos - 18));
+    md5_update(&inner, p + pos + 18, (size_t)(data->len - pos - 18));
     unsigned char expected[16];
     hmac_finish(&inner, &outer, expected);
     int ok = equal16(expected, p + pos + 2);
-    PyBuffer_Release(&data);
+    release_buffers(views, 2);
     return PyBool_FromLong(ok);
 }
 
@@ -375,29 +398,16 @@ sign_reply(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_ValueError, "code and identifier are one octet each");
         return NULL;
     }
-    Py_buffer pads, secret, auth, attrs;
-    if (PyObject_GetBuffer(args[0], &pads, PyBUF_SIMPLE) < 0) {
+    PyObject *const objects[4] = {args[0], args[1], args[4], args[5]};
+    Py_buffer views[4];
+    if (take_buffers(objects, views, 4) < 0) {
         return NULL;
     }
-    if (PyObject_GetBuffer(args[1], &secret, PyBUF_SIMPLE) < 0) {
-        PyBuffer_Release(&pads);
-        return NULL;
-    }
-    if (PyObject_GetBuffer(args[4], &auth, PyBUF_SIMPLE) < 0) {
-        PyBuffer_Release(&pads);
-        PyBuffer_Release(&secret);
-        return NULL;
-    }
-    if (PyObject_GetBuffer(args[5], &attrs, PyBUF_SIMPLE) < 0) {
-        PyBuffer_Release(&pads);
-        PyBuffer_Release(&secret);
-        PyBuffer_Release(&auth);
-        return NULL;
-    }
+    Py_buffer pads = views[0], secret = views[1], auth = views[2], attrs = views[3];
     PyObject *result = NULL;
     Py_ssize_t length = 20 + 18 + attrs.len;
-    if (pads.len != PADS_LEN) {
-        PyErr_SetString(PyExc_ValueError, "HMAC pads must be 32 octets");
+    if (check_pads(&pads) < 0) {
+        /* the error is set */
     }
     else if (auth.len != 16) {
         PyErr_SetString(PyExc_ValueError, "the request authenticator is 16 octets");
@@ -429,10 +439,7 @@ sign_reply(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         md5_update(&ctx, secret.buf, (size_t)secret.len);
         md5_final(&ctx, out + 4);
     }
-    PyBuffer_Release(&pads);
-    PyBuffer_Release(&secret);
-    PyBuffer_Release(&auth);
-    PyBuffer_Release(&attrs);
+    release_buffers(views, 4);
     return result;
 }
 
@@ -447,14 +454,8 @@ hidden_password_is(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     Py_buffer b[4];
-    int got = 0;
-    for (; got < 4; got++) {
-        if (PyObject_GetBuffer(args[got], &b[got], PyBUF_SIMPLE) < 0) {
-            for (int i = 0; i < got; i++) {
-                PyBuffer_Release(&b[i]);
-            }
-            return NULL;
-        }
+    if (take_buffers(args, b, 4) < 0) {
+        return NULL;
     }
     const unsigned char *hidden = b[0].buf, *secret = b[1].buf, *auth = b[2].buf, *expected = b[3].buf;
     Py_ssize_t size = b[0].len, want = b[3].len;
@@ -483,9 +484,7 @@ hidden_password_is(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         }
         ok = diff == 0;
     }
-    for (int i = 0; i < 4; i++) {
-        PyBuffer_Release(&b[i]);
-    }
+    release_buffers(b, 4);
     return PyBool_FromLong(ok);
 }
 

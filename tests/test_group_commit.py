@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -47,8 +48,8 @@ def _replies(sock: socket.socket) -> list[bytes]:
             return out
 
 
-def test_requests_close_together_share_one_commit_and_wait_for_it(nac: server.Server) -> None:
-    listener, client = _auth_client(nac)
+def _count_commits(nac: server.Server) -> list[int]:
+    """The number of history rows in each group commit from now on."""
     commits: list[int] = []
     write_batch = nac.store.write_batch
 
@@ -57,10 +58,20 @@ def test_requests_close_together_share_one_commit_and_wait_for_it(nac: server.Se
         return write_batch(rows, events, **kw)  # type: ignore[arg-type]
 
     nac.store.write_batch = counting  # type: ignore[method-assign]
+    return commits
+
+
+def _request(client: socket.socket, n: int) -> None:
+    """MAB Access-Request number ``n`` (identifier and MAC both from n)."""
+    client.send(bench.build_request(f"00:1e:10:12:34:{n:02x}", SECRET.encode(), n, os.urandom(16)))
+
+
+def test_requests_close_together_share_one_commit_and_wait_for_it(nac: server.Server) -> None:
+    listener, client = _auth_client(nac)
+    commits = _count_commits(nac)
 
     def request(n: int) -> None:
-        mac = f"00:1e:10:12:34:{n:02x}"
-        client.send(bench.build_request(mac, SECRET.encode(), n, os.urandom(16)))
+        _request(client, n)
 
     async def exchange() -> None:
         request(1)
@@ -118,17 +129,10 @@ def test_under_steady_load_the_sockets_wait_for_the_commit_and_what_arrived_join
     nac: server.Server,
 ) -> None:
     _, client = _auth_client(nac)
-    commits: list[int] = []
-    write_batch = nac.store.write_batch
-
-    def counting(rows: Sequence[Sequence[object]], events: Sequence[SessionEvent], **kw: object) -> int:
-        commits.append(len(rows))
-        return write_batch(rows, events, **kw)  # type: ignore[arg-type]
-
-    nac.store.write_batch = counting  # type: ignore[method-assign]
+    commits = _count_commits(nac)
 
     def request(n: int) -> None:
-        client.send(bench.build_request(f"00:1e:10:12:34:{n:02x}", SECRET.encode(), n, os.urandom(16)))
+        _request(client, n)
 
     async def exchange() -> None:
         ready = asyncio.Event()
@@ -168,8 +172,10 @@ def test_under_steady_load_the_sockets_wait_for_the_commit_and_what_arrived_join
         nac._stopping.set()
         await asyncio.wait_for(serving, 30)
 
+    before = sys.getswitchinterval()
     try:
         asyncio.run(exchange())
     finally:
         client.close()
     assert nac.store.history_count() == server.PAUSE_PENDING + 5
+    assert sys.getswitchinterval() == before  # set for the indexer thread's life only
