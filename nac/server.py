@@ -884,6 +884,7 @@ class Server:
         self.store.conn.execute("PRAGMA wal_autocheckpoint=0")  # the indexer's thread does it
         self.store.conn.execute(f"PRAGMA busy_timeout={HISTORY_BUSY_MS}")
         indexing = self.worker in (None, 0)  # one indexer per database, not one per worker
+        switch_interval = sys.getswitchinterval()
         if indexing:
             # One thread per database, not per worker: it also checkpoints (nac/indexer.py).
             sys.setswitchinterval(SWITCH_INTERVAL)
@@ -948,6 +949,7 @@ class Server:
                 self._copier.stop()
             if indexing:
                 self.indexer.stop()
+                sys.setswitchinterval(switch_interval)  # the thread is gone
                 self.flush_index()
             self.close()
             if self.syslog is not None:
