@@ -246,8 +246,7 @@ class Server:
                         break
                     self.close()
                     raise NacError(f"cannot listen on {address} port {port}/udp: {exc.strerror}") from None
-                batched = _udp is not None and sock.family == socket.AF_INET
-                self.listeners.append(Listener(sock, service, len(self.listeners), batched))
+                self.listeners.append(Listener(sock, service, len(self.listeners), _batched(sock)))
 
     def _recent_wal_index(self) -> WalIndex | None:
         """The recent tier's WAL-index reader, opened once (see WalIndex); None if it cannot be
@@ -473,7 +472,7 @@ class Server:
             return
         counters = self.counters
         fd = sock.fileno()
-        if _udp is not None and fd >= 0 and sock.family == socket.AF_INET:
+        if fd >= 0 and _batched(sock):
             for index, code in _udp.send_batch(fd, replies):
                 counters["send_errors"] += 1
                 log.warning("cannot send a reply to %s: %s", replies[index][1][0], os.strerror(code))
@@ -955,6 +954,11 @@ class Server:
             if self.syslog is not None:
                 self.syslog.close()
             log.info("stopped; %s", _format_counters(self.counters))
+
+
+def _batched(sock: socket.socket) -> bool:
+    """Whether ``sock`` is read and answered through nac._udp (IPv4, and the module built)."""
+    return _udp is not None and sock.family == socket.AF_INET
 
 
 def _wal_long(index: WalIndex | None, db_path: str) -> bool:
