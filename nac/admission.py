@@ -9,7 +9,7 @@ exception while deciding becomes an Access-Reject (fail closed).
 from __future__ import annotations
 
 from ipaddress import IPv6Address
-from typing import TYPE_CHECKING, Final, NamedTuple
+from typing import TYPE_CHECKING, Final, NamedTuple, TypeAlias
 
 from nac.clients import Client
 from nac.crypto import chap_matches, hidden_password_is, request_authenticator_valid, unhide_password
@@ -79,10 +79,13 @@ class Outcome(NamedTuple):
     session: SessionEvent | None = None  # what an Accounting-Request says of a session
 
 
-class _Cached(NamedTuple):
-    expires: float
-    request: bytes
-    reply: bytes
+#: A cached reply: (expires, request, reply).  A plain tuple of immutable values, not a
+#: NamedTuple: the collector stops tracking such a tuple the first time it sees it, while a
+#: tuple subclass stays tracked for as long as it lives, and every full collection walks it.
+#: With many NASes and ports the cache holds up to duplicate_ttl's worth of replies (200,000
+#: at 40,000 requests/s): a full collection took 29.6 ms with them as NamedTuples, 1.3 ms as
+#: tuples (gc.collect() beside 200,000 entries, this machine).
+_Cached: TypeAlias = tuple[float, bytes, bytes]
 
 
 class Engine:
@@ -113,7 +116,7 @@ class Engine:
         cache = self._cache
         stale: list[tuple[int, str, int, int]] = []
         for key, entry in cache.items():  # insertion order is expiry order
-            if entry.expires > now and len(cache) - len(stale) <= DUPLICATE_CACHE_MAX:
+            if entry[0] > now and len(cache) - len(stale) <= DUPLICATE_CACHE_MAX:
                 break
             stale.append(key)
         for key in stale:
@@ -131,7 +134,7 @@ class Engine:
     def _remember(self, key: tuple[int, str, int, int], req: Request, reply: bytes, now: float) -> None:
         cache = self._cache
         cache.pop(key, None)  # re-insert at the end, keeping insertion order = expiry order
-        cache[key] = _new(_Cached, (now + self.duplicate_ttl, req.data, reply))
+        cache[key] = (now + self.duplicate_ttl, req.data, reply)
 
     # -- the request path ------------------------------------------------------------------
 
@@ -143,8 +146,8 @@ class Engine:
         req = decode(data)
         key = (port, src[0], src[1], req.identifier)
         cached = self._cache.get(key)
-        if cached is not None and cached.request == req.data and cached.expires > now:
-            return Outcome(cached.reply, None, "duplicate")
+        if cached is not None and cached[1] == req.data and cached[0] > now:
+            return Outcome(cached[2], None, "duplicate")
         code = req.code
         if code == STATUS_SERVER:
             return self._status(req, client, service)
@@ -498,31 +501,34 @@ class Engine:
         host = src[0]
         # tuple.__new__ with the fields in records.py's order: a NamedTuple's own __new__ (a
         # Python function) costs twice as much, and keywords three times, on every request.
-        return _new(HistoryRecord, (
-            now,
-            format_mac(mac) if mac is not None else None,
-            vendor,
-            prefix,
-            bits,
-            decision.action,
-            decision.vlan,
-            decision.rule,
-            decision.reason,
-            client.name,
-            self._nas_ip(attrs, host),
-            method,
-            _text(attrs.get(codes.user_name)),
-            _text(attrs.get(codes.calling_station_id)),
-            _text(attrs.get(codes.called_station_id)),
-            int.from_bytes(nas_port, "big") if nas_port is not None and len(nas_port) == 4 else None,
-            _text(attrs.get(codes.nas_port_id)),
-            _port_type(codes, port_type),
-            _text(attrs.get(codes.nas_identifier)),
-            f"{host}:{src[1]}" if ":" not in host else f"[{host}]:{src[1]}",
-            1 if req.ma_offset >= 0 else 0,
-            _REPLY_CODE[decision.action],
-            self.policy.snapshot_id,
-        ))
+        return _new(
+            HistoryRecord,
+            (
+                now,
+                format_mac(mac) if mac is not None else None,
+                vendor,
+                prefix,
+                bits,
+                decision.action,
+                decision.vlan,
+                decision.rule,
+                decision.reason,
+                client.name,
+                self._nas_ip(attrs, host),
+                method,
+                _text(attrs.get(codes.user_name)),
+                _text(attrs.get(codes.calling_station_id)),
+                _text(attrs.get(codes.called_station_id)),
+                int.from_bytes(nas_port, "big") if nas_port is not None and len(nas_port) == 4 else None,
+                _text(attrs.get(codes.nas_port_id)),
+                _port_type(codes, port_type),
+                _text(attrs.get(codes.nas_identifier)),
+                f"{host}:{src[1]}" if ":" not in host else f"[{host}]:{src[1]}",
+                1 if req.ma_offset >= 0 else 0,
+                _REPLY_CODE[decision.action],
+                self.policy.snapshot_id,
+            ),
+        )
 
     def _nas_ip(self, attrs: dict[int, bytes], host: str) -> str:
         raw = attrs.get(self.codes.nas_ip_address)
