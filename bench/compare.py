@@ -83,14 +83,16 @@ def _nac_env() -> dict[str, str]:
     return dict(os.environ, PYTHONPATH=os.pathsep.join(path))
 
 
-def start_nac(*, port: int, cpu: str, workdir: Path, config: Path | None) -> Server:
+def start_nac(*, port: int, cpu: str, workdir: Path, config: Path | None, workers: int = 1) -> Server:
     """nac's own server with the same policy, as CONTRACT.md describes its command line.
 
     Without ``config`` nac runs on its embedded defaults (client 127.0.0.1 / ::1, secret
     testing123) with a fresh database in ``workdir`` holding the two rules of the reference
     policy.  With ``config`` (a TOML file, see CONTRACT.md) the file's own clients and
     database are used; ``--bind``/``--auth-port``/``--acct-port`` still override it so the
-    load generator finds the server.  Change this function if nac's command line changes.
+    load generator finds the server.  ``workers`` > 1: that many processes sharing the port
+    (``nac serve --workers``); pin them to no core (``--server-cpu none``) to spread them.
+    Change this function if nac's command line changes.
     """
     db = workdir / "nac.db"
     if config is None:
@@ -108,6 +110,8 @@ def start_nac(*, port: int, cpu: str, workdir: Path, config: Path | None) -> Ser
     else:
         argv += ["--db", str(db)]
     argv += ["--bind", "127.0.0.1", "--auth-port", str(port), "--acct-port", str(port + 1)]
+    if workers != 1:
+        argv += ["--workers", str(workers)]
     log = workdir / "nac.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -263,6 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--nac-port", type=int, default=18130)
     parser.add_argument("--nac-config", type=Path, default=None, help="nac serve --config FILE")
+    parser.add_argument("--nac-workers", type=int, default=1, help="nac serve --workers N (0: one per core)")
     parser.add_argument("--json", action="store_true", help="print the median runs as JSON")
     parser.add_argument(
         "--no-check", dest="check", action="store_false", help="skip the radclient policy check"
@@ -282,7 +287,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             results["freeradius"] = measure(fr, args)
         if args.server in {"nac", "both"}:
-            nac = start_nac(port=args.nac_port, cpu=args.server_cpu, workdir=workdir, config=args.nac_config)
+            nac = start_nac(
+                port=args.nac_port,
+                cpu=args.server_cpu,
+                workdir=workdir,
+                config=args.nac_config,
+                workers=args.nac_workers,
+            )
             results["nac"] = measure(nac, args)
 
     print(f"\nmedian of {args.repeat} x {args.count:,} requests, window {args.window}:")
