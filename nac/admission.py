@@ -501,34 +501,31 @@ class Engine:
         host = src[0]
         # tuple.__new__ with the fields in records.py's order: a NamedTuple's own __new__ (a
         # Python function) costs twice as much, and keywords three times, on every request.
-        return _new(
-            HistoryRecord,
-            (
-                now,
-                format_mac(mac) if mac is not None else None,
-                vendor,
-                prefix,
-                bits,
-                decision.action,
-                decision.vlan,
-                decision.rule,
-                decision.reason,
-                client.name,
-                self._nas_ip(attrs, host),
-                method,
-                _text(attrs.get(codes.user_name)),
-                _text(attrs.get(codes.calling_station_id)),
-                _text(attrs.get(codes.called_station_id)),
-                int.from_bytes(nas_port, "big") if nas_port is not None and len(nas_port) == 4 else None,
-                _text(attrs.get(codes.nas_port_id)),
-                _port_type(codes, port_type),
-                _text(attrs.get(codes.nas_identifier)),
-                f"{host}:{src[1]}" if ":" not in host else f"[{host}]:{src[1]}",
-                1 if req.ma_offset >= 0 else 0,
-                _REPLY_CODE[decision.action],
-                self.policy.snapshot_id,
-            ),
-        )
+        return _new(HistoryRecord, (
+            now,
+            format_mac(mac) if mac is not None else None,
+            vendor,
+            prefix,
+            bits,
+            decision.action,
+            decision.vlan,
+            decision.rule,
+            decision.reason,
+            client.name,
+            self._nas_ip(attrs, host),
+            method,
+            _text(attrs.get(codes.user_name)),
+            _text(attrs.get(codes.calling_station_id)),
+            _text(attrs.get(codes.called_station_id)),
+            int.from_bytes(nas_port, "big") if nas_port is not None and len(nas_port) == 4 else None,
+            _text(attrs.get(codes.nas_port_id)),
+            _port_type(codes, port_type),
+            _text(attrs.get(codes.nas_identifier)),
+            f"{host}:{src[1]}" if ":" not in host else f"[{host}]:{src[1]}",
+            1 if req.ma_offset >= 0 else 0,
+            _REPLY_CODE[decision.action],
+            self.policy.snapshot_id,
+        ))
 
     def _nas_ip(self, attrs: dict[int, bytes], host: str) -> str:
         raw = attrs.get(self.codes.nas_ip_address)
