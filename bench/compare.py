@@ -3,11 +3,14 @@
     python bench/compare.py                          # FreeRADIUS only (the default)
     python bench/compare.py --server nac             # nac only
     python bench/compare.py --server both --repeat 3
+    python bench/compare.py --server both --paced 60 70 80   # then latency at % of each peak
 
 Each server runs pinned to one core (``--server-cpu``, default 0) and the load generator
 (``python -m nac.bench``) to the other (``--client-cpu``, default 1), so the two never compete
 for a core.  Each server first gets a short warm-up run, then ``--repeat`` measured runs of
 ``--count`` MAB Access-Requests with ``--window`` in flight; the median run is reported.
+With ``--paced``, each server then gets open-loop runs of ``--paced-seconds`` at those
+percentages of its own median rate (up to 1,024 in flight), for the latency at a given load.
 
 The policy on both sides: Huawei OUIs -> Access-Reject with a Reply-Message, 00:10:A4 ->
 Access-Accept in VLAN 666, everything else -> Access-Accept (see bench/README.md).
@@ -26,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +37,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 SECRET = "testing123"  # noqa: S105 - FreeRADIUS's and nac's well-known local test client
+PACED_WINDOW = 1024  # in flight at most in a paced run: room for a stall's queue
 
 
 @dataclass(frozen=True)
@@ -102,7 +106,11 @@ def start_nac(*, port: int, cpu: str, workdir: Path, config: Path | None, worker
         ]
         for rule in rules:
             subprocess.run(
-                _nac("rules", "add", *rule, "--db", str(db)), check=True, cwd=workdir, env=_nac_env()
+                _nac("rules", "add", *rule, "--db", str(db)),
+                check=True,
+                cwd=workdir,
+                env=_nac_env(),
+                stdout=subprocess.DEVNULL,
             )
     argv = _nac("serve")
     if config is not None:
@@ -183,8 +191,12 @@ def group_cpu_seconds(pgid: int) -> float:
     return total / _TICKS
 
 
-def bench(port: int, *, count: int, window: int, cpu: str) -> dict[str, Any]:
-    """One run of the load generator, pinned to ``cpu``, as a separate process."""
+def bench(
+    port: int, *, count: int = 0, window: int, cpu: str, rate: float = 0.0, seconds: float = 0.0
+) -> dict[str, Any]:
+    """One run of the load generator, pinned to ``cpu``, as a separate process: ``count``
+    requests, or with ``rate`` paced (open loop) for ``seconds``."""
+    amount = ["--duration", str(seconds), "--rate", str(rate)] if rate else ["--count", str(count)]
     argv = _pinned(
         cpu,
         [
@@ -195,8 +207,7 @@ def bench(port: int, *, count: int, window: int, cpu: str) -> dict[str, Any]:
             str(port),
             "--secret",
             SECRET,
-            "--count",
-            str(count),
+            *amount,
             "--window",
             str(window),
             "--json",
@@ -229,24 +240,51 @@ def check_policy(server: Server) -> None:
     print(f"{server.name}: policy check passed", flush=True)
 
 
-def measure(server: Server, args: argparse.Namespace) -> dict[str, Any]:
-    """Warm up, then ``args.repeat`` runs; return the median one (by requests/s)."""
-    with running(server):
+def _timed(server: Server, **load: Any) -> dict[str, Any]:
+    """One bench() run with the server's CPU over it (all its processes and threads)."""
+    cpu0, t0 = group_cpu_seconds(server.process.pid), time.monotonic()
+    r = bench(server.port, **load)
+    busy = group_cpu_seconds(server.process.pid) - cpu0
+    # Over the generator's whole process lifetime (start-up included): a lower bound.
+    r["server_cpu_percent"] = round(100 * busy / (time.monotonic() - t0), 1)
+    return r
+
+
+def measure(start: Callable[[], Server], args: argparse.Namespace) -> dict[str, Any]:
+    """Warm up, then ``args.repeat`` runs; return the median one (by requests/s), with the
+    paced runs at ``args.paced`` percent of its rate under "paced".
+
+    Each paced run gets a server of its own from ``start`` (for nac on its embedded defaults,
+    with a new database), warmed up the same way: a run must not inherit what the ones before
+    it left behind, such as nac's backlog of decisions still to index (bench/README.md,
+    "History and sustained load")."""
+    with running(start()) as server:
         if args.check:
             check_policy(server)
         if args.warmup:
             bench(server.port, count=args.warmup, window=args.window, cpu=args.client_cpu)
         runs = []
         for i in range(args.repeat):
-            cpu0, t0 = group_cpu_seconds(server.process.pid), time.monotonic()
-            r = bench(server.port, count=args.count, window=args.window, cpu=args.client_cpu)
-            busy = group_cpu_seconds(server.process.pid) - cpu0
-            # Over the generator's whole process lifetime (start-up included): a lower bound.
-            r["server_cpu_percent"] = round(100 * busy / (time.monotonic() - t0), 1)
+            r = _timed(server, count=args.count, window=args.window, cpu=args.client_cpu)
             print(_line(f"{server.name}#{i + 1}", r), flush=True)
             runs.append(r)
     median = statistics.median_low(r["requests_per_second"] for r in runs)
-    return next(r for r in runs if r["requests_per_second"] == median)
+    peak = next(r for r in runs if r["requests_per_second"] == median)
+    # The latency at a given load, as a fraction of this server's own peak just measured:
+    # open loop, so a stall shows as the queue it builds, not as requests never sent.
+    peak["paced"] = []
+    for percent in args.paced:
+        rate = round(peak["requests_per_second"] * percent / 100)
+        with running(start()) as server:
+            if args.warmup:
+                bench(server.port, count=args.warmup, window=args.window, cpu=args.client_cpu)
+            r = _timed(
+                server, rate=rate, seconds=args.paced_seconds, window=PACED_WINDOW, cpu=args.client_cpu
+            )
+        r["percent_of_peak"] = percent
+        print(_line(f"{server.name}@{percent:g}%", r), flush=True)
+        peak["paced"].append(r)
+    return peak
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -268,6 +306,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--nac-port", type=int, default=18130)
     parser.add_argument("--nac-config", type=Path, default=None, help="nac serve --config FILE")
     parser.add_argument("--nac-workers", type=int, default=1, help="nac serve --workers N (0: one per core)")
+    parser.add_argument(
+        "--paced",
+        type=float,
+        nargs="+",
+        default=[],
+        metavar="PERCENT",
+        help="then paced (open-loop) runs at these percentages of each server's own peak",
+    )
+    parser.add_argument("--paced-seconds", type=float, default=20.0, help="length of each paced run")
     parser.add_argument("--json", action="store_true", help="print the median runs as JSON")
     parser.add_argument(
         "--no-check", dest="check", action="store_false", help="skip the radclient policy check"
@@ -278,27 +325,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="nac-compare.") as tmp:
         workdir = Path(tmp)
         if args.server in {"freeradius", "both"}:
-            fr = start_freeradius(
-                port=args.fr_port,
-                threads=args.fr_threads,
-                cpu=args.server_cpu,
-                workdir=workdir,
-                decision_log=args.fr_decision_log,
+            results["freeradius"] = measure(
+                lambda: start_freeradius(
+                    port=args.fr_port,
+                    threads=args.fr_threads,
+                    cpu=args.server_cpu,
+                    workdir=Path(tempfile.mkdtemp(dir=workdir)),
+                    decision_log=args.fr_decision_log,
+                ),
+                args,
             )
-            results["freeradius"] = measure(fr, args)
         if args.server in {"nac", "both"}:
-            nac = start_nac(
-                port=args.nac_port,
-                cpu=args.server_cpu,
-                workdir=workdir,
-                config=args.nac_config,
-                workers=args.nac_workers,
+            results["nac"] = measure(
+                lambda: start_nac(
+                    port=args.nac_port,
+                    cpu=args.server_cpu,
+                    workdir=Path(tempfile.mkdtemp(dir=workdir)),
+                    config=args.nac_config,
+                    workers=args.nac_workers,
+                ),
+                args,
             )
-            results["nac"] = measure(nac, args)
 
     print(f"\nmedian of {args.repeat} x {args.count:,} requests, window {args.window}:")
     for name, r in results.items():
         print(_line(name, r))
+    if len(results) == 2:
+        ratio = results["nac"]["requests_per_second"] / results["freeradius"]["requests_per_second"]
+        print(f"nac / freeradius: {ratio:.2f}x")
+    if args.paced:
+        print(f"\npaced (open loop) for {args.paced_seconds:g} s, at a percentage of each server's peak:")
+        for name, r in results.items():
+            for paced in r["paced"]:
+                print(_line(f"{name}@{paced['percent_of_peak']:g}%", paced))
     if args.json:
         print(json.dumps(results, indent=2))
     return 0
