@@ -179,3 +179,32 @@ def test_under_steady_load_the_sockets_wait_for_the_commit_and_what_arrived_join
         client.close()
     assert nac.store.history_count() == server.PAUSE_PENDING + 5
     assert sys.getswitchinterval() == before  # set for the indexer thread's life only
+
+
+def test_a_queue_is_decided_and_answered_a_bounded_batch_at_a_time(nac: server.Server) -> None:
+    """After a stall the socket holds a queue: the first MAX_BATCH of it are committed and
+    answered before the rest is even read, so no reply waits for the whole queue's decisions."""
+    listener, client = _auth_client(nac)
+    commits = _count_commits(nac)
+    queued = server.MAX_BATCH + 5
+
+    async def exchange() -> None:
+        for n in range(queued):
+            _request(client, n)
+        await asyncio.sleep(0.05)
+        nac.drain(listener)  # the first in a while: no spacing to wait out
+        assert commits == [server.MAX_BATCH]
+        await asyncio.sleep(0.01)
+        assert len(_replies(client)) == server.MAX_BATCH
+        assert nac.counters["received"] == server.MAX_BATCH  # the rest still in the socket
+        nac._last_commit = 0.0  # as if the spacing were over
+        nac.drain(listener)
+        assert commits == [server.MAX_BATCH, 5]
+        await asyncio.sleep(0.01)
+        assert len(_replies(client)) == 5
+
+    try:
+        asyncio.run(exchange())
+    finally:
+        client.close()
+    assert nac.store.history_count() == queued
