@@ -201,11 +201,20 @@ class Engine:
             raise PacketError("missing-message-authenticator", "Status-Server (RFC 5997 §3)")
         if not message_authenticator_valid(req, client.key):
             raise PacketError("bad-message-authenticator", "Status-Server")
+        # RFC 2865 §5.33: Proxy-State comes back unchanged and in order, as FreeRADIUS does, so
+        # a proxy between a switch and nac can match the answer to its health check.
+        proxy_state = req.proxy_state
         if service == AUTH:
             body = self.codes.reply_message_attributes(STATUS_REPLY_MESSAGE)
-            reply = encode_reply(ACCESS_ACCEPT, req, body, key=client.key, secret=client.secret)
+            if REPLY_OVERHEAD + len(body) + len(proxy_state) > MAX_PACKET:
+                body = b""  # the Reply-Message is optional; the request's Proxy-States always fit
+            reply = encode_reply(
+                ACCESS_ACCEPT, req, body, key=client.key, secret=client.secret, proxy_state=proxy_state
+            )
         else:
-            reply = encode_reply(ACCOUNTING_RESPONSE, req, b"", key=client.key, secret=client.secret)
+            reply = encode_reply(
+                ACCOUNTING_RESPONSE, req, b"", key=client.key, secret=client.secret, proxy_state=proxy_state
+            )
         return Outcome(reply, None, "status")
 
     def _decide(

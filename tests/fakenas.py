@@ -159,11 +159,13 @@ class FakeNas:
         message_authenticator: bool = True,
         secret: bytes | None = None,
         identifier: int | None = None,
+        proxy_state: Sequence[bytes] = (),
     ) -> bytes:
         secret = self.secret if secret is None else secret
         identifier = self.next_id() if identifier is None else identifier
         key = HmacMd5(secret) if message_authenticator else None
         body = attr(self.codes.nas_identifier, "fakenas")
+        body += b"".join(attr(self.codes.proxy_state, state) for state in proxy_state)
         return encode_request(STATUS_SERVER, identifier, self.fresh_authenticator(), body, key=key)
 
     # -- Accounting-Request (RFC 2866) -------------------------------------------------------

@@ -465,6 +465,30 @@ def test_handle_status_server_on_acct_port(engine: Engine, nas: FakeNas) -> None
 
 
 @pytest.mark.parametrize("service", ["auth", "acct"])
+def test_handle_status_server_copies_every_proxy_state_in_order(
+    engine: Engine, nas: FakeNas, service: str
+) -> None:
+    # RFC 2865 §5.33, as FreeRADIUS answers: a proxy matches the reply by its Proxy-State.
+    states = [b"first", b"\x00second", b"third" * 50]
+    request = nas.status_server(proxy_state=states)
+    outcome = handle(engine, nas, request, service=service)
+    attrs = nas.check_reply(request, outcome.reply, ma_required=service == "auth")
+    assert [v for k, v in attrs if k == PROXY_STATE] == states
+
+
+def test_handle_status_server_at_the_size_limit_keeps_proxy_state(engine: Engine, nas: FakeNas) -> None:
+    # A 4096-octet Status-Server of Proxy-States: the optional Reply-Message gives way.
+    room = 4096 - len(nas.status_server())
+    states = [b"p" * 253] * (room // 255) + [b"q" * (room % 255 - 2)]
+    request = nas.status_server(proxy_state=states)
+    assert len(request) == 4096
+    outcome = handle(engine, nas, request)
+    attrs = nas.check_reply(request, outcome.reply)
+    assert [v for k, v in attrs if k == PROXY_STATE] == states
+    assert len(outcome.reply) <= 4096
+
+
+@pytest.mark.parametrize("service", ["auth", "acct"])
 def test_handle_status_server_without_message_authenticator_is_dropped(
     engine: Engine, nas: FakeNas, service: str
 ) -> None:

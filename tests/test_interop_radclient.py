@@ -189,6 +189,16 @@ def test_status_server_on_auth_port_gets_access_accept(nac_server: NacServer) ->
     assert {a.name for a in result.reply} <= {"Message-Authenticator", "Reply-Message"}
 
 
+def test_status_server_reply_echoes_proxy_state_in_order(nac_server: NacServer) -> None:
+    # RFC 2865 §5.33 and RFC 5997: FreeRADIUS echoes Proxy-State in its Status-Server replies.
+    attrs = "Message-Authenticator = 0x00, Proxy-State = 0x6869, Proxy-State = 0x0102ff"
+    for port in (nac_server.auth_port, nac_server.acct_port):
+        result = nac_server.radclient(attrs, code="status", port=port)
+
+        assert result.code in ("Access-Accept", "Accounting-Response"), result.stdout
+        assert result.values("Proxy-State") == ["0x6869", "0x0102ff"], result.stdout
+
+
 def test_status_server_on_acct_port_gets_accounting_response(nac_server: NacServer) -> None:
     result = nac_server.radclient("Message-Authenticator = 0x00", code="status", port=nac_server.acct_port)
 
