@@ -13,7 +13,7 @@ import logging
 import socket
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from nac.crypto import ZERO_AUTHENTICATOR, HmacMd5, request_authenticator, response_authenticator
@@ -77,7 +77,7 @@ class Target:
 
     nas_ip: str
     port: int
-    secret: bytes
+    secret: bytes = field(repr=False)  # logs and tracebacks show targets; never the secret
     client: str
     session_id: str | None = None
     calling_station_id: str | None = None

@@ -89,7 +89,8 @@ class EapSettings:
     methods: tuple[str, ...]  # in the server's order of preference
     tls_context: SSL.Context | None = None  # requires a client certificate (EAP-TLS)
     tunnel_context: SSL.Context | None = None  # server certificate only (PEAP, TTLS)
-    users: Mapping[str, bytes] = field(default_factory=dict)  # name -> NT hash
+    #: name -> NT hash (password-equivalent for MS-CHAPv2: kept out of repr)
+    users: Mapping[str, bytes] = field(default_factory=dict, repr=False)
     #: name -> password of users enrolled for EAP-MD5 (None: not enrolled); EAP-MD5 is offered
     #: only to clients with `eap_md5 = true` and only when this is set.
     md5_passwords: Callable[[str], str | None] | None = None
@@ -104,6 +105,13 @@ class EapReply(NamedTuple):
     identity: str | None  # the authenticated identity (success), else the EAP identity
     msk: bytes | None
     reason: str
+
+    def __repr__(self) -> str:  # the MSK is key material: never in a log line or a traceback
+        msk = "None" if self.msk is None else f"<{len(self.msk)} octets>"
+        return (
+            f"EapReply(kind={self.kind!r}, message={self.message!r}, state={self.state!r}, "
+            f"method={self.method!r}, identity={self.identity!r}, msk={msk}, reason={self.reason!r})"
+        )
 
 
 class _Conversation:

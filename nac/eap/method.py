@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 
@@ -18,7 +18,7 @@ class Done:
     """The peer authenticated: who it is, and the MSK (RFC 3748 §7.10) for the Wi-Fi keys."""
 
     identity: str
-    msk: bytes
+    msk: bytes = field(repr=False)  # key material: never in a log line or a traceback
 
 
 @dataclass(frozen=True, slots=True)
