@@ -4,7 +4,7 @@
     certificate = "/etc/nac/server.pem"      # the server's certificate (chain), PEM
     private_key = "/etc/nac/server.key"      # its key, PEM, unencrypted
     ca_certificates = "/etc/nac/ca.pem"      # CAs whose client certificates EAP-TLS accepts
-    crl = "/etc/nac/ca.crl"                  # optional: revoked client certificates
+    crl = "/etc/nac/ca.crl"                  # optional: CRLs (PEM) of every CA in the chain
     methods = ["tls", "peap", "ttls"]        # optional: offered in this order
 
 This module reads files (the shell's side); the protocol core gets ready SSL contexts.
@@ -12,6 +12,7 @@ This module reads files (the shell's side); the protocol core gets ready SSL con
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,11 @@ from nac.errors import ConfigError
 from nac.tomlfile import Locator
 
 _KEYS: Final = {"certificate", "private_key", "ca_certificates", "crl", "methods"}
+#: TLS 1.2 suites: forward-secret key exchange (ECDHE, or DHE where OpenSSL has parameters)
+#: with an AEAD cipher only, as the Mozilla "intermediate" profile and RFC 9325 §4.2 ask;
+#: a stolen server key then cannot decrypt recorded tunnels.  TLS 1.3 suites all qualify.
+TLS12_CIPHERS: Final = b"ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20:!aNULL:!DSS"
+_CRL_PEM: Final = re.compile(rb"-----BEGIN X509 CRL-----.+?-----END X509 CRL-----", re.DOTALL)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -111,6 +117,7 @@ def settings(config: EapConfig, users: Mapping[str, bytes]) -> EapSettings:
 def _context(config: EapConfig, *, verify_clients: bool) -> SSL.Context:
     ctx = SSL.Context(SSL.TLS_METHOD)
     ctx.set_min_proto_version(SSL.TLS1_2_VERSION)
+    ctx.set_cipher_list(TLS12_CIPHERS)
     if not verify_clients:
         # PEAP and TTLS over TLS 1.3 (RFC 9427) derive keys differently; until that is
         # implemented their tunnels stay on TLS 1.2, which every supplicant offers.
@@ -138,15 +145,29 @@ def _context(config: EapConfig, *, verify_clients: bool) -> SSL.Context:
             ) from None
         ctx.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT)
         if config.crl is not None:
-            try:
-                crl = x509.load_pem_x509_crl(Path(config.crl).read_bytes())
-            except (OSError, ValueError) as exc:
-                raise _FileError("crl", f"cannot load {config.crl}: {_why(exc)}") from None
             store = ctx.get_cert_store()
             assert store is not None
-            store.add_crl(crl)
-            store.set_flags(crypto.X509StoreFlags.CRL_CHECK)
+            for crl in _load_crls(config.crl):
+                store.add_crl(crl)
+            store.set_flags(CRL_FLAGS)
     return ctx
+
+
+#: Every certificate of the client's chain is checked against its issuer's CRL, not only the
+#: leaf: a revoked intermediate CA must take its whole subtree with it.  A chain link with no
+#: CRL from its issuer fails the handshake (fail closed), so `crl` holds one CRL per CA.
+CRL_FLAGS: Final = crypto.X509StoreFlags.CRL_CHECK | crypto.X509StoreFlags.CRL_CHECK_ALL
+
+
+def _load_crls(path: str) -> list[x509.CertificateRevocationList]:
+    """Every PEM CRL in ``path`` (one per CA of the chains that EAP-TLS accepts)."""
+    try:
+        blocks = _CRL_PEM.findall(Path(path).read_bytes())
+        if not blocks:
+            raise ValueError("no PEM CRL (-----BEGIN X509 CRL-----) in it")
+        return [x509.load_pem_x509_crl(block) for block in blocks]
+    except (OSError, ValueError) as exc:
+        raise _FileError("crl", f"cannot load {path}: {_why(exc)}") from None
 
 
 def _why(exc: BaseException) -> str:
