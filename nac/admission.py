@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Final, NamedTuple, TypeAlias
 from nac.clients import Client
 from nac.crypto import chap_matches, hidden_password_is, request_authenticator_valid, unhide_password
 from nac.eap.keys import mppe_attributes
+from nac.eap.limits import port_key
 from nac.errors import PacketError
 from nac.mac import format_mac, try_parse_mac
 from nac.oui import VendorMatch
@@ -395,7 +396,18 @@ class Engine:
                 method="eap",
             )
             return self._eap_reply(ACCESS_REJECT, req, body, client, record, key)
-        step = eap.step(message, state=state, mac=mac, now=now, allow_md5=client.eap_md5)
+        # A few conversations per wired port (nac/eap/limits.py): from the first round only.
+        port = None
+        if state is None:
+            port = port_key(
+                nas=f"{client.name} ({src[0]})",
+                nas_identifier=attrs.get(codes.nas_identifier),
+                nas_ip=attrs.get(codes.nas_ip_address),
+                nas_port=attrs.get(codes.nas_port),
+                nas_port_id=attrs.get(codes.nas_port_id),
+                port_type=attrs.get(codes.nas_port_type),
+            )
+        step = eap.step(message, state=state, mac=mac, now=now, allow_md5=client.eap_md5, port=port)
         reply_eap = split_attribute(codes.eap_message, step.message)
         if step.kind == "challenge":
             body = reply_eap + (attribute(codes.state, step.state) if step.state is not None else b"")

@@ -15,7 +15,7 @@ import pytest
 from tests.test_core_purity import FORBIDDEN_CALLS, FORBIDDEN_MODULES
 
 EAP = Path(__file__).resolve().parent.parent / "nac" / "eap"
-CORE = ["eap", "method", "tls", "peap", "ttls", "mschapv2", "md4", "keys"]
+CORE = ["eap", "limits", "method", "tls", "peap", "ttls", "mschapv2", "md4", "keys"]
 SHELL = {"nac.eap.config", "nac.eap.users", "nac.eap.certs"}
 
 

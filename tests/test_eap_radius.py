@@ -101,8 +101,10 @@ def eap_attrs(message: bytes) -> bytes:
     return b"".join(attr(EAP_MESSAGE, message[i : i + 253]) for i in range(0, len(message) or 1, 253))
 
 
-def request(nas: FakeNas, message: bytes, *, state: bytes | None = None, mac: str | None = ALLOWED) -> bytes:
-    body = attr(USER_NAME, "client.nac.lab")
+def request(
+    nas: FakeNas, message: bytes, *, state: bytes | None = None, mac: str | None = ALLOWED, extra: bytes = b""
+) -> bytes:
+    body = attr(USER_NAME, "client.nac.lab") + extra
     if mac is not None:
         body += attr(CALLING_STATION_ID, mac)
     body += eap_attrs(message)
@@ -336,15 +338,16 @@ def test_conversation_expires_after_its_lifetime(engine: Engine, nas: FakeNas) -
 
 def test_conversation_table_is_bounded(engine: Engine, nas: FakeNas, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(eap_module, "MAX_CONVERSATIONS", 3)
-    for _ in range(3):
-        assert send(engine, nas, request(nas, identity())).reply[0] == ACCESS_CHALLENGE
-    outcome = send(engine, nas, request(nas, identity()))
+    stations = [f"00-10-A4-00-00-0{n}" for n in range(5)]  # one station would replace its own
+    for mac in stations[:3]:
+        assert send(engine, nas, request(nas, identity(), mac=mac)).reply[0] == ACCESS_CHALLENGE
+    outcome = send(engine, nas, request(nas, identity(), mac=stations[3]))
     assert outcome.reply[0] == ACCESS_REJECT
     assert outcome.record is not None
     assert "too many EAP conversations" in outcome.record.reason
     # Once the oldest expire, new conversations start again.
     later = NOW + eap_module.CONVERSATION_LIFETIME
-    assert send(engine, nas, request(nas, identity()), later).reply[0] == ACCESS_CHALLENGE
+    assert send(engine, nas, request(nas, identity(), mac=stations[4]), later).reply[0] == ACCESS_CHALLENGE
 
 
 def test_rounds_are_bounded(engine: Engine, nas: FakeNas, monkeypatch: pytest.MonkeyPatch) -> None:

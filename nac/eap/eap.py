@@ -15,6 +15,7 @@ from typing import Final, NamedTuple
 from OpenSSL import SSL
 
 from nac.eap.keys import MppeCodes
+from nac.eap.limits import ConversationIndex
 from nac.eap.md5 import TYPE_MD5, EapMd5
 from nac.eap.method import Done, Failed, Method, Next
 from nac.eap.peap import Peap
@@ -36,7 +37,8 @@ METHOD_TYPES: Final = {"tls": TYPE_TLS, "peap": TYPE_PEAP, "ttls": TYPE_TTLS}
 
 #: Conversations in progress at once: FreeRADIUS's eap `max_sessions` default is 4096.  Each
 #: holds one TLS connection (~30-70 KiB with its buffers) and at most MAX_CONVERSATION_OCTETS
-#: of input, so the table stays within a few hundred MiB however fast new ones arrive.
+#: of input, so the table stays within a few hundred MiB however fast new ones arrive.  The
+#: last line: nac/eap/limits.py bounds each station and each wired port well below it.
 MAX_CONVERSATIONS: Final = 4096
 #: Seconds a conversation may take from its first request: FreeRADIUS's `timer_expire = 60`.
 CONVERSATION_LIFETIME: Final = 60.0
@@ -124,11 +126,13 @@ class _Conversation:
         "method",
         "nak_allowed",
         "octets",
+        "port",
         "rounds",
     )
 
-    def __init__(self, *, mac: int, created: float, identity: str) -> None:
+    def __init__(self, *, mac: int, port: str | None, created: float, identity: str) -> None:
         self.mac = mac
+        self.port = port  # the wired NAS port (nac/eap/limits.py), if the request named one
         self.created = created
         self.identity = identity
         self.identifier = 0
@@ -149,6 +153,7 @@ class EapServer:
         self.mppe = mppe  # how the Access-Accept carries the MSK (nac/eap/keys.py)
         self.random = random
         self._conversations: dict[bytes, _Conversation] = {}  # insertion order = expiry order
+        self.limits = ConversationIndex()  # who holds them; the server drains its counts
 
     def __len__(self) -> int:
         return len(self._conversations)
@@ -161,34 +166,49 @@ class EapServer:
                 break
             stale.append(state)
         for state in stale:
-            del table[state]
+            self._end(state)
         return len(stale)
 
     def discard(self, state: bytes) -> None:
         """End a conversation that the policy refused mid-way."""
-        self._conversations.pop(state, None)
+        self._end(state)
+
+    def _end(self, state: bytes) -> None:
+        conv = self._conversations.pop(state, None)
+        if conv is not None:
+            self.limits.remove(state, mac=conv.mac, port=conv.port)
 
     def step(
-        self, message: bytes, *, state: bytes | None, mac: int, now: float, allow_md5: bool = False
+        self,
+        message: bytes,
+        *,
+        state: bytes | None,
+        mac: int,
+        now: float,
+        allow_md5: bool = False,
+        port: str | None = None,
     ) -> EapReply:
-        """``message`` is the reassembled EAP-Message; ``state`` the request's State, if any."""
+        """``message`` is the reassembled EAP-Message; ``state`` the request's State, if any;
+        ``port`` the wired NAS port it came from (:func:`nac.eap.limits.port_key`)."""
         self.expire(now)
         try:
             packet = decode_eap(message) if message else None
         except EapError as exc:
             return _failure(0, "eap", None, f"malformed EAP: {exc}")
         if state is None:
-            return self._begin(packet, mac, now, allow_md5)
+            return self._begin(packet, mac, port, now, allow_md5)
         conv = self._conversations.get(state)
         if conv is None:
             ident = packet.identifier if packet is not None else 0
             return _failure(ident, "eap", None, "unknown or expired EAP conversation (State)")
         reply = self._continue(conv, state, packet, message, mac)
         if reply.kind != "challenge":
-            del self._conversations[state]
+            self._end(state)
         return reply
 
-    def _begin(self, packet: EapPacket | None, mac: int, now: float, allow_md5: bool = False) -> EapReply:
+    def _begin(
+        self, packet: EapPacket | None, mac: int, port: str | None, now: float, allow_md5: bool
+    ) -> EapReply:
         if packet is None:
             # RFC 3579 §2.1: an empty EAP-Message is EAP-Start; ask who the peer is.
             return EapReply(
@@ -199,17 +219,23 @@ class EapServer:
                 packet.identifier, "eap", None, "the first EAP packet is not an Identity response"
             )
         identity = packet.data.decode(errors="replace")
-        if len(self._conversations) >= MAX_CONVERSATIONS:
-            return _failure(packet.identifier, "eap", identity, "too many EAP conversations in progress")
         if not self.settings.methods:
             return _failure(packet.identifier, "eap", identity, "no EAP method is enabled")
-        conv = _Conversation(mac=mac, created=now, identity=identity)
+        admission = self.limits.admit(
+            mac=mac, port=port, total=len(self._conversations), cap=MAX_CONVERSATIONS, now=now
+        )
+        if admission.refused is not None:
+            return _failure(packet.identifier, "eap", identity, admission.refused)
+        if admission.replaces is not None:
+            self._end(admission.replaces)  # the station started over (nac/eap/limits.py)
+        conv = _Conversation(mac=mac, port=port, created=now, identity=identity)
         conv.allow_md5 = allow_md5 and self.settings.md5_passwords is not None
         state = self.random(STATE_LEN)
         while state in self._conversations:
             state = self.random(STATE_LEN)
         conv.identifier = packet.identifier
         self._conversations[state] = conv
+        self.limits.add(state, mac=mac, port=port)
         return self._start_method(conv, self.settings.methods[0], state)
 
     def _continue(
