@@ -227,6 +227,16 @@ class Metrics:
                 _, kind, result = key.split(":", 2)
                 coa.add_metric([kind, result], value)
         yield coa
+        eap = CounterMetricFamily(
+            "nac_eap_conversations_limited",
+            "EAP conversations a station's new one replaced, or a full port or table refused",
+            labels=["outcome", "bound"],
+        )
+        for key, value in counters.items():
+            if key.startswith("eap:"):
+                _, outcome, limit = key.split(":", 2)
+                eap.add_metric([outcome, limit], value)
+        yield eap
         for name, level in self.gauges.items():
             gauge = GaugeMetricFamily(f"nac_{name}", name.replace("_", " "))
             gauge.add_metric([], level())

@@ -3,6 +3,7 @@ supplicant cannot lock every 802.1X user out by filling the conversation table."
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from nac.eap.certs import init as certs_init
 from nac.eap.eap import encode_eap
 from nac.eap.limits import ConversationIndex, port_key
 from nac.mac import parse_mac
+from nac.observe import LatencyHistogram, Metrics
 from nac.oui import Registry, registry_from_manuf
 from nac.packet import Codes
 from nac.resources import load_dictionary
@@ -340,3 +342,14 @@ def test_index_notices_are_rate_limited_and_count_what_they_fold() -> None:
     _, notices = idx.drain()
     assert len(notices) == 1
     assert notices[0].text.endswith("(4 more since the last line)")
+
+
+def test_metrics_show_what_the_limits_did() -> None:
+    """The server adds the drained counts to its counters; /metrics shows them by outcome."""
+    counters = Counter({limits.REPLACED: 5, limits.REFUSED_PORT: 2, "received": 9})
+    family = next(
+        f for f in Metrics(counters, LatencyHistogram()).collect() if f.name.startswith("nac_eap_c")
+    )
+    assert family.name == "nac_eap_conversations_limited"
+    shown = {(s.labels["outcome"], s.labels["bound"]): s.value for s in family.samples}
+    assert shown == {("replaced", "station"): 5, ("refused", "port"): 2}
