@@ -129,7 +129,7 @@ class ConversationIndex:
                         f"has {len(on_port)} in progress (limit {MAX_PER_PORT})",
                         now,
                     )
-                    return Admission(None, "too many EAP conversations on this NAS port")
+                    return Admission(replaces=None, refused="too many EAP conversations on this NAS port")
         if replaces is None and total >= cap:
             if not mine:
                 self._note(
@@ -139,7 +139,7 @@ class ConversationIndex:
                     f"the server's limit",
                     now,
                 )
-                return Admission(None, "too many EAP conversations in progress")
+                return Admission(replaces=None, refused="too many EAP conversations in progress")
             replaces = mine[0]
         if replaces is not None:
             self._note(
@@ -149,7 +149,7 @@ class ConversationIndex:
                 f"dropped (limit {MAX_PER_STATION} a station, {MAX_PER_PORT} a wired port)",
                 now,
             )
-        return Admission(replaces, None)
+        return Admission(replaces=replaces, refused=None)
 
     def add(self, state: bytes, *, mac: int, port: str | None) -> None:
         self._stations.setdefault(mac, []).append(state)
@@ -180,7 +180,7 @@ class ConversationIndex:
             return
         if last is not None and last[1]:
             text += f" ({last[1]} more since the last line)"
-        self._notices.append(Notice(severity, text))
+        self._notices.append(Notice(severity=severity, text=text))
         self._noticed[kind] = (now, 0)
 
 
