@@ -203,3 +203,50 @@ def change_rows(pairs: Iterable[tuple[VendorMatch, VendorMatch]]) -> list[dict[s
         }
         for old, new in pairs
     ]
+
+
+#: The share of the current entries one import may remove unless the operator says --replace.
+#: IEEE assignments are almost never withdrawn, so a real update removes a handful of ~58,000
+#: entries; losing more than 5 % at once means a truncated or partial file, not new data.
+MAX_REMOVED_SHARE: Final = 0.05
+#: Entries of each kind a summary names as examples (the full lists go to --json).
+EXAMPLES: Final = 3
+
+
+def by_registry(old: Registry, new: Registry, diff: RegistryDiff) -> dict[str, dict[str, int]]:
+    """Per registry (MA-L, MA-M, MA-S, IAB): entries before and after, and how many were
+    added, removed, reassigned to another organisation and renamed."""
+    before, after = old.counts(), new.counts()
+    out: dict[str, dict[str, int]] = {
+        name: dict.fromkeys(("before", "after", "added", "removed", "reassigned", "renamed"), 0)
+        for name in REGISTRIES
+        if name in before or name in after
+    }
+    for name, row in out.items():
+        row["before"], row["after"] = before.get(name, 0), after.get(name, 0)
+    for key, entries in (("added", diff.added), ("removed", diff.removed)):
+        for entry in entries:
+            out[entry.registry][key] += 1
+    for key, pairs in (("reassigned", diff.reassigned), ("renamed", diff.renamed)):
+        for _, entry in pairs:
+            out[entry.registry][key] += 1
+    return out
+
+
+def removal_refusal(old: Registry, diff: RegistryDiff, *, sources: Sequence[str]) -> str | None:
+    """Why an import must be confirmed with ``--replace`` (it removes more than
+    :data:`MAX_REMOVED_SHARE` of the entries in force), or ``None`` when it may go ahead."""
+    removed, total = len(diff.removed), len(old)
+    if not total or removed <= MAX_REMOVED_SHARE * total:
+        return None
+    per_registry: dict[str, int] = {}
+    for entry in diff.removed:
+        per_registry[entry.registry] = per_registry.get(entry.registry, 0) + 1
+    lost = ", ".join(f"{name} {per_registry[name]:,}" for name in REGISTRIES if name in per_registry)
+    examples = "; ".join(f"{e.prefix_text} {e.organization}" for e in diff.removed[:EXAMPLES])
+    return (
+        f"refused: importing {' '.join(sources)} would remove {removed:,} of the {total:,} registry "
+        f"entries in force ({removed / total:.1%}: {lost}; e.g. {examples}), more than the "
+        f"{MAX_REMOVED_SHARE:.0%} one import may remove; nothing changed. Check that the files are "
+        "complete, or give --replace to import them anyway (`nac oui rollback` undoes an import)"
+    )
