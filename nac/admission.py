@@ -56,9 +56,17 @@ INTERNAL_ERROR: Final = Decision("reject", None, "builtin:internal-error", "inte
 NOT_A_MAC: Final = "builtin:invalid-mac"
 NOT_MAB: Final = "builtin:not-mab"
 BAD_MAB_PASSWORD: Final = "builtin:mab-password"  # noqa: S105 (a rule id)
+NO_MAB_PASSWORD: Final = "builtin:mab-no-password"  # noqa: S105 (a rule id)
 STATUS_REPLY_MESSAGE: Final = "nac is alive"
 EAP_FAILED: Final = "builtin:eap-failure"
 NO_STATION_MAC: Final = "builtin:no-calling-station-id"
+#: Refusals that tell the NAS only AUTHENTICATION_FAILED: their reasons name users and carry
+#: TLS and method details (FreeRADIUS says nothing of a wrong password).  History keeps them.
+AUTHENTICATION_FAILURES: Final = frozenset(
+    {NOT_A_MAC, NOT_MAB, BAD_MAB_PASSWORD, NO_MAB_PASSWORD, EAP_FAILED, NO_STATION_MAC}
+)
+AUTHENTICATION_FAILED: Final = "authentication failed"
+ACCESS_DENIED: Final = "access denied"
 
 #: Header and the Message-Authenticator that every Access-* reply starts with.
 REPLY_OVERHEAD: Final = 20 + 18
@@ -107,8 +115,9 @@ class Engine:
         self.policy = policy  # replaced whole when rules change (one reference swap)
         self.duplicate_ttl = duplicate_ttl
         self._cache: dict[tuple[int, str, int, int], _Cached] = {}
-        self._bodies: dict[tuple[Decision, int | None], bytes] = {}
+        self._bodies: dict[tuple[Decision, int | None, str], bytes] = {}
         self._nas_ips: dict[bytes, str] = {}  # NAS-IP-Address octets -> dotted quad
+        self._authorize_only = codes.service_type_authorize_only.to_bytes(4, "big")
 
     # -- duplicates (RFC 5080 §2.2.2) ------------------------------------------------------
 
@@ -242,7 +251,7 @@ class Engine:
                 match=None,
                 method="mab",
             )
-        body = self._body(decision)
+        body = self._body(decision, client.reply_message)
         if REPLY_OVERHEAD + len(body) + len(proxy_state) > MAX_PACKET:
             # A request at the size limit full of Proxy-State leaves no room for our
             # Reply-Message; the VLAN attributes (if any) and the Proxy-States must go.
@@ -300,6 +309,27 @@ class Engine:
         if calling is not None and calling != user and try_parse_mac(calling.decode("latin-1")) != mac:
             reason = "Calling-Station-Id names another device than User-Name"
             decision = Decision("reject", None, NOT_MAB, reason)
+            return decision, self._record(
+                req,
+                attrs=attrs,
+                client=client,
+                src=src,
+                now=now,
+                mac=mac,
+                decision=decision,
+                match=None,
+                method="mab",
+            )
+        if (
+            codes.user_password not in attrs
+            and codes.chap_password not in attrs
+            and not client.allow_mab_without_password
+            and attrs.get(codes.service_type) != self._authorize_only
+        ):
+            # No credential at all.  RFC 5176 §3.1: the Authorize-Only request that follows a
+            # re-authorize CoA carries none by design, so it is decided on the MAC.
+            reason = "MAB request without User-Password or CHAP-Password (allow_mab_without_password is off)"
+            decision = Decision("reject", None, NO_MAB_PASSWORD, reason)
             return decision, self._record(
                 req,
                 attrs=attrs,
@@ -383,7 +413,7 @@ class Engine:
                 eap.discard(state)
             failure = bytes((4, message[1] if len(message) > 1 else 0, 0, 4))  # EAP-Failure
             reply_eap = split_attribute(codes.eap_message, failure)
-            body = reply_eap + self._body(decision)
+            body = reply_eap + self._body(decision, client.reply_message)
             record = self._record(
                 req,
                 attrs=attrs,
@@ -425,10 +455,10 @@ class Engine:
                 if step.msk
                 else b""
             )
-            body = reply_eap + keys + self._body(decision)
+            body = reply_eap + keys + self._body(decision, client.reply_message)
         else:
             decision = Decision("reject", None, EAP_FAILED, step.reason or "EAP authentication failed")
-            body = reply_eap + self._body(decision)
+            body = reply_eap + self._body(decision, client.reply_message)
         record = self._record(
             req,
             attrs=attrs,
@@ -480,9 +510,9 @@ class Engine:
             return chap_matches(chap, challenge, user)
         return True
 
-    def _body(self, decision: Decision) -> bytes:
+    def _body(self, decision: Decision, mode: str) -> bytes:
         timeout = self.policy.defaults.quarantine_session_timeout if decision.action == "quarantine" else None
-        key = (decision, timeout)
+        key = (decision, timeout, mode)
         body = self._bodies.get(key)
         if body is None:
             codes = self.codes
@@ -491,8 +521,9 @@ class Engine:
                 body += codes.vlan_attributes(decision.vlan)
             if timeout is not None:
                 body += codes.session_timeout_attributes(timeout)
-            if decision.action != "accept":
-                body += codes.reply_message_attributes(f"{decision.reason} (rule {decision.rule})")
+            message = reply_message(decision, mode)
+            if message is not None:
+                body += codes.reply_message_attributes(message)
             if len(self._bodies) > 4096:  # rule sets change; keep the memo bounded
                 self._bodies.clear()
             self._bodies[key] = body
@@ -563,6 +594,18 @@ class Engine:
         if raw6 is not None and len(raw6) == 16:
             return str(IPv6Address(raw6))
         return host
+
+
+def reply_message(decision: Decision, mode: str) -> str | None:
+    """The Reply-Message of a refusal, by the client's `reply_message` setting: switches log
+    it and some show it to users, so it never names a user or carries method or TLS detail."""
+    if decision.action == "accept" or mode == "none":
+        return None
+    if decision.rule in AUTHENTICATION_FAILURES:
+        return AUTHENTICATION_FAILED
+    if mode == "generic":
+        return ACCESS_DENIED if decision.action == "reject" else None
+    return f"{decision.reason} (rule {decision.rule})"  # the vendor decision, as switch logs show it
 
 
 def _port_type(codes: Codes, raw: bytes | None) -> str | None:

@@ -13,6 +13,8 @@ from nac.errors import ConfigError
 
 #: Resolved source addresses kept; a spoofed-source flood must not grow memory without bound.
 CLIENT_CACHE_MAX: Final = 65536
+#: What an Access-Reject's Reply-Message tells the NAS (nac/admission.py `reply_message`).
+REPLY_MESSAGE_MODES: Final = ("reason", "generic", "none")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -33,11 +35,21 @@ class Client:
     reject_delay: float = 0.0
     #: Offer EAP-MD5 (weak: no server authentication, no keys) to this client's devices.
     eap_md5: bool = False
+    #: Reply-Message on refusals: "reason" (the vendor decision's reason; authentication
+    #: failures only "authentication failed"), "generic" (only "access denied" or
+    #: "authentication failed") or "none".  History keeps the full reason in every case.
+    reply_message: str = "reason"
+    #: Decide MAB requests with neither User-Password nor CHAP-Password on the MAC alone
+    #: (some switches send Call-Check without one).  Off: they are refused.
+    allow_mab_without_password: bool = False
     key: HmacMd5 = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.secret:
             raise ConfigError(f"client {self.name}: the secret is empty")
+        if self.reply_message not in REPLY_MESSAGE_MODES:
+            modes = ", ".join(REPLY_MESSAGE_MODES)
+            raise ConfigError(f"client {self.name}: reply_message must be one of {modes}")
         object.__setattr__(self, "key", HmacMd5(self.secret))
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from nac.clients import Client, parse_network
+from nac.clients import REPLY_MESSAGE_MODES, Client, parse_network
 from nac.errors import ConfigError, NacError
 from nac.helpdesk import parse_span
 from nac.observe import FACILITIES, parse_bind, parse_syslog_address
@@ -40,6 +40,8 @@ _CLIENT_KEYS: Final = {
     "rate_limit",
     "reject_delay",
     "eap_md5",
+    "reply_message",
+    "allow_mab_without_password",
 }
 
 
@@ -255,6 +257,13 @@ def _client(raw: Mapping[str, Any], i: int, loc: Locator) -> Client:
     eap_md5 = raw.get("eap_md5", False)
     if not isinstance(eap_md5, bool):
         raise ConfigError(f"{loc.where('client', 'eap_md5', i)}: true or false")
+    reply_message = raw.get("reply_message", "reason")
+    if reply_message not in REPLY_MESSAGE_MODES:
+        modes = " or ".join(f'"{m}"' for m in REPLY_MESSAGE_MODES)
+        raise ConfigError(f"{loc.where('client', 'reply_message', i)}: {modes}")
+    no_password = raw.get("allow_mab_without_password", False)
+    if not isinstance(no_password, bool):
+        raise ConfigError(f"{loc.where('client', 'allow_mab_without_password', i)}: true or false")
     network = parse_network(raw["address"], where=loc.where("client", "address", i))
     return Client(
         name=name,
@@ -266,6 +275,8 @@ def _client(raw: Mapping[str, Any], i: int, loc: Locator) -> Client:
         rate_limit=float(rate_limit) if rate_limit is not None else None,
         reject_delay=float(reject_delay),
         eap_md5=eap_md5,
+        reply_message=reply_message,
+        allow_mab_without_password=no_password,
     )
 
 

@@ -208,6 +208,7 @@ class Codes:
     session_timeout: int
     termination_action: int
     service_type_call_check: int
+    service_type_authorize_only: int  # RFC 5176 §3.1: the NAS re-authorizes after a CoA
     termination_radius_request: int
     tunnel_type_vlan: int
     tunnel_medium_ieee_802: int
@@ -253,6 +254,7 @@ class Codes:
             session_timeout=code("Session-Timeout"),
             termination_action=code("Termination-Action"),
             service_type_call_check=value("Service-Type", "Call-Check"),
+            service_type_authorize_only=value("Service-Type", "Authorize-Only"),
             termination_radius_request=value("Termination-Action", "RADIUS-Request"),
             tunnel_type_vlan=value("Tunnel-Type", "VLAN"),
             tunnel_medium_ieee_802=value("Tunnel-Medium-Type", "IEEE-802"),

@@ -106,6 +106,7 @@ class FakeNas:
         nas_port_id: str | None = "GigabitEthernet1/0/1",
         nas_port_type: int | None = 15,
         extra: Sequence[bytes] = (),
+        service_type: int | None = None,
     ) -> bytes:
         """A MAB Access-Request for ``mac`` as a switch sends it.
 
@@ -142,7 +143,7 @@ class FakeNas:
             body += attr(codes.nas_port_id, nas_port_id)
         if nas_port_type is not None:
             body += integer(codes.nas_port_type, nas_port_type)
-        body += integer(codes.service_type, codes.service_type_call_check)
+        body += integer(codes.service_type, service_type or codes.service_type_call_check)
         if called is not None:
             body += attr(codes.called_station_id, called)
         body += attr(codes.calling_station_id, calling)

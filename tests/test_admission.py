@@ -236,13 +236,47 @@ def test_handle_mab_empty_password_rejects(engine: Engine, nas: FakeNas) -> None
     assert outcome.record.rule == "builtin:mab-password"
 
 
+def test_handle_mab_without_password_is_refused_by_default(engine: Engine, nas: FakeNas) -> None:
+    outcome = handle(engine, nas, nas.mab(ALLOWED, omit_password=True))
+    assert outcome.reply[0] == ACCESS_REJECT
+    assert outcome.record is not None
+    assert (outcome.record.rule, outcome.record.mac) == ("builtin:mab-no-password", ALLOWED)
+    assert "without User-Password or CHAP-Password" in outcome.record.reason
+    assert values(outcome.reply, REPLY_MESSAGE) == [b"authentication failed"]
+
+
+def _handle_as(engine: Engine, nas: FakeNas, data: bytes, **options: Any) -> Outcome:
+    peer = Client(name="access-sw1", network=IPNetwork("192.0.2.0/24"), secret=nas.secret, **options)
+    return engine.handle(data, src=nas.src, port=AUTH_PORT, service="auth", client=peer, now=NOW)
+
+
 @pytest.mark.parametrize(("mac", "code"), [(ALLOWED, ACCESS_ACCEPT), (BANNED, ACCESS_REJECT)])
-def test_handle_mab_without_password_decides_on_mac(
+def test_handle_mab_without_password_decides_on_mac_when_the_client_allows_it(
     engine: Engine, nas: FakeNas, mac: str, code: int
 ) -> None:
-    # Some gear sends neither User-Password nor CHAP: the decision is on the MAC alone.
-    outcome = handle(engine, nas, nas.mab(mac, omit_password=True))
+    # Some switches send Call-Check with neither User-Password nor CHAP.
+    outcome = _handle_as(engine, nas, nas.mab(mac, omit_password=True), allow_mab_without_password=True)
     assert outcome.reply[0] == code
+    assert outcome.record is not None
+    assert outcome.record.rule in ("default", "ban-huawei")
+
+
+@pytest.mark.parametrize(("mac", "code"), [(ALLOWED, ACCESS_ACCEPT), (BANNED, ACCESS_REJECT)])
+def test_handle_authorize_only_without_password_decides_on_mac(
+    engine: Engine, nas: FakeNas, codes: Codes, mac: str, code: int
+) -> None:
+    # RFC 5176 §3.1: after a re-authorize CoA the NAS asks with Authorize-Only, State and no
+    # password; that must work without allow_mab_without_password.
+    request = nas.mab(
+        mac,
+        omit_password=True,
+        extra=[attr(codes.state, b"coa-state")],
+        service_type=codes.service_type_authorize_only,
+    )
+    outcome = handle(engine, nas, request)
+    assert outcome.reply[0] == code
+    assert outcome.record is not None
+    assert outcome.record.rule != "builtin:mab-no-password"
 
 
 def test_handle_eap_is_rejected_as_not_mab(engine: Engine, nas: FakeNas, codes: Codes) -> None:

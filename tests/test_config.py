@@ -174,6 +174,18 @@ ERRORS = [
         4,
         "require_message_authenticator",
     ),
+    (
+        "reply_message not a mode",
+        '[[client]]\naddress = "10.0.0.1"\nsecret = "s"\nreply_message = "verbose"\n',
+        4,
+        "reply_message",
+    ),
+    (
+        "allow_mab_without_password not a boolean",
+        '[[client]]\naddress = "10.0.0.1"\nsecret = "s"\nallow_mab_without_password = "yes"\n',
+        4,
+        "allow_mab_without_password",
+    ),
     ("duplicate_ttl out of range", "[server]\nduplicate_ttl = 60\n", 2, "duplicate_ttl"),
     ("empty bind", "[server]\nbind = []\n", 2, "bind"),
 ]

@@ -262,6 +262,8 @@ def test_eap_tls_refuses_a_certificate_from_an_untrusted_ca(engine: Engine, nas:
     assert not values(outcome.reply, VENDOR_SPECIFIC)
     assert outcome.record is not None
     assert "certificate verify failed" in outcome.record.reason
+    # TLS's words stay in history; the NAS (and the switch's log) hears only this.
+    assert values(outcome.reply, REPLY_MESSAGE) == [b"authentication failed"]
 
 
 def test_quarantined_vendor_gets_its_vlan_after_authentication(
@@ -404,6 +406,9 @@ def test_ttls_pap_checks_the_password(
     assert outcome.reply[0] == code
     assert outcome.record is not None
     assert outcome.record.method == "ttls"
+    if code == ACCESS_REJECT:
+        assert "wrong password for 'alice'" in outcome.record.reason
+        assert values(outcome.reply, REPLY_MESSAGE) == [b"authentication failed"]  # no user name
     if code == ACCESS_ACCEPT:
         assert outcome.record.user_name == "alice"
         msk = peer.conn.export_keying_material(b"ttls keying material", 64)

@@ -89,6 +89,20 @@ def test_vendor_ban_added_while_running_rejects_within_two_seconds_with_reason(
     assert _vlan(result) == (None, None, None)
 
 
+def test_mab_without_any_password_is_refused_saying_only_authentication_failed(
+    nac_server: NacServer,
+) -> None:
+    mac = "00:10:a4:00:00:99"
+    attrs = f'User-Name = "{mac}", Calling-Station-Id = "{mac}", Message-Authenticator = 0x00'
+    result = nac_server.radclient(attrs)
+
+    assert result.code == "Access-Reject", result.stdout
+    assert result.values("Reply-Message") == ["authentication failed"], result.stdout
+    [row] = nac_server.history("--mac", mac)
+    assert row["rule"] == "builtin:mab-no-password"
+    assert "without User-Password or CHAP-Password" in row["reason"]
+
+
 def test_quarantined_prefix_gets_access_accept_with_rfc3580_vlan(nac_server: NacServer) -> None:
     nac_server.cli_ok("rules", "add", "--oui", "00:10:A4", "--action", "quarantine", "--vlan", "666")
     wait_for_decision(lambda: _vlan(nac_server.radclient(mab_attrs(XIRCOM_MAC)))[2], "666")
