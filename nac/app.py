@@ -15,12 +15,13 @@ from typing import Any, Final
 
 from nac import helpdesk, ieee, inventory, vendors
 from nac.audit import Verdict, verify_chain
+from nac.conflicts import find_conflicts, shadowed_by
 from nac.enforce import Change, enforce
 from nac.errors import NacError, PolicyError
 from nac.families import Family
 from nac.mac import format_mac, is_multicast, is_randomized, parse_mac
 from nac.oui import Registry, Snapshot, normalize_name
-from nac.policy import ACTIONS, Context, Defaults, Policy, Rule, canonical_match, format_time
+from nac.policy import ACTIONS, Context, Defaults, Policy, Rule, canonical_match, format_time, parse_time
 from nac.policyfile import diff_policies, dump_policy, load_policy_file, rule_line, rule_table
 from nac.resources import default_policy_path, load_active_registry, load_families, load_registry_for
 from nac.simulate import simulate as replay
@@ -111,8 +112,20 @@ class Nac:
         rule, covered = self.make_rule(
             kind=kind, value=value, action=action, vlan=vlan, reason=reason, rule_id=rule_id, **scope
         )
+        for conflict in find_conflicts([*self.store.rules(), rule], self.store.defaults()):
+            if conflict.kind == "duplicate" and conflict.rule is rule:
+                raise PolicyError(conflict.message(self.store.defaults()))
         self.store.add_rule(rule)
         return rule, covered
+
+    def conflicts(self, rule_id: str | None = None) -> list[str]:
+        """Warnings about shadowed rules (all, or those involving ``rule_id``)."""
+        defaults = self.store.defaults()
+        return [
+            c.message(defaults)
+            for c in find_conflicts(self.store.rules(), defaults)
+            if rule_id is None or rule_id in (c.rule.id, c.by.id)
+        ]
 
     def make_rule(
         self,
@@ -153,6 +166,10 @@ class Nac:
             starts=_ahead(starts, "--starts") if starts is not None else None,
             expires=_ahead(expires, "--expires") if expires is not None else None,
         )
+        if rule.expires is not None and parse_time(rule.expires, where="--expires") <= time.time():
+            raise PolicyError(
+                f"--expires {expires} is in the past ({rule.expires}): the rule would never apply"
+            )
         rules = [*self.store.rules(), rule]
         policy = Policy(rules, registry=self.registry, defaults=self.store.defaults(), families=self.families)
         covered = 0
@@ -180,7 +197,10 @@ class Nac:
         return candidate
 
     def rules(self) -> list[dict[str, Any]]:
-        return self.store.rule_rows()
+        """The stored rules, each with ``shadowed_by``: the rule that always decides in its
+        place (same match, wider scope, first in precedence), else ``None``."""
+        marks = shadowed_by(self.store.rules(), self.store.defaults())
+        return [{**row, "shadowed_by": marks.get(row["id"])} for row in self.store.rule_rows()]
 
     def remove_rule(self, rule_id: str) -> Rule:
         return self.store.remove_rule(rule_id)
@@ -203,7 +223,23 @@ class Nac:
                     f"{rule_line(text, str(path), rule.id)}: rule {rule.id}: vendor {rule.value!r} matches no"
                     f" organisation in the registry ({self.registry.snapshot.id}); see `nac vendors search`"
                 )
+        duplicates = [c for c in find_conflicts(rules, defaults) if c.kind == "duplicate"]
+        if duplicates:
+            raise PolicyError(
+                "\n".join(
+                    f"{rule_line(text, str(path), c.rule.id)}: {c.message(defaults)}" for c in duplicates
+                )
+            )
         return defaults, rules
+
+    def policy_warnings(self, path: str | Path, defaults: Defaults, rules: Sequence[Rule]) -> list[str]:
+        """Shadowed rules in a policy file, each with its file and line."""
+        text = Path(path).read_text(encoding="utf-8")
+        return [
+            f"{rule_line(text, str(path), c.rule.id)}: {c.message(defaults)}"
+            for c in find_conflicts(rules, defaults)
+            if c.kind == "shadowed"
+        ]
 
     def policy_check(self, path: str | Path) -> dict[str, Any]:
         defaults, rules = self.load_policy(path)
@@ -213,6 +249,7 @@ class Nac:
             "groups": len(defaults.groups),
             "default": defaults.action,
             "monitor": defaults.monitor,
+            "warnings": self.policy_warnings(path, defaults, rules),
         }
 
     def policy_diff(self, path: str | Path) -> dict[str, Any]:
@@ -226,7 +263,13 @@ class Nac:
         defaults, rules = self.load_policy(path)
         diff = diff_policies(self.store.defaults(), self.store.rules(), defaults, rules)
         self.store.set_policy(defaults, rules, action="policy.import", subject=str(path))
-        return {**diff, "file": str(path), "rules": len(rules), "rules_version": self.store.rules_version()}
+        return {
+            **diff,
+            "file": str(path),
+            "rules": len(rules),
+            "rules_version": self.store.rules_version(),
+            "warnings": self.policy_warnings(path, defaults, rules),
+        }
 
     def policy_export(self) -> str:
         header = (
@@ -272,7 +315,12 @@ class Nac:
         # No request context: a rule limited to clients, SSIDs, ports or a method does not
         # apply here; a validity window counts as of now.
         now = datetime.now(UTC).timestamp()
-        decision, match = self.policy().decide(mac, Context(now=now))
+        policy = self.policy()
+        decision, match = policy.decide(mac, Context(now=now))
+        matched = [
+            {"rule": v.rule.id, "action": v.rule.action, "decided": v.decided, "why": v.why}
+            for v in policy.explain(mac, Context(now=now))
+        ]
         return {
             "mac": format_mac(mac),
             "randomized": is_randomized(mac),
@@ -286,6 +334,8 @@ class Nac:
             "rule": decision.rule,
             "reason": decision.reason,
             "snapshot": self.registry.snapshot.id,
+            # Every rule whose match covers the MAC: the one that decided and why the others lost.
+            "matched": matched,
         }
 
     def history(

@@ -213,6 +213,8 @@ def rules_add(
             detail = f" ({covered} registry prefixes)" if kind == "vendor" else ""
             vlan_text = f" vlan {rule.vlan}" if rule.vlan else ""
             typer.echo(f"added rule {rule.id}: {rule.describe()} -> {rule.action}{vlan_text}{detail}")
+            for warning in nac.conflicts(rule.id):
+                typer.echo(f"warning: {warning}", err=True)
             if before is not None:
                 from nac.cli_sessions import enforce_after  # noqa: PLC0415
 
@@ -261,7 +263,10 @@ def _rule_cells(row: dict[str, Any]) -> dict[str, Any]:
         )
         if part
     )
-    return {**row, "scope": ", ".join(scope) or "all", "mode": row.get("mode") or "", "valid": valid}
+    mode = row.get("mode") or ""
+    if row.get("shadowed_by"):  # the rule never decides: say so where the operator looks
+        mode = f"{mode} SHADOWED by {row['shadowed_by']}".strip()
+    return {**row, "scope": ", ".join(scope) or "all", "mode": mode, "valid": valid}
 
 
 @rules_app.command("remove")
@@ -316,7 +321,8 @@ def check(
         _print_json(result)
         return
     if as_csv:
-        writer = csv.DictWriter(sys.stdout, fieldnames=list(result), lineterminator="\n")
+        fields = [key for key in result if key != "matched"]  # a list; --json carries it
+        writer = csv.DictWriter(sys.stdout, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         writer.writerow(result)
         return
@@ -335,6 +341,11 @@ def check(
         ("reason", result["reason"]),
     ):
         typer.echo(f"{label:<11}{value}")
+    lost = [m for m in result["matched"] if not m["decided"]]
+    if lost:
+        typer.echo("also matched, but lost:")
+        for m in lost:
+            typer.echo(f"  {m['rule']} ({m['action']}): {m['why']}")
 
 
 def _check_stdin(db: str | None, *, as_json: bool, as_csv: bool) -> None:

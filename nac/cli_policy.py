@@ -36,10 +36,19 @@ FileArgument = Annotated[Path, typer.Argument(metavar="FILE", help="A TOML polic
 
 
 @policy_app.command("check")
-def policy_check(file: FileArgument, db: DbOption = None) -> None:
+def policy_check(
+    file: FileArgument,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Exit 1 on warnings too (shadowed rules).")
+    ] = False,
+    db: DbOption = None,
+) -> None:
     """Check a policy file without changing anything; errors name the file, line and rule.
 
-    Example: nac policy check policies/examples/ministry.toml
+    Rules that can never decide (shadowed by another rule with the same match) are warned
+    about; with --strict they fail the check.
+
+    Example: nac policy check --strict policies/examples/ministry.toml
     """
     with _errors():
         nac = _app(db)
@@ -47,9 +56,14 @@ def policy_check(file: FileArgument, db: DbOption = None) -> None:
             report = nac.policy_check(file)
         finally:
             nac.close()
+    for warning in report["warnings"]:
+        typer.echo(f"warning: {warning}", err=True)
     monitor = ", monitor mode" if report["monitor"] else ""
     counts = f"{report['rules']} rules, {report['groups']} groups"
-    typer.echo(f"{file}: ok: {counts}, default {report['default']}{monitor}")
+    warned = f", {len(report['warnings'])} warnings" if report["warnings"] else ""
+    typer.echo(f"{file}: ok: {counts}, default {report['default']}{monitor}{warned}")
+    if strict and report["warnings"]:
+        raise typer.Exit(1)
 
 
 @policy_app.command("diff")
@@ -121,6 +135,8 @@ def policy_import(
                 _print_diff(report)
                 version = report["rules_version"]
                 typer.echo(f"imported {file}: {report['rules']} rules in force (rules version {version})")
+            for warning in report["warnings"]:
+                typer.echo(f"warning: {warning}", err=True)
             if before is not None:
                 from nac.cli_sessions import enforce_after  # noqa: PLC0415
 

@@ -1,13 +1,23 @@
 """Rules and the decision they give for a MAC: pure, precompiled for one dict lookup per step.
 
-Precedence (shared/CONTRACT.md, "Rules"): exact MAC, then the longest matching prefix (36, 28,
-24 bits), then vendor, then the randomized-MAC rule, then the policy's default.
+Precedence, in full (the README and policies/README.md say the same):
+
+1. Specificity: exact MAC, then the longest matching prefix (36, 28, 24 bits), then vendor (the
+   longest vendor text first: "huawei device" before "huawei"), then the randomized-MAC rule,
+   then the policy's default.  The most specific level with a rule that applies decides.
+2. Monitor rules never decide: a monitor rule only records what it would do.  Enforcing rules
+   at every level are tried first; a monitor rule is reported only when no enforcing rule
+   applies anywhere, and even then the device gets the policy's default.
+3. At equal specificity, the strictest action wins: reject, then quarantine, then accept,
+   whatever the rules' scopes and order.
+4. Then a scoped rule before an unscoped one, then the order the rules were added in (two
+   quarantine rules with different VLANs).
 
 A rule may also be *conditional*: limited to clients, SSIDs, a port type or a method (scope),
 or to a time window (``starts``/``expires``).  A conditional rule that does not apply to a
-request is skipped as if absent, and the next rule in precedence order decides.  The request's
-side of that test is a :class:`Context`, built by the caller (the core never reads the clock).
-A policy with no conditional rule decides exactly as before, with no context at all.
+request is skipped as if absent.  The request's side of that test is a :class:`Context`, built
+by the caller (the core never reads the clock).  A policy whose every slot is one enforcing
+rule decides with one dict lookup per level and no context at all.
 """
 
 from __future__ import annotations
@@ -15,7 +25,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Final, NamedTuple
+from typing import Final, NamedTuple, cast
 
 from nac.errors import InvalidMacError, InvalidPrefixError, PolicyError
 from nac.families import Family
@@ -326,9 +336,21 @@ class Defaults:
 
 MULTICAST: Final = Decision("reject", None, "builtin:multicast", "a multicast MAC is not a station address")
 
+#: At equal specificity the strictest action wins; the lower the number, the stricter.
+STRICTNESS: Final = {"reject": 0, "quarantine": 1, "accept": 2}
+#: Precedence levels by specificity, for explanations (see :func:`rank`).
+LEVELS: Final = ("exact MAC", "36-bit prefix", "28-bit prefix", "24-bit prefix", "vendor", "randomized")
+
+
+class Monitored(Decision):
+    """A monitor rule's decision ("monitor: would reject ..."): recorded, never the answer by
+    itself while an enforcing rule applies (see the module's precedence)."""
+
+    __slots__ = ()
+
 
 class _Entry(NamedTuple):
-    """A conditional rule compiled: its decision and the tests a request must pass."""
+    """A rule compiled: its decision and the tests a request must pass."""
 
     decision: Decision
     clients: frozenset[str] | None
@@ -339,24 +361,38 @@ class _Entry(NamedTuple):
     expires: float | None
 
     def applies(self, ctx: Context) -> bool:
+        return self.skipped(ctx) is None
+
+    def skipped(self, ctx: Context) -> str | None:
+        """Why the rule does not apply to this request (``None``: it applies)."""
         now = ctx.now
         if self.starts is not None and (now is None or now < self.starts):
-            return False
+            return "its validity window has not started"
         if self.expires is not None and (now is None or now >= self.expires):
-            return False
+            return "it has expired"
         if self.clients is not None and ctx.client not in self.clients:
-            return False
+            return f"it is limited to clients {', '.join(sorted(self.clients))}"
         if self.ssids is not None and ssid_of(ctx.called_station_id) not in self.ssids:
-            return False
+            return f"it is limited to SSIDs {', '.join(sorted(self.ssids))}"
         if self.port_type is not None and port_class(ctx.port_type) != self.port_type:
-            return False
-        return self.method is None or ctx.method == self.method
+            return f"it is limited to {self.port_type} ports"
+        if self.method is not None and ctx.method != self.method:
+            return f"it is limited to {self.method}"
+        return None
 
 
-#: One lookup-table slot: a plain decision (the common case, one dict lookup), or the
-#: conditional rules for that key in the order they are tried, ending at the first plain one.
+#: One lookup-table slot: a plain enforcing decision (the common case, one dict lookup), or
+#: the rules for that key in the order they are tried (enforcing ones first).
 _Slot = Decision | tuple[_Entry, ...]
-_SlotBuilder = list[tuple[tuple[int, int, int], _Entry]]
+_SlotBuilder = list[tuple[tuple[int, ...], _Entry]]
+
+
+class RuleVerdict(NamedTuple):
+    """One rule that matched a MAC, and what became of it (``nac check``)."""
+
+    rule: Rule
+    decided: bool
+    why: str
 
 
 class Policy:
@@ -375,7 +411,7 @@ class Policy:
         self.defaults = defaults
         self.families: Mapping[str, Family] = families or {}
         self.snapshot_id = registry.snapshot.id  # written into every history row
-        #: Whether any rule is conditional: only then does :meth:`decide` look at a context.
+        #: Whether any rule is conditional: only then does :meth:`decide` need a context.
         self.contextual = any(rule.conditional for rule in self.rules)
         default = Decision(
             defaults.action,
@@ -383,24 +419,26 @@ class Policy:
             "default",
             f"no rule matched; the policy's default is {defaults.action}",
         )
-        self.default = _monitored(default) if defaults.monitor else default
+        self.default = Decision(*_monitored(default)) if defaults.monitor else default
         by_mac: dict[int, _SlotBuilder] = {}
         by_prefix: dict[int, dict[int, _SlotBuilder]] = {bits: {} for bits in PREFIX_BITS}
         by_entry: dict[int, _SlotBuilder] = {}
         randomized: _SlotBuilder = []
-        for seq, rule in enumerate(self.rules):
-            entry = self._entry(rule)
-            # Within one key: conditional rules first (a scoped exception before the general
-            # rule), then the order the rules were given in.
-            order = (0, 0 if rule.conditional else 1, seq)
+        self._entries = [self._entry(rule) for rule in self.rules]
+        for seq, (rule, entry) in enumerate(zip(self.rules, self._entries, strict=True)):
+            order = (
+                type(entry.decision) is Monitored,
+                *rank(rule),
+                STRICTNESS[rule.action],
+                0 if rule.conditional else 1,
+                seq,
+            )
             if rule.kind == "mac":
                 by_mac.setdefault(parse_mac(rule.value), []).append((order, entry))
             elif rule.kind == "oui":
                 prefix, bits = parse_prefix(rule.value)
                 by_prefix[bits].setdefault(prefix, []).append((order, entry))
             elif rule.kind == "vendor":
-                # The most specific vendor text wins ("huawei device" over "huawei").
-                order = (-len(normalize_name(rule.value)), *order[1:])
                 for covered in self.covered(rule.value):
                     by_entry.setdefault(covered.position, []).append((order, entry))
             else:
@@ -409,6 +447,10 @@ class Policy:
         self._by_prefix = {bits: _compile(table) for bits, table in by_prefix.items()}
         self._by_entry = _compile(by_entry)
         self._randomized: _Slot | None = _slot(randomized) if randomized else None
+        tables = [self._by_mac, self._by_entry, *self._by_prefix.values()]
+        #: Every slot one enforcing rule: :meth:`decide` then needs no context and no walk.
+        self._simple = self._randomized is None or type(self._randomized) is Decision
+        self._simple = self._simple and all(type(s) is Decision for t in tables for s in t.values())
 
     def _entry(self, rule: Rule) -> _Entry:
         decision = self._decision(rule)
@@ -437,8 +479,11 @@ class Policy:
                 )
         reason = rule.reason or _default_reason(rule)
         decision = Decision(rule.action, vlan, rule.id, reason)
-        monitor = rule.mode == "monitor" or (rule.mode is None and self.defaults.monitor)
-        return _monitored(decision) if monitor else decision
+        return _monitored(decision) if self.monitors(rule) else decision
+
+    def monitors(self, rule: Rule) -> bool:
+        """Whether the rule only records what it would do (its own mode, else the default's)."""
+        return rule.mode == "monitor" or (rule.mode is None and self.defaults.monitor)
 
     def covered(self, text: str) -> list[VendorMatch]:
         """Registry entries a vendor rule with this text covers: a known family (``huawei``
@@ -454,7 +499,7 @@ class Policy:
         ``ctx`` matters only when some rule is conditional (:attr:`contextual`); without one,
         a scoped rule does not apply, nor does a rule with a validity window.
         """
-        if self.contextual:
+        if not self._simple:
             return self._decide_in(mac, ctx or NO_CONTEXT)
         decision = self._by_mac.get(mac)
         randomized = bool(mac & LOCAL_BIT)
@@ -478,16 +523,13 @@ class Policy:
         return self.default, match
 
     def _decide_in(self, mac: int, ctx: Context) -> tuple[Decision, VendorMatch | None]:
-        """:meth:`decide` when some rule is conditional: a slot whose rules all skip this
-        request falls through to the next level of precedence.  A plain slot still costs one
-        type test; only a slot with conditional rules calls :func:`_pick`."""
+        """:meth:`decide` when some slot holds conditional or monitor rules: the first
+        enforcing rule that applies, level by level; a monitor rule only when none does."""
         randomized = bool(mac & LOCAL_BIT)
         match = None if randomized else self.registry.lookup(mac)
-        slot = self._by_mac.get(mac)
-        if slot is not None:
-            decision = slot if type(slot) is Decision else _pick(slot, ctx)
-            if decision is not None:
-                return decision, match
+        decision, watched = _try(self._by_mac.get(mac), ctx, None)
+        if decision is not None:
+            return decision, match
         if mac & MULTICAST_BIT:
             return MULTICAST, match
         by_prefix = self._by_prefix
@@ -495,42 +537,134 @@ class Policy:
             by_prefix[36].get(mac >> 12),
             by_prefix[28].get(mac >> 20),
             by_prefix[24].get(mac >> 24),
+            self._by_entry.get(match.position) if match is not None else None,
+            self._randomized if randomized else None,
         ):
-            if slot is not None:
-                decision = slot if type(slot) is Decision else _pick(slot, ctx)
-                if decision is not None:
-                    return decision, match
-        if match is not None:
-            slot = self._by_entry.get(match.position)
-            if slot is not None:
-                decision = slot if type(slot) is Decision else _pick(slot, ctx)
-                if decision is not None:
-                    return decision, match
-        if randomized and self._randomized is not None:
-            decision = _pick(self._randomized, ctx)
+            decision, watched = _try(slot, ctx, watched)
             if decision is not None:
-                return decision, None
-        return self.default, match
+                return decision, match
+        if watched is None:
+            return self.default, match
+        return self._watched(watched), match
+
+    def _watched(self, watched: Decision) -> Decision:
+        """The answer when only a monitor rule applied: the policy's default, which for the
+        usual accept default is the monitor rule's own record of what it would do."""
+        default = self.default
+        if default.action == "accept":
+            return Decision(*watched)
+        return default._replace(reason=f"{default.reason}; {watched.reason}")
+
+    # -- explanations (off the request path) -------------------------------------------------
+
+    def matches(self, rule: Rule, mac: int, match: VendorMatch | None) -> bool:
+        """Whether the rule's match (not its scope) covers this MAC."""
+        if rule.kind == "mac":
+            return parse_mac(rule.value) == mac
+        if rule.kind == "oui":
+            prefix, bits = parse_prefix(rule.value)
+            return mac >> (48 - bits) == prefix
+        if rule.kind == "vendor":
+            return match is not None and any(m.position == match.position for m in self.covered(rule.value))
+        return bool(mac & LOCAL_BIT)
+
+    def explain(self, mac: int, ctx: Context | None = None) -> list[RuleVerdict]:
+        """Every rule whose match covers ``mac``, in precedence order, with the one that
+        decided and why each other one lost."""
+        ctx = ctx or NO_CONTEXT
+        decision, match = self.decide(mac, ctx)
+        found = [
+            (rule, entry)
+            for rule, entry in zip(self.rules, self._entries, strict=True)
+            if self.matches(rule, mac, match)
+        ]
+        by_id = {rule.id: rule for rule, _ in found}
+        winner = by_id.get(decision.rule)
+        order = {rule.id: i for i, rule in enumerate(self.rules)}
+        found.sort(
+            key=lambda item: (
+                *rank(item[0]),
+                self.monitors(item[0]),
+                STRICTNESS[item[0].action],
+                not item[0].conditional,
+                order[item[0].id],
+            )
+        )
+        verdicts = []
+        for rule, entry in found:
+            if rule is winner:
+                verdicts.append(RuleVerdict(rule=rule, decided=True, why=decision.reason))
+                continue
+            skipped = entry.skipped(ctx)
+            if skipped is not None:
+                why = f"does not apply: {skipped}"
+            elif mac & MULTICAST_BIT and rule.kind != "mac":
+                why = "a multicast MAC is refused before prefix, vendor and randomized rules"
+            elif self.monitors(rule):
+                why = "monitor mode: records what it would do, never weakens an enforcing rule"
+                if winner is None:
+                    why = f"{why}; no enforcing rule applied, so the policy's default decided"
+            elif winner is None:
+                why = "lost to an earlier rule"
+            else:
+                why = _lost_to(rule, winner)
+            verdicts.append(RuleVerdict(rule=rule, decided=False, why=why))
+        return verdicts
 
 
-def _pick(slot: _Slot | None, ctx: Context) -> Decision | None:
-    if slot is None or type(slot) is Decision:
-        return slot
-    for entry in slot:
-        if entry.applies(ctx):  # type: ignore[union-attr]
-            return entry.decision  # type: ignore[union-attr]
-    return None
+def rank(rule: Rule) -> tuple[int, int]:
+    """A rule's specificity, lower first: its level (index into :data:`LEVELS`) and, among
+    vendor rules, the longer text first."""
+    if rule.kind == "mac":
+        return (0, 0)
+    if rule.kind == "oui":
+        return ({36: 1, 28: 2, 24: 3}[parse_prefix(rule.value)[1]], 0)
+    if rule.kind == "vendor":
+        return (4, -len(normalize_name(rule.value)))
+    return (5, 0)
+
+
+def _lost_to(rule: Rule, winner: Rule) -> str:
+    if rank(winner) < rank(rule):
+        level = LEVELS[rank(winner)[0]]
+        if rank(winner)[0] == rank(rule)[0]:
+            return f"rule {winner.id} names the vendor more precisely"
+        return f"rule {winner.id} is more specific ({level} before {LEVELS[rank(rule)[0]]})"
+    if STRICTNESS[winner.action] < STRICTNESS[rule.action]:
+        return f"at the same specificity, rule {winner.id}'s {winner.action} is stricter"
+    if winner.conditional and not rule.conditional:
+        return f"at the same specificity and action, the scoped rule {winner.id} comes first"
+    return f"at the same specificity and action, rule {winner.id} was added first"
+
+
+def _try(
+    slot: _Slot | None, ctx: Context, watched: Decision | None
+) -> tuple[Decision | None, Decision | None]:
+    """One slot's enforcing decision for this request (or ``None``), and the first monitor
+    decision seen so far."""
+    if slot is None:
+        return None, watched
+    if type(slot) is Decision:
+        return slot, watched
+    for entry in cast(tuple[_Entry, ...], slot):
+        if entry.applies(ctx):
+            decision = entry.decision
+            if type(decision) is Decision:
+                return decision, watched
+            # Enforcing rules come first in a slot: from here on only monitor rules apply.
+            return None, watched if watched is not None else decision
+    return None, watched
 
 
 def _slot(entries: _SlotBuilder) -> _Slot:
     ordered = [entry for _, entry in sorted(entries, key=lambda item: item[0])]
     chain: list[_Entry] = []
     for entry in ordered:
-        if entry[1:] == _UNCONDITIONAL:
+        if type(entry.decision) is Decision and entry[1:] == _UNCONDITIONAL:
             if not chain:
                 return entry.decision  # the common case: one lookup, no tests
             chain.append(entry)
-            break  # rules after an unconditional one can never decide for this key
+            break  # rules after an unconditional enforcing one can never decide for this key
         chain.append(entry)
     return tuple(chain)
 
@@ -542,10 +676,10 @@ def _compile(table: Mapping[int, _SlotBuilder]) -> dict[int, _Slot]:
 _UNCONDITIONAL: Final = (None, None, None, None, None, None)
 
 
-def _monitored(decision: Decision) -> Decision:
+def _monitored(decision: Decision) -> Monitored:
     """Monitor mode: admit, and say in history what enforcing would have done."""
     would = decision.action + (f" vlan {decision.vlan}" if decision.vlan else "")
-    return Decision(
+    return Monitored(
         "accept", None, decision.rule, f"monitor: would {would} (rule {decision.rule}): {decision.reason}"
     )
 

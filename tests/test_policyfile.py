@@ -254,7 +254,7 @@ def test_rules_add_scope_flags(cli: Cli) -> None:
         "--starts",
         "2026-05-01T00:00Z",
         "--expires",
-        "2026-06-01",
+        "2126-06-01",  # a window that starts in the past and ends long after any test run
         "--client",
         "sw1",
         "--client",
@@ -275,7 +275,7 @@ def test_rules_add_scope_flags(cli: Cli) -> None:
         "method": "mab",
         "mode": "monitor",
         "starts": "2026-05-01T00:00:00Z",
-        "expires": "2026-06-01T00:00:00Z",
+        "expires": "2126-06-01T00:00:00Z",
     }
     cli("rules", "add", "--mac", "00:e0:fc:12:34:57", "--action", "accept", "--port-type", "copper", code=2)
     cli("rules", "add", "--mac", "00:e0:fc:12:34:57", "--action", "accept", "--expires", "soon", code=2)

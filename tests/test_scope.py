@@ -153,11 +153,19 @@ def test_scoped_rule_without_context_does_not_apply(registry: Registry) -> None:
     assert policy(registry, BAN, scoped).decide(HUAWEI)[0].rule == "ban-huawei"
 
 
-def test_scoped_rule_wins_over_unscoped_at_the_same_level(registry: Registry) -> None:
+def test_scoped_rule_never_weakens_a_stricter_rule_at_the_same_level(registry: Registry) -> None:
     everywhere = Rule(id="everywhere", kind="vendor", value="huawei", action="reject")
     wired = Rule(id="wired-only", kind="vendor", value="huawei", action="quarantine", port_type="wired")
     p = policy(registry, everywhere, wired)
-    assert p.decide(HUAWEI, ctx(port_type="Ethernet"))[0].rule == "wired-only"
+    assert p.decide(HUAWEI, ctx(port_type="Ethernet"))[0].rule == "everywhere"
+    assert p.decide(HUAWEI, ctx(port_type="Wireless-802.11"))[0].rule == "everywhere"
+
+
+def test_scoped_stricter_rule_wins_where_it_applies(registry: Registry) -> None:
+    everywhere = Rule(id="everywhere", kind="vendor", value="huawei", action="quarantine")
+    wired = Rule(id="wired-ban", kind="vendor", value="huawei", action="reject", port_type="wired")
+    p = policy(registry, everywhere, wired)
+    assert p.decide(HUAWEI, ctx(port_type="Ethernet"))[0].rule == "wired-ban"
     assert p.decide(HUAWEI, ctx(port_type="Wireless-802.11"))[0].rule == "everywhere"
 
 
@@ -250,10 +258,11 @@ def _client(nas: FakeNas, name: str) -> Client:
 
 
 def test_engine_passes_client_ssid_port_type_and_time(codes: Codes, registry: Registry) -> None:
-    guest = Rule(id="guest-ssid", kind="vendor", value="huawei", action="accept", ssids=("guest",))
+    allow = Rule(id="allow-huawei", kind="vendor", value="huawei", action="accept")
+    guest = Rule(id="guest-ssid", kind="vendor", value="huawei", action="reject", ssids=("guest",))
     lab = Rule(id="lab-switch", kind="vendor", value="huawei", action="quarantine", clients=("lab",))
     later = Rule(id="later", kind="vendor", value="intel", action="reject", starts="2026-05-01T00:00:00Z")
-    engine = Engine(codes=codes, policy=policy(registry, BAN, guest, lab, later))
+    engine = Engine(codes=codes, policy=policy(registry, allow, guest, lab, later))
     nas = FakeNas(codes)
 
     def decide(mac: str, *, client: str = "sw1", called: str | None = None, now: float = T0) -> str:
@@ -264,9 +273,9 @@ def test_engine_passes_client_ssid_port_type_and_time(codes: Codes, registry: Re
         assert outcome.record is not None
         return outcome.record.rule
 
-    assert decide("00:e0:fc:12:34:56") == "ban-huawei"
+    assert decide("00:e0:fc:12:34:56") == "allow-huawei"
     assert decide("00:e0:fc:12:34:56", called="00-11-22-33-44-55:guest") == "guest-ssid"
-    assert decide("00:e0:fc:12:34:56", called="00-11-22-33-44-55:corp") == "ban-huawei"
+    assert decide("00:e0:fc:12:34:56", called="00-11-22-33-44-55:corp") == "allow-huawei"
     assert decide("00:e0:fc:12:34:56", client="lab") == "lab-switch"
     assert decide("00:1b:21:aa:bb:cc", now=T0 - 1) == "default"
     assert decide("00:1b:21:aa:bb:cc", now=T0) == "later"
