@@ -353,7 +353,8 @@ message_authenticator_valid(PyObject *module, PyObject *const *args, Py_ssize_t 
         release_buffers(views, 2);
         return NULL;
     }
-    if (data->len < 20 || pos < 20 || pos + 18 > data->len) {
+    /* Against the length left after the offset: pos + 18 could overflow for a huge pos. */
+    if (data->len < 20 || pos < 20 || pos > data->len - 18) {
         release_buffers(views, 2);
         PyErr_SetString(PyExc_ValueError, "no Message-Authenticator at that offset");
         return NULL;
@@ -390,8 +391,11 @@ sign_reply(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     long code = PyLong_AsLong(args[2]);
+    if (code == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
     long identifier = PyLong_AsLong(args[3]);
-    if (PyErr_Occurred()) {
+    if (identifier == -1 && PyErr_Occurred()) {
         return NULL;
     }
     if (code < 0 || code > 255 || identifier < 0 || identifier > 255) {
@@ -405,15 +409,17 @@ sign_reply(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     Py_buffer pads = views[0], secret = views[1], auth = views[2], attrs = views[3];
     PyObject *result = NULL;
-    Py_ssize_t length = 20 + 18 + attrs.len;
+    /* attrs.len is checked before it is added to: a buffer can claim any length. */
+    Py_ssize_t length = attrs.len <= 4096 - 38 ? 38 + attrs.len : 4097;
     if (check_pads(&pads) < 0) {
         /* the error is set */
     }
     else if (auth.len != 16) {
         PyErr_SetString(PyExc_ValueError, "the request authenticator is 16 octets");
     }
-    else if (length > 4096) {
-        PyErr_Format(PyExc_ValueError, "reply of %zd octets exceeds 4096", length);
+    else if (attrs.len > 4096 - 38) {
+        PyErr_Format(PyExc_ValueError, "reply of %zd octets exceeds 4096",
+                     attrs.len < PY_SSIZE_T_MAX - 38 ? attrs.len + 38 : PY_SSIZE_T_MAX);
     }
     else {
         result = PyBytes_FromStringAndSize(NULL, length);
@@ -517,6 +523,11 @@ try_parse_mac(PyObject *module, PyObject *arg)
         PyErr_SetString(PyExc_TypeError, "try_parse_mac takes a str");
         return NULL;
     }
+#if PY_VERSION_HEX < 0x030C0000
+    if (PyUnicode_READY(arg) < 0) { /* a legacy str built by the old C API has no kind yet */
+        return NULL;
+    }
+#endif
     Py_ssize_t n = PyUnicode_GET_LENGTH(arg);
     int kind = PyUnicode_KIND(arg);
     const void *text = PyUnicode_DATA(arg);
@@ -585,12 +596,15 @@ packet_error(const char *reason, PyObject *detail)
     if (detail == NULL) {
         return; /* formatting failed: that error stands */
     }
-    PyObject *exc = PyObject_CallFunction(PacketErrorType, "sO", reason, detail);
+    /* Held: the error's own __init__ is Python code, and could call setup() again. */
+    PyObject *type = Py_NewRef(PacketErrorType);
+    PyObject *exc = PyObject_CallFunction(type, "sO", reason, detail);
     Py_DECREF(detail);
     if (exc != NULL) {
-        PyErr_SetObject(PacketErrorType, exc);
+        PyErr_SetObject(type, exc);
         Py_DECREF(exc);
     }
+    Py_DECREF(type);
 }
 
 /* setup(Request, PacketError): the types decode() builds and raises. */
@@ -603,6 +617,10 @@ setup(PyObject *module, PyObject *args)
     }
     if (!PyType_IsSubtype((PyTypeObject *)request, &PyTuple_Type)) {
         PyErr_SetString(PyExc_TypeError, "Request must be a tuple type");
+        return NULL;
+    }
+    if (!PyExceptionClass_Check(error)) {
+        PyErr_SetString(PyExc_TypeError, "PacketError must be an exception type");
         return NULL;
     }
     Py_INCREF(request);

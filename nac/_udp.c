@@ -23,8 +23,40 @@
 #define CHUNK 64
 #define MAX_SIZE 65536
 
-static unsigned char *buffers = NULL; /* CHUNK x buffer_size, kept between calls */
-static Py_ssize_t buffer_size = 0;
+/* The last call's receive buffers, kept for the next one.  A call takes them (the pointer
+ * goes back to NULL) and gives them back when it returns: Python code that runs inside a call
+ * (a finalizer, a signal handler) and calls recv_batch again gets buffers of its own, never
+ * the ones the outer call is still filling. */
+static unsigned char *spare = NULL;
+static size_t spare_size = 0;
+
+static unsigned char *
+take_buffers(size_t size)
+{
+    unsigned char *mine = spare;
+    spare = NULL;
+    if (mine != NULL && spare_size == size) {
+        return mine;
+    }
+    PyMem_RawFree(mine); /* another size: the caller's changed */
+    mine = PyMem_RawMalloc(size);
+    if (mine == NULL) {
+        PyErr_NoMemory();
+    }
+    return mine;
+}
+
+static void
+give_back_buffers(unsigned char *mine, size_t size)
+{
+    if (spare == NULL) {
+        spare = mine;
+        spare_size = size;
+    }
+    else {
+        PyMem_RawFree(mine);
+    }
+}
 
 /* The source address tuples of the last senders: a NAS sends from one address and port,
  * so most datagrams reuse a tuple instead of formatting the address again. */
@@ -89,24 +121,25 @@ recv_batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     Py_ssize_t limit = PyLong_AsSsize_t(args[1]);
+    if (limit == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
     Py_ssize_t size = PyLong_AsSsize_t(args[2]);
-    if (PyErr_Occurred()) {
+    if (size == -1 && PyErr_Occurred()) {
         return NULL;
     }
     if (size < 1 || size > MAX_SIZE || limit < 0) {
         PyErr_SetString(PyExc_ValueError, "size must be 1..65536 and limit positive");
         return NULL;
     }
-    if (size != buffer_size) {
-        unsigned char *fresh = PyMem_RawRealloc(buffers, (size_t)(CHUNK * size));
-        if (fresh == NULL) {
-            return PyErr_NoMemory();
-        }
-        buffers = fresh;
-        buffer_size = size;
-    }
     PyObject *out = PyList_New(0);
     if (out == NULL) {
+        return NULL;
+    }
+    size_t buffers_size = (size_t)CHUNK * (size_t)size;
+    unsigned char *buffers = take_buffers(buffers_size);
+    if (buffers == NULL) {
+        Py_DECREF(out);
         return NULL;
     }
     struct mmsghdr msgs[CHUNK];
@@ -116,7 +149,7 @@ recv_batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     while (got < limit) {
         unsigned want = (unsigned)(limit - got < CHUNK ? limit - got : CHUNK);
         for (unsigned i = 0; i < want; i++) {
-            iov[i].iov_base = buffers + i * size;
+            iov[i].iov_base = buffers + (size_t)i * (size_t)size;
             iov[i].iov_len = (size_t)size;
             memset(&msgs[i].msg_hdr, 0, sizeof msgs[i].msg_hdr);
             msgs[i].msg_hdr.msg_name = &from[i];
@@ -128,32 +161,31 @@ recv_batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         if (n < 0) {
             if (errno == EINTR) {
                 if (PyErr_CheckSignals() < 0) {
-                    Py_DECREF(out);
-                    return NULL;
+                    goto error;
                 }
                 continue;
             }
             if (errno == EAGAIN || errno == EWOULDBLOCK || got > 0) {
                 break;
             }
-            Py_DECREF(out);
-            return PyErr_SetFromErrno(PyExc_OSError);
+            PyErr_SetFromErrno(PyExc_OSError);
+            goto error;
         }
         for (int i = 0; i < n; i++) {
             if (msgs[i].msg_hdr.msg_namelen < sizeof(struct sockaddr_in) || from[i].sin_family != AF_INET) {
-                Py_DECREF(out);
                 PyErr_SetString(PyExc_OSError, "recv_batch: not an AF_INET socket");
-                return NULL;
+                goto error;
             }
-            PyObject *data = PyBytes_FromStringAndSize((const char *)buffers + i * size, (Py_ssize_t)msgs[i].msg_len);
+            /* The kernel cuts a datagram to iov_len; the bound is kept here all the same. */
+            size_t len = msgs[i].msg_len < (size_t)size ? msgs[i].msg_len : (size_t)size;
+            PyObject *data = PyBytes_FromStringAndSize((const char *)iov[i].iov_base, (Py_ssize_t)len);
             PyObject *addr = data != NULL ? address(&from[i]) : NULL;
             PyObject *pair = addr != NULL ? PyTuple_Pack(2, data, addr) : NULL;
             Py_XDECREF(data);
             Py_XDECREF(addr);
             if (pair == NULL || PyList_Append(out, pair) < 0) {
                 Py_XDECREF(pair);
-                Py_DECREF(out);
-                return NULL;
+                goto error;
             }
             Py_DECREF(pair);
         }
@@ -162,7 +194,12 @@ recv_batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             break; /* the queue is empty */
         }
     }
+    give_back_buffers(buffers, buffers_size);
     return out;
+error:
+    give_back_buffers(buffers, buffers_size);
+    Py_DECREF(out);
+    return NULL;
 }
 
 static int
@@ -193,7 +230,9 @@ parse_address(PyObject *addr, struct sockaddr_in *sin)
 /* send_batch(fd, replies: list[(bytes, (host, port))]) -> list[(index, errno)]
  * Sends every reply that the kernel takes; the ones it refuses (a full send buffer: EAGAIN,
  * an unreachable address...) are returned by their index with the errno, and the others
- * are still sent. */
+ * are still sent.  It sends the replies that the list held when called: it works on a tuple
+ * copy, so Python code run on the way (a port's __index__, a collection's finalizer) can
+ * change or empty the list without freeing a reply that is being sent. */
 static PyObject *
 send_batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -205,10 +244,14 @@ send_batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (fd < 0) {
         return NULL;
     }
-    PyObject *replies = args[1];
-    Py_ssize_t total = PyList_GET_SIZE(replies);
+    PyObject *replies = PyList_AsTuple(args[1]);
+    if (replies == NULL) {
+        return NULL;
+    }
+    Py_ssize_t total = PyTuple_GET_SIZE(replies);
     PyObject *failed = PyList_New(0);
     if (failed == NULL) {
+        Py_DECREF(replies);
         return NULL;
     }
     struct mmsghdr msgs[CHUNK];
@@ -219,7 +262,7 @@ send_batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         unsigned count = (unsigned)(total - start < CHUNK ? total - start : CHUNK);
         unsigned ready = 0;
         for (; ready < count; ready++) {
-            PyObject *item = PyList_GET_ITEM(replies, start + (Py_ssize_t)ready);
+            PyObject *item = PyTuple_GET_ITEM(replies, start + (Py_ssize_t)ready);
             if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2) {
                 PyErr_SetString(PyExc_TypeError, "each reply is a (data, (host, port)) tuple");
                 break;
@@ -263,11 +306,13 @@ send_batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             PyBuffer_Release(&views[i]);
         }
         if (error) {
+            Py_DECREF(replies);
             Py_DECREF(failed);
             return NULL;
         }
         start += count;
     }
+    Py_DECREF(replies);
     return failed;
 }
 
