@@ -35,7 +35,7 @@ from nac.packet import (
     message_authenticator_valid,
     split_attribute,
 )
-from nac.policy import Context, Decision, Policy
+from nac.policy import REASON_MAX, Context, Decision, Policy
 from nac.records import HistoryRecord
 from nac.sessions import SessionEvent
 
@@ -60,6 +60,8 @@ NO_MAB_PASSWORD: Final = "builtin:mab-no-password"  # noqa: S105 (a rule id)
 STATUS_REPLY_MESSAGE: Final = "nac is alive"
 EAP_FAILED: Final = "builtin:eap-failure"
 NO_STATION_MAC: Final = "builtin:no-calling-station-id"
+#: A device whose DHCP profile names another manufacturer than its MAC's registry entry.
+SPOOF_SUSPECTED: Final = "builtin:spoof-suspected"
 #: Refusals that tell the NAS only AUTHENTICATION_FAILED: their reasons name users and carry
 #: TLS and method details (FreeRADIUS says nothing of a wrong password).  History keeps them.
 AUTHENTICATION_FAILURES: Final = frozenset(
@@ -118,6 +120,12 @@ class Engine:
         self._bodies: dict[tuple[Decision, int | None, str], bytes] = {}
         self._nas_ips: dict[bytes, str] = {}  # NAS-IP-Address octets -> dotted quad
         self._authorize_only = codes.service_type_authorize_only.to_bytes(4, "big")
+        #: MAC -> the manufacturer family its DHCP profile names (None: signals seen, nothing
+        #: decided); kept current by nac/profiling.  Empty: profiling is off, no lookup made.
+        self.profiles: dict[int, str | None] = {}
+        #: What a profile that contradicts the MAC's registry entry does: "flag" (say so in
+        #: history, decide as usual), "quarantine" or "reject".
+        self.on_conflict = "flag"
 
     # -- duplicates (RFC 5080 §2.2.2) ------------------------------------------------------
 
@@ -355,7 +363,7 @@ class Engine:
                 match=None,
                 method="mab",
             )
-        decision, match = self._policy_decide(mac, attrs, client, "mab", now)
+        decision, match, profiled = self._policy_decide(mac, attrs, client, "mab", now)
         return decision, self._record(
             req,
             attrs=attrs,
@@ -366,14 +374,18 @@ class Engine:
             decision=decision,
             match=match,
             method="mab",
+            vendor=profiled,
         )
 
     def _policy_decide(
         self, mac: int, attrs: dict[int, bytes], client: Client, method: str, now: float
-    ) -> tuple[Decision, VendorMatch | None]:
+    ) -> tuple[Decision, VendorMatch | None, str | None]:
+        """The policy's decision, the registry entry, and the manufacturer named by the
+        device's profile when the decision rests on it (for history's vendor column)."""
         policy = self.policy
-        if not policy.contextual:
-            return policy.decide(mac)
+        family = self.profiles.get(mac) if self.profiles else None
+        if not policy.contextual and family is None:
+            return (*policy.decide(mac), None)
         # Some rule is scoped or time-limited: tell the policy about the request.
         codes = self.codes
         ctx = Context(
@@ -383,7 +395,24 @@ class Engine:
             method,
             now,
         )
-        return policy.decide(mac, ctx)
+        decision, match = policy.decide(mac, ctx, family)
+        if family is None:
+            return decision, match, None
+        known = policy.families.get(family)
+        name = known.name if known is not None else family
+        if match is None:  # randomized or unregistered: the manufacturer is the profile's
+            reason = f"{decision.reason} (manufacturer {name} from the device's DHCP profile)"
+            return decision._replace(reason=reason[:REASON_MAX]), None, f"{name} (profiled)"
+        if not policy.spoofed(match, family):
+            return decision, match, None
+        reason = (
+            f"spoof suspected: the MAC's prefix is {match.organization}'s, its DHCP profile says {name}"
+        )
+        if self.on_conflict == "flag" or policy.has_mac_rule(mac):
+            return decision._replace(reason=f"{decision.reason} ({reason})"[:REASON_MAX]), match, None
+        vlan = policy.defaults.quarantine_vlan if self.on_conflict == "quarantine" else None
+        action = self.on_conflict if vlan is not None or self.on_conflict == "reject" else "reject"
+        return Decision(action, vlan, SPOOF_SUSPECTED, reason[:REASON_MAX]), match, None
 
     def _decide_eap(
         self,
@@ -403,11 +432,12 @@ class Engine:
         calling = attrs.get(codes.calling_station_id)
         mac = try_parse_mac(calling.decode("latin-1")) if calling is not None else None
         match = None
+        profiled = None
         if mac is None:
             reason = "802.1X request without a MAC address in Calling-Station-Id"
             decision = Decision("reject", None, NO_STATION_MAC, reason)
         else:
-            decision, match = self._policy_decide(mac, attrs, client, "dot1x", now)
+            decision, match, profiled = self._policy_decide(mac, attrs, client, "dot1x", now)
         if mac is None or decision.action == "reject":
             if state is not None:
                 eap.discard(state)
@@ -424,6 +454,7 @@ class Engine:
                 decision=decision,
                 match=match,
                 method="eap",
+                vendor=profiled,
             )
             return self._eap_reply(ACCESS_REJECT, req, body, client, record, key)
         # A few conversations per wired port (nac/eap/limits.py): from the first round only.
@@ -469,6 +500,7 @@ class Engine:
             decision=decision,
             match=match,
             method=step.method,
+            vendor=profiled,
         )
         if step.identity is not None:
             record = record._replace(user_name=step.identity)  # who authenticated, not the outer name
@@ -541,11 +573,12 @@ class Engine:
         decision: Decision,
         match: VendorMatch | None,
         method: str,
+        vendor: str | None = None,
     ) -> HistoryRecord:
         codes = self.codes
         nas_port = attrs.get(codes.nas_port)
         port_type = attrs.get(codes.nas_port_type)
-        vendor = prefix = bits = None
+        prefix = bits = None
         if match is not None:
             vendor = match.organization
             prefix = match.prefix_text

@@ -20,6 +20,7 @@ from nac.tomlfile import Locator
 
 if TYPE_CHECKING:
     from nac.eap.config import EapConfig
+    from nac.profiling.service import ProfilingConfig
 
 DEFAULT_AUTH_PORT: Final = 1812
 DEFAULT_ACCT_PORT: Final = 1813
@@ -65,6 +66,7 @@ class Config:
     on_history_failure: str = "withhold"
     source: str = "(built-in defaults)"
     eap: EapConfig | None = None  # [eap]: 802.1X is off without it
+    profiling: ProfilingConfig | None = None  # [profiling]: off without it
 
     @property
     def uses_test_client(self) -> bool:
@@ -128,13 +130,17 @@ def _read(path: Path) -> str:
 def _parse(data: Mapping[str, Any], loc: Locator) -> tuple[dict[str, Any], tuple[Client, ...]]:
     values: dict[str, Any] = {}
     for name in sorted(
-        set(data) - {"server", "client", "log", "syslog", "metrics", "eap", "history", "policy"}
+        set(data) - {"server", "client", "log", "syslog", "metrics", "eap", "history", "policy", "profiling"}
     ):
         raise ConfigError(f"{loc.where(name)}: unknown section")
     if "eap" in data:
         from nac.eap.config import parse_eap  # noqa: PLC0415 (OpenSSL only when 802.1X is on)
 
         values["eap"] = parse_eap(data["eap"], loc)
+    if "profiling" in data:
+        from nac.profiling.service import parse_profiling  # noqa: PLC0415 (only when configured)
+
+        values["profiling"] = parse_profiling(data["profiling"], loc)
     values.update(_observability(data, loc))
     server = data.get("server", {})
     if not isinstance(server, dict):

@@ -424,6 +424,8 @@ class Policy:
         by_prefix: dict[int, dict[int, _SlotBuilder]] = {bits: {} for bits in PREFIX_BITS}
         by_entry: dict[int, _SlotBuilder] = {}
         randomized: _SlotBuilder = []
+        #: Vendor rules with the registry entries each covers, for profiled devices.
+        self._vendor_rules: list[tuple[tuple[int, ...], _Entry, frozenset[int]]] = []
         self._entries = [self._entry(rule) for rule in self.rules]
         for seq, (rule, entry) in enumerate(zip(self.rules, self._entries, strict=True)):
             order = (
@@ -439,10 +441,14 @@ class Policy:
                 prefix, bits = parse_prefix(rule.value)
                 by_prefix[bits].setdefault(prefix, []).append((order, entry))
             elif rule.kind == "vendor":
-                for covered in self.covered(rule.value):
-                    by_entry.setdefault(covered.position, []).append((order, entry))
+                positions = frozenset(covered.position for covered in self.covered(rule.value))
+                for position in positions:
+                    by_entry.setdefault(position, []).append((order, entry))
+                self._vendor_rules.append((order, entry, positions))
             else:
                 randomized.append((order, entry))
+        self._by_family: dict[str, _Slot | None] = {}  # built on first use, per profiled family
+        self._positions: dict[str, frozenset[int]] = {}
         self._by_mac = _compile(by_mac)
         self._by_prefix = {bits: _compile(table) for bits, table in by_prefix.items()}
         self._by_entry = _compile(by_entry)
@@ -493,14 +499,18 @@ class Policy:
             return family.covered(self.registry)
         return list(self.registry.matching(text))
 
-    def decide(self, mac: int, ctx: Context | None = None) -> tuple[Decision, VendorMatch | None]:
+    def decide(
+        self, mac: int, ctx: Context | None = None, family: str | None = None
+    ) -> tuple[Decision, VendorMatch | None]:
         """The decision for a station MAC and the registry entry consulted (if any).
 
         ``ctx`` matters only when some rule is conditional (:attr:`contextual`); without one,
-        a scoped rule does not apply, nor does a rule with a validity window.
+        a scoped rule does not apply, nor does a rule with a validity window.  ``family`` is
+        the device's profiled manufacturer (from DHCP): vendor rules apply to it when the MAC
+        carries no registry entry of its own (randomized, or unregistered).
         """
-        if not self._simple:
-            return self._decide_in(mac, ctx or NO_CONTEXT)
+        if family is not None or not self._simple:
+            return self._decide_in(mac, ctx or NO_CONTEXT, family)
         decision = self._by_mac.get(mac)
         randomized = bool(mac & LOCAL_BIT)
         match = None if randomized else self.registry.lookup(mac)
@@ -522,9 +532,12 @@ class Policy:
             return self._randomized, None  # type: ignore[return-value]
         return self.default, match
 
-    def _decide_in(self, mac: int, ctx: Context) -> tuple[Decision, VendorMatch | None]:
-        """:meth:`decide` when some slot holds conditional or monitor rules: the first
-        enforcing rule that applies, level by level; a monitor rule only when none does."""
+    def _decide_in(
+        self, mac: int, ctx: Context, family: str | None = None
+    ) -> tuple[Decision, VendorMatch | None]:
+        """:meth:`decide` when some slot holds conditional or monitor rules, or the device
+        is profiled: the first enforcing rule that applies, level by level; a monitor rule
+        only when none does."""
         randomized = bool(mac & LOCAL_BIT)
         match = None if randomized else self.registry.lookup(mac)
         decision, watched = _try(self._by_mac.get(mac), ctx, None)
@@ -537,7 +550,7 @@ class Policy:
             by_prefix[36].get(mac >> 12),
             by_prefix[28].get(mac >> 20),
             by_prefix[24].get(mac >> 24),
-            self._by_entry.get(match.position) if match is not None else None,
+            self._by_entry.get(match.position) if match is not None else self._family_slot(family),
             self._randomized if randomized else None,
         ):
             decision, watched = _try(slot, ctx, watched)
@@ -546,6 +559,40 @@ class Policy:
         if watched is None:
             return self.default, match
         return self._watched(watched), match
+
+    def _family_slot(self, family: str | None) -> _Slot | None:
+        """The vendor rules that cover a profiled manufacturer: those whose registry entries
+        include any of the family's (``--vendor huawei`` covers a phone profiled as Huawei)."""
+        if family is None:
+            return None
+        try:
+            return self._by_family[family]
+        except KeyError:
+            pass
+        positions = self.positions(family)
+        entries = [(order, entry) for order, entry, covered in self._vendor_rules if covered & positions]
+        slot = _slot(entries) if entries else None
+        self._by_family[family] = slot
+        return slot
+
+    def positions(self, family: str) -> frozenset[int]:
+        """The registry entries of a vendor family (or, for a name that is no family, of the
+        organisations with that name)."""
+        try:
+            return self._positions[family]
+        except KeyError:
+            found = frozenset(m.position for m in self.covered(family))
+            self._positions[family] = found
+            return found
+
+    def has_mac_rule(self, mac: int) -> bool:
+        """Whether an exact-MAC rule names this device (an operator's exception stands)."""
+        return mac in self._by_mac
+
+    def spoofed(self, match: VendorMatch | None, family: str | None) -> bool:
+        """Whether a profile contradicts the MAC's registry entry: an OUI of one maker, DHCP
+        evidence of another (a forged MAC)."""
+        return match is not None and family is not None and match.position not in self.positions(family)
 
     def _watched(self, watched: Decision) -> Decision:
         """The answer when only a monitor rule applied: the policy's default, which for the

@@ -1,0 +1,205 @@
+"""Profiles in the decision: a randomized Huawei phone is banned by `--vendor huawei` once its
+DHCP message names its maker, a forged OUI is caught, and active sessions are acted on at once.
+
+The profiler and the admission engine run in memory on an SQLite database in a temp dir; the
+DHCP messages are built as tests/test_profiling_dhcp.py builds them.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import tomllib
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from fakenas import FakeNas
+from netaddr import IPNetwork
+from test_profiling_dhcp import DISCOVER, message, option
+
+from nac import session_store
+from nac.admission import SPOOF_SUSPECTED, Engine
+from nac.clients import Client
+from nac.errors import ConfigError
+from nac.families import parse_families
+from nac.oui import Registry, registry_from_manuf
+from nac.packet import Codes
+from nac.policy import Defaults, Policy, Rule
+from nac.profiling import store
+from nac.profiling.service import Profiler, ProfilingConfig, parse_profiling
+from nac.profiling.signatures import load_signatures
+from nac.resources import load_dictionary
+from nac.tomlfile import Locator
+
+MANUF = "\n".join(
+    [
+        "00:E0:FC\tHuaweiTechno\tHUAWEI TECHNOLOGIES CO.,LTD",
+        "F0:18:98\tApple\tApple, Inc.",
+        "00:10:A4\tXircom\tXircom",
+    ]
+)
+FAMILIES = '[huawei]\nname = "Huawei"\norganizations = ["huawei technologies"]\n'
+PHONE = "da:c0:ff:ee:00:01"  # randomized
+APPLE = "f0:18:98:00:00:01"
+T0 = 1_800_000_000.0
+HUAWEI_CLASS = option(60, b"HUAWEI:android:VOG-L29")
+RELAY = "192.0.2.1"
+
+
+@pytest.fixture(scope="module")
+def codes() -> Codes:
+    return Codes.from_dictionary(load_dictionary())
+
+
+@pytest.fixture(scope="module")
+def registry() -> Registry:
+    return registry_from_manuf(MANUF, source="test-manuf", date="2026-01")
+
+
+class Rig:
+    def __init__(self, tmp_path: Path, codes: Codes, registry: Registry, **config: object) -> None:
+        families = parse_families(FAMILIES, origin="test")
+        rules = [Rule(id="ban-huawei", kind="vendor", value="huawei", action="reject", reason="ministry ban")]
+        self.policy = Policy(
+            rules, registry=registry, defaults=Defaults(quarantine_vlan="999"), families=families
+        )
+        self.engine = Engine(codes=codes, policy=self.policy)
+        self.conn = sqlite3.connect(tmp_path / "nac.db")
+        session_store.ensure_schema(self.conn)
+        self.counters: Counter[str] = Counter()
+        settings = ProfilingConfig(dhcp_listen=(("127.0.0.1", 0),), loaded=tuple(load_signatures()), **config)  # type: ignore[arg-type]
+        self.engine.on_conflict = settings.on_conflict
+        self.profiler = Profiler(
+            settings,
+            conn=self.conn,
+            profiles=self.engine.profiles,
+            policy=lambda: self.engine.policy,
+            sources=[IPNetwork("192.0.2.0/24")],
+            counters=self.counters,
+        )
+        self.nas = FakeNas(codes)
+        self.client = Client(name="sw1", network=IPNetwork("192.0.2.0/24"), secret=self.nas.secret)
+
+    def dhcp(self, mac: str, *options: bytes, source: str = RELAY, now: float = T0) -> None:
+        data = message(
+            DISCOVER, *options, mac=bytes.fromhex(mac.replace(":", "")), giaddr=bytes((192, 0, 2, 1))
+        )
+        self.profiler.received(data, source, now=now)
+
+    def mab(self, mac: str) -> tuple[int, str, str | None, str]:
+        outcome = self.engine.handle(
+            self.nas.mab(mac), src=self.nas.src, port=1812, service="auth", client=self.client, now=T0
+        )
+        assert outcome.reply is not None
+        assert outcome.record is not None
+        return outcome.reply[0], outcome.record.rule, outcome.record.vendor, outcome.record.reason
+
+
+@pytest.fixture
+def rig(tmp_path: Path, codes: Codes, registry: Registry) -> Rig:
+    return Rig(tmp_path, codes, registry)
+
+
+def test_randomized_phone_is_admitted_until_its_dhcp_names_a_banned_maker(rig: Rig) -> None:
+    assert rig.mab(PHONE)[0] == 2  # Access-Accept: a randomized MAC says nothing
+    rig.dhcp(PHONE, HUAWEI_CLASS)
+    code, rule, vendor, reason = rig.mab(PHONE)
+    assert (code, rule, vendor) == (3, "ban-huawei", "Huawei (profiled)")
+    assert "manufacturer Huawei from the device's DHCP profile" in reason
+    profile = store.get(rig.conn, int(PHONE.replace(":", ""), 16))
+    assert profile is not None
+    assert profile.family == "huawei"
+    assert profile.evidence[0].value == "HUAWEI:android:VOG-L29"
+    assert rig.counters["dhcp:profile_changes"] == 1
+
+
+def test_weak_signal_alone_changes_no_decision(rig: Rig) -> None:
+    rig.dhcp(PHONE, option(12, b"HUAWEI_P30"))
+    assert rig.mab(PHONE)[0] == 2
+    assert rig.engine.profiles == {int(PHONE.replace(":", ""), 16): None}
+
+
+def test_forged_apple_mac_with_huawei_dhcp_is_flagged_by_default(rig: Rig) -> None:
+    rig.dhcp(APPLE, HUAWEI_CLASS)
+    code, rule, vendor, reason = rig.mab(APPLE)
+    assert (code, rule, vendor) == (2, "default", "Apple, Inc.")
+    assert "spoof suspected: the MAC's prefix is Apple, Inc.'s, its DHCP profile says Huawei" in reason
+
+
+@pytest.mark.parametrize(("on_conflict", "code"), [("reject", 3), ("quarantine", 2)])
+def test_forged_mac_gets_the_configured_conflict_action(
+    tmp_path: Path, codes: Codes, registry: Registry, on_conflict: str, code: int
+) -> None:
+    rig = Rig(tmp_path, codes, registry, on_conflict=on_conflict)
+    rig.dhcp(APPLE, HUAWEI_CLASS)
+    assert rig.mab(APPLE)[:2] == (code, SPOOF_SUSPECTED)
+
+
+def test_profile_change_queues_a_disconnect_for_the_active_session(rig: Rig) -> None:
+    rig.conn.execute(
+        "INSERT INTO sessions (client, nas_ip, session_id, mac, status, started, updated)"
+        " VALUES ('sw1', '192.0.2.10', 'A1', ?, 'active', ?, ?)",
+        (PHONE, T0, T0),
+    )
+    rig.conn.commit()
+    rig.dhcp(PHONE, HUAWEI_CLASS)
+    jobs = rig.conn.execute("SELECT kind, status, requested_by, reason FROM coa_jobs").fetchall()
+    assert len(jobs) == 1
+    assert jobs[0][:3] == ("disconnect", "pending", "profiling")
+    assert "profile huawei" in jobs[0][3]
+    rig.dhcp(PHONE, HUAWEI_CLASS, now=T0 + 1)  # the same evidence again: nothing new to do
+    assert rig.conn.execute("SELECT COUNT(*) FROM coa_jobs").fetchone() == (1,)
+
+
+def test_renewal_without_identifying_fields_keeps_the_profile(rig: Rig) -> None:
+    rig.dhcp(PHONE, HUAWEI_CLASS)
+    rig.dhcp(PHONE, now=T0 + 3600)
+    assert rig.engine.profiles[int(PHONE.replace(":", ""), 16)] == "huawei"
+
+
+def test_copies_from_outside_the_relay_networks_are_dropped(rig: Rig) -> None:
+    rig.dhcp(PHONE, HUAWEI_CLASS, source="198.51.100.7")
+    assert rig.counters["dhcp:dropped:unknown-source"] == 1
+    assert rig.engine.profiles == {}
+
+
+def test_malformed_datagrams_are_counted_by_reason(rig: Rig) -> None:
+    rig.profiler.received(b"\x01" * 100, RELAY, now=T0)
+    rig.profiler.received(message(option(53, b"\x05")), RELAY, now=T0)
+    assert rig.counters["dhcp:dropped:too-short"] == 1
+    assert rig.counters["dhcp:dropped:not-from-client"] == 1
+    assert rig.counters["dhcp:received"] == 2
+
+
+def test_another_process_profile_reaches_the_engine_by_polling(rig: Rig) -> None:
+    other = Profiler(
+        rig.profiler.config,
+        conn=sqlite3.connect(rig.conn.execute("PRAGMA database_list").fetchone()[2]),
+        profiles={},
+        policy=lambda: rig.policy,
+        sources=[IPNetwork("192.0.2.0/24")],
+        counters=Counter(),
+    )
+    data = message(DISCOVER, HUAWEI_CLASS, mac=bytes.fromhex(PHONE.replace(":", "")))
+    other.received(data, RELAY, now=T0)
+    assert rig.engine.profiles == {}
+    rig.profiler.poll()
+    assert rig.mab(PHONE)[1] == "ban-huawei"
+
+
+@pytest.mark.parametrize(
+    ("text", "part"),
+    [
+        ('dhcp_listen = ["0.0.0.0"]', "is not ADDRESS:PORT"),
+        ('dhcp_listen = ["0.0.0.0:67"]\non_conflict = "maybe"', "one of flag, quarantine, reject"),
+        ('dhcp_sources = ["not-a-network"]', "no address or CIDR"),
+        ('color = "blue"', "unknown setting"),
+        ('signatures = "/nonexistent/sigs.toml"', "cannot read the signatures file"),
+    ],
+)
+def test_profiling_config_errors_name_the_setting(text: str, part: str) -> None:
+    source = f"[profiling]\n{text}\n"
+    with pytest.raises(ConfigError) as caught:
+        parse_profiling(tomllib.loads(source)["profiling"], Locator("nac.toml", source))
+    assert part in str(caught.value)
+    assert "nac.toml" in str(caught.value)
