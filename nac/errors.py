@@ -33,3 +33,8 @@ class InvalidMacError(NacError, ValueError):
 
 class InvalidPrefixError(NacError, ValueError):
     """A string is not a 24-, 28- or 36-bit IEEE prefix."""
+
+
+class DatabaseFileError(NacError):
+    """The database file cannot be used as asked: missing, unreadable, read-only, not a nac
+    database, or made by a newer nac.  Names the file and the cause, in one line."""
