@@ -77,11 +77,12 @@ def users_list(db: DbOption = None, as_json: JsonOption = False) -> None:
     """
     from nac.app import open_store  # noqa: PLC0415
     from nac.eap.users import list_users  # noqa: PLC0415
+    from nac.render import iso_time  # noqa: PLC0415
 
     with _errors():
         store = open_store(db)
         try:
-            rows = list_users(store.conn)
+            rows = [{**row, "created": iso_time(row["created"])} for row in list_users(store.conn)]
         finally:
             store.close()
     if as_json:

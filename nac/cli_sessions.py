@@ -7,6 +7,7 @@ from typing import Annotated, Any, Final
 import typer
 
 from nac.cli import DbOption, JsonOption, _errors, _fail, _print_json, _print_table, app
+from nac.render import iso_time
 
 _TABLE: Final = (
     "mac",
@@ -48,7 +49,14 @@ def sessions(
         canonical = format_mac(parse_mac(mac.strip())) if mac is not None else None
         store = _open(db)
         try:
-            rows = session_store.query(store.conn, active=active, mac=canonical, client=client)
+            rows = [
+                {
+                    **row,
+                    "started_time": iso_time(row["started_time"]),
+                    "updated_time": iso_time(row["updated_time"]),
+                }
+                for row in session_store.query(store.conn, active=active, mac=canonical, client=client)
+            ]
         finally:
             store.close()
     if as_json:

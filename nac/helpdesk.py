@@ -15,7 +15,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
 from nac import store
@@ -23,6 +23,7 @@ from nac.errors import PolicyError
 from nac.mac import try_parse_mac
 from nac.policy import Context, Decision, method_class
 from nac.policy import ssid_of as _rule_ssid
+from nac.render import iso_time
 
 #: The action that refuses a device (quarantine admits it, to a VLAN of its own).
 REFUSED: Final = "reject"
@@ -155,6 +156,7 @@ def history_row(row: Mapping[str, Any]) -> dict[str, Any]:
     """A history row as CONTRACT.md names it: ``time`` first; ``port`` and ``ssid`` spelled out
     for people; ``id`` last (what ``--before`` pages by); internal ``ts`` dropped."""
     out = {key: row.get(key) for key in _FIRST}
+    out["time"] = iso_time(row["ts"] if row.get("ts") is not None else row.get("time"))
     out.update({k: v for k, v in row.items() if k not in out and k not in ("id", "ts")})
     out["port"] = row.get("nas_port_id") or (None if row.get("nas_port") is None else str(row["nas_port"]))
     out["ssid"] = ssid_of(row.get("called_station_id"))
@@ -192,9 +194,9 @@ def why(
         report["streak"] = {
             "action": last["action"],
             "count": count,
-            "since": _iso(first_ts),
+            "since": iso_time(first_ts),
             "since_ts": first_ts,
-            "before": None if other is None else {"action": other[1], "time": other[2], "ts": other[0]},
+            "before": None if other is None else _other(other),
         }
         refused, first, last_refused = conn.execute(
             # "+action": the (mac, ts, action) index, never (action, ts), which holds every refusal.
@@ -203,8 +205,8 @@ def why(
         ).fetchone()
         report["refused"] = {
             "count": refused,
-            "first": _iso(first) if refused else None,
-            "last": _iso(last_refused) if refused else None,
+            "first": iso_time(first) if refused else None,
+            "last": iso_time(last_refused) if refused else None,
         }
     current: dict[str, Any] | None = None
     if decide is not None:
@@ -250,18 +252,18 @@ def explain(report: Mapping[str, Any], *, now: float) -> list[str]:
     last = rows[0]
     lines = [f"{mac} is {_device_text(last)}."]
     lines.append(
-        f"Last decision {_when(_ts(last), now)} ({_ago(now - _ts(last))}) {_where_text(last)}: "
+        f"Last decision {iso_time(_ts(last))} ({_ago(now - _ts(last))}) {_where_text(last)}: "
         f"{_VERBS.get(last['action'], last['action'])}{_vlan(last)} by rule {last['rule']}: {last['reason']}"
     )
     streak = report["streak"]
     verb = _VERBS.get(streak["action"], streak["action"])
     times = "once" if streak["count"] == 1 else f"{streak['count']} times"
-    run = f"{verb.capitalize()} {times} since {_when(streak['since_ts'], now)}"
+    run = f"{verb.capitalize()} {times} since {iso_time(streak['since_ts'])}"
     before = streak["before"]
     if before is None:
         run += ", every decision on record"
     else:
-        run += f"; before that {_VERBS.get(before['action'], before['action'])} {_when(before['ts'], now)}"
+        run += f"; before that {_VERBS.get(before['action'], before['action'])} {iso_time(before['ts'])}"
     lines.append(run + ".")
     refused = report["refused"]
     if streak["action"] != REFUSED and refused["count"]:
@@ -274,22 +276,13 @@ def explain(report: Mapping[str, Any], *, now: float) -> list[str]:
     return lines
 
 
+def _other(row: Sequence[Any]) -> dict[str, Any]:
+    """The latest decision with another answer, from ``SELECT ts, action, ...``."""
+    return {"action": row[1], "time": iso_time(row[0]), "ts": row[0]}
+
+
 def _ts(row: Mapping[str, Any]) -> float:
     return datetime.fromisoformat(str(row["time"]).replace("Z", "+00:00")).timestamp()
-
-
-def _iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _when(ts: float, now: float) -> str:
-    """``09:12 UTC`` today, else ``2026-11-27 09:12 UTC``."""
-    at = datetime.fromtimestamp(ts, UTC)
-    if at.date() == datetime.fromtimestamp(now, UTC).date():
-        return at.strftime("%H:%M UTC")
-    return at.strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _ago(seconds: float) -> str:
@@ -376,7 +369,7 @@ def stats(conn: sqlite3.Connection, *, since: float | None = None, top: int = ST
         f"{' AND ts >= ?' if since is not None else ''} GROUP BY mac ORDER BY 3 DESC, 5 DESC LIMIT ?"
     )
     top_refused = [
-        {"mac": mac, "vendor": vendor, "rejected": count, "first": _iso(first), "last": _iso(last)}
+        {"mac": mac, "vendor": vendor, "rejected": count, "first": iso_time(first), "last": iso_time(last)}
         for mac, vendor, count, first, last in conn.execute(refused_sql, [REFUSED, *params, top]).fetchall()
     ]
     client_rows = []
@@ -391,7 +384,7 @@ def stats(conn: sqlite3.Connection, *, since: float | None = None, top: int = ST
             }
         )
     return {
-        "since": _iso(since),
+        "since": iso_time(since),
         "decisions": total,
         **{f"by_{dim}": _ranked(counts) for dim, counts in dims.items()},
         "top_refused": top_refused,

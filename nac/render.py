@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any, Final
 
 #: Text-table columns of decisions (`nac history`, `nac why`); --json and --csv have them all.
@@ -24,6 +25,21 @@ VENDOR_WIDTH: Final = 28
 _CONTROL: Final = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}
 
 
+def iso_time(value: float | str | None) -> str | None:
+    """The one spelling of a time in nac's output, text or JSON: ISO 8601 in UTC, whole
+    seconds, ``Z`` (``2026-12-06T10:00:00Z``).  Takes a Unix time, or an ISO 8601 string of
+    any precision or offset as the database keeps them; None stays None."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            when = datetime.fromisoformat(value)
+        except ValueError:
+            return value  # not a time after all: shown as it is, never dropped
+        value = (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+    return datetime.fromtimestamp(int(value // 1), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def printable(text: object) -> str:
     """``text`` with control characters escaped (a User-Name may carry terminal escapes)."""
     return "" if text is None else str(text).translate(_CONTROL)
@@ -33,7 +49,6 @@ def decision_cells(rows: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
     out = []
     for row in rows:
         cells = {c: printable(row.get(c)) for c in DECISION_COLUMNS}
-        cells["time"] = cells["time"][:19].replace("T", " ")
         if len(cells["vendor"]) > VENDOR_WIDTH:
             cells["vendor"] = cells["vendor"][: VENDOR_WIDTH - 1] + "…"
         out.append(cells)

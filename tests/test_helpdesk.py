@@ -103,7 +103,7 @@ def names(rows: list[dict[str, Any]], stamps: dict[str, float]) -> str:
     out = ""
     for row in rows:
         ts = datetime.fromisoformat(row["time"].replace("Z", "+00:00")).timestamp()
-        [name] = [name for name, at in stamps.items() if abs(at - ts) < 0.002]
+        [name] = [name for name, at in stamps.items() if 0 <= at - ts < 1]  # times in whole seconds
         out += name
     return out
 
