@@ -100,7 +100,8 @@ def exposed(path: str) -> list[tuple[str, int]]:
 def readonly_uri(path: str) -> str:
     """An SQLite URI that opens ``path`` read-only.  A WAL database needs its -shm; in a
     directory this process cannot write, with no -wal there (no connection is open), nothing
-    can be in flight, and ``immutable`` reads the file without one."""
+    is in flight, and ``immutable`` reads the file without one (a reader that stays open, such
+    as `nac web`, then sees the file as it was until it is restarted)."""
     uri = f"{Path(path).resolve().as_uri()}?mode=ro"
     directory = Path(path).resolve().parent
     if not os.access(directory, os.W_OK) and not os.path.exists(path + "-wal"):
