@@ -48,69 +48,94 @@ def load_policy_file(path: str | Path) -> tuple[Defaults, list[Rule]]:
 
 
 def parse_policy(text: str, *, origin: str) -> tuple[Defaults, list[Rule]]:
+    """The file's defaults and rules; a :class:`PolicyError` lists every error in it, one a
+    line, each with the file, line and rule, so one run of `nac policy check` finds them all."""
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+    except tomllib.TOMLDecodeError as exc:  # nothing past a syntax error can be read
         raise PolicyError(f"{origin}: {exc}") from None
     loc = Locator(origin, text)
+    errors: list[str] = []
     unknown = set(data) - {"defaults", "groups", "rule"}
     if unknown:
-        raise PolicyError(f"{origin}: unknown section(s) {', '.join(sorted(unknown))}")
+        errors.append(f"{origin}: unknown section(s) {', '.join(sorted(unknown))}")
     raw_defaults = data.get("defaults", {})
     if not isinstance(raw_defaults, dict):
-        raise PolicyError(f"{loc.where('defaults')}: must be a table")
-    for key in sorted(set(raw_defaults) - _DEFAULT_KEYS):
-        raise PolicyError(f"{loc.where('defaults', key)}: unknown setting")
+        errors.append(f"{loc.where('defaults')}: must be a table")
+        raw_defaults = {}
+    errors += [
+        f"{loc.where('defaults', key)}: unknown setting" for key in sorted(set(raw_defaults) - _DEFAULT_KEYS)
+    ]
     raw_groups = data.get("groups", {})
     if not isinstance(raw_groups, dict):
-        raise PolicyError(f"{loc.where('groups')}: must be a table of name = [client names]")
+        errors.append(f"{loc.where('groups')}: must be a table of name = [client names]")
+        raw_groups = {}
+    groups: dict[str, Any] = {}
     for name, members in raw_groups.items():
         if not isinstance(members, list) or not all(isinstance(m, str) and m for m in members):
-            raise PolicyError(f"{loc.where('groups', name)}: must be a list of client names")
+            errors.append(f"{loc.where('groups', name)}: must be a list of client names")
+        else:
+            groups[name] = members
+    defaults = Defaults()
     try:
-        defaults = Defaults(**raw_defaults, groups=raw_groups)
+        known = {key: value for key, value in raw_defaults.items() if key in _DEFAULT_KEYS}
+        defaults = Defaults(**known, groups=groups)
     except (PolicyError, TypeError) as exc:
-        raise PolicyError(f"{loc.where('defaults')}: {exc}") from None
+        errors.append(f"{loc.where('defaults')}: {exc}")
     raw_rules = data.get("rule", [])
     if not isinstance(raw_rules, list):
-        raise PolicyError(f"{origin}: rules are [[rule]] tables")
+        errors.append(f"{origin}: rules are [[rule]] tables")
+        raw_rules = []
     rules: list[Rule] = []
     seen: set[str] = set()
     for i, raw in enumerate(raw_rules):
-        rule = _rule(raw, i, loc)
-        if rule.id in seen:
-            raise PolicyError(f"{loc.where('rule', 'id', i)}: rule id {rule.id!r} is used twice")
-        seen.add(rule.id)
-        rules.append(rule)
+        if not isinstance(raw, dict):
+            errors.append(f"{origin}: rules are [[rule]] tables")
+            continue
+        rule = _rule(raw, i, loc, errors)
+        if isinstance(raw.get("id"), str):
+            if raw["id"] in seen:
+                errors.append(f"{loc.where('rule', 'id', i)}: rule id {raw['id']!r} is used twice")
+            seen.add(raw["id"])
+        if rule is not None:
+            rules.append(rule)
+    if errors:
+        raise PolicyError("\n".join(errors))
     return defaults, rules
 
 
-def _rule(raw: Mapping[str, Any], i: int, loc: Locator) -> Rule:
-    for key in sorted(set(raw) - _RULE_KEYS):
-        raise PolicyError(f"{loc.where('rule', key, i)}: unknown setting")
-    matches = [key for key in _MATCH_KEYS if key in raw]
-    if len(matches) != 1:
-        raise PolicyError(f"{loc.where('rule', None, i)}: give exactly one of {', '.join(_MATCH_KEYS)}")
-    kind = matches[0]
-    value = raw[kind]
-    if kind == "randomized":
-        if value is not True:
-            raise PolicyError(f"{loc.where('rule', kind, i)}: randomized = true")
-        value = ""
-    elif not isinstance(value, str):
-        raise PolicyError(f"{loc.where('rule', kind, i)}: must be a string")
+def _rule(raw: Mapping[str, Any], i: int, loc: Locator, errors: list[str]) -> Rule | None:
+    """The ``i``-th ``[[rule]]``, or None with every problem it has added to ``errors``."""
     rule_id = raw.get("id")
     named = f"rule {rule_id}: " if isinstance(rule_id, str) else ""
+    found: list[str] = []
+
+    def bad(key: str | None, message: str) -> None:
+        found.append(f"{loc.where('rule', key, i)}: {'' if message.startswith(named) else named}{message}")
+
+    for key in sorted(set(raw) - _RULE_KEYS):
+        bad(key, "unknown setting")
+    matches = [key for key in _MATCH_KEYS if key in raw]
+    if len(matches) != 1:
+        bad(None, f"give exactly one of {', '.join(_MATCH_KEYS)}")
+    kind = matches[0] if matches else ""
+    value = raw.get(kind, "")
+    if kind == "randomized":
+        if value is not True:
+            bad(kind, "randomized = true")
+        value = ""
+    elif kind and not isinstance(value, str):
+        bad(kind, "must be a string")
     for key in _TEXT_KEYS:
         if key in raw and not isinstance(raw[key], str):
-            raise PolicyError(f"{loc.where('rule', key, i)}: {named}must be a string")
+            bad(key, "must be a string")
     for key in _LIST_KEYS:
         if key in raw and (
             not isinstance(raw[key], list) or not all(isinstance(v, str) and v for v in raw[key])
         ):
-            raise PolicyError(f"{loc.where('rule', key, i)}: {named}must be a list of names")
+            bad(key, "must be a list of names")
     if "id" not in raw or "action" not in raw:
-        raise PolicyError(f"{loc.where('rule', None, i)}: {named}id and action are required")
+        bad(None, "id and action are required")
     times: dict[str, str] = {}
     for key in _TIME_KEYS:
         if key in raw:
@@ -120,29 +145,34 @@ def _rule(raw: Mapping[str, Any], i: int, loc: Locator) -> Rule:
                     when = when.isoformat()
                 times[key] = canonical_time(when, where=f"rule {rule_id} {key}")
             except PolicyError as exc:
-                raise PolicyError(f"{loc.where('rule', key, i)}: {exc}") from None
-    try:
-        canonical = canonical_match(kind, value)
-    except PolicyError as exc:
-        raise PolicyError(f"{loc.where('rule', kind, i)}: {named}{exc}") from None
-    try:
-        return Rule(
-            id=raw["id"],
-            kind=kind,
-            value=canonical,
-            action=raw["action"],
-            vlan=raw.get("vlan"),
-            reason=raw.get("reason", ""),
-            clients=tuple(raw.get("clients", ())),
-            ssids=tuple(raw.get("ssids", ())),
-            port_type=raw.get("port_type"),
-            method=raw.get("method"),
-            mode=raw.get("mode"),
-            starts=times.get("starts"),
-            expires=times.get("expires"),
-        )
-    except PolicyError as exc:
-        raise PolicyError(f"{loc.where('rule', _culprit(str(exc), raw), i)}: {exc}") from None
+                found.append(f"{loc.where('rule', key, i)}: {exc}")
+    canonical = ""
+    if len(matches) == 1 and isinstance(value, str):
+        try:
+            canonical = canonical_match(kind, value)
+        except PolicyError as exc:
+            bad(kind, str(exc))
+    if not found:
+        try:
+            return Rule(
+                id=raw["id"],
+                kind=kind,
+                value=canonical,
+                action=raw["action"],
+                vlan=raw.get("vlan"),
+                reason=raw.get("reason", ""),
+                clients=tuple(raw.get("clients", ())),
+                ssids=tuple(raw.get("ssids", ())),
+                port_type=raw.get("port_type"),
+                method=raw.get("method"),
+                mode=raw.get("mode"),
+                starts=times.get("starts"),
+                expires=times.get("expires"),
+            )
+        except PolicyError as exc:
+            found.append(f"{loc.where('rule', _culprit(str(exc), raw), i)}: {exc}")
+    errors += found
+    return None
 
 
 def _culprit(message: str, raw: Mapping[str, Any]) -> str | None:

@@ -135,6 +135,76 @@ def test_parse_errors_name_file_line_and_rule(rule: str, line: int, message: str
     assert message in str(excinfo.value)
 
 
+BROKEN = """[defaults]
+action = "accept"
+colour = "blue"
+
+[[rule]]
+id = "a"
+vendor = "huawei"
+action = "explode"
+
+[[rule]]
+id = "b"
+oui = "zz:zz"
+action = "reject"
+bogus = 1
+
+[[rule]]
+id = "c"
+mac = "00:11:22:33:44:55"
+action = "quarantine"
+vlan = "5000"
+
+[[rule]]
+id = "fine"
+mac = "00:11:22:33:44:56"
+action = "accept"
+
+[[rule]]
+id = "a"
+mac = "00:11:22:33:44:57"
+action = "accept"
+"""
+#: Every error in BROKEN: (line, where, message), in the file's order within each table.
+BROKEN_ERRORS = [
+    (3, "[defaults] colour", "unknown setting"),
+    (8, "[[rule]] #1 action", "rule a: action must be one of accept, quarantine, reject"),
+    (14, "[[rule]] #2 bogus", "rule b: unknown setting"),
+    (12, "[[rule]] #2 oui", "rule b: 'zz:zz' is not a hexadecimal IEEE prefix"),
+    (20, "[[rule]] #3 vlan", "rule c: VLAN id 5000 is outside 1-4094"),
+    (28, "[[rule]] #5 id", "rule id 'a' is used twice"),
+]
+
+
+def test_parse_reports_every_error_at_once() -> None:
+    with pytest.raises(PolicyError) as excinfo:
+        parse_policy(BROKEN, origin="site.toml")
+    lines = str(excinfo.value).splitlines()
+    assert len(lines) == len(BROKEN_ERRORS), lines
+    for got, (line, where, message) in zip(lines, BROKEN_ERRORS, strict=True):
+        assert got.startswith(f"site.toml, line {line}: {where}: "), got
+        assert message in got
+
+
+def test_policy_check_prints_every_error_and_exits_2(cli: Cli, tmp_path: Path) -> None:
+    path = write(tmp_path, BROKEN)
+    result = cli("policy", "check", str(path), code=2)
+    assert result.stdout == ""
+    errors = result.stderr.splitlines()
+    assert len(errors) == len(BROKEN_ERRORS)
+    for got, (line, where, _) in zip(errors, BROKEN_ERRORS, strict=True):
+        assert got.startswith(f"nac: error: {path}, line {line}: {where}: "), got
+
+
+def test_policy_check_lists_every_vendor_that_matches_nothing(cli: Cli, tmp_path: Path) -> None:
+    text = '[[rule]]\nid = "x"\nvendor = "huaewi"\naction = "reject"\n\n'
+    text += '[[rule]]\nid = "y"\nvendor = "dahau"\naction = "reject"\n'
+    errors = cli("policy", "check", str(write(tmp_path, text)), code=2).stderr.splitlines()
+    assert [e.split(": rule ")[1].split(":")[0] for e in errors] == ["x", "y"]
+    assert all("matches no organisation" in e for e in errors)
+
+
 def test_dump_parses_back_to_the_same_policy() -> None:
     defaults, rules = parse_policy(MINISTRY.read_text(), origin=str(MINISTRY))
     again = parse_policy(dump_policy(defaults, rules, header="x\ny"), origin="dump")
