@@ -36,6 +36,7 @@ from nac.packet import (
     split_attribute,
 )
 from nac.policy import REASON_MAX, Context, Decision, Policy
+from nac.profiling.sensor import SensorCodes
 from nac.records import HistoryRecord
 from nac.sessions import SessionEvent
 
@@ -88,6 +89,8 @@ class Outcome(NamedTuple):
     key: tuple[int, str, int, int] | None = None  # duplicate-cache key, to forget on failure
     error: BaseException | None = None  # an internal error that was answered fail-closed
     session: SessionEvent | None = None  # what an Accounting-Request says of a session
+    #: Device-sensor fields in an Accounting-Request (nac/profiling/sensor.py), for profiling.
+    sensed: dict[str, str] | None = None
 
 
 #: A cached reply: (expires, request, reply).  A plain tuple of immutable values, not a
@@ -126,6 +129,8 @@ class Engine:
         #: What a profile that contradicts the MAC's registry entry does: "flag" (say so in
         #: history, decide as usual), "quarantine" or "reject".
         self.on_conflict = "flag"
+        #: Where device-sensor data rides in accounting; None: profiling is off, none is read.
+        self.sensor: SensorCodes | None = None
 
     # -- duplicates (RFC 5080 §2.2.2) ------------------------------------------------------
 
@@ -186,7 +191,8 @@ class Engine:
             event = self.codes.accounting.event(
                 req.first, client=client.name, nas_ip=self._nas_ip(req.first, src[0]), now=now
             )
-            outcome = Outcome(reply, None, "accounting", key, None, event)
+            sensed = self.sensor.fields(req.attributes) if self.sensor is not None else None
+            outcome = Outcome(reply, None, "accounting", key, None, event, sensed or None)
         else:
             raise PacketError("unexpected-code", f"code {code} on the {service} port")
         self._remember(key, req, outcome.reply, now)
@@ -274,7 +280,7 @@ class Engine:
             secret=client.secret,
             proxy_state=proxy_state,
         )
-        return _new(Outcome, (reply, record, "decision", key, error, None))
+        return _new(Outcome, (reply, record, "decision", key, error, None, None))
 
     def _decide_mab(
         self, req: Request, attrs: dict[int, bytes], client: Client, src: tuple[str, int], now: float

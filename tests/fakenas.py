@@ -182,9 +182,11 @@ class FakeNas:
         message_authenticator: bool = False,
         ma_secret: bytes | None = None,
         proxy_state: Sequence[bytes] = (),
+        extra: Sequence[bytes] = (),
     ) -> bytes:
         """An Accounting-Request whose authenticator is MD5 over the packet with 16 zero
-        octets in its place plus the secret (RFC 2866 §3)."""
+        octets in its place plus the secret (RFC 2866 §3); ``extra`` are encoded attributes
+        added at the end (device-sensor Vendor-Specifics, say)."""
         codes = self.codes
         secret = self.secret if secret is None else secret
         identifier = self.next_id() if identifier is None else identifier
@@ -194,6 +196,7 @@ class FakeNas:
             + attr(codes.user_name, mac)
             + attr(codes.calling_station_id, mac)
             + b"".join(attr(codes.proxy_state, state) for state in proxy_state)
+            + b"".join(extra)
         )
         if message_authenticator:
             body = bytes((MA_TYPE, 18)) + bytes(16) + body

@@ -121,8 +121,8 @@ def parse(data: bytes) -> DhcpInfo:
         mac=mac,
         message=message,
         relay=_ipv4(giaddr) if any(giaddr) else None,
-        hostname=_text(options.get(HOST_NAME)),
-        vendor_class=_text(options.get(VENDOR_CLASS)),
+        hostname=text_field(options.get(HOST_NAME)),
+        vendor_class=text_field(options.get(VENDOR_CLASS)),
         fingerprint=",".join(str(code) for code in options[PARAMETER_LIST])
         if options.get(PARAMETER_LIST)
         else None,
@@ -160,7 +160,7 @@ def _merge(into: dict[int, bytes], more: dict[int, bytes]) -> None:
         into[code] = into[code] + value if code in into else value
 
 
-def _text(value: bytes | None) -> str | None:
+def text_field(value: bytes | None) -> str | None:
     """A text option as shown and matched: NULs some clients append removed, control
     characters replaced (it ends up in logs and on a web page), at most MAX_TEXT."""
     if not value:
@@ -179,10 +179,10 @@ def _user_class(value: bytes | None) -> str | None:
     while pos < len(value):
         length = value[pos]
         if length == 0 or pos + 1 + length > len(value):
-            return _text(value)
+            return text_field(value)
         parts.append(value[pos + 1 : pos + 1 + length])
         pos += 1 + length
-    return _text(b",".join(parts))
+    return text_field(b",".join(parts))
 
 
 def _fqdn(value: bytes | None) -> str | None:
@@ -192,7 +192,7 @@ def _fqdn(value: bytes | None) -> str | None:
         return None
     name = value[3:]
     if not value[0] & 0x04:
-        return _text(name)
+        return text_field(name)
     labels, pos = [], 0
     while pos < len(name) and name[pos]:
         length = name[pos]
@@ -200,7 +200,7 @@ def _fqdn(value: bytes | None) -> str | None:
             return None  # compression or a truncated label: not a name we can show
         labels.append(name[pos + 1 : pos + 1 + length])
         pos += 1 + length
-    return _text(b".".join(labels))
+    return text_field(b".".join(labels))
 
 
 def _ipv4(raw: bytes) -> str:

@@ -159,33 +159,42 @@ class Profiler:
         self.observe(info, now=time.time() if now is None else now)
 
     def observe(self, info: DhcpInfo, *, now: float) -> None:
-        fields = info.fields()
+        """A parsed DHCP message: its fields into the MAC's profile."""
+        self._update(info.mac, info.fields(), source="dhcp", now=now)
+
+    def sensed(self, mac: str, fields: dict[str, str], *, now: float) -> None:
+        """Device-sensor fields from an Accounting-Request for ``mac`` (canonical text)."""
+        self.counters["sensor:received"] += 1
+        self._update(int(mac.replace(":", ""), 16), fields, source="accounting", now=now)
+
+    def _update(self, mac: int, fields: dict[str, str], *, source: str, now: float) -> None:
         identity = identify(fields, self.config.loaded)
         try:
             with self.conn:
                 before, after = store.record(
-                    self.conn, mac=info.mac, identity=identity, fields=fields, source="dhcp", now=now
+                    self.conn, mac=mac, identity=identity, fields=fields, source=source, now=now
                 )
         except sqlite3.Error as exc:
-            self.counters["dhcp:store_failures"] += 1
-            log.error("cannot store the profile of %s: %s", format_mac(info.mac), exc)
+            self.counters["profile:store_failures"] += 1
+            log.error("cannot store the profile of %s: %s", format_mac(mac), exc)
             return
-        self.counters["dhcp:profiled"] += 1
+        self.counters[f"{source}:profiled"] += 1
         if after is None or after is before:
             return
         old = before.family if before is not None else None
-        self.profiles[info.mac] = after.family
+        self.profiles[mac] = after.family
         if after.family != old:
-            self.counters["dhcp:profile_changes"] += 1
+            self.counters["profile:changes"] += 1
             log.info(
-                "profile %s: %s (was %s) from %s",
-                format_mac(info.mac),
+                "profile %s: %s (was %s) from %s: %s",
+                format_mac(mac),
                 after.family or "undecided",
                 old or "none",
+                source,
                 identity.summary() or "no signature matched",
             )
             if self.config.apply == "now":
-                self._enforce(info.mac, old, after.family, now=now)
+                self._enforce(mac, old, after.family, now=now)
 
     def _enforce(self, mac: int, old: str | None, new: str | None, *, now: float) -> None:
         """Queue Disconnect / re-authorize for the device's active sessions whose decision
@@ -216,7 +225,7 @@ class Profiler:
             except sqlite3.Error as exc:
                 log.error("cannot queue a %s for %s: %s", kind, mac_text, exc)
                 return
-            self.counters[f"dhcp:enforced:{kind}"] += len(ids)
+            self.counters[f"profile:enforced:{kind}"] += len(ids)
             return  # request_action covers every active session of the MAC
 
     def _allowed(self, source: str) -> bool:

@@ -22,7 +22,16 @@ from typing import Any, Final
 from nac.errors import ConfigError, PolicyError
 from nac.oui import normalize_name
 
-FIELDS: Final = ("vendor_class", "hostname", "fingerprint", "user_class", "fqdn")
+FIELDS: Final = (
+    "vendor_class",
+    "hostname",
+    "fingerprint",
+    "user_class",
+    "fqdn",
+    "lldp_description",
+    "cdp_platform",
+    "device_type",
+)
 STRENGTHS: Final = ("strong", "weak")
 #: Fields that carry the same signal: a client's FQDN usually repeats its host name, so the
 #: two together are not independent support for a weak match.
@@ -32,6 +41,9 @@ _SIGNAL: Final = {
     "vendor_class": "class",
     "user_class": "class",
     "fingerprint": "fingerprint",
+    "lldp_description": "device",
+    "cdp_platform": "device",
+    "device_type": "device",
 }
 _KEYS: Final = {"family", "field", "pattern", "strength", "note"}
 SHIPPED: Final = Path(__file__).resolve().parent.parent / "data" / "signatures.toml"

@@ -52,7 +52,7 @@ class Profile:
             "mac": format_mac(self.mac),
             "family": self.family,
             "source": self.source,
-            "evidence": [_evidence_row(e) for e in self.evidence],
+            "evidence": [evidence_row(e) for e in self.evidence],
             "fields": self.fields,
             "ambiguous": self.ambiguous,
             "first_seen": self.first_seen,
@@ -114,7 +114,7 @@ def record(
             "mac": format_mac(mac),
             "family": family,
             "source": source,
-            "evidence": json.dumps([_evidence_row(e) for e in evidence]),
+            "evidence": json.dumps([evidence_row(e) for e in evidence]),
             "fields": json.dumps(fields, sort_keys=True),
             "ambiguous": int(ambiguous),
             "first_seen": after.first_seen,
@@ -164,7 +164,7 @@ def _profile(row: Iterable[Any]) -> Profile:
     )
 
 
-def _evidence_row(e: Evidence) -> dict[str, str]:
+def evidence_row(e: Evidence) -> dict[str, str]:
     return {
         "field": e.field,
         "value": e.value,
