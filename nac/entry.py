@@ -1,56 +1,110 @@
 """The `nac` command's entry point.
 
-`nac why` is what a helpdesk types while a user waits on the phone, so it answers without
-loading typer and click (a quarter of a second): it parses its three options itself and
-prints exactly what the typer command prints.  Everything else goes to nac.cli.
+`nac check`, `nac history`, `nac why` and `nac rules list` are what a helpdesk types while a
+user waits, so they answer without loading typer, click and pydantic (a quarter of a second):
+this module parses their options with argparse and calls the same functions in nac/cli_run.py
+that the typer commands call, so both print the same thing.  Anything it does not parse
+cleanly (`--help`, an unknown or malformed option, a subcommand) goes to nac.cli, whose
+typer commands give the usage and errors; tests/test_cli.py checks both declare the same
+options.  `nac --version` answers here too.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import NoReturn
+
+from nac import __version__
+
+#: The commands answered here, by their words (`rules list` is two).
+FAST_COMMANDS = ("check", "history", "why", "rules list")
+_HELP = frozenset({"-h", "--help"})
+_ACTIONS = ("reject", "quarantine", "accept")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
-    if args[:1] == ["why"] and not {"-h", "--help"} & set(args):
-        raise SystemExit(why(args[1:]))
+    if args in (["--version"], ["-V"]):
+        print(f"nac {__version__}")
+        raise SystemExit(0)
+    run = fast(args)
+    if run is not None:
+        _exit(run)
     from nac.cli import main as cli_main  # noqa: PLC0415
 
     cli_main(args)
 
 
-def why(args: list[str]) -> int:
-    from nac.errors import ConfigError, InvalidMacError, InvalidPrefixError, NacError, PolicyError  # noqa: PLC0415
+def fast(args: list[str]) -> Callable[[], int] | None:
+    """The fast path's call for ``args``, or None if typer is to handle them."""
+    if _HELP & set(args):
+        return None
+    for name in FAST_COMMANDS:
+        words = name.split()
+        if args[: len(words)] == words:
+            try:
+                options = vars(parser(name).parse_args(args[len(words) :]))
+            except _UnparsedError:
+                return None
+            from nac import cli_run  # noqa: PLC0415
 
-    parser = argparse.ArgumentParser(prog="nac why", add_help=False)
-    parser.add_argument("mac", metavar="MAC")
-    parser.add_argument("--latest", type=_positive, default=5)
-    parser.add_argument("--json", dest="as_json", action="store_true")
-    parser.add_argument("--db", default=None)
-    options = parser.parse_args(args)  # exits 2 with a usage line on bad input
+            command = getattr(cli_run, name.replace(" ", "_"))
+            return lambda: int(command(**options))
+    return None
+
+
+class _UnparsedError(Exception):
+    """argparse met something typer should report (its usage errors are the CLI's)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise _UnparsedError(message)
+
+
+def parser(name: str) -> argparse.ArgumentParser:
+    """The options of fast command ``name``: the typer command's, spelled for argparse."""
+    p = _Parser(prog=f"nac {name}", add_help=False, allow_abbrev=False)
+    p.add_argument("--db", default=None)
+    p.add_argument("--json", dest="as_json", action="store_true")
+    if name == "check":
+        p.add_argument("mac")
+        p.add_argument("--csv", dest="as_csv", action="store_true")
+    elif name == "why":
+        p.add_argument("mac")
+        p.add_argument("--latest", type=_at_least(1), default=5)
+    elif name == "history":
+        for option in ("--mac", "--vendor", "--client", "--port", "--ssid", "--rule", "--method"):
+            p.add_argument(option, default=None)
+        p.add_argument("--since", default=None)
+        p.add_argument("--until", default=None)
+        p.add_argument("--action", choices=_ACTIONS, default=None)
+        p.add_argument("--limit", type=_at_least(1), default=50)
+        p.add_argument("--offset", type=_at_least(0), default=0)
+        p.add_argument("--before", type=int, default=None)
+        p.add_argument("--csv", dest="as_csv", action="store_true")
+    return p
+
+
+def _at_least(low: int) -> Callable[[str], int]:
+    def convert(text: str) -> int:
+        value = int(text)  # a ValueError: argparse's error(), so typer reports it
+        if value < low:
+            raise ValueError(text)
+        return value
+
+    return convert
+
+
+def _exit(run: Callable[[], int]) -> NoReturn:
     try:
-        from nac.app import Nac  # noqa: PLC0415
-        from nac.render import to_json, why_text  # noqa: PLC0415
-
-        nac = Nac(options.db)
-        try:
-            report = nac.why(options.mac, latest=options.latest)
-        finally:
-            nac.close()
-    except (InvalidMacError, InvalidPrefixError, ConfigError, PolicyError) as exc:
-        print(f"nac: error: {exc}", file=sys.stderr)
-        return 2
-    except NacError as exc:
-        print(f"nac: error: {exc}", file=sys.stderr)
-        return 1
-    print(to_json(report) if options.as_json else "\n".join(why_text(report)))
-    return 0
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be 1 or more")
-    return value
+        code = run()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`nac history | head`): not an error worth a traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 0
+    raise SystemExit(code)
