@@ -366,3 +366,13 @@ def test_oui_duplicate_pair_is_refused_and_the_first_rule_enforced(nac_server: N
         wait_for_decision(lambda: nac_server.radclient(mab_attrs(mac)).code, "Access-Reject")
         == "Access-Reject"
     )
+
+
+EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "policies").glob("**/*.toml"))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_every_shipped_policy_passes_a_strict_check(cli: Run, path: Path) -> None:
+    out, err = cli("policy", "check", "--strict", str(path))
+    assert "ok:" in out
+    assert "warning" not in err
