@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
+from nac import dbfile
 from nac.admission import Engine
 from nac.app import open_store
 from nac.clients import ClientTable
@@ -32,6 +33,7 @@ from nac.packet import SPEEDUPS, Codes
 from nac.policy import Policy
 from nac.resources import load_active_registry, load_dictionary, load_families
 from nac.server import Server, claim_ports, take_database_lock
+from nac.store import default_db_path
 
 log = logging.getLogger("nac")
 
@@ -51,8 +53,26 @@ class Shared:
     codes: Codes
 
 
+def server_db(config: Config) -> str:
+    """`--db`, else `[server] db`, else $NAC_DB, else ./nac.db (CONTRACT.md); unlike the other
+    commands, `nac serve` reads the packaged config only when --config names it."""
+    return config.db or default_db_path()
+
+
+def warn_exposed(path: str) -> None:
+    """One line per file of the database that group or others may read or write: it holds
+    the 802.1X users' NT hashes (password equivalents) and every device's history."""
+    for name, mode in dbfile.exposed(path):
+        log.warning(
+            "%s has mode %04o: other users may read or write it (802.1X password hashes, "
+            "device history); chmod 600 it",
+            name,
+            mode,
+        )
+
+
 def load_shared(config: Config) -> Shared:
-    store = open_store(config.db)  # creates and initialises a fresh database
+    store = open_store(server_db(config))  # creates and initialises a fresh database
     try:
         registry = load_active_registry(store)
     finally:
@@ -68,7 +88,7 @@ def load_shared(config: Config) -> Shared:
 def build_server(config: Config, shared: Shared, configure: Callable[[], Config]) -> Server:
     from nac.cli_eap import eap_server  # noqa: PLC0415 - OpenSSL only when [eap] is set
 
-    store = open_store(config.db)
+    store = open_store(server_db(config))
     policy = Policy(
         store.rules(), registry=shared.registry, defaults=store.defaults(), families=shared.families
     )
@@ -115,6 +135,7 @@ def serve(config: Config, configure: Callable[[], Config], *, workers: int = 1) 
     if workers <= 1:
         server = build_server(config, shared, configure)
         server.open()
+        warn_exposed(server.store.path)
         try:
             asyncio.run(server.serve())
         finally:
@@ -134,10 +155,11 @@ class _Parent:
         self._signals: list[int] = []
 
     def run(self) -> None:
-        path = open_store(self.config.db)
+        path = open_store(server_db(self.config))
         db_path = path.path
         path.close()
         lock = take_database_lock(db_path)
+        warn_exposed(db_path)
         claims = claim_ports(self.config.bind, (self.config.auth_port, self.config.acct_port))
         try:
             ready_r, ready_w = os.pipe()
