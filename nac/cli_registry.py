@@ -157,7 +157,7 @@ def oui_status(db: DbOption = None, as_json: JsonOption = False) -> None:
     Example: nac oui status --json
     """
     with _errors():
-        nac = _app(db)
+        nac = _app(db, readonly=True)
         try:
             status = nac.oui_status()
         finally:
