@@ -10,6 +10,7 @@ import pytest
 from test_policyfile import MINISTRY, Cli
 
 import nac.resources
+from nac.app import open_store
 from nac.oui import Registry
 from nac.records import HistoryRecord
 from nac.store import Store, record_row
@@ -84,7 +85,7 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, real_registry: Re
 @pytest.fixture
 def cli(tmp_path: Path) -> Cli:
     c = Cli(str(tmp_path / "test.db"))
-    c("rules", "list")  # creates the database with the shipped policy
+    open_store(c.db).close()  # the database with the shipped policy
     store = Store(c.db)
     store.write_history(HISTORY)
     store.close()

@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 import nac.resources
+from nac.app import open_store
 from nac.cli import app
 from nac.families import Family, parse_families
 from nac.oui import Registry, registry_from_manuf
@@ -181,6 +182,7 @@ def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, registry: Registry) -> 
     monkeypatch.delenv("NAC_DB", raising=False)
     monkeypatch.setattr(nac.resources, "load_registry", lambda: registry)
     db = str(tmp_path / "test.db")
+    open_store(db).close()  # the commands here only read: they never make a database
 
     def invoke(*args: str, code: int = 0) -> Any:
         result = CliRunner().invoke(app, [*args, "--db", db])
