@@ -41,8 +41,10 @@ from nac.observe import LatencyHistogram, Metrics, SyslogSink, sd_notify, watchd
 from nac.oui import Registry
 from nac.packet import ACCESS_REJECT, COA_REQUEST, DISCONNECT_REQUEST
 from nac.policy import Policy
+from nac.profiling.sensor import SensorCodes
+from nac.profiling.service import Profiler
 from nac.records import HistoryRecord
-from nac.resources import load_active_registry
+from nac.resources import load_active_registry, load_dictionary
 from nac.sessions import STALE_AFTER, SessionEvent
 from nac.store import Store
 from nac.watch import PolicyWatcher
@@ -196,6 +198,19 @@ class Server:
         self._buckets: dict[str, tuple[float, float]] = {}  # client -> (tokens, last refill)
         self._delayed = 0  # Access-Rejects waiting out their reject_delay
         self._watcher = PolicyWatcher(config.policy_watch) if config.policy_watch else None
+        self.profiler: Profiler | None = None
+        if config.profiling is not None and config.profiling.enabled:
+            engine.on_conflict = config.profiling.on_conflict
+            engine.sensor = SensorCodes.from_dictionary(load_dictionary())
+            self.profiler = Profiler(
+                config.profiling,
+                conn=store.conn,
+                profiles=engine.profiles,
+                policy=lambda: self.engine.policy,
+                sources=[client.network for client in config.clients],
+                counters=self.counters,
+                on_queued=self.dispatch_jobs,
+            )
         self._reload_config = reload_config
         self._build_eap = build_eap
         self._lock: int | None = None
@@ -291,6 +306,8 @@ class Server:
                 if ":" not in host
                 else f"{listener.service} [{host}]:{port}"
             )
+        if self.profiler is not None:
+            out += self.profiler.addresses()
         return out
 
     # -- the request path ------------------------------------------------------------------
@@ -568,6 +585,10 @@ class Server:
             return False
         self._buckets[name] = (tokens - 1.0, now)
         return True
+        if self.profiler is not None:
+            for outcome, _, _, _ in outcomes:
+                if outcome.sensed is not None and outcome.session is not None and outcome.session.mac:
+                    self.profiler.sensed(outcome.session.mac, outcome.sensed, now=outcome.session.ts)
 
     def _delay(self, sock: socket.socket, reply: bytes, addr: tuple[str, int], delay: float) -> None:
         """Send an Access-Reject later (reject_delay); at most DELAYED_MAX wait at once, so a
@@ -898,6 +919,8 @@ class Server:
                 self._copier = Copier(store_mod.recent_path(self.store.path), wal_index.read)
                 self._copier.start()
         self._watch_sockets(True)
+        if self.profiler is not None:
+            self.profiler.start(loop)
         if self.config.metrics_bind is not None:
             # Each worker counts its own share of the traffic: worker N serves its metrics on
             # the configured port + N, so Prometheus scrapes them all (one target per worker).
@@ -925,6 +948,8 @@ class Server:
                     self.poll_watch()
                 self.poll_rules()
                 self.poll_registry()
+                if self.profiler is not None:
+                    self.profiler.poll()
                 self.dispatch_jobs()
                 if indexing:
                     self.tend_history()
@@ -946,6 +971,8 @@ class Server:
                 self._dynauth.close()
             self._stopping.set()  # (also when serve() itself fails): nothing is read any more
             self._watch_sockets(False)
+            if self.profiler is not None:
+                self.profiler.close()
             self.flush()  # decisions waiting for their group commit: committed and answered
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGHUP):
                 loop.remove_signal_handler(sig)

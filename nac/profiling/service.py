@@ -48,6 +48,7 @@ class ProfilingConfig:
     dhcp_listen: tuple[tuple[str, int], ...] = ()
     #: Networks relayed copies may come from; empty: the RADIUS clients' networks.  A forged
     #: DHCP message from elsewhere could otherwise brand any MAC with any manufacturer.
+    #: "0.0.0.0/32" admits clients' own broadcasts, for a listener on their segment.
     dhcp_sources: tuple[IPNetwork, ...] = ()
     signatures: str | None = None  # an operator's file added to the shipped signatures
     on_conflict: str = "flag"
@@ -71,6 +72,7 @@ class Profiler:
         policy: Callable[[], Policy],
         sources: Sequence[IPNetwork],
         counters: Counter[str],
+        on_queued: Callable[[], None] | None = None,
     ) -> None:
         self.config = config
         self.conn = conn
@@ -78,6 +80,9 @@ class Profiler:
         self._policy = policy
         self._sources = tuple(config.dhcp_sources or sources)
         self.counters = counters
+        #: Called when a Disconnect or re-authorize was queued: the server sends it at once
+        #: instead of at its next poll of the queue.
+        self._on_queued = on_queued
         self._sockets: list[socket.socket] = []
         self._version = 0
         self._logged: set[str] = set()
@@ -102,7 +107,7 @@ class Profiler:
             sock.setblocking(False)
             loop.add_reader(sock.fileno(), self._drain, sock)
             self._sockets.append(sock)
-            log.info("DHCP profiling on %s:%d (relayed copies, never answered)", host, port)
+            log.info("DHCP profiling on %s:%d (client messages are read, never answered)", host, port)
 
     def close(self) -> None:
         loop = asyncio.get_event_loop()
@@ -226,6 +231,8 @@ class Profiler:
                 log.error("cannot queue a %s for %s: %s", kind, mac_text, exc)
                 return
             self.counters[f"profile:enforced:{kind}"] += len(ids)
+            if ids and self._on_queued is not None:
+                self._on_queued()
             return  # request_action covers every active session of the MAC
 
     def _allowed(self, source: str) -> bool:
