@@ -575,6 +575,10 @@ class Server:
         self.latency.observe_many(latencies)
         if self.syslog is not None and records:
             self.syslog.send(records)
+        if self.profiler is not None:
+            for outcome, _, _, _ in outcomes:
+                if outcome.sensed is not None and outcome.session is not None and outcome.session.mac:
+                    self.profiler.sensed(outcome.session.mac, outcome.sensed, now=outcome.session.ts)
 
     def _within_rate(self, name: str, rate: float, now: float) -> bool:
         """Token bucket per client: ``rate`` tokens a second, at most one second's worth."""
@@ -585,10 +589,6 @@ class Server:
             return False
         self._buckets[name] = (tokens - 1.0, now)
         return True
-        if self.profiler is not None:
-            for outcome, _, _, _ in outcomes:
-                if outcome.sensed is not None and outcome.session is not None and outcome.session.mac:
-                    self.profiler.sensed(outcome.session.mac, outcome.sensed, now=outcome.session.ts)
 
     def _delay(self, sock: socket.socket, reply: bytes, addr: tuple[str, int], delay: float) -> None:
         """Send an Access-Reject later (reject_delay); at most DELAYED_MAX wait at once, so a
