@@ -13,7 +13,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Final
 
-from nac import helpdesk, ieee, inventory, vendors
+from nac import dbfile, helpdesk, ieee, inventory, registry_store, vendors
 from nac.audit import Verdict, verify_chain
 from nac.conflicts import find_conflicts, shadowed_by
 from nac.enforce import Change, enforce
@@ -23,9 +23,10 @@ from nac.mac import format_mac, is_multicast, is_randomized, parse_mac
 from nac.oui import Registry, Snapshot, normalize_name
 from nac.policy import ACTIONS, Context, Defaults, Policy, Rule, canonical_match, format_time, parse_time
 from nac.policyfile import diff_policies, dump_policy, load_policy_file, rule_line, rule_table
+from nac.render import iso_time
 from nac.resources import default_policy_path, load_active_registry, load_families, load_registry_for
 from nac.simulate import simulate as replay
-from nac.store import Store, default_db_path, iso_time, os_user
+from nac.store import Store, os_user
 
 _DATE_RE: Final = re.compile(r"\d{4}-\d{2}(-\d{2})?")
 _SPAN_RE: Final = re.compile(r"(\d+)\s*([smhdw])")
@@ -33,8 +34,9 @@ _SPAN_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def open_store(db: str | None) -> Store:
-    """Open (creating if need be) the database; a fresh one takes the shipped policy."""
-    store = Store(db or default_db_path())
+    """Open (creating if need be) the database ``db``, or the one dbfile.locate() finds; a fresh
+    one takes the shipped policy."""
+    store = Store(dbfile.locate(db)[0])
     if not store.initialized():
         defaults, rules = load_policy_file(default_policy_path())
         store.set_policy(defaults, rules, action="policy.init", subject=str(default_policy_path()))
@@ -65,9 +67,10 @@ class Nac:
 
     @classmethod
     def readonly(cls, db: str | None = None) -> Nac:
-        """For readers that must never write (`nac web`): an existing database, sqlite mode=ro."""
+        """For readers that must never write (`nac web`, `nac history`, ...): an existing
+        database, sqlite mode=ro; they never create one."""
         nac = cls.__new__(cls)
-        nac.store = Store.readonly(db or default_db_path())
+        nac.store = Store.readonly(dbfile.existing(*dbfile.locate(db)))
         return nac
 
     def close(self) -> None:
@@ -217,19 +220,19 @@ class Nac:
         except PolicyError as exc:
             rule_id = next((r.id for r in rules if str(exc).startswith(f"rule {r.id}:")), None)
             raise PolicyError(f"{rule_line(text, str(path), rule_id)}: {exc}") from None
-        for rule in rules:
-            if rule.kind == "vendor" and not policy.covered(rule.value):
-                raise PolicyError(
-                    f"{rule_line(text, str(path), rule.id)}: rule {rule.id}: vendor {rule.value!r} matches no"
-                    f" organisation in the registry ({self.registry.snapshot.id}); see `nac vendors search`"
-                )
-        duplicates = [c for c in find_conflicts(rules, defaults) if c.kind == "duplicate"]
-        if duplicates:
-            raise PolicyError(
-                "\n".join(
-                    f"{rule_line(text, str(path), c.rule.id)}: {c.message(defaults)}" for c in duplicates
-                )
-            )
+        errors = [  # all of them at once, like the file's own errors
+            f"{rule_line(text, str(path), rule.id)}: rule {rule.id}: vendor {rule.value!r} matches no"
+            f" organisation in the registry ({self.registry.snapshot.id}); see `nac vendors search`"
+            for rule in rules
+            if rule.kind == "vendor" and not policy.covered(rule.value)
+        ]
+        errors += [
+            f"{rule_line(text, str(path), c.rule.id)}: {c.message(defaults)}"
+            for c in find_conflicts(rules, defaults)
+            if c.kind == "duplicate"
+        ]
+        if errors:
+            raise PolicyError("\n".join(errors))
         return defaults, rules
 
     def policy_warnings(self, path: str | Path, defaults: Defaults, rules: Sequence[Rule]) -> list[str]:
@@ -307,6 +310,17 @@ class Nac:
         shown = str(path) if path is not None else rule_table(rule) if rule is not None else None
         return {"since": iso_time(since_ts), "candidate": shown, **report}
 
+    # -- profiles ----------------------------------------------------------------------------
+
+    def profile(self, text: str) -> dict[str, Any]:
+        """`nac profile MAC`: the device's profile beside its registry entry."""
+        from nac.profiling.report import profile_row  # noqa: PLC0415 - only this command needs it
+
+        return profile_row(
+            self.store.conn, parse_mac(text.strip()), registry=self.registry, policy=self.policy(),
+            families=self.families,
+        )  # fmt: skip
+
     # -- lookups ---------------------------------------------------------------------------
 
     def check(self, text: str) -> dict[str, Any]:
@@ -315,7 +329,7 @@ class Nac:
         # No request context: a rule limited to clients, SSIDs, ports or a method does not
         # apply here; a validity window counts as of now.
         now = datetime.now(UTC).timestamp()
-        policy = self.policy()
+        policy = self._policy_for(mac)
         decision, match = policy.decide(mac, Context(now=now))
         matched = [
             {"rule": v.rule.id, "action": v.rule.action, "decided": v.decided, "why": v.why}
@@ -333,10 +347,18 @@ class Nac:
             "vlan": decision.vlan,
             "rule": decision.rule,
             "reason": decision.reason,
-            "snapshot": self.registry.snapshot.id,
+            "snapshot": policy.snapshot_id,
             # Every rule whose match covers the MAC: the one that decided and why the others lost.
             "matched": matched,
         }
+
+    def _policy_for(self, mac: int) -> Policy:
+        """The rules in force compiled against only ``mac``'s registry entries: deciding for
+        one MAC needs nothing else, and three indexed reads beat loading 58,000 entries."""
+        registry = self.__dict__.get("registry") or load_registry_for(self.store, mac)
+        return Policy(
+            self.store.rules(), registry=registry, defaults=self.store.defaults(), families=self.families
+        )
 
     def history(
         self,
@@ -365,11 +387,7 @@ class Nac:
     def why(self, text: str, *, latest: int = helpdesk.WHY_LATEST) -> dict[str, Any]:
         """`nac why`: one device's latest decisions and what the current rules would say."""
         mac = parse_mac(text.strip())
-        # Deciding for one MAC needs only its own registry entries, not all 58,000.
-        registry = self.__dict__.get("registry") or load_registry_for(self.store, mac)
-        policy = Policy(
-            self.store.rules(), registry=registry, defaults=self.store.defaults(), families=self.families
-        )
+        policy = self._policy_for(mac)
         return helpdesk.why(
             self.store.conn,
             format_mac(mac),
@@ -433,17 +451,32 @@ class Nac:
                 "imported_by": None,
                 "active": True,
             }
+        kept = registry_store.kept_ids(self.store.conn)
         return {
             "active": _status_row(active, bundled=not rows),
-            "older": [_status_row(row, bundled=False) for row in rows if not row["active"]],
+            "older": [
+                {**_status_row(row, bundled=False), "kept": row["id"] in kept}
+                for row in rows
+                if not row["active"]
+            ],
             "registry_version": self.store.registry_version(),
         }
 
-    def oui_import(self, paths: Sequence[str | Path], *, on: str | None = None) -> dict[str, Any]:
+    def oui_import(
+        self,
+        paths: Sequence[str | Path],
+        *,
+        on: str | None = None,
+        replace: bool = False,
+        dry_run: bool = False,
+    ) -> dict[str, Any]:
         """Validate every file, then make them the registry in one transaction.
 
         Each registry a file contains (MA-L, MA-M, MA-S, IAB) is replaced whole; the others
-        stay.  Nothing changes unless every file is valid.  Returns what changed.
+        stay.  Nothing changes unless every file is valid, nor when the import would remove
+        more than :data:`nac.ieee.MAX_REMOVED_SHARE` of the entries and ``replace`` is not
+        given (:class:`ImportRefusedError`, carrying the report), nor with ``dry_run``.
+        Returns what changed (or would change).
         """
         if not paths:
             raise PolicyError("name at least one registry file (oui.csv, mam.csv, oui36.csv, iab.csv, manuf)")
@@ -460,10 +493,8 @@ class Nac:
         object.__setattr__(snapshot, "counts", new.counts())
         diff = ieee.diff_registries(old, new)
         watch = self._watch(new, [*diff.added, *(n for _, n in diff.reassigned)])
-        now = datetime.now(UTC).timestamp()
-        self.store.replace_registry(entries, snapshot=snapshot, replaced=replaced, base=old.snapshot, now=now)
-        self.__dict__["registry"] = new
-        return {
+        refusal = ieee.removal_refusal(old, diff, sources=[Path(f.name).name for f in files])
+        report = {
             "snapshot": snapshot.id,
             "source": snapshot.source,
             "date": snapshot.date,
@@ -485,7 +516,30 @@ class Nac:
             "removed": [ieee.entry_row(e) for e in diff.removed],
             "reassigned": ieee.change_rows(diff.reassigned),
             "renamed": ieee.change_rows(diff.renamed),
+            "by_registry": ieee.by_registry(old, new, diff),
             "watch": watch,
+            "dry_run": dry_run,
+            "refused": None if replace else refusal,
+        }
+        if refusal is not None and not replace:
+            raise ImportRefusedError(refusal, report)
+        if not dry_run:
+            base = [(e.prefix, e.prefix_bits, e.organization, e.registry) for e in old.entries]
+            now = datetime.now(UTC).timestamp()
+            self.store.replace_registry(
+                entries, snapshot=snapshot, replaced=replaced, base=old.snapshot, base_entries=base, now=now
+            )
+            self.__dict__["registry"] = new
+        return {**report, "registry_version": self.store.registry_version()}
+
+    def oui_rollback(self) -> dict[str, Any]:
+        """Restore the registry the last import (or rollback) replaced; a second rollback goes
+        one further back, as far as the snapshots kept (nac/registry_store.py)."""
+        before, after = self.store.rollback_registry()
+        self.__dict__.pop("registry", None)
+        return {
+            "from": _status_row(before, bundled=False),
+            "to": _status_row(after, bundled=False),
             "registry_version": self.store.registry_version(),
         }
 
@@ -499,6 +553,15 @@ class Nac:
             key: self.families[key] for rule in rules if (key := normalize_name(rule.value)) in self.families
         }
         return vendors.watch_list(entries, registry=registry, covered_by=covered_by, targeted=targeted)
+
+
+class ImportRefusedError(NacError):
+    """An import that would remove too much of the registry, refused until ``--replace``;
+    ``report`` is the diff, so the operator sees what would have been lost."""
+
+    def __init__(self, message: str, report: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.report = report
 
 
 def _ahead(text: str, flag: str) -> str:
@@ -547,7 +610,7 @@ def _status_row(row: dict[str, Any], *, bundled: bool) -> dict[str, Any]:
         "counts": row["counts"],
         "total": sum(row["counts"].values()),
         "replaced": row["replaced"],
-        "imported": row["imported"],
+        "imported": iso_time(row["imported"]),
         "imported_by": row["imported_by"],
         "bundled": bundled or row["imported"] is None,
     }

@@ -17,12 +17,12 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from nac import audit, session_store
-from nac.errors import NacError, PolicyError
+from nac import audit, dbfile, registry_store, session_store
+from nac.errors import DatabaseFileError, NacError, PolicyError
 from nac.oui import Snapshot
 from nac.policy import Defaults, Rule
 from nac.policyfile import defaults_table, rule_table
@@ -157,25 +157,49 @@ class Store:
     """One connection to the database; not shared between threads."""
 
     def __init__(self, path: str | Path) -> None:
+        """Open (creating it 0600 if need be) the database at ``path``; DatabaseFileError says
+        in one line why it cannot be (nac/dbfile.py)."""
         self.path = str(path)
-        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000)
-        self.conn = conn
-        _use_wal(conn)
-        self._ensure_schema()
-        attach_recent(conn, self.path)
+        conn: sqlite3.Connection | None = None
+        try:
+            dbfile.create_private(self.path)
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000)
+            self.conn = conn
+            dbfile.check_nac(conn, self.path, schema_version=SCHEMA_VERSION)
+            _use_wal(conn)
+            self._ensure_schema()
+            attach_recent(conn, self.path)
+        except (OSError, sqlite3.Error, NacError) as exc:
+            if conn is not None:
+                conn.close()
+            if isinstance(exc, NacError):
+                raise
+            raise dbfile.open_error(self.path, exc) from None
 
     @classmethod
     def readonly(cls, path: str | Path) -> Store:
         """An existing database opened with sqlite's ``mode=ro``: every write fails, so a reader
-        such as `nac web` cannot change it.  Usable from several threads (callers serialise)."""
-        if not Path(path).is_file():
-            raise NacError(f"{path}: no such database")
+        (`nac web`, `nac history`, ...) cannot change it, and works where it may not write.
+        Usable from several threads (callers serialise).  A database an older nac made is
+        brought up to date first when this process may write it."""
         store = cls.__new__(cls)
         store.path = str(path)
-        uri = f"{Path(path).resolve().as_uri()}?mode=ro"
-        store.conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
-        attach_recent(store.conn, store.path, readonly=True)
-        sync_recent(store.conn)
+        try:
+            store.conn = _open_readonly(store.path)
+            if _outdated(store.conn):
+                store.conn.close()
+                if not dbfile.writable(store.path):
+                    raise DatabaseFileError(
+                        f"{store.path}: an older nac made it, and it cannot be read until it is"
+                        " upgraded: run `nac serve` (or a command that changes it) once as a user"
+                        " that may write it"
+                    )
+                cls(store.path).close()
+                store.conn = _open_readonly(store.path)
+            attach_recent(store.conn, store.path, readonly=True)
+            sync_recent(store.conn)
+        except (OSError, sqlite3.Error) as exc:
+            raise dbfile.open_error(store.path, exc) from None
         return store
 
     @cached_property
@@ -242,6 +266,7 @@ class Store:
             # B-tree page written per row); `--action` filters read the ts index instead.
             conn.execute("DROP INDEX IF EXISTS history_action")
             session_store.ensure_schema(conn)
+            registry_store.ensure_schema(conn)
             # The active IEEE registry once an operator has imported one (`nac oui import`);
             # until then the bundled snapshot is active and these tables are empty.
             conn.execute(
@@ -316,7 +341,10 @@ class Store:
         ]
 
     def rule_rows(self) -> list[dict[str, Any]]:
-        rows = [dict(row) for row in self.db.query("SELECT * FROM rules ORDER BY seq")]
+        # Plain sqlite3, not self.db: `nac rules list` need not load sqlite-utils (and numpy).
+        cursor = self.conn.execute("SELECT * FROM rules ORDER BY seq")
+        names = [d[0] for d in cursor.description]
+        rows = [dict(zip(names, row, strict=True)) for row in cursor]
         for row in rows:
             for key in ("clients", "ssids"):
                 row[key] = json.loads(row[key]) if row.get(key) else []
@@ -512,21 +540,33 @@ class Store:
         replaced: Sequence[str],
         base: Snapshot,
         now: float,
+        base_entries: Iterable[tuple[int, int, str, str]] = (),
     ) -> None:
-        """Make ``entries`` the active registry and record its snapshot, in one transaction.
+        """Make ``entries`` the active registry and record its snapshot, in one transaction,
+        audited; the registry replaced is kept for `nac oui rollback` (nac/registry_store.py).
 
         ``base`` is the registry the import started from; on the first import it is the
-        bundled snapshot, recorded here so `nac oui status` shows where the data came from.
+        bundled snapshot, recorded here (with ``base_entries``, its entries) so `nac oui
+        status` shows where the data came from and a rollback can return to it.
         """
         conn = self.conn
         with conn:
             conn.execute("BEGIN IMMEDIATE")
-            if conn.execute("SELECT COUNT(*) FROM registry_snapshots").fetchone()[0] == 0:
-                conn.execute(
+            active = self.active_snapshot()
+            if active is None:
+                cursor = conn.execute(
                     "INSERT INTO registry_snapshots (source, date, sha256, counts, replaced, active)"
                     " VALUES (?, ?, ?, ?, '[]', 0)",
                     (base.source, base.date, base.sha256, json.dumps(base.counts)),
                 )
+                registry_store.keep_entries(conn, int(cursor.lastrowid or 0), base_entries)
+            elif active["sha256"] != base.sha256:
+                raise NacError("the registry changed while this import was prepared; run the import again")
+            else:
+                registry_store.keep_active(conn, active["id"])
+            registry_store.prune(conn)
+            after = {**registry_store.audit_view(snapshot), "replaced": list(replaced)}
+            self._audit(conn, "oui.import", snapshot.id, registry_store.audit_view(active or base), after)
             conn.execute("UPDATE registry_snapshots SET active = 0 WHERE active = 1")
             conn.execute(
                 "INSERT INTO registry_snapshots"
@@ -551,6 +591,33 @@ class Store:
                 "UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)"
                 " WHERE key = 'registry_version'"
             )
+
+    def rollback_registry(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Restore the newest kept snapshot before the active one, audited; the active one's
+        entries are discarded, so rolling back again goes one further.  Returns (from, to)."""
+        conn = self.conn
+        with conn:
+            conn.execute("BEGIN IMMEDIATE")
+            active = self.active_snapshot()
+            if active is None:
+                raise NacError("nothing to roll back: no registry was imported; the bundled one is in force")
+            target = registry_store.rollback_target(conn, active["id"])
+            view = registry_store.audit_view
+            if target is None:
+                raise NacError(
+                    f"nothing to roll back to: no snapshot older than {view(active)['snapshot']} is kept"
+                    f" (the last {registry_store.KEPT_SNAPSHOTS} that imports replaced are)"
+                )
+            restored = next(row for row in self.registry_snapshots() if row["id"] == target)
+            registry_store.restore(conn, target)
+            conn.execute("UPDATE registry_snapshots SET active = 0 WHERE active = 1")
+            conn.execute("UPDATE registry_snapshots SET active = 1 WHERE id = ?", (target,))
+            self._audit(conn, "oui.rollback", view(restored)["snapshot"], view(active), view(restored))
+            conn.execute(
+                "UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)"
+                " WHERE key = 'registry_version'"
+            )
+        return active, restored
 
     # -- history ---------------------------------------------------------------------------
 
@@ -649,13 +716,14 @@ def attach_recent(conn: sqlite3.Connection, path: str | Path, *, readonly: bool 
         target = Path(recent_path(path))
         if not target.is_file():
             return False
-        conn.execute("ATTACH ? AS recent", (f"{target.resolve().as_uri()}?mode=ro",))
+        conn.execute("ATTACH ? AS recent", (dbfile.readonly_uri(str(target)),))
         conn.execute(f"PRAGMA recent.cache_size={RECENT_CACHE_KIB}")
         names = {row[0] for row in conn.execute("SELECT name FROM recent.sqlite_master WHERE type = 'table'")}
         if "history_batches" not in names:  # an older server's layout: the next start converts it
             conn.execute("DETACH recent")
             return False
     else:
+        dbfile.create_private(recent_path(path))  # its -wal and -shm take its mode
         conn.execute("ATTACH ? AS recent", (recent_path(path),))
         conn.execute(f"PRAGMA recent.page_size={RECENT_PAGE_SIZE}")  # a new file's (WAL fixes it)
         conn.execute("PRAGMA recent.journal_mode=WAL")
@@ -708,6 +776,41 @@ def connect(path: str | Path) -> sqlite3.Connection:
     attach_recent(conn, path)
     sync_recent(conn)
     return conn
+
+
+def _open_readonly(path: str) -> sqlite3.Connection:
+    """The main file of the database at ``path``, read-only, checked to be nac's."""
+    conn = sqlite3.connect(
+        dbfile.readonly_uri(path), uri=True, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False
+    )
+    try:
+        if not dbfile.check_nac(conn, path, schema_version=SCHEMA_VERSION):
+            raise DatabaseFileError(f"{path}: an empty database: nothing has been stored in it yet")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _table_layout(conn: sqlite3.Connection) -> frozenset[tuple[str, str]]:
+    """(table, column) of every table in ``conn``'s main database."""
+    tables = [row[0] for row in conn.execute("SELECT name FROM main.sqlite_master WHERE type = 'table'")]
+    columns = "SELECT name FROM pragma_table_info(?, 'main')"  # not the TEMP view ``history``
+    return frozenset((table, row[0]) for table in tables for row in conn.execute(columns, (table,)))
+
+
+@cache
+def _current_layout() -> frozenset[tuple[str, str]]:
+    store = Store(":memory:")
+    try:
+        return _table_layout(store.conn)
+    finally:
+        store.close()
+
+
+def _outdated(conn: sqlite3.Connection) -> bool:
+    """Whether an older nac made the database and no writer has brought it up to date since."""
+    return not _current_layout() <= _table_layout(conn)
 
 
 def _use_wal(conn: sqlite3.Connection) -> None:
