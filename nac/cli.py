@@ -6,11 +6,9 @@ prefix, flag or file), as CONTRACT.md asks for MAC arguments.
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import os
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from enum import StrEnum
@@ -19,15 +17,41 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
+from nac import cli_run
 from nac.errors import ConfigError, InvalidMacError, InvalidPrefixError, NacError, PolicyError
 from nac.render import table
 
-app = typer.Typer(
-    help="nac: a RADIUS server that admits, quarantines or rejects devices by manufacturer.",
+app = typer.Typer(  # its help is _main()'s docstring
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain help: rich markup would eat "[eap]" and show every flag as "--json <bool>".
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from nac import __version__  # noqa: PLC0415
+
+        typer.echo(f"nac {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", "-V", callback=_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """nac: a RADIUS server that admits, quarantines or rejects devices by manufacturer.
+
+    Example: nac check 00:e0:fc:12:34:56
+    """
+
+
 rules_app = typer.Typer(help="Manage vendor, prefix, MAC and randomized-MAC rules.", no_args_is_help=True)
 vendors_app = typer.Typer(help="Explore the IEEE registry's organisations.", no_args_is_help=True)
 oui_app = typer.Typer(help="Import and inspect the IEEE registry data.", no_args_is_help=True)
@@ -37,12 +61,14 @@ app.add_typer(oui_app, name="oui")
 
 DbOption = Annotated[
     str | None,
-    typer.Option("--db", help="SQLite database (default: $NAC_DB, else ./nac.db).", show_default=False),
+    typer.Option(
+        "--db",
+        help="SQLite database (default: $NAC_DB, else the db of /etc/nac/nac.toml, else ./nac.db).",
+        show_default=False,
+    ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 CsvOption = Annotated[bool, typer.Option("--csv", help="Print CSV.")]
-#: Rows per section that the text output of `nac oui import` lists (--json has them all).
-_LIST_MAX = 20
 
 
 class Apply(StrEnum):
@@ -70,8 +96,7 @@ class Action(StrEnum):
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    typer.echo(f"nac: error: {message}", err=True)
-    raise typer.Exit(code)
+    raise typer.Exit(cli_run.fail(message, code))
 
 
 @contextmanager
@@ -85,10 +110,13 @@ def _errors() -> Iterator[None]:
         _fail(str(exc), 1)
 
 
-def _app(db: str | None) -> Any:
+def _app(db: str | None, *, readonly: bool = False) -> Any:
+    """The library over ``db``.  Commands that only read pass ``readonly``: the database is
+    then opened with SQLite's mode=ro, so they work where they may read but not write, and
+    never create an empty one."""
     from nac.app import Nac  # noqa: PLC0415 - keeps `nac --help` fast
 
-    return Nac(db)
+    return Nac.readonly(db) if readonly else Nac(db)
 
 
 def _print_json(data: object) -> None:
@@ -229,44 +257,7 @@ def rules_list(db: DbOption = None, as_json: JsonOption = False) -> None:
 
     Example: nac rules list --json
     """
-    with _errors():
-        nac = _app(db)
-        try:
-            rows = nac.rules()
-        finally:
-            nac.close()
-    if as_json:
-        _print_json(rows)
-    elif not rows:
-        typer.echo("no rules; every device gets the policy's default")
-    else:
-        _print_table([_rule_cells(row) for row in rows], _RULE_COLUMNS)
-
-
-_RULE_COLUMNS = ("id", "kind", "value", "action", "vlan", "scope", "mode", "valid", "reason", "created_by")
-
-
-def _rule_cells(row: dict[str, Any]) -> dict[str, Any]:
-    """A rule as one table line: its scope (clients, SSIDs, port type, method) and validity
-    folded into a column each, so a conditional rule reads as one at a glance."""
-    scope = [
-        *(f"client {c}" for c in row.get("clients") or ()),
-        *(f"ssid {s}" for s in row.get("ssids") or ()),
-        *((f"{row['port_type']} ports",) if row.get("port_type") else ()),
-        *((row["method"],) if row.get("method") else ()),
-    ]
-    valid = " ".join(
-        part
-        for part in (
-            f"from {row['starts']}" if row.get("starts") else "",
-            f"until {row['expires']}" if row.get("expires") else "",
-        )
-        if part
-    )
-    mode = row.get("mode") or ""
-    if row.get("shadowed_by"):  # the rule never decides: say so where the operator looks
-        mode = f"{mode} SHADOWED by {row['shadowed_by']}".strip()
-    return {**row, "scope": ", ".join(scope) or "all", "mode": mode, "valid": valid}
+    raise typer.Exit(cli_run.rules_list(db=db, as_json=as_json))
 
 
 @rules_app.command("remove")
@@ -306,80 +297,7 @@ def check(
 
     Example: nac check - --csv < devices.csv > audit.csv
     """
-    if as_json and as_csv:
-        _fail("--json and --csv exclude each other", 2)
-    if mac == "-":
-        _check_stdin(db, as_json=as_json, as_csv=as_csv)
-        return
-    with _errors():
-        nac = _app(db)
-        try:
-            result = nac.check(mac)
-        finally:
-            nac.close()
-    if as_json:
-        _print_json(result)
-        return
-    if as_csv:
-        fields = [key for key in result if key != "matched"]  # a list; --json carries it
-        writer = csv.DictWriter(sys.stdout, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
-        writer.writeheader()
-        writer.writerow(result)
-        return
-    vendor = result["vendor"] or (
-        "(randomized: no vendor)" if result["randomized"] else "(not in the registry)"
-    )
-    prefix = f"{result['prefix']}/{result['prefix_bits']} {result['registry']}" if result["prefix"] else "-"
-    vlan = f" vlan {result['vlan']}" if result["vlan"] else ""
-    for label, value in (
-        ("mac", result["mac"]),
-        ("randomized", "yes" if result["randomized"] else "no"),
-        ("vendor", vendor),
-        ("prefix", prefix),
-        ("decision", f"{result['action']}{vlan}"),
-        ("rule", result["rule"]),
-        ("reason", result["reason"]),
-    ):
-        typer.echo(f"{label:<11}{value}")
-    lost = [m for m in result["matched"] if not m["decided"]]
-    if lost:
-        typer.echo("also matched, but lost:")
-        for m in lost:
-            typer.echo(f"  {m['rule']} ({m['action']}): {m['why']}")
-
-
-def _check_stdin(db: str | None, *, as_json: bool, as_csv: bool) -> None:
-    with _errors():
-        nac = _app(db)
-        try:
-            invalid = 0
-            if as_csv:
-                write = sys.stdout.write
-                for line, valid in nac.check_csv(sys.stdin):
-                    invalid += not valid
-                    write(line)
-            else:
-                rows = list(nac.check_lines(sys.stdin))
-                invalid = sum(row["error"] is not None for row in rows)
-                if as_json:
-                    _print_json(rows)
-                else:
-                    _print_table([_check_cells(row) for row in rows], _CHECK_COLUMNS)
-        finally:
-            nac.close()
-    if invalid:
-        typer.echo(f"nac: error: {invalid} line(s) are not MAC addresses", err=True)
-        raise typer.Exit(2)
-
-
-_CHECK_COLUMNS = ("line", "mac", "vendor", "prefix", "randomized", "action", "vlan", "rule", "reason")
-
-
-def _check_cells(row: dict[str, Any]) -> dict[str, Any]:
-    if row["error"] is not None:
-        return {"line": row["line"], "mac": row["input"], "action": "error", "reason": row["error"]}
-    prefix = f"{row['prefix']}/{row['prefix_bits']}" if row["prefix"] else None
-    return {**row, "prefix": prefix, "randomized": "yes" if row["randomized"] else "no"}
+    raise typer.Exit(cli_run.check(mac, db=db, as_json=as_json, as_csv=as_csv))
 
 
 @vendors_app.command("search")
@@ -391,7 +309,7 @@ def vendors_search(
     Example: nac vendors search huawei
     """
     with _errors():
-        nac = _app(db)
+        nac = _app(db, readonly=True)
         try:
             rows = nac.vendors_search(text)
         finally:
@@ -425,7 +343,7 @@ def vendors_show(
     Example: nac vendors show dahua
     """
     with _errors():
-        nac = _app(db)
+        nac = _app(db, readonly=True)
         try:
             report = nac.vendors_show(family)
         finally:
@@ -465,7 +383,7 @@ def vendors_review(db: DbOption = None, as_json: JsonOption = False) -> None:
     Example: nac vendors review --json
     """
     with _errors():
-        nac = _app(db)
+        nac = _app(db, readonly=True)
         try:
             report = nac.vendors_review()
         finally:
@@ -488,111 +406,6 @@ def vendors_review(db: DbOption = None, as_json: JsonOption = False) -> None:
         typer.echo(f"  {row['family']:<10} {row['field']}: {row['value']}")
     if not report["unmatched"]:
         typer.echo("  none")
-
-
-# -- the registry -------------------------------------------------------------------------
-
-
-@oui_app.command("import")
-def oui_import(
-    files: Annotated[
-        list[Path], typer.Argument(metavar="FILE...", help="IEEE CSV or Wireshark manuf files.")
-    ],
-    date: Annotated[
-        str | None, typer.Option("--date", help="When the data was published (default: today).")
-    ] = None,
-    db: DbOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Import IEEE registry files (oui.csv, mam.csv, oui36.csv, iab.csv) or Wireshark's manuf.
-
-    Every file is checked first; one bad line refuses the whole import and changes nothing.
-    Each registry the files contain (MA-L, MA-M, MA-S, IAB) is then replaced whole, in one
-    transaction; a running server picks the new registry up.
-
-    Example: nac oui import oui.csv mam.csv oui36.csv iab.csv --date 2026-11-01
-    """
-    with _errors():
-        nac = _app(db)
-        try:
-            report = nac.oui_import([str(f) for f in files], on=date)
-        finally:
-            nac.close()
-    if as_json:
-        _print_json(report)
-        return
-    for f in report["files"]:
-        dupes = f", {f['duplicates']} repeated blocks ignored" if f["duplicates"] else ""
-        typer.echo(
-            f"read {f['file']}: {f['format']}, {f['assignments']} assignments "
-            f"({', '.join(f['registries'])}){dupes}"
-        )
-    typer.echo(
-        f"registry {report['snapshot']} (dated {report['date']}) replaces {report['previous']} "
-        f"for {', '.join(report['replaced'])}: {_registries(report['counts'])}"
-    )
-    for label, mark, rows in (("added", "+", report["added"]), ("removed", "-", report["removed"])):
-        typer.echo(f"{label}: {len(rows)}")
-        for row in rows[:_LIST_MAX]:
-            typer.echo(
-                f"  {mark} {row['prefix']}/{row['prefix_bits']} {row['registry']}  {row['organization']}"
-            )
-        _more(rows)
-    for label, rows in (("reassigned", report["reassigned"]), ("renamed", report["renamed"])):
-        typer.echo(f"{label}: {len(rows)}")
-        for row in rows[:_LIST_MAX]:
-            typer.echo(
-                f"  ~ {row['prefix']}/{row['prefix_bits']} {row['registry']}  {row['old']} -> {row['new']}"
-            )
-        _more(rows)
-    typer.echo(
-        f"to review (covered by a vendor rule, or like a family a rule targets): {len(report['watch'])}"
-    )
-    for row in report["watch"]:
-        why = [f"rule {r}" for r in row["rules"]] + [
-            f"looks like {k}, not covered" for k in row["looks_like"]
-        ]
-        typer.echo(
-            f"  ! {row['prefix']}/{row['prefix_bits']} {row['registry']}  {row['organization']}: "
-            + "; ".join(why)
-        )
-
-
-def _more(rows: Sequence[object]) -> None:
-    if len(rows) > _LIST_MAX:
-        typer.echo(f"  ... and {len(rows) - _LIST_MAX} more (--json lists them all)")
-
-
-@oui_app.command("status")
-def oui_status(db: DbOption = None, as_json: JsonOption = False) -> None:
-    """Show the active registry snapshot (source, date, sha256, counts) and older ones.
-
-    Example: nac oui status --json
-    """
-    with _errors():
-        nac = _app(db)
-        try:
-            status = nac.oui_status()
-        finally:
-            nac.close()
-    if as_json:
-        _print_json(status)
-        return
-    active = status["active"]
-    typer.echo(f"active     {active['snapshot']}")
-    typer.echo(f"source     {active['source']}{' (bundled)' if active['bundled'] else ''}")
-    typer.echo(f"date       {active['date']}")
-    typer.echo(f"sha256     {active['sha256']}")
-    typer.echo(f"entries    {active['total']} ({_registries(active['counts'])})")
-    if active["imported"]:
-        typer.echo(f"imported   {active['imported']} by {active['imported_by']}")
-    if active["replaced"]:
-        typer.echo(f"replaced   {', '.join(active['replaced'])}")
-    if status["older"]:
-        typer.echo("older snapshots:")
-        for row in status["older"]:
-            when = f"imported {row['imported']}" if row["imported"] else "bundled"
-            typer.echo(f"  {row['snapshot']}  dated {row['date']}, {row['total']} entries, {when}")
 
 
 @app.command()
@@ -653,8 +466,8 @@ def bench(
 
 # The helpdesk commands (history, why, stats, web) live in their own module and add themselves to
 # `app`; imported here, after everything they use from this module is defined.
-# So do the policy commands (policy, audit, rules simulate).
-from nac import cli_helpdesk, cli_policy, cli_sessions  # noqa: E402, F401
+# So do the policy commands (policy, audit, rules simulate) and the registry ones (oui).
+from nac import cli_helpdesk, cli_policy, cli_profile, cli_registry, cli_sessions  # noqa: E402, F401
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -7,12 +7,12 @@ characters are shown escaped, never written raw.
 
 from __future__ import annotations
 
-import csv
-import sys
-from typing import Annotated, Final
+import os
+from typing import Annotated
 
 import typer
 
+from nac import cli_run
 from nac.cli import (
     Action,
     CsvOption,
@@ -25,28 +25,13 @@ from nac.cli import (
     _print_table,
     app,
 )
-from nac.render import DECISION_COLUMNS, decision_cells, printable, why_text
+from nac.render import printable
 
 history_app = typer.Typer(  # its help is history()'s docstring
     invoke_without_command=True,
     no_args_is_help=False,
 )
 app.add_typer(history_app, name="history")
-
-_TABLE: Final = DECISION_COLUMNS
-_CSV_DEFAULT: Final = (
-    "time",
-    "mac",
-    "vendor",
-    "action",
-    "vlan",
-    "rule",
-    "reason",
-    "client",
-    "nas_ip",
-    "method",
-)
-_table_rows = decision_cells
 
 
 @history_app.callback()
@@ -86,39 +71,25 @@ def history(
     """
     if ctx.invoked_subcommand is not None:
         return
-    if as_json and as_csv:
-        _fail("--json and --csv exclude each other", 2)
-    with _errors():
-        nac = _app(db)
-        try:
-            rows = nac.history(
-                mac=mac,
-                vendor=vendor,
-                client=client,
-                port=port,
-                ssid=ssid,
-                action=action.value if action else None,
-                rule=rule,
-                method=method,
-                since=since,
-                until=until,
-                limit=limit,
-                offset=offset,
-                before=before,
-            )
-        finally:
-            nac.close()
-    if as_json:
-        _print_json(rows)
-    elif as_csv:
-        columns = list(rows[0]) if rows else list(_CSV_DEFAULT)
-        writer = csv.DictWriter(sys.stdout, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    elif not rows:
-        typer.echo("no decisions match")
-    else:
-        _print_table(_table_rows(rows), _TABLE)
+    code = cli_run.history(
+        db=db,
+        limit=limit,
+        as_json=as_json,
+        as_csv=as_csv,
+        mac=mac,
+        vendor=vendor,
+        client=client,
+        port=port,
+        ssid=ssid,
+        action=action.value if action else None,
+        rule=rule,
+        method=method,
+        since=since,
+        until=until,
+        offset=offset,
+        before=before,
+    )
+    raise typer.Exit(code)
 
 
 @history_app.command("prune")
@@ -153,17 +124,7 @@ def why(
 
     Example: nac why 0010.a423.19c0
     """
-    with _errors():
-        nac = _app(db)
-        try:
-            report = nac.why(mac, latest=latest)
-        finally:
-            nac.close()
-    if as_json:
-        _print_json(report)
-        return
-    for line in why_text(report):
-        typer.echo(line)
+    raise typer.Exit(cli_run.why(mac, latest=latest, as_json=as_json, db=db))
 
 
 @app.command()
@@ -181,7 +142,7 @@ def stats(
     Example: nac stats --since 24h
     """
     with _errors():
-        nac = _app(db)
+        nac = _app(db, readonly=True)
         try:
             report = nac.stats(since=since, top=top)
         finally:
@@ -213,14 +174,33 @@ def stats(
 
 @app.command()
 def web(
-    bind: Annotated[str, typer.Option("--bind", help="Address to listen on.")] = "127.0.0.1",
+    bind: Annotated[
+        str, typer.Option("--bind", help="Address to listen on; anything but loopback needs a token.")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port.")] = 8812,
+    token_file: Annotated[
+        str | None,
+        typer.Option(
+            "--token-file",
+            envvar="NAC_WEB_TOKEN_FILE",
+            help="Require the access token in this file; also $NAC_WEB_TOKEN_FILE.",
+            show_default=False,
+        ),
+    ] = None,
     token: Annotated[
         str | None,
         typer.Option(
             "--token",
             envvar="NAC_WEB_TOKEN",
-            help="Require this access token (header or ?token=); also $NAC_WEB_TOKEN.",
+            help="Require this access token (visible in ps: prefer --token-file); also $NAC_WEB_TOKEN.",
+            show_default=False,
+        ),
+    ] = None,
+    host_name: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--host-name",
+            help="A name the page is reached by (NAME or NAME:PORT; repeat for several).",
             show_default=False,
         ),
     ] = None,
@@ -229,11 +209,24 @@ def web(
     """Serve the read-only helpdesk page: search a MAC in any spelling, see decisions, reasons
     and the `why` story, refusals only, CSV export; new decisions appear without reloading.
 
-    The database is opened read-only; the page never writes.  Bound to 127.0.0.1 unless told.
+    The database is opened read-only; the page never writes.  Only loopback may go without a token.
 
-    Example: nac web --port 8812 --token "$(cat /etc/nac/web-token)"
+    Browsers log in once (a form, or ?token= once) and keep an HttpOnly cookie; scripts use a header.
+
+    A Host that is neither the address listened on nor a --host-name is refused (DNS rebinding).
+
+    Example: nac web --bind 0.0.0.0 --token-file /etc/nac/web-token --host-name nac.example.org
     """
     from nac.web import serve_forever  # noqa: PLC0415 - http.server only when asked for
+    from nac.web_access import read_token_file  # noqa: PLC0415
 
+    # Click drops an empty $NAC_WEB_TOKEN as if unset: an unset variable must not open the page.
+    for name in ("NAC_WEB_TOKEN", "NAC_WEB_TOKEN_FILE"):
+        if os.environ.get(name) == "" and token is None and token_file is None:
+            _fail(f"${name} is set but empty: give it a value, or unset it", 2)
+    if token is not None and token_file is not None:
+        _fail("give --token or --token-file, not both", 2)
     with _errors():
-        serve_forever(db, bind=bind, port=port, token=token)
+        if token_file is not None:
+            token = read_token_file(token_file)
+        serve_forever(db, bind=bind, port=port, token=token, names=host_name or ())

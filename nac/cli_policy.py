@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -26,6 +25,7 @@ from nac.cli import (
     app,
     rules_app,
 )
+from nac.render import iso_time
 
 policy_app = typer.Typer(help="Check, import, export and compare policy files.", no_args_is_help=True)
 audit_app = typer.Typer(invoke_without_command=True, no_args_is_help=False)
@@ -187,9 +187,9 @@ def audit(ctx: typer.Context, db: DbOption = None, as_json: JsonOption = False) 
         ctx.obj = db
         return
     with _errors():
-        nac = _app(db)
+        nac = _app(db, readonly=True)
         try:
-            rows = nac.audit()
+            rows = [{**row, "time": iso_time(row["time"])} for row in nac.audit()]
         finally:
             nac.close()
     if as_json:
@@ -217,7 +217,7 @@ def audit_verify(ctx: typer.Context, db: DbOption = None) -> None:
     Example: nac audit verify
     """
     with _errors():
-        nac = _app(db or ctx.obj)
+        nac = _app(db or ctx.obj, readonly=True)
         try:
             verdict = nac.audit_verify()
         finally:
@@ -318,7 +318,7 @@ def _print_simulation(report: dict[str, Any]) -> None:
                 "change": f"{d['before']} -> {d['after']}",
                 "clients": ",".join(d["clients"]),
                 "ssids": ",".join(d["ssids"]),
-                "last_seen": datetime.fromtimestamp(d["last_seen"], UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "last_seen": iso_time(d["last_seen"]),
             }
             for d in devices
         ]

@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 import nac.resources
+from nac.app import open_store
 from nac.cli import app
 from nac.ieee import parse_registry_file
 from nac.oui import Registry
@@ -67,7 +68,9 @@ class Nac:
 
 @pytest.fixture
 def nac_cli(tmp_path: Path) -> Nac:
-    return Nac(str(tmp_path / "test.db"))
+    db = str(tmp_path / "test.db")
+    open_store(db).close()  # `nac check` and `nac oui status` read a database; they make none
+    return Nac(db)
 
 
 def write(tmp_path: Path, name: str, text: str) -> str:
@@ -108,6 +111,8 @@ def test_status_on_fresh_database_is_the_bundled_snapshot(nac_cli: Nac, bundled:
 
 
 # -- importing --------------------------------------------------------------------------------
+# These files are tiny: each import removes most of a registry in force, so it takes --replace
+# (tests/test_registry_safety.py has the refusal itself).
 
 
 def test_import_ieee_csvs_changes_lookups_and_reports_the_diff(nac_cli: Nac, tmp_path: Path) -> None:
@@ -117,7 +122,9 @@ def test_import_ieee_csvs_changes_lookups_and_reports_the_diff(nac_cli: Nac, tmp
         write(tmp_path, "oui36.csv", OUI36_CSV),
         write(tmp_path, "iab.csv", IAB_CSV),
     ]
-    nac_cli("oui", "import", *files, "--date", "2026-11-01")  # the bundled registry, replaced whole
+    nac_cli(
+        "oui", "import", "--replace", *files, "--date", "2026-11-01"
+    )  # the bundled registry, replaced whole
     assert nac_cli.vendor("ac:bb:cc:00:00:01") == ("Newcomer Networks", "AC:BB:CC", 24)
     assert nac_cli.vendor("70:b3:d5:12:34:56") == ("Thirty Six GmbH", "70:B3:D5:12:3", 36)
     assert nac_cli.vendor("70:b3:d5:1f:00:00") == ("Twenty Eight, Ltd.", "70:B3:D5:1", 28)
@@ -130,7 +137,9 @@ def test_import_ieee_csvs_changes_lookups_and_reports_the_diff(nac_cli: Nac, tmp
         'MA-L,DDEEFF,"Huawei Device Co.,Ltd.",Dongguan CN\n'
     )
     nac_cli("rules", "add", "--vendor", "huawei", "--action", "reject")
-    report = nac_cli.json("oui", "import", write(tmp_path, "oui2.csv", oui2), "--date", "2026-12-01")
+    report = nac_cli.json(
+        "oui", "import", "--replace", write(tmp_path, "oui2.csv", oui2), "--date", "2026-12-01"
+    )
     assert report["replaced"] == ["MA-L"]
     added = [(r["prefix"], r["organization"]) for r in report["added"]]
     assert added == [("DD:EE:FF", "Huawei Device Co.,Ltd.")]
@@ -151,7 +160,7 @@ def test_import_ieee_csvs_changes_lookups_and_reports_the_diff(nac_cli: Nac, tmp
 
 def test_import_only_mam_keeps_the_other_registries(nac_cli: Nac, tmp_path: Path, bundled: Registry) -> None:
     mam = HEADER + "MA-M,0055DA1,Koolpos Renamed Inc,Somewhere\nMA-M,ACBBCC1,Brand New Block,Here\n"
-    report = nac_cli.json("oui", "import", write(tmp_path, "mam.csv", mam))
+    report = nac_cli.json("oui", "import", "--replace", write(tmp_path, "mam.csv", mam))
     assert report["replaced"] == ["MA-M"]
     counts = bundled.counts()
     assert report["counts"] == {**counts, "MA-M": 2}
@@ -166,7 +175,7 @@ def test_import_only_mam_keeps_the_other_registries(nac_cli: Nac, tmp_path: Path
 
 def test_import_text_output_lists_changes(nac_cli: Nac, tmp_path: Path) -> None:
     mam = HEADER + "MA-M,0055DA1,Koolpos Renamed Inc,Somewhere\nMA-M,ACBBCC1,Brand New Block,Here\n"
-    out = nac_cli("oui", "import", write(tmp_path, "mam.csv", mam)).stdout
+    out = nac_cli("oui", "import", "--replace", write(tmp_path, "mam.csv", mam)).stdout
     assert "read mam.csv: ieee-csv, 2 assignments (MA-M)" in out
     assert "+ AC:BB:CC:1/28 MA-M  Brand New Block" in out
     assert "~ 00:55:DA:1/28 MA-M  KoolPOS Inc. -> Koolpos Renamed Inc" in out
@@ -176,7 +185,7 @@ def test_import_text_output_lists_changes(nac_cli: Nac, tmp_path: Path) -> None:
 def test_import_reports_new_prefix_that_looks_like_a_targeted_family(nac_cli: Nac, tmp_path: Path) -> None:
     nac_cli("rules", "add", "--vendor", "dahua", "--action", "reject")
     mam = HEADER + "MA-M,ACBBCC1,Shenzhen Dahua Lookalike Co,Here\nMA-M,ACBBCC2,Zhejiang Dahua Vision,There\n"
-    report = nac_cli.json("oui", "import", write(tmp_path, "mam.csv", mam))
+    report = nac_cli.json("oui", "import", "--replace", write(tmp_path, "mam.csv", mam))
     watch = {w["organization"]: (w["rules"], w["looks_like"]) for w in report["watch"]}
     assert watch == {
         "Shenzhen Dahua Lookalike Co": ([], ["dahua"]),
@@ -186,7 +195,7 @@ def test_import_reports_new_prefix_that_looks_like_a_targeted_family(nac_cli: Na
 
 def test_import_manuf_file(nac_cli: Nac, tmp_path: Path) -> None:
     manuf = "00:E0:FC\tHuawei\tHuawei Technologies Co.,Ltd\n70:B3:D5:12:30:00/36\tSix\tThirty Six GmbH\n"
-    report = nac_cli.json("oui", "import", write(tmp_path, "manuf", manuf), "--date", "2026-11")
+    report = nac_cli.json("oui", "import", "--replace", write(tmp_path, "manuf", manuf), "--date", "2026-11")
     assert report["files"][0]["format"] == "manuf"
     assert report["replaced"] == ["MA-L", "MA-S"]
     assert report["date"] == "2026-11"
@@ -197,7 +206,7 @@ def test_status_after_import_shows_snapshot_and_older_ones(
     nac_cli: Nac, tmp_path: Path, bundled: Registry
 ) -> None:
     mam = write(tmp_path, "mam.csv", HEADER + "MA-M,ACBBCC1,Brand New Block,Here\n")
-    report = nac_cli.json("oui", "import", mam, "--date", "2026-11-02")
+    report = nac_cli.json("oui", "import", "--replace", mam, "--date", "2026-11-02")
     status = nac_cli.json("oui", "status")
     active = status["active"]
     assert active["snapshot"] == report["snapshot"]
@@ -221,7 +230,7 @@ def test_load_active_registry_and_version_follow_imports(tmp_path: Path, bundled
     store = Store(db)
     assert store.registry_version() == 0
     assert load_active_registry(store).snapshot.id == bundled.snapshot.id
-    Nac(db)("oui", "import", write(tmp_path, "iab.csv", IAB_CSV))
+    Nac(db)("oui", "import", "--replace", write(tmp_path, "iab.csv", IAB_CSV))
     assert store.registry_version() == 1
     registry = load_active_registry(store)
     assert registry.snapshot.source == "iab.csv"
@@ -233,8 +242,8 @@ def test_load_active_registry_and_version_follow_imports(tmp_path: Path, bundled
 def test_import_same_files_in_any_order_gives_the_same_snapshot(tmp_path: Path) -> None:
     a = write(tmp_path, "mam.csv", MAM_CSV)
     b = write(tmp_path, "iab.csv", IAB_CSV)
-    one = Nac(str(tmp_path / "one.db")).json("oui", "import", a, b)
-    two = Nac(str(tmp_path / "two.db")).json("oui", "import", b, a)
+    one = Nac(str(tmp_path / "one.db")).json("oui", "import", "--replace", a, b)
+    two = Nac(str(tmp_path / "two.db")).json("oui", "import", "--replace", b, a)
     assert one["sha256"] == two["sha256"]
 
 
