@@ -245,11 +245,12 @@ def test_unusable_database_is_one_line_for_every_command_and_serve(tmp_path: Pat
             cwd=tmp_path, unprivileged=unprivileged,
         )  # fmt: skip
         assert str(path) in _one_error(served, writer_cause)
-        reader = _nac("rules", "list", "--db", str(path), cwd=tmp_path, unprivileged=unprivileged)
-        if reader_cause is None:
-            assert reader.returncode == 0, reader.stderr
-        else:
-            assert str(path) in _one_error(reader, reader_cause)
+        for command in (("rules", "list"), ("stats",)):  # answered by nac/entry.py, and by typer
+            reader = _nac(*command, "--db", str(path), cwd=tmp_path, unprivileged=unprivileged)
+            if reader_cause is None:
+                assert reader.returncode == 0, reader.stderr
+            else:
+                assert str(path) in _one_error(reader, reader_cause)
     finally:
         if path.parent.exists():
             path.parent.chmod(0o755)
