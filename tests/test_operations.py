@@ -205,7 +205,7 @@ def test_running_server_applies_a_registry_import_within_2_seconds(
         "Registry,Assignment,Organization Name,Organization Address\n"
         'MA-L,3C22FB,"Huawei Technologies Co.,Ltd","Bantian, Longgang District Shenzhen CN 518129"\n'
     )
-    server.cli_ok("oui", "import", str(csv_file))
+    server.cli_ok("oui", "import", "--replace", str(csv_file))  # one MA-L row: --replace
     deadline = time.monotonic() + 2.5
     code = _ask(server, "3c-22-fb-00-00-01", identifier=2)
     while code != 3 and time.monotonic() < deadline:
