@@ -36,6 +36,7 @@ from nac.config import Config
 from nac.dynauth import Answer, DynAuthClient, Target
 from nac.errors import NacError, PacketError
 from nac.families import Family
+from nac.guard import AFTER_VERIFICATION, DropLog, RateLimits, Unverified, screen
 from nac.indexer import BACKLOG_HIGH, WAL_HARD, WAL_HIGH, WAL_TAIL, Copier, Indexer, WalIndex
 from nac.observe import LatencyHistogram, Metrics, SyslogSink, sd_notify, watchdog_interval
 from nac.oui import Registry
@@ -71,9 +72,6 @@ MAX_BATCH: Final = 128
 RECV_SIZE: Final = 4097
 #: Kernel receive buffer: absorbs a switch stack re-authenticating thousands of ports at once.
 RCVBUF: Final = 8 * 1024 * 1024
-#: At most one log line per reason and source in this many seconds (floods must not flood logs).
-LOG_INTERVAL: Final = 10.0
-_LOG_KEYS_MAX: Final = 10_000
 HOUSEKEEPING_INTERVAL: Final = 60.0
 #: Access-Rejects waiting out a reject_delay at once; past it they go out immediately.
 DELAYED_MAX: Final = 10_000
@@ -111,35 +109,8 @@ _Pending = tuple[Outcome, tuple[str, int], int, socket.socket]
 COLLECT_PER_COMMIT: Final = 4
 #: Indexed batches the tick deletes besides (when no commits come to do it): about a millisecond.
 COLLECT_CHUNK: Final = 100
-#: Unverifiable packets (wrong secret, bad Message-Authenticator, malformed) from one source in
-#: one second before it is ignored for THROTTLE_SECONDS.  A switch stack re-authenticating
-#: thousands of ports sends valid packets, which never count.
-FAILURE_LIMIT: Final = 100
-THROTTLE_SECONDS: Final = 5
 #: How often queued Disconnect / re-authorize requests are picked up (the CLI waits on them).
 JOB_POLL: Final = 0.25
-
-
-class DropLog:
-    """Logs each (reason, source) once per interval, with how many were suppressed."""
-
-    def __init__(self, interval: float = LOG_INTERVAL) -> None:
-        self.interval = interval
-        self._last: dict[tuple[str, str], tuple[float, int]] = {}
-
-    def __call__(self, reason: str, source: str, detail: str, now: float) -> None:
-        key = (reason, source)
-        last = self._last.get(key)
-        if last is not None and now - last[0] < self.interval:
-            self._last[key] = (last[0], last[1] + 1)
-            return
-        if len(self._last) >= _LOG_KEYS_MAX:
-            self._last.clear()
-        suppressed = f" ({last[1]} more since the last line)" if last and last[1] else ""
-        log.warning(
-            "dropped packet from %s: %s%s%s", source, reason, f": {detail}" if detail else "", suppressed
-        )
-        self._last[key] = (now, 0)
 
 
 @dataclass(frozen=True)
@@ -179,8 +150,7 @@ class Server:
         self._legacy: set[str] = set()  # clients seen without Message-Authenticator
         self._registry_version = store.registry_version()
         self._next_housekeeping = 0.0
-        self._failures: dict[str, list[int]] = {}  # source -> [second, unverifiable packets]
-        self._throttled: dict[str, float] = {}  # source -> ignored until
+        self._unverified = Unverified()  # never a lock-out: see nac/guard.py
         self._dynauth: DynAuthClient | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._pruner: threading.Thread | None = None
@@ -195,7 +165,7 @@ class Server:
         self._backlog_rows: list[Sequence[object]] = []
         self._backlog_events: list[SessionEvent] = []
         self._backlog_since: float | None = None
-        self._buckets: dict[str, tuple[float, float]] = {}  # client -> (tokens, last refill)
+        self._limits = RateLimits()  # per client rate_limit, spent by verified requests only
         self._delayed = 0  # Access-Rejects waiting out their reject_delay
         self._watcher = PolicyWatcher(config.policy_watch) if config.policy_watch else None
         self.profiler: Profiler | None = None
@@ -239,6 +209,7 @@ class Server:
                     float(len(self.engine.eap)) if self.engine.eap is not None else 0.0
                 ),
                 "duplicate_cache_entries": lambda: float(self.engine.cached()),
+                "unverified_sources": lambda: float(len(self._unverified)),
                 "rules_version": lambda: float(self._rules_version),
             }
         )
@@ -334,7 +305,8 @@ class Server:
         clock = time.perf_counter
         now = time.time()
         outcomes: list[_Pending] = []
-        throttled = self._throttled
+        unverified = self._unverified
+        limits = self._limits
         if listener.batched:
             try:
                 batch = _udp.recv_batch(sock.fileno(), MAX_BATCH, RECV_SIZE)
@@ -352,12 +324,18 @@ class Server:
                 counters["dropped:unknown-client"] += 1
                 self._drop_log("unknown-client", addr[0], "not a configured client", now)
                 continue
-            if throttled and throttled.get(addr[0], 0.0) > now:
-                counters["dropped:throttled"] += 1
-                continue
-            if client.rate_limit is not None and not self._within_rate(client.name, client.rate_limit, now):
+            if unverified.windows and unverified.over(addr[0], now):
+                # Past its budget of unverifiable datagrams: the header first, no crypto for
+                # the malformed.  Whatever may verify is still verified (nac/guard.py).
+                reason = screen(data, listener.service)
+                if reason is not None:
+                    counters[f"dropped:{reason}"] += 1
+                    self._unverifiable(reason, "", addr[0], client.name, now)
+                    continue
+            rate = client.rate_limit
+            if rate is not None and not limits.allows(client.name, rate, now):
                 counters["dropped:rate-limited"] += 1
-                self._drop_log("rate-limited", client.name, f"over {client.rate_limit:g} requests/s", now)
+                self._drop_log("rate-limited", client.name, f"over {rate:g} verified requests/s", now)
                 continue
             try:
                 outcome = engine.handle(
@@ -365,8 +343,10 @@ class Server:
                 )
             except PacketError as exc:
                 counters[f"dropped:{exc.reason}"] += 1
-                self._drop_log(exc.reason, f"{client.name} ({addr[0]})", exc.detail, now)
-                self._failed(addr[0], client.name, now)
+                if exc.reason in AFTER_VERIFICATION:
+                    self._drop_log(exc.reason, f"{client.name} ({addr[0]})", exc.detail, now)
+                else:
+                    self._unverifiable(exc.reason, exc.detail, addr[0], client.name, now)
                 continue
             except Exception:  # last-resort guard: a bug must not stop the server
                 counters["internal_errors"] += 1
@@ -380,6 +360,8 @@ class Server:
                     exc_info=outcome.error,
                 )
             counters[outcome.kind] += 1
+            if rate is not None and outcome.kind != "duplicate":  # a resend costs a lookup
+                limits.spend(client.name, rate, now)
             record = outcome.record
             if record is not None and not record.message_authenticator and client.name not in self._legacy:
                 self._legacy.add(client.name)
@@ -580,16 +562,6 @@ class Server:
                 if outcome.sensed is not None and outcome.session is not None and outcome.session.mac:
                     self.profiler.sensed(outcome.session.mac, outcome.sensed, now=outcome.session.ts)
 
-    def _within_rate(self, name: str, rate: float, now: float) -> bool:
-        """Token bucket per client: ``rate`` tokens a second, at most one second's worth."""
-        tokens, last = self._buckets.get(name, (rate, now))
-        tokens = min(rate, tokens + (now - last) * rate)
-        if tokens < 1.0:
-            self._buckets[name] = (tokens, now)
-            return False
-        self._buckets[name] = (tokens - 1.0, now)
-        return True
-
     def _delay(self, sock: socket.socket, reply: bytes, addr: tuple[str, int], delay: float) -> None:
         """Send an Access-Reject later (reject_delay); at most DELAYED_MAX wait at once, so a
         flood of rejects cannot pile up timers: past that they are sent at once."""
@@ -606,28 +578,20 @@ class Server:
         asyncio.get_running_loop().call_later(delay, send)
         self.counters["rejects_delayed"] += 1
 
-    def _failed(self, address: str, name: str, now: float) -> None:
-        """Count a source's unverifiable packets; past FAILURE_LIMIT in one second it is
-        dropped unread for THROTTLE_SECONDS, so a NAS with the wrong secret (or someone
-        spoofing it) costs a dict lookup per packet instead of an HMAC, and well-configured
-        clients keep the CPU.  Only failures count: a busy, healthy NAS is never throttled."""
-        second = int(now)
-        window = self._failures.get(address)
-        if window is None or window[0] != second:
-            if len(self._failures) >= _LOG_KEYS_MAX:
-                self._failures.clear()
-            self._failures[address] = [second, 1]
-            return
-        window[1] += 1
-        if window[1] == FAILURE_LIMIT:
-            self._throttled[address] = now + THROTTLE_SECONDS
-            self.counters["throttle_events"] += 1
-            log.warning(
-                "%s (%s) sent %d unverifiable packets in a second: ignoring it for %d s",
-                name,
-                address,
-                FAILURE_LIMIT,
-                THROTTLE_SECONDS,
+    def _unverifiable(self, reason: str, detail: str, address: str, name: str, now: float) -> None:
+        """Count a datagram that failed decoding or verification against its source's budget
+        and log it (rate-limited).  Crossing the budget is logged once, never a lock-out: the
+        address may be forged, and its NAS's verified requests are answered all the same."""
+        self._drop_log(reason, f"{name} ({address})", detail, now)
+        if self._unverified.count(address, now) == self._unverified.budget:
+            self.counters["unverified_floods"] += 1
+            self._drop_log(
+                "unverified-flood",
+                f"{name} ({address})",
+                f"the {self._unverified.budget}th unverifiable packet this second (a wrong secret, "
+                "or a forged source address): malformed ones are now dropped before any crypto; "
+                "requests that verify are still answered",
+                now,
             )
 
     # -- background duties -----------------------------------------------------------------
@@ -955,8 +919,9 @@ class Server:
                     self.tend_history()
                 now = time.time()
                 self.engine.expire(now)
-                if self._throttled:
-                    self._throttled = {a: t for a, t in self._throttled.items() if t > now}
+                self._unverified.prune(now)
+                self._limits.prune(now)
+                self._drop_log.prune(now)
                 if now >= self._next_housekeeping:
                     self._next_housekeeping = now + HOUSEKEEPING_INTERVAL
                     self.housekeeping(now)
