@@ -7,6 +7,8 @@ DHCP messages are built as tests/test_profiling_dhcp.py builds them.
 
 from __future__ import annotations
 
+import json
+import signal
 import sqlite3
 import tomllib
 from collections import Counter
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from fakenas import FakeNas
+from interop import NacServerFactory, free_udp_ports, mab_attrs, udp_socket, wait_for_decision
 from netaddr import IPNetwork
 from test_profiling_dhcp import DISCOVER, message, option
 
@@ -26,6 +29,7 @@ from nac.oui import Registry, registry_from_manuf
 from nac.packet import Codes
 from nac.policy import Defaults, Policy, Rule
 from nac.profiling import store
+from nac.profiling.sensor import SensorCodes, sensor_fields
 from nac.profiling.service import Profiler, ProfilingConfig, parse_profiling
 from nac.profiling.signatures import load_signatures
 from nac.resources import load_dictionary
@@ -110,7 +114,7 @@ def test_randomized_phone_is_admitted_until_its_dhcp_names_a_banned_maker(rig: R
     assert profile is not None
     assert profile.family == "huawei"
     assert profile.evidence[0].value == "HUAWEI:android:VOG-L29"
-    assert rig.counters["dhcp:profile_changes"] == 1
+    assert rig.counters["profile:changes"] == 1
 
 
 def test_weak_signal_alone_changes_no_decision(rig: Rig) -> None:
@@ -203,3 +207,99 @@ def test_profiling_config_errors_name_the_setting(text: str, part: str) -> None:
         parse_profiling(tomllib.loads(source)["profiling"], Locator("nac.toml", source))
     assert part in str(caught.value)
     assert "nac.toml" in str(caught.value)
+
+
+# -- through a running server: a relayed DHCP copy over UDP, then radclient ------------------
+
+
+def test_running_server_bans_a_randomized_huawei_phone_after_its_dhcp_copy(
+    nac_server_factory: NacServerFactory,
+) -> None:
+    (dhcp_port,) = free_udp_ports(1)
+    server = nac_server_factory(
+        rules=[("--vendor", "huawei", "--action", "reject", "--reason", "ministry ban")],
+        extra_config=f'\n[profiling]\ndhcp_listen = ["127.0.0.1:{dhcp_port}"]\n',
+    )
+    mac = "da:c0:ff:ee:00:02"
+    assert f"dhcp 127.0.0.1:{dhcp_port}" in server.stderr()
+    assert server.radclient(mab_attrs(mac)).code == "Access-Accept"
+    copy = message(DISCOVER, HUAWEI_CLASS, mac=bytes.fromhex(mac.replace(":", "")))
+    with udp_socket() as sock:
+        sock.sendto(b"\x01garbage", ("127.0.0.1", dhcp_port))
+        sock.sendto(copy, ("127.0.0.1", dhcp_port))
+    code = wait_for_decision(lambda: server.radclient(mab_attrs(mac)).code, "Access-Reject")
+    assert code == "Access-Reject", server.stderr()
+    row = server.history("--mac", mac, "--limit", "1")[0]
+    assert (row["rule"], row["vendor"]) == ("reject-vendor-huawei", "Huawei (profiled)")
+    profile = json.loads(server.cli_ok("profile", mac, "--json"))
+    assert (profile["family"], profile["vendor"], profile["source"]) == ("huawei", "Huawei", "dhcp")
+    assert profile["evidence"][0]["pattern"] == "HUAWEI:android:*"
+    shown = server.cli_ok("profile", mac)
+    assert "HUAWEI:android:VOG-L29" in shown
+    assert server.stop(signal.SIGTERM) == 0
+    assert "dhcp:dropped:too-short=1" in server.stderr()
+
+
+# -- device-sensor data in accounting ----------------------------------------------------------
+
+
+def cisco_avpair(text: bytes) -> bytes:
+    """Vendor-Specific (26), vendor Cisco (9), Cisco-AVPair (1), as a switch encodes it."""
+    sub = bytes((1, 2 + len(text))) + text
+    return bytes((26, 2 + 4 + len(sub))) + (9).to_bytes(4, "big") + sub
+
+
+def sensor_tlv(name: bytes, kind: int, value: bytes) -> bytes:
+    return name + b"=" + kind.to_bytes(2, "big") + len(value).to_bytes(2, "big") + value
+
+
+@pytest.mark.parametrize(
+    ("avpairs", "fields"),
+    [
+        (
+            [sensor_tlv(b"dhcp-option", 60, b"HUAWEI:android:ELE-L29")],
+            {"vendor_class": "HUAWEI:android:ELE-L29"},
+        ),
+        ([sensor_tlv(b"dhcp-option", 12, b"HUAWEI_P30")], {"hostname": "HUAWEI_P30"}),
+        ([sensor_tlv(b"dhcp-option", 55, bytes((1, 3, 6, 15)))], {"fingerprint": "1,3,6,15"}),
+        ([sensor_tlv(b"dhcp-option", 81, b"\x00\x00\x00phone1")], {"fqdn": "phone1"}),
+        (
+            [sensor_tlv(b"lldp-tlv", 6, b"Huawei Versatile Routing Platform")],
+            {"lldp_description": "Huawei Versatile Routing Platform"},
+        ),
+        ([sensor_tlv(b"cdp-tlv", 6, b"cisco IP Phone 8845")], {"cdp_platform": "cisco IP Phone 8845"}),
+        ([b"audit-session-id=0A0000010000001A", b"dhcp-option=\x00\x3c\x00"], {}),  # not a TLV
+        ([b"dhcp-option=\x00\x3c\x00\x30short"], {}),  # the length runs past the value
+        ([sensor_tlv(b"dhcp-option", 60, b"")], {}),
+        ([sensor_tlv(b"lldp-tlv", 5, b"sw-name")], {}),  # a system name says nothing of the maker
+    ],
+)
+def test_cisco_device_sensor_values_become_fields(avpairs: list[bytes], fields: dict[str, str]) -> None:
+    assert sensor_fields(avpairs) == fields
+
+
+def test_accounting_with_device_sensor_data_profiles_the_device(rig: Rig, codes: Codes) -> None:
+    rig.engine.sensor = SensorCodes.from_dictionary(load_dictionary())
+    extra = [
+        cisco_avpair(b"audit-session-id=0A0000010000001A"),
+        cisco_avpair(sensor_tlv(b"dhcp-option", 60, b"HUAWEI:android:VOG-L29")),
+    ]
+    request = rig.nas.accounting_request(PHONE, extra=extra)
+    outcome = rig.engine.handle(
+        request, src=rig.nas.src, port=1813, service="acct", client=rig.client, now=T0
+    )
+    assert outcome.sensed == {"vendor_class": "HUAWEI:android:VOG-L29"}
+    assert outcome.session is not None
+    assert outcome.session.mac == PHONE
+    rig.profiler.sensed(outcome.session.mac, outcome.sensed, now=T0)
+    assert rig.mab(PHONE)[:3] == (3, "ban-huawei", "Huawei (profiled)")
+    assert store.get(rig.conn, int(PHONE.replace(":", ""), 16)).source == "accounting"  # type: ignore[union-attr]
+
+
+def test_accounting_is_not_searched_for_sensor_data_when_profiling_is_off(rig: Rig) -> None:
+    extra = [cisco_avpair(sensor_tlv(b"dhcp-option", 60, b"HUAWEI:android:VOG-L29"))]
+    request = rig.nas.accounting_request(PHONE, extra=extra)
+    outcome = rig.engine.handle(
+        request, src=rig.nas.src, port=1813, service="acct", client=rig.client, now=T0
+    )
+    assert outcome.sensed is None
