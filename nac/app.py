@@ -6,6 +6,7 @@ Keeps SQL and policy logic out of the CLI (sqlite-utils' cli.py over its db.py).
 from __future__ import annotations
 
 import re
+import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
@@ -329,19 +330,27 @@ class Nac:
         # No request context: a rule limited to clients, SSIDs, ports or a method does not
         # apply here; a validity window counts as of now.
         now = datetime.now(UTC).timestamp()
-        policy = self._policy_for(mac)
-        decision, match = policy.decide(mac, Context(now=now))
+        profile = self._profile(mac)
+        family = profile["family"] if profile is not None else None
+        # A profiled maker is matched against whole vendor families: the full registry then.
+        policy = self.policy() if family is not None and is_randomized(mac) else self._policy_for(mac)
+        decision, match = policy.decide(mac, Context(now=now), family)
         matched = [
             {"rule": v.rule.id, "action": v.rule.action, "decided": v.decided, "why": v.why}
-            for v in policy.explain(mac, Context(now=now))
+            for v in policy.explain(mac, Context(now=now), family)
         ]
+        vendor = match.organization if match else None
+        if profile is not None:
+            profile["conflict"] = policy.spoofed(match, family)
+            if match is None and profile["vendor"] is not None:
+                vendor = f"{profile['vendor']} (profiled)"
         return {
             "mac": format_mac(mac),
             "randomized": is_randomized(mac),
             "multicast": is_multicast(mac),
             "prefix": match.prefix_text if match else None,
             "prefix_bits": match.prefix_bits if match else None,
-            "vendor": match.organization if match else None,
+            "vendor": vendor,
             "registry": match.registry if match else None,
             "action": decision.action,
             "vlan": decision.vlan,
@@ -350,6 +359,27 @@ class Nac:
             "snapshot": policy.snapshot_id,
             # Every rule whose match covers the MAC: the one that decided and why the others lost.
             "matched": matched,
+            # What DHCP and the switches said of the device (None: nothing seen).
+            "profile": profile,
+        }
+
+    def _profile(self, mac: int) -> dict[str, Any] | None:
+        """The device's profile in brief, or None (no profile, or no profiling table)."""
+        from nac.profiling import store as profiles  # noqa: PLC0415 - off `nac check`'s import path
+
+        try:
+            found = profiles.get(self.store.conn, mac)
+        except sqlite3.OperationalError:  # profiling never ran on this database
+            return None
+        if found is None:
+            return None
+        known = self.families.get(found.family) if found.family is not None else None
+        return {
+            "family": found.family,
+            "vendor": known.name if known is not None else found.family,
+            "source": found.source,
+            "evidence": "; ".join(f"{e.field} {e.value!r} matches {e.pattern!r}" for e in found.evidence),
+            "last_seen": iso_time(found.last_seen),
         }
 
     def _policy_for(self, mac: int) -> Policy:

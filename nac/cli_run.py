@@ -113,6 +113,12 @@ def _check_one(result: dict[str, Any], *, as_json: bool, as_csv: bool) -> None:
         ("reason", result["reason"]),
     ):
         print(f"{label:<11}{value}")
+    profile = result.get("profile")
+    if profile is not None:
+        maker = profile["vendor"] or "undecided"
+        conflict = "; CONFLICT with the OUI (spoof suspected)" if profile["conflict"] else ""
+        evidence = profile["evidence"] or "no signature matched"
+        print(f"{'profile':<11}{maker} from {profile['source']} ({evidence}){conflict}")
     lost = [m for m in result.get("matched", ()) if not m["decided"]]
     if lost:
         print("also matched, but lost:")

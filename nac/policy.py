@@ -604,26 +604,30 @@ class Policy:
 
     # -- explanations (off the request path) -------------------------------------------------
 
-    def matches(self, rule: Rule, mac: int, match: VendorMatch | None) -> bool:
-        """Whether the rule's match (not its scope) covers this MAC."""
+    def matches(self, rule: Rule, mac: int, match: VendorMatch | None, family: str | None = None) -> bool:
+        """Whether the rule's match (not its scope) covers this MAC (with ``family``, its
+        profiled maker, for a MAC without a registry entry)."""
         if rule.kind == "mac":
             return parse_mac(rule.value) == mac
         if rule.kind == "oui":
             prefix, bits = parse_prefix(rule.value)
             return mac >> (48 - bits) == prefix
         if rule.kind == "vendor":
-            return match is not None and any(m.position == match.position for m in self.covered(rule.value))
+            covered = {m.position for m in self.covered(rule.value)}
+            if match is not None:
+                return match.position in covered
+            return family is not None and not covered.isdisjoint(self.positions(family))
         return bool(mac & LOCAL_BIT)
 
-    def explain(self, mac: int, ctx: Context | None = None) -> list[RuleVerdict]:
+    def explain(self, mac: int, ctx: Context | None = None, family: str | None = None) -> list[RuleVerdict]:
         """Every rule whose match covers ``mac``, in precedence order, with the one that
         decided and why each other one lost."""
         ctx = ctx or NO_CONTEXT
-        decision, match = self.decide(mac, ctx)
+        decision, match = self.decide(mac, ctx, family)
         found = [
             (rule, entry)
             for rule, entry in zip(self.rules, self._entries, strict=True)
-            if self.matches(rule, mac, match)
+            if self.matches(rule, mac, match, family)
         ]
         by_id = {rule.id: rule for rule, _ in found}
         winner = by_id.get(decision.rule)

@@ -236,6 +236,15 @@ def test_running_server_bans_a_randomized_huawei_phone_after_its_dhcp_copy(
     assert profile["evidence"][0]["pattern"] == "HUAWEI:android:*"
     shown = server.cli_ok("profile", mac)
     assert "HUAWEI:android:VOG-L29" in shown
+    check = json.loads(server.cli_ok("check", mac, "--json"))
+    assert (check["action"], check["rule"], check["vendor"]) == (
+        "reject",
+        "reject-vendor-huawei",
+        "Huawei (profiled)",
+    )
+    assert check["profile"]["family"] == "huawei"
+    assert [(m["rule"], m["decided"]) for m in check["matched"]] == [("reject-vendor-huawei", True)]
+    assert "profile    Huawei from dhcp (vendor_class 'HUAWEI:android:VOG-L29'" in server.cli_ok("check", mac)
     assert server.stop(signal.SIGTERM) == 0
     assert "dhcp:dropped:too-short=1" in server.stderr()
 
