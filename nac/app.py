@@ -428,7 +428,14 @@ class Nac:
 
     def stats(self, *, since: str | None = None, top: int = helpdesk.STATS_TOP) -> dict[str, Any]:
         since_ts = parse_when(since) if since is not None else None
-        return helpdesk.stats(self.store.conn, since=since_ts, top=top)
+        report = helpdesk.stats(self.store.conn, since=since_ts, top=top)
+        from nac.profiling import store as profiles  # noqa: PLC0415 - off the other commands' path
+
+        try:  # devices whose maker came from DHCP or device-sensor data, by maker
+            report["profiled"] = profiles.counts(self.store.conn)
+        except sqlite3.OperationalError:  # profiling never ran on this database
+            report["profiled"] = {}
+        return report
 
     def prune(self, older_than: str) -> int:
         """`nac history prune`: delete decisions older than a span (``90d``), in batches."""

@@ -156,6 +156,10 @@ def stats(
         rows = report[f"by_{dim}"][:top]
         typer.echo(f"\nby {dim}:")
         _print_table([{dim: printable(r["name"]), **r} for r in rows], (dim, "decisions", "rejected"))
+    if report["profiled"]:
+        typer.echo("\nprofiled devices (maker from DHCP or device-sensor data):")
+        rows = [{"maker": maker, "devices": n} for maker, n in report["profiled"].items()]
+        _print_table(rows, ("maker", "devices"))
     typer.echo("\nmost refused devices:")
     if report["top_refused"]:
         _print_table(report["top_refused"], ("mac", "vendor", "rejected", "first", "last"))
