@@ -884,7 +884,10 @@ class Server:
                 self._copier.start()
         self._watch_sockets(True)
         if self.profiler is not None:
-            self.profiler.start(loop)
+            if indexing:  # one DHCP listener per database, as one indexer: worker 0's
+                self.profiler.start(loop)
+            else:
+                self.profiler.load()
         if self.config.metrics_bind is not None:
             # Each worker counts its own share of the traffic: worker N serves its metrics on
             # the configured port + N, so Prometheus scrapes them all (one target per worker).

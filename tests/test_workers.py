@@ -15,15 +15,17 @@ import pytest
 
 from nac import store
 from tests.interop import exchange, free_udp_ports, mab_request, parse_reply, subprocess_env, udp_socket
+from tests.test_profiling_dhcp import DISCOVER, message, option
 
 
 class Workers:
-    def __init__(self, tmp_path: Path, n: int) -> None:
+    def __init__(self, tmp_path: Path, n: int, *, config: Path | None = None) -> None:
         self.db = tmp_path / "nac.db"
         self.auth_port, self.acct_port = free_udp_ports(2)
         self.stderr = tmp_path / "serve.stderr"
+        with_config = ["--config", str(config)] if config is not None else []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "nac", "serve", "--db", str(self.db), "--bind", "127.0.0.1",
+            [sys.executable, "-m", "nac", "serve", *with_config, "--db", str(self.db), "--bind", "127.0.0.1",
              "--auth-port", str(self.auth_port), "--acct-port", str(self.acct_port), "--workers", str(n)],
             stdout=subprocess.DEVNULL, stderr=self.stderr.open("wb"), env=subprocess_env(), cwd=tmp_path,
         )  # fmt: skip
@@ -134,3 +136,33 @@ def test_each_worker_serves_its_own_metrics(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
+
+
+def test_workers_run_one_dhcp_listener_and_all_decide_on_its_profiles(tmp_path: Path) -> None:
+    (dhcp_port,) = free_udp_ports(1)
+    config = tmp_path / "nac.toml"
+    config.write_text(f'[profiling]\ndhcp_listen = ["127.0.0.1:{dhcp_port}"]\n')
+    subprocess.run(
+        [sys.executable, "-m", "nac", "rules", "add", "--vendor", "huawei", "--action", "reject",
+         "--db", str(tmp_path / "nac.db")],
+        check=True, capture_output=True, env=subprocess_env(), timeout=60,
+    )  # fmt: skip
+    server = Workers(tmp_path, 2, config=config)
+    try:
+        assert server.log().count(f"DHCP profiling on 127.0.0.1:{dhcp_port}") == 1  # worker 0 only
+        phone = "dac0ffee0009"
+        assert _ask(server.auth_port, phone) == 2
+        copy = message(DISCOVER, option(60, b"HUAWEI:android:VOG-L29"), mac=bytes.fromhex(phone))
+        with udp_socket() as sock:
+            sock.sendto(copy, ("127.0.0.1", dhcp_port))
+        deadline = time.monotonic() + 5  # the other worker polls profiles with the rules
+        answers: list[int] = []
+        while time.monotonic() < deadline:
+            answers = [_ask(server.auth_port, phone) for _ in range(20)]  # spread over both
+            if set(answers) == {3}:
+                break
+            time.sleep(0.2)
+        assert set(answers) == {3}, (answers, server.log())
+    finally:
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.proc.wait(timeout=20) == 0, server.log()
