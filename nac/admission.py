@@ -15,6 +15,7 @@ from nac.clients import Client
 from nac.crypto import chap_matches, hidden_password_is, request_authenticator_valid, unhide_password
 from nac.eap.keys import mppe_attributes
 from nac.eap.limits import port_key
+from nac.equipment.mab import read_mac
 from nac.errors import PacketError
 from nac.mac import format_mac, try_parse_mac
 from nac.oui import VendorMatch
@@ -301,14 +302,15 @@ class Engine:
                 match=None,
                 method="eap",
             )
-        mac = try_parse_mac(user.decode("latin-1")) if user is not None else None
+        shape = client.mab
+        read = read_mac(user, calling, shape)
+        mac = read.mac
         if mac is None:
-            shown = user.decode(errors="replace") if user is not None else "(none)"
-            if calling is not None and try_parse_mac(calling.decode("latin-1")) is not None:
-                reason = f"User-Name {shown!r} is not a MAC address; only MAC authentication is enabled"
-                decision = Decision("reject", None, NOT_MAB, reason)
-            else:
-                decision = Decision("reject", None, NOT_A_MAC, f"User-Name {shown!r} is not a MAC address")
+            # What the client's profile expects, for the helpdesk: a switch configured for
+            # another shape (a fixed account, say) shows up here, not as a ban.
+            expected = f"client {client.name} (profile {client.profile}) sends {shape.describe()}"
+            reason = f"{read.reason}; {expected}"
+            decision = Decision("reject", None, NOT_MAB if read.refusal == "not-mab" else NOT_A_MAC, reason)
             return decision, self._record(
                 req,
                 attrs=attrs,
@@ -320,24 +322,11 @@ class Engine:
                 match=None,
                 method="mab",
             )
-        if calling is not None and calling != user and try_parse_mac(calling.decode("latin-1")) != mac:
-            reason = "Calling-Station-Id names another device than User-Name"
-            decision = Decision("reject", None, NOT_MAB, reason)
-            return decision, self._record(
-                req,
-                attrs=attrs,
-                client=client,
-                src=src,
-                now=now,
-                mac=mac,
-                decision=decision,
-                match=None,
-                method="mab",
-            )
         if (
             codes.user_password not in attrs
             and codes.chap_password not in attrs
             and not client.allow_mab_without_password
+            and shape.check != "none"
             and attrs.get(codes.service_type) != self._authorize_only
         ):
             # No credential at all.  RFC 5176 §3.1: the Authorize-Only request that follows a
@@ -355,8 +344,10 @@ class Engine:
                 match=None,
                 method="mab",
             )
-        if not self._password_matches(req, attrs, client, user or b"", mac):
-            reason = "MAB password does not match the MAC (or the NAS's secret is wrong)"
+        spelled = user if read.from_user else calling
+        if not self._password_matches(req, attrs, client, spelled or b"", mac):
+            expected = "the fixed MAB password" if shape.check == "fixed" else "the MAC"
+            reason = f"MAB password does not match {expected} (or the NAS's secret is wrong)"
             decision = Decision("reject", None, BAD_MAB_PASSWORD, reason)
             return decision, self._record(
                 req,
@@ -530,22 +521,34 @@ class Engine:
         return Outcome(reply, record, kind, key)
 
     def _password_matches(
-        self, req: Request, attrs: dict[int, bytes], client: Client, user: bytes, mac: int
+        self, req: Request, attrs: dict[int, bytes], client: Client, spelled: bytes, mac: int
     ) -> bool:
-        """MAB sends the MAC as the password (PAP) or CHAP secret; some gear sends neither."""
+        """MAB sends the MAC as the password (PAP) or CHAP secret, spelled as the attribute the
+        MAC came from (``spelled``), or a fixed password the client's profile names; some
+        gear sends neither."""
         codes = self.codes
+        shape = client.mab
+        if shape.check == "none":
+            return True
+        by_mac = shape.check != "fixed"
+        fixed = shape.fixed if shape.check != "mac" else None
         hidden = attrs.get(codes.user_password)
         if hidden is not None:
-            if hidden_password_is(hidden, client.secret, req.authenticator, user):
+            secret, authenticator = client.secret, req.authenticator
+            if by_mac and hidden_password_is(hidden, secret, authenticator, spelled):
                 return True
-            password = unhide_password(hidden, client.secret, req.authenticator)
-            if password is None:
+            if fixed is not None and hidden_password_is(hidden, secret, authenticator, fixed):
+                return True
+            if not by_mac:
                 return False
-            return password == user or try_parse_mac(password.decode("latin-1")) == mac
+            password = unhide_password(hidden, secret, authenticator)
+            return password is not None and try_parse_mac(password.decode("latin-1")) == mac
         chap = attrs.get(codes.chap_password)
         if chap is not None:
             challenge = attrs.get(codes.chap_challenge, req.authenticator)
-            return chap_matches(chap, challenge, user)
+            return (by_mac and chap_matches(chap, challenge, spelled)) or (
+                fixed is not None and chap_matches(chap, challenge, fixed)
+            )
         return True
 
     def _body(self, decision: Decision, mode: str) -> bytes:

@@ -9,6 +9,7 @@ from typing import Final
 from netaddr import AddrFormatError, IPAddress, IPNetwork
 
 from nac.crypto import HmacMd5
+from nac.equipment.mab import MabShape
 from nac.errors import ConfigError
 
 #: Resolved source addresses kept; a spoofed-source flood must not grow memory without bound.
@@ -42,6 +43,10 @@ class Client:
     #: Decide MAB requests with neither User-Password nor CHAP-Password on the MAC alone
     #: (some switches send Call-Check without one).  Off: they are refused.
     allow_mab_without_password: bool = False
+    #: The equipment profile (nac/data/equipment.toml) and the MAB shape it gives this client,
+    #: with the client's own overrides.
+    profile: str = "generic"
+    mab: MabShape = field(default_factory=MabShape)
     key: HmacMd5 = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

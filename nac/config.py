@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from nac.clients import REPLY_MESSAGE_MODES, Client, parse_network
+from nac.equipment.profiles import DEFAULT as DEFAULT_PROFILE
+from nac.equipment.profiles import OVERRIDES, NasProfile, client_shape, load_profiles
 from nac.errors import ConfigError, NacError
 from nac.helpdesk import parse_span
 from nac.observe import FACILITIES, parse_bind, parse_syslog_address
@@ -30,7 +32,9 @@ DEFAULT_BIND: Final = ("0.0.0.0", "::")
 TEST_SECRET: Final = "testing123"  # noqa: S105 (documented, warned about)
 RULES_POLL_SECONDS: Final = 1.0  # CONTRACT.md: a rule change applies within 2 seconds
 
-_SERVER_KEYS: Final = {"bind", "auth_port", "acct_port", "db", "duplicate_ttl", "on_history_failure"}
+_SERVER_KEYS: Final = {
+    "bind", "auth_port", "acct_port", "db", "duplicate_ttl", "on_history_failure", "equipment",
+}  # fmt: skip
 _CLIENT_KEYS: Final = {
     "name",
     "address",
@@ -43,6 +47,8 @@ _CLIENT_KEYS: Final = {
     "eap_md5",
     "reply_message",
     "allow_mab_without_password",
+    "profile",
+    *OVERRIDES,
 }
 
 
@@ -172,10 +178,18 @@ def _parse(data: Mapping[str, Any], loc: Locator) -> tuple[dict[str, Any], tuple
     raw_clients = data.get("client", [])
     if not isinstance(raw_clients, list):
         raise ConfigError(f"{loc.where('client')}: clients are [[client]] tables (one per client)")
+    equipment = server.get("equipment")
+    if equipment is not None and (not isinstance(equipment, str) or not equipment):
+        raise ConfigError(f"{loc.where('server', 'equipment')}: a file of equipment profiles")
+    try:
+        profiles = load_profiles(equipment)
+    except ConfigError as exc:
+        where = loc.where("server", "equipment") if equipment else loc.where("server")
+        raise ConfigError(f"{where}: {exc}") from None
     clients = []
     names: set[str] = set()
     for i, raw in enumerate(raw_clients):
-        client = _client(raw, i, loc)
+        client = _client(raw, i, loc, profiles)
         if client.name in names:
             raise ConfigError(f"{loc.where('client', 'name', i)}: another client is named {client.name!r}")
         names.add(client.name)
@@ -230,7 +244,7 @@ def _observability(data: Mapping[str, Any], loc: Locator) -> dict[str, Any]:
     return values
 
 
-def _client(raw: Mapping[str, Any], i: int, loc: Locator) -> Client:
+def _client(raw: Mapping[str, Any], i: int, loc: Locator, profiles: Mapping[str, NasProfile]) -> Client:
     for key in sorted(set(raw) - _CLIENT_KEYS):
         raise ConfigError(f"{loc.where('client', key, i)}: unknown setting")
     for key in ("address", "secret"):
@@ -245,7 +259,16 @@ def _client(raw: Mapping[str, Any], i: int, loc: Locator) -> Client:
     if not isinstance(strict, bool):
         raise ConfigError(f"{loc.where('client', 'require_message_authenticator', i)}: true or false")
     coa_port = _port(raw.get("coa_port", DEFAULT_COA_PORT), loc.where("client", "coa_port", i))
-    reauth = raw.get("reauth", "rfc5176")
+    profile_name = raw.get("profile", DEFAULT_PROFILE)
+    profile = profiles.get(profile_name) if isinstance(profile_name, str) else None
+    if profile is None:
+        known = ", ".join(sorted(profiles))
+        where = loc.where("client", "profile", i)
+        raise ConfigError(f"{where}: unknown profile {profile_name!r} (known: {known})")
+    overrides = {key: raw[key] for key in OVERRIDES if key in raw}
+    where = loc.where("client", next(iter(overrides), "profile"), i)
+    mab = client_shape(profile, overrides, where=where)
+    reauth = raw.get("reauth", profile.reauth)
     if reauth not in ("rfc5176", "cisco"):
         raise ConfigError(f'{loc.where("client", "reauth", i)}: "rfc5176" or "cisco"')
     rate_limit = raw.get("rate_limit")
@@ -283,6 +306,8 @@ def _client(raw: Mapping[str, Any], i: int, loc: Locator) -> Client:
         eap_md5=eap_md5,
         reply_message=reply_message,
         allow_mab_without_password=no_password,
+        profile=profile.name,
+        mab=mab,
     )
 
 
