@@ -467,7 +467,7 @@ def bench(
 # The helpdesk commands (history, why, stats, web) live in their own module and add themselves to
 # `app`; imported here, after everything they use from this module is defined.
 # So do the policy commands (policy, audit, rules simulate) and the registry ones (oui).
-from nac import cli_helpdesk, cli_policy, cli_profile, cli_registry, cli_sessions  # noqa: E402, F401
+from nac import cli_equipment, cli_helpdesk, cli_policy, cli_profile, cli_registry, cli_sessions  # noqa: E402, F401
 
 
 def main(argv: Sequence[str] | None = None) -> None:

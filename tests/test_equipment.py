@@ -5,6 +5,7 @@ and User-Name = the MAC with one fixed password (ArubaOS-Switch `mac-based passw
 
 from __future__ import annotations
 
+import json
 import tomllib
 from pathlib import Path
 
@@ -216,3 +217,12 @@ def test_running_server_bans_behind_a_fixed_account_switch(
     row = server.history("--mac", HUAWEI, "--limit", "1")[0]
     assert (row["rule"], row["client"]) == ("reject-vendor-huawei", "huawei-sw")
     assert "ministry ban 2026-04" in row["reason"]
+    shown = {
+        c["name"]: c for c in json.loads(server.cli_ok("clients", "--config", str(server.config), "--json"))
+    }
+    assert shown["huawei-sw"]["profile"] == "huawei"
+    assert shown["huawei-sw"]["requests"] == 2
+    assert shown["huawei-sw"]["last_mab_shape"] == "User-Name 'macauth', the MAC in Calling-Station-Id"
+    assert "Calling-Station-Id = the MAC with User-Name 'macauth'" in shown["huawei-sw"]["mab"]
+    assert (shown["lab-switch"]["profile"], shown["lab-switch"]["requests"]) == ("generic", 0)
+    assert "huawei-sw" in server.cli_ok("clients", "--config", str(server.config))
