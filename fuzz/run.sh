@@ -5,7 +5,7 @@
 # hand-made inputs in fuzz/seeds/TARGET/ where there are some.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-target="${1:?target: decode, handle, eap, mac, prefix or policy}"
+target="${1:?target: decode, handle, eap, mac, prefix, policy or dhcp}"
 seconds="${2:-600}"
 mkdir -p "fuzz/corpus/$target" "fuzz/crashes/$target"
 seeds=()

@@ -28,6 +28,9 @@ with atheris.instrument_imports() if atheris is not None else contextlib.nullcon
     from nac.packet import Codes, decode, decode_py
     from nac.policy import Defaults, Policy
     from nac.policyfile import parse_policy
+    from nac.profiling.dhcp import parse as parse_dhcp
+    from nac.profiling.sensor import sensor_fields
+    from nac.profiling.signatures import identify, load_signatures
     from nac.resources import load_dictionary, load_registry
 
 _ENGINE: Engine | None = None
@@ -187,6 +190,25 @@ def fuzz_eap(data: bytes) -> None:
     engine.eap.discard(state)  # type: ignore[union-attr]  # no conversation outlives its run
 
 
+_SIGNATURES = load_signatures()
+
+
+def fuzz_dhcp(data: bytes) -> None:
+    """A relayed DHCP copy: parsed or refused with PacketError; what it yields identifies (or
+    not) without error; device-sensor values of any bytes give fields or nothing."""
+    try:
+        info = parse_dhcp(data)
+    except PacketError:
+        pass
+    else:
+        fields = info.fields()
+        assert all(isinstance(v, str) and v.isprintable() for v in fields.values()), fields
+        identify(fields, _SIGNATURES)
+    split = data.split(b"\x00\x00", 2)
+    fields = sensor_fields([b"dhcp-option=" + part for part in split], [data[:64]])
+    assert all(isinstance(v, str) for v in fields.values()), fields
+
+
 def _attributes(packet: bytes) -> list[tuple[int, bytes]]:
     out = []
     pos = 20
@@ -203,6 +225,7 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "mac": fuzz_mac,
     "prefix": fuzz_prefix,
     "policy": fuzz_policy,
+    "dhcp": fuzz_dhcp,
 }
 
 
