@@ -561,6 +561,13 @@ class Server:
             for outcome, _, _, _ in outcomes:
                 if outcome.sensed is not None and outcome.session is not None and outcome.session.mac:
                     self.profiler.sensed(outcome.session.mac, outcome.sensed, now=outcome.session.ts)
+        eap = self.engine.eap
+        if eap is not None and eap.limits.pending:
+            # EAP conversations a station replaced or a full port or table refused (rare).
+            counts, notices = eap.limits.drain()
+            counters.update(counts)
+            for notice in notices:
+                log.log(logging.WARNING if notice.severity == "warning" else logging.INFO, "%s", notice.text)
 
     def _delay(self, sock: socket.socket, reply: bytes, addr: tuple[str, int], delay: float) -> None:
         """Send an Access-Reject later (reject_delay); at most DELAYED_MAX wait at once, so a
@@ -981,7 +988,7 @@ def _file_size(path: str) -> int:
 def take_database_lock(path: str) -> int:
     """One server per database: a second one would split the traffic and the history silently.
     The kernel drops the lock when the process dies, so a crash leaves none behind."""
-    fd = os.open(f"{path}.serve-lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(f"{path}.serve-lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
