@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from nac.oui import normalize_name
-from nac.policy import STRICTNESS, Defaults, Rule, canonical_match
+from nac.policy import STRICTNESS, Defaults, Rule, canonical_match, monitors, scope_of
 
 
 class Conflict(NamedTuple):
@@ -54,9 +54,8 @@ def find_conflicts(rules: Sequence[Rule], defaults: Defaults) -> list[Conflict]:
     for members in groups.values():
         for i, (seq_a, a) in enumerate(members):
             for seq_b, b in members[i + 1 :]:
-                if _scope(a, defaults) == _scope(b, defaults) and _monitors(a, defaults) == _monitors(
-                    b, defaults
-                ):
+                same_scope = scope_of(a, defaults.groups) == scope_of(b, defaults.groups)
+                if same_scope and monitors(a, defaults) == monitors(b, defaults):
                     found.append(Conflict(kind="duplicate", rule=b, by=a))
                 elif _covers(a, b, defaults) and _key(a, seq_a, defaults) < _key(b, seq_b, defaults):
                     found.append(Conflict(kind="shadowed", rule=b, by=a))
@@ -73,58 +72,21 @@ def shadowed_by(rules: Sequence[Rule], defaults: Defaults) -> dict[str, str]:
     return marks
 
 
-def _monitors(rule: Rule, defaults: Defaults) -> bool:
-    return rule.mode == "monitor" or (rule.mode is None and defaults.monitor)
-
-
 def _key(rule: Rule, seq: int, defaults: Defaults) -> tuple[bool, int, int, int]:
     """The order nac/policy.py tries rules with the same match in."""
-    return (_monitors(rule, defaults), STRICTNESS[rule.action], 0 if rule.conditional else 1, seq)
-
-
-class _Scope(NamedTuple):
-    clients: frozenset[str] | None
-    ssids: frozenset[str] | None
-    port_type: str | None
-    method: str | None
-    starts: float | None
-    expires: float | None
-
-
-def _scope(rule: Rule, defaults: Defaults) -> _Scope:
-    clients = None
-    if rule.clients:
-        groups = defaults.groups
-        clients = frozenset(name for text in rule.clients for name in groups.get(text, (text,)))
-    starts, expires = rule.window()
-    return _Scope(
-        clients=clients,
-        ssids=frozenset(rule.ssids) or None,
-        port_type=rule.port_type,
-        method=rule.method,
-        starts=starts,
-        expires=expires,
-    )
+    return (monitors(rule, defaults), STRICTNESS[rule.action], 0 if rule.conditional else 1, seq)
 
 
 def _covers(a: Rule, b: Rule, defaults: Defaults) -> bool:
     """Whether ``a`` applies to every request that ``b`` applies to."""
-    sa, sb = _scope(a, defaults), _scope(b, defaults)
-    return (
-        (sa.clients is None or (sb.clients is not None and sb.clients <= sa.clients))
-        and (sa.ssids is None or (sb.ssids is not None and sb.ssids <= sa.ssids))
-        and sa.port_type in (None, sb.port_type)
-        and sa.method in (None, sb.method)
-        and (sa.starts is None or (sb.starts is not None and sa.starts <= sb.starts))
-        and (sa.expires is None or (sb.expires is not None and sa.expires >= sb.expires))
-    )
+    return scope_of(a, defaults.groups).covers(scope_of(b, defaults.groups))
 
 
 def _label(rule: Rule, other: Rule, defaults: Defaults) -> str:
     """What sets the rule apart from the other, in a few words."""
     parts = [rule.action]
-    if _monitors(rule, defaults) != _monitors(other, defaults):
-        parts.append("monitor" if _monitors(rule, defaults) else "enforce")
+    if monitors(rule, defaults) != monitors(other, defaults):
+        parts.append("monitor" if monitors(rule, defaults) else "enforce")
     if rule.conditional and not other.conditional:
         parts.append("scoped")
     return ", ".join(parts)

@@ -349,19 +349,15 @@ class Monitored(Decision):
     __slots__ = ()
 
 
-class _Entry(NamedTuple):
-    """A rule compiled: its decision and the tests a request must pass."""
+class Scope(NamedTuple):
+    """Where and when a rule applies (None: anywhere, any time); built by :func:`scope_of`."""
 
-    decision: Decision
     clients: frozenset[str] | None
     ssids: frozenset[str] | None
     port_type: str | None
     method: str | None
     starts: float | None
     expires: float | None
-
-    def applies(self, ctx: Context) -> bool:
-        return self.skipped(ctx) is None
 
     def skipped(self, ctx: Context) -> str | None:
         """Why the rule does not apply to this request (``None``: it applies)."""
@@ -379,6 +375,46 @@ class _Entry(NamedTuple):
         if self.method is not None and ctx.method != self.method:
             return f"it is limited to {self.method}"
         return None
+
+    def covers(self, other: Scope) -> bool:
+        """Whether this scope holds every request ``other`` holds."""
+        return (
+            (self.clients is None or (other.clients is not None and other.clients <= self.clients))
+            and (self.ssids is None or (other.ssids is not None and other.ssids <= self.ssids))
+            and self.port_type in (None, other.port_type)
+            and self.method in (None, other.method)
+            and (self.starts is None or (other.starts is not None and self.starts <= other.starts))
+            and (self.expires is None or (other.expires is not None and self.expires >= other.expires))
+        )
+
+
+ANYWHERE: Final = Scope(None, None, None, None, None, None)
+
+
+def scope_of(rule: Rule, groups: Mapping[str, tuple[str, ...]]) -> Scope:
+    """A rule's scope, its client group names expanded to client names."""
+    clients: frozenset[str] | None = None
+    if rule.clients:
+        clients = frozenset(name for text in rule.clients for name in groups.get(text, (text,)))
+    starts, expires = rule.window()
+    return Scope(
+        clients, frozenset(rule.ssids) if rule.ssids else None, rule.port_type, rule.method, starts, expires
+    )
+
+
+def monitors(rule: Rule, defaults: Defaults) -> bool:
+    """Whether the rule only records what it would do (its own mode, else the default's)."""
+    return rule.mode == "monitor" or (rule.mode is None and defaults.monitor)
+
+
+class _Entry(NamedTuple):
+    """A rule compiled: its decision and where it applies."""
+
+    decision: Decision
+    scope: Scope
+
+    def applies(self, ctx: Context) -> bool:
+        return self.scope is ANYWHERE or self.scope.skipped(ctx) is None
 
 
 #: One lookup-table slot: a plain enforcing decision (the common case, one dict lookup), or
@@ -459,21 +495,8 @@ class Policy:
         self._simple = self._simple and all(type(s) is Decision for t in tables for s in t.values())
 
     def _entry(self, rule: Rule) -> _Entry:
-        decision = self._decision(rule)
-        clients: frozenset[str] | None = None
-        if rule.clients:
-            groups = self.defaults.groups
-            clients = frozenset(name for text in rule.clients for name in groups.get(text, (text,)))
-        starts, expires = rule.window()
-        return _Entry(
-            decision,
-            clients,
-            frozenset(rule.ssids) if rule.ssids else None,
-            rule.port_type,
-            rule.method,
-            starts,
-            expires,
-        )
+        scope = scope_of(rule, self.defaults.groups)
+        return _Entry(self._decision(rule), ANYWHERE if scope == ANYWHERE else scope)
 
     def _decision(self, rule: Rule) -> Decision:
         vlan = rule.vlan
@@ -489,7 +512,7 @@ class Policy:
 
     def monitors(self, rule: Rule) -> bool:
         """Whether the rule only records what it would do (its own mode, else the default's)."""
-        return rule.mode == "monitor" or (rule.mode is None and self.defaults.monitor)
+        return monitors(rule, self.defaults)
 
     def covered(self, text: str) -> list[VendorMatch]:
         """Registry entries a vendor rule with this text covers: a known family (``huawei``
@@ -646,7 +669,7 @@ class Policy:
             if rule is winner:
                 verdicts.append(RuleVerdict(rule=rule, decided=True, why=decision.reason))
                 continue
-            skipped = entry.skipped(ctx)
+            skipped = entry.scope.skipped(ctx)
             if skipped is not None:
                 why = f"does not apply: {skipped}"
             elif mac & MULTICAST_BIT and rule.kind != "mac":
@@ -711,7 +734,7 @@ def _slot(entries: _SlotBuilder) -> _Slot:
     ordered = [entry for _, entry in sorted(entries, key=lambda item: item[0])]
     chain: list[_Entry] = []
     for entry in ordered:
-        if type(entry.decision) is Decision and entry[1:] == _UNCONDITIONAL:
+        if type(entry.decision) is Decision and entry.scope is ANYWHERE:
             if not chain:
                 return entry.decision  # the common case: one lookup, no tests
             chain.append(entry)
@@ -724,7 +747,6 @@ def _compile(table: Mapping[int, _SlotBuilder]) -> dict[int, _Slot]:
     return {key: _slot(entries) for key, entries in table.items()}
 
 
-_UNCONDITIONAL: Final = (None, None, None, None, None, None)
 
 
 def _monitored(decision: Decision) -> Monitored:
