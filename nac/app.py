@@ -20,9 +20,10 @@ from nac.conflicts import find_conflicts, shadowed_by
 from nac.enforce import Change, enforce
 from nac.errors import NacError, PolicyError
 from nac.families import Family
+from nac.isotime import format_time, parse_time
 from nac.mac import format_mac, is_multicast, is_randomized, parse_mac
 from nac.oui import Registry, Snapshot, normalize_name
-from nac.policy import ACTIONS, Context, Defaults, Policy, Rule, canonical_match, format_time, parse_time
+from nac.policy import ACTIONS, Context, Defaults, Policy, Rule, canonical_match
 from nac.policyfile import diff_policies, dump_policy, load_policy_file, rule_line, rule_table
 from nac.render import iso_time
 from nac.resources import default_policy_path, load_active_registry, load_families, load_registry_for

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from nac.errors import PolicyError
-from nac.policy import Defaults, Rule, canonical_match, canonical_time
+from nac.isotime import canonical_time
+from nac.policy import Defaults, Rule, canonical_match
 from nac.tomlfile import Locator
 
 _MATCH_KEYS: Final = ("mac", "oui", "vendor", "randomized")

@@ -18,9 +18,10 @@ from typer.testing import CliRunner
 
 from nac.cli import app
 from nac.conflicts import find_conflicts
+from nac.isotime import parse_time
 from nac.mac import LOCAL_BIT, parse_mac
 from nac.oui import Registry, registry_from_manuf
-from nac.policy import STRICTNESS, Context, Defaults, Policy, Rule, parse_time, port_class, rank
+from nac.policy import STRICTNESS, Context, Defaults, Policy, Rule, port_class, rank
 
 MANUF = "\n".join(
     [

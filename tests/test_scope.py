@@ -16,10 +16,11 @@ from netaddr import IPNetwork
 from nac.admission import Engine
 from nac.clients import Client
 from nac.errors import PolicyError
+from nac.isotime import format_time, parse_time
 from nac.mac import parse_mac
 from nac.oui import Registry, registry_from_manuf
 from nac.packet import Codes
-from nac.policy import Context, Defaults, Policy, Rule, format_time, parse_time, port_class, ssid_of
+from nac.policy import Context, Defaults, Policy, Rule, port_class, ssid_of
 from nac.resources import load_dictionary
 
 MANUF = "\n".join(
