@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,9 @@ from typing import Final
 
 import pytest
 
-from tests.interop import SECRET, NacServer, NacServerFactory, subprocess_env
+from nac.crypto import HmacMd5
+from nac.packet import ACCESS_REQUEST, encode_request
+from tests.interop import SECRET, NacServer, NacServerFactory, attribute, subprocess_env, udp_socket
 
 EAPOL_TIMEOUT: Final = 30
 PASSWORD: Final = "correct horse battery"
@@ -237,6 +240,40 @@ def test_eap_md5_needs_a_user_enrolled_for_it(md5_server: NacServer) -> None:
     result = _eapol_md5(md5_server, "127.0.0.6", identity="carol")  # only an NT hash is stored
     assert result.returncode != 0
     assert "not enrolled for EAP-MD5" in str(last_decision(md5_server)["reason"])
+
+
+def _identity_flood(server: NacServer, mac: str, count: int, *, window: int = 64) -> int:
+    """``count`` EAP-Identity responses from one station, ``window`` in flight at a time, as a
+    supplicant restarting in a loop has its switch send them; how many were challenged."""
+    key = HmacMd5(SECRET.encode())
+    eap = bytes((2, 1, 0, 10, 1)) + b"flood"  # EAP-Response/Identity "flood"
+    body = attribute(1, b"flood") + attribute(31, mac.encode()) + attribute(79, eap)
+    challenged = 0
+    with udp_socket(timeout=5.0) as sock:
+        for start in range(0, count, window):
+            sent = min(window, count - start)
+            for identifier in range(sent):
+                request = encode_request(ACCESS_REQUEST, identifier, os.urandom(16), body, key=key)
+                sock.sendto(request, ("127.0.0.1", server.auth_port))
+            for _ in range(sent):
+                reply, _ = sock.recvfrom(4096)
+                challenged += reply[0] == 11  # Access-Challenge
+    return challenged
+
+
+def test_one_station_s_identity_flood_locks_no_one_else_out(server: NacServer, pki: Path) -> None:
+    """4096 EAP-Identity responses from one MAC used to fill the conversation table (4096) and
+    refuse every other supplicant for a minute; now each replaces that station's oldest."""
+    flooder = "00:10:a4:00:00:01"
+    assert _identity_flood(server, flooder, 4096) == 4096
+    result = eapol_test(server, network(pki, "peap-mschapv2"))  # another station, at once
+    assert_success(result)
+    row = last_decision(server)
+    assert (row["action"], row["mac"], row["user_name"]) == ("accept", ALLOWED, "alice")
+    assert server.wait_for_log(f"EAP: {flooder} started over")
+    assert server.proc is not None
+    server.proc.send_signal(signal.SIGUSR1)  # the counters, to the log
+    assert server.wait_for_log("eap:replaced:station=4094"), server.stderr()[-3000:]
 
 
 def test_serving_a_lab_certificate_is_logged_loudly(server: NacServer) -> None:
