@@ -200,3 +200,11 @@ def test_broken_signature_file_names_file_entry_and_setting(text: str, message_p
         parse_signatures(text, origin="sig.toml")
     assert message_part in str(caught.value)
     assert "sig.toml" in str(caught.value)
+
+
+def test_apple_phone_is_known_by_fingerprint_and_name_together() -> None:
+    fingerprint = "1,121,3,6,15,108,114,119,252"
+    signatures = load_signatures()
+    assert identify({"fingerprint": fingerprint, "hostname": "Alices-iPhone"}, signatures).family == "apple"
+    assert identify({"fingerprint": fingerprint}, signatures).family is None
+    assert identify({"fingerprint": fingerprint + ",95,44,46"}, signatures).family is None  # a Mac

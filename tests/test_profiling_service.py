@@ -314,3 +314,12 @@ def test_accounting_is_not_searched_for_sensor_data_when_profiling_is_off(rig: R
         request, src=rig.nas.src, port=1813, service="acct", client=rig.client, now=T0
     )
     assert outcome.sensed is None
+
+
+def test_huawei_oui_on_an_apple_profile_is_a_suspected_spoof(rig: Rig) -> None:
+    huawei = "00:e0:fc:00:00:09"
+    rig.dhcp(huawei, option(55, bytes((1, 121, 3, 6, 15, 108, 114, 119, 252))), option(12, b"Alices-iPhone"))
+    code, rule, vendor, reason = rig.mab(huawei)
+    assert (code, rule, vendor) == (3, "ban-huawei", "HUAWEI TECHNOLOGIES CO.,LTD")  # the OUI decides
+    assert "spoof suspected" in reason
+    assert "its DHCP profile says apple" in reason
