@@ -55,6 +55,7 @@ class WiredChain:
     mac: str  # the supplicant's MAC, as the switch will see it
     network: str  # the wpa_supplicant network block (eap=..., identity=..., ...)
     das_port: int | None = None  # hostapd's Dynamic Authorization Server port, if any
+    hostapd_extra: tuple[str, ...] = ()  # more hostapd.conf lines (radius_client_addr=...)
     tag: str = field(default_factory=lambda: f"{os.getpid() % 10000}{next(_COUNTER)}")
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
@@ -100,6 +101,7 @@ class WiredChain:
             "logger_stdout=-1",
             "logger_stdout_level=0",
         ]
+        lines += self.hostapd_extra
         if self.das_port is not None:
             lines += [
                 f"radius_das_port={self.das_port}",

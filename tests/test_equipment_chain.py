@@ -1,0 +1,73 @@
+"""The hostapd profile on the real wired chain: hostapd (driver=wired) as a client configured
+with `profile = "hostapd"`, wpa_supplicant authorized by PEAP, then banned while on the network
+and disconnected through hostapd's DAS with the profile's CoA spelling."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.interop import SECRET, NacServerFactory, free_udp_ports, subprocess_env
+from tests.wired import WiredChain, require_wired_tools
+
+DEVICE = "00:e0:fc:12:34:57"  # a Huawei prefix
+PASSWORD = "correct horse battery"
+
+
+def test_hostapd_profile_client_authorizes_and_disconnects_on_the_wired_chain(
+    nac_server_factory: NacServerFactory, tmp_path: Path
+) -> None:
+    require_wired_tools()
+    pki = tmp_path / "pki"
+    subprocess.run(
+        [sys.executable, "-m", "nac", "certs", "init", str(pki)],
+        check=True, capture_output=True, env=subprocess_env(), timeout=60,
+    )  # fmt: skip
+    (das_port,) = free_udp_ports(1)
+    extra = (
+        f'\n[eap]\ncertificate = "{pki / "server.pem"}"\nprivate_key = "{pki / "server.key"}"\n'
+        f'ca_certificates = "{pki / "ca.pem"}"\nmethods = ["peap"]\n'
+        f'\n[[client]]\nname = "hostapd-port"\naddress = "127.0.0.4"\nsecret = "{SECRET}"\n'
+        f'profile = "hostapd"\ncoa_port = {das_port}\n'
+    )
+    server = nac_server_factory(extra_config=extra)
+    subprocess.run(
+        [sys.executable, "-m", "nac", "users", "add", "alice", "--db", str(server.db)],
+        input=PASSWORD + "\n", text=True, check=True, capture_output=True, env=subprocess_env(), timeout=60,
+    )  # fmt: skip
+    network = (
+        'network={\n    key_mgmt=IEEE8021X\n    eap=PEAP\n    identity="alice"\n'
+        f'    password="{PASSWORD}"\n    phase2="auth=MSCHAPV2"\n    ca_cert="{pki / "ca.pem"}"\n'
+        "    eapol_flags=0\n}\n"
+    )
+    chain = WiredChain(
+        tmp_path / "wired", server, DEVICE, network, das_port=das_port,
+        hostapd_extra=("radius_client_addr=127.0.0.4",),
+    )  # fmt: skip
+    try:
+        chain.start()
+        assert chain.wait_authorized(True), chain.port_state() + chain.log("hostapd.log")[-2000:]
+        [row] = server.history("--mac", DEVICE, "--limit", "1")
+        assert (row["action"], row["client"], row["method"]) == ("accept", "hostapd-port", "peap")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not json.loads(server.cli_ok("sessions", "--active", "--json")):
+            time.sleep(0.2)
+        clients = {
+            c["name"]: c
+            for c in json.loads(server.cli_ok("clients", "--config", str(server.config), "--json"))
+        }
+        assert clients["hostapd-port"]["profile"] == "hostapd"
+        assert clients["hostapd-port"]["requests"] > 0
+        out = server.cli("rules", "add", "--vendor", "huawei", "--action", "reject", "--apply", "now")
+        assert out.returncode == 0, out.stderr
+        assert chain.wait_authorized(False, timeout=20), chain.port_state() + chain.log("hostapd.log")[-3000:]
+        assert f"RADIUS DAS: Found a matching session {DEVICE} - disconnecting" in chain.log("hostapd.log")
+        history = server.history("--mac", DEVICE)
+        assert any(
+            r["method"] == "coa" and r["client"] == "hostapd-port" and "ack" in r["reason"] for r in history
+        )
+    finally:
+        chain.stop()
