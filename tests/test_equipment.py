@@ -226,3 +226,23 @@ def test_running_server_bans_behind_a_fixed_account_switch(
     assert "Calling-Station-Id = the MAC with User-Name 'macauth'" in shown["huawei-sw"]["mab"]
     assert (shown["lab-switch"]["profile"], shown["lab-switch"]["requests"]) == ("generic", 0)
     assert "huawei-sw" in server.cli_ok("clients", "--config", str(server.config))
+
+
+@pytest.mark.parametrize("name", sorted(load_profiles()))
+def test_every_shipped_profile_has_its_accounting_answered_and_read(
+    codes: Codes, registry: Registry, name: str
+) -> None:
+    nas = FakeNas(codes)
+    sw = client(nas, name)
+    engine = Engine(codes=codes, policy=Policy([], registry=registry, defaults=Defaults()))
+    outcome = engine.handle(
+        nas.accounting_request("00-10-A4-23-19-C0", session_id="0A00000A"),
+        src=nas.src, port=1813, service="acct", client=sw, now=1.8e9,
+    )  # fmt: skip
+    assert outcome.reply[0] == 5  # Accounting-Response
+    assert outcome.session is not None
+    assert (outcome.session.mac, outcome.session.session_id, outcome.session.status) == (
+        "00:10:a4:23:19:c0",
+        "0A00000A",
+        "start",
+    )
