@@ -252,7 +252,7 @@ class Engine:
             if self.eap is not None and self.codes.eap_message in attrs:
                 return self._decide_eap(req, attrs, client, src, now, key, self.eap)
             decision, record = self._decide_mab(req, attrs, client, src, now)
-        except Exception as exc:  # fail closed: one of the two guards (see STYLE.md)
+        except Exception as exc:  # fail closed: one of the two catch-all guards
             error = exc
             decision = INTERNAL_ERROR
             record = self._record(

@@ -210,7 +210,7 @@ class Nac:
     def remove_rule(self, rule_id: str) -> Rule:
         return self.store.remove_rule(rule_id)
 
-    # -- policy files, the audit trail and simulation (issue 4) ----------------------------
+    # -- policy files, the audit trail and simulation -------------------------------------
 
     def load_policy(self, path: str | Path) -> tuple[Defaults, list[Rule]]:
         """Read and check a policy file whole: syntax, every rule, and the policy compiled
@@ -326,7 +326,7 @@ class Nac:
     # -- lookups ---------------------------------------------------------------------------
 
     def check(self, text: str) -> dict[str, Any]:
-        """What the current rules decide for one MAC, and why (CONTRACT.md `nac check`)."""
+        """What the current rules decide for one MAC, and why (`nac check`)."""
         mac = parse_mac(text.strip())
         # No request context: a rule limited to clients, SSIDs, ports or a method does not
         # apply here; a validity window counts as of now.

@@ -1,7 +1,7 @@
 """The `nac` command: parse arguments, call one library method, render, map errors to exits.
 
 Exit codes: 0 success, 1 an operation failed (e.g. no such rule), 2 bad input (a bad MAC,
-prefix, flag or file), as CONTRACT.md asks for MAC arguments.
+prefix, flag or file), as the README promises for MAC arguments.
 """
 
 from __future__ import annotations

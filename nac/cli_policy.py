@@ -1,5 +1,5 @@
 """Policy commands: `nac policy check|import|export|diff`, `nac audit [verify]` and
-`nac rules simulate` (issue 4).  Thin front ends over nac.app (registered by nac/cli.py).
+`nac rules simulate`.  Thin front ends over nac.app (registered by nac/cli.py).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ A helpdesk types these while a user waits, and loading typer (with click and pyd
 quarter of a second, so nac/entry.py parses their options itself and calls these functions;
 the typer commands call the same ones (for `--help`, and for any input entry.py leaves to
 them).  Each opens the library read-only, prints, and returns its exit code: 0, 1 when an
-operation failed, 2 for bad input (CONTRACT.md).  No typer here.
+operation failed, 2 for bad input (README).  No typer here.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ DEFAULT_COA_PORT: Final = 3799
 DEFAULT_BIND: Final = ("0.0.0.0", "::")
 #: FreeRADIUS's well-known local test client; `nac serve` warns while it is in use.
 TEST_SECRET: Final = "testing123"  # noqa: S105 (documented, warned about)
-RULES_POLL_SECONDS: Final = 1.0  # CONTRACT.md: a rule change applies within 2 seconds
+RULES_POLL_SECONDS: Final = 1.0  # a rule change applies within 2 seconds (README)
 
 _SERVER_KEYS: Final = {
     "bind", "auth_port", "acct_port", "db", "duplicate_ttl", "on_history_failure", "equipment",
@@ -80,7 +80,7 @@ class Config:
 
 
 def default_clients() -> tuple[Client, ...]:
-    """127.0.0.1 and ::1 with FreeRADIUS's test secret (CONTRACT.md, "Install and start")."""
+    """127.0.0.1 and ::1 with FreeRADIUS's test secret (the embedded default, README)."""
     return tuple(
         Client(
             name=f"localhost-{version}",

@@ -40,7 +40,7 @@ PRUNE_PAUSE: Final = 0.005
 
 _SPAN_RE: Final = re.compile(r"(\d+)\s*([smhdw])")
 _SPAN_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-#: Output order: CONTRACT.md's columns first, then the rest, then what helps paging.
+#: Output order: the documented columns first, then the rest, then what helps paging.
 _FIRST: Final = ("time", "mac", "vendor", "action", "vlan", "rule", "reason", "client", "nas_ip", "method")
 _VERBS: Final = {"accept": "accepted", "quarantine": "quarantined", "reject": "rejected"}
 
@@ -153,7 +153,7 @@ def _dicts(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:
 
 
 def history_row(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A history row as CONTRACT.md names it: ``time`` first; ``port`` and ``ssid`` spelled out
+    """A history row as the README names it: ``time`` first; ``port`` and ``ssid`` spelled out
     for people; ``id`` last (what ``--before`` pages by); internal ``ts`` dropped."""
     out = {key: row.get(key) for key in _FIRST}
     out["time"] = iso_time(row["ts"] if row.get("ts") is not None else row.get("time"))
@@ -332,7 +332,7 @@ def _decision_text(current: Mapping[str, Any]) -> str:
 
 def stats(conn: sqlite3.Connection, *, since: float | None = None, top: int = STATS_TOP) -> dict[str, Any]:
     """Decisions by action, vendor, client, rule and method; the most refused devices; and each
-    client's Message-Authenticator habit (PROTOCOL.md, BlastRADIUS: who is ready to enforce)."""
+    client's Message-Authenticator habit (BlastRADIUS, CVE-2024-3596: who is ready to enforce)."""
     store.sync_recent(conn)
     where, params = ("WHERE ts >= ?", [since]) if since is not None else ("", [])
     # One pass over the range: a handful of groups, summed per dimension in Python.

@@ -1,6 +1,6 @@
 """Registry files an operator imports, and what an import changes (pure: bytes in, values out).
 
-Two formats (issue 3, "Updates for air-gapped networks"):
+Two formats, for networks without Internet access:
 
 - the IEEE's CSV files ``oui.csv`` (MA-L), ``mam.csv`` (MA-M), ``oui36.csv`` (MA-S) and
   ``iab.csv`` (IAB), header ``Registry,Assignment,Organization Name,Organization Address``,

@@ -1,6 +1,6 @@
 """Strict MAC address parsing and formatting.
 
-Only the spellings that real gear sends are accepted (shared/PROTOCOL.md, "MAB"):
+Only the spellings that real gear sends are accepted (RFC 3580 §3.20, Cisco, HPE, Huawei, H3C, D-Link):
 ``00-10-A4-23-19-C0`` (RFC 3580, H3C), ``00:10:a4:23:19:c0``, ``0010a42319c0`` (HPE/Aruba),
 ``0010.a423.19c0`` (Cisco), ``0010-a423-19c0`` (Huawei), ``0010a4-2319c0``.  Anything else —
 five octets, one-digit groups, eleven digits, trailing junk, mixed separators — is refused:

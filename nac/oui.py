@@ -1,7 +1,7 @@
 """The IEEE registry in memory: longest-prefix lookup of a MAC's assignee (36 → 28 → 24 bits).
 
 MA-M (28-bit) and MA-S / IAB (36-bit) blocks sit under 24-bit prefixes that belong to the IEEE
-itself, so a lookup tries the longest block first (shared/PROTOCOL.md, "IEEE MAC addresses").
+itself, so a lookup tries the longest block first (IEEE Std 802, the registration authority's MA-M and MA-S).
 Parsing is pure: the caller reads the file and passes its text.
 """
 

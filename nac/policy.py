@@ -52,7 +52,7 @@ METHODS: Final = ("mab", "dot1x")
 #: NAS-Port-Type names (RFC 2865 §5.41, RFC 3580 §3.20) that mean a wired port; every
 #: ``Wireless-*`` name (19 Wireless-802.11, 18 Wireless-Other, 22-24, 27-29, 36) means wireless.
 WIRED_PORT_TYPES: Final = frozenset({"Ethernet", "Token-Ring", "FDDI"})
-#: Called-Station-Id ``AP-MAC:SSID`` (RFC 3580 §3.20): the MAC in any spelling from PROTOCOL.md.
+#: Called-Station-Id ``AP-MAC:SSID`` (RFC 3580 §3.20): the MAC in any spelling nac/mac.py reads.
 _CALLED_STATION_RE: Final = re.compile(
     r"(?:[0-9A-Fa-f]{2}(?:[-:.]?[0-9A-Fa-f]{2}){5}|[0-9A-Fa-f]{4}[.-][0-9A-Fa-f]{4}[.-][0-9A-Fa-f]{4}|"
     r"[0-9A-Fa-f]{6}-[0-9A-Fa-f]{6}):(.*)",

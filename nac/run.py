@@ -54,7 +54,7 @@ class Shared:
 
 
 def server_db(config: Config) -> str:
-    """`--db`, else `[server] db`, else $NAC_DB, else ./nac.db (CONTRACT.md); unlike the other
+    """`--db`, else `[server] db`, else $NAC_DB, else ./nac.db (README); unlike the other
     commands, `nac serve` reads the packaged config only when --config names it."""
     return config.db or default_db_path()
 

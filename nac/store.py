@@ -235,7 +235,7 @@ class Store:
                     seq INTEGER NOT NULL
                 )"""
             )
-            # Scope, mode and validity (issue 4); added in place to databases made before.
+            # Scope, mode and validity; added in place to databases made before.
             have = {row[1] for row in conn.execute("PRAGMA table_info(rules)")}
             for column in _RULE_EXTRA_COLUMNS:
                 if column not in have:
