@@ -247,6 +247,9 @@ def test_running_server_bans_a_randomized_huawei_phone_after_its_dhcp_copy(
     assert "profile    Huawei from dhcp (vendor_class 'HUAWEI:android:VOG-L29'" in server.cli_ok("check", mac)
     assert json.loads(server.cli_ok("stats", "--json"))["profiled"] == {"huawei": 1}
     assert "profiled devices" in server.cli_ok("stats")
+    why = server.cli_ok("why", mac)
+    assert "Huawei (profiled)" in why
+    assert "DHCP profile" in why
     assert server.stop(signal.SIGTERM) == 0
     assert "dhcp:dropped:too-short=1" in server.stderr()
 
