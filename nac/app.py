@@ -366,11 +366,14 @@ class Nac:
 
     def _profile(self, mac: int) -> dict[str, Any] | None:
         """The device's profile in brief, or None (no profile, or no profiling table)."""
+        conn = self.store.conn
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'profiles'").fetchone() is None:
+            return None  # profiling never ran here: not even its module is loaded
         from nac.profiling import store as profiles  # noqa: PLC0415 - off `nac check`'s import path
 
         try:
-            found = profiles.get(self.store.conn, mac)
-        except sqlite3.OperationalError:  # profiling never ran on this database
+            found = profiles.get(conn, mac)
+        except sqlite3.OperationalError:  # the table went away under us
             return None
         if found is None:
             return None
