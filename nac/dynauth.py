@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from nac.crypto import ZERO_AUTHENTICATOR, HmacMd5, request_authenticator, response_authenticator
+from nac.equipment.coa import DEFAULT_SESSION, REAUTHENTICATE
 from nac.packet import (
     COA_ACK,
     COA_NAK,
@@ -35,6 +36,7 @@ _ANSWERS: Final = {DISCONNECT_REQUEST: (DISCONNECT_ACK, DISCONNECT_NAK), COA_REQ
 # Attribute numbers (RFC 2865, 2866, 2869, 5176); the dictionary has the same names.
 USER_NAME: Final = 1
 NAS_IP_ADDRESS: Final = 4
+NAS_PORT: Final = 5
 SERVICE_TYPE: Final = 6
 VENDOR_SPECIFIC: Final = 26
 CALLED_STATION_ID: Final = 30
@@ -67,6 +69,13 @@ ERROR_CAUSES: Final = {
     507: "Request-Initiated",
     508: "Multiple-Session-Selection-Unsupported",
 }
+_TEXT_CODES: Final = {
+    "NAS-Identifier": NAS_IDENTIFIER,
+    "User-Name": USER_NAME,
+    "Calling-Station-Id": CALLING_STATION_ID,
+    "Called-Station-Id": CALLED_STATION_ID,
+    "Acct-Session-Id": ACCT_SESSION_ID,
+}
 #: Seconds to wait for each try: three tries over seven seconds (RFC 5080 §2.2.1 back-off).
 RETRY_TIMEOUTS: Final = (1.0, 2.0, 4.0)
 
@@ -83,6 +92,8 @@ class Target:
     calling_station_id: str | None = None
     user_name: str | None = None
     nas_identifier: str | None = None
+    called_station_id: str | None = None
+    nas_port: int | None = None
 
 
 @dataclass(frozen=True)
@@ -101,27 +112,30 @@ class Answer:
 
 
 def build_request(
-    code: int, identifier: int, target: Target, *, now: float, reauth_flavor: str = "rfc5176"
+    code: int,
+    identifier: int,
+    target: Target,
+    *,
+    now: float,
+    reauth_flavor: str = "rfc5176",
+    command: str | None = None,
+    session: Sequence[str] = DEFAULT_SESSION,
 ) -> bytes:
-    """A Disconnect- or CoA-Request for ``target`` (RFC 5176 §3): NAS and session
-    identification, Event-Timestamp, Message-Authenticator, and the zero-based authenticator."""
+    """A Disconnect- or CoA-Request for ``target`` (RFC 5176 §3): the NAS and session
+    identification attributes ``session`` names that the session has, Event-Timestamp,
+    Message-Authenticator, and the zero-based authenticator.
+
+    A CoA-Request carries Cisco's ``subscriber:command=COMMAND`` when ``command`` is given
+    (or ``reauth_flavor`` is "cisco"), else Service-Type Authorize-Only."""
     attrs = b""
-    if ":" in target.nas_ip:
-        attrs += attribute(NAS_IPV6_ADDRESS, socket.inet_pton(socket.AF_INET6, target.nas_ip))
-    else:
-        attrs += attribute(NAS_IP_ADDRESS, socket.inet_aton(target.nas_ip))
-    if target.nas_identifier:
-        attrs += attribute(NAS_IDENTIFIER, target.nas_identifier.encode())
-    if target.user_name:
-        attrs += attribute(USER_NAME, target.user_name.encode())
-    if target.calling_station_id:
-        attrs += attribute(CALLING_STATION_ID, target.calling_station_id.encode())
-    if target.session_id:
-        attrs += attribute(ACCT_SESSION_ID, target.session_id.encode())
+    for name in session:
+        attrs += _identity(name, target)
     attrs += attribute(EVENT_TIMESTAMP, struct.pack("!I", int(now)))
     if code == COA_REQUEST:
-        if reauth_flavor == "cisco":
-            avpair = b"subscriber:command=reauthenticate"
+        if command is None and reauth_flavor == "cisco":
+            command = REAUTHENTICATE
+        if command is not None:
+            avpair = f"subscriber:command={command}".encode()
             attrs += attribute(VENDOR_SPECIFIC, struct.pack("!I", CISCO) + attribute(CISCO_AVPAIR, avpair))
         else:
             # RFC 5176 §3.2: Service-Type Authorize-Only asks the NAS to re-authorize.
@@ -131,6 +145,24 @@ def build_request(
     packet = encode_request(code, identifier, ZERO_AUTHENTICATOR, attrs, key=HmacMd5(target.secret))
     authenticator = request_authenticator(packet[:4], packet[20:], target.secret)
     return packet[:4] + authenticator + packet[20:]
+
+
+def _identity(name: str, target: Target) -> bytes:
+    """One identifying attribute, or nothing when accounting did not tell us its value."""
+    if name == "NAS-IP-Address":
+        if ":" in target.nas_ip:
+            return attribute(NAS_IPV6_ADDRESS, socket.inet_pton(socket.AF_INET6, target.nas_ip))
+        return attribute(NAS_IP_ADDRESS, socket.inet_aton(target.nas_ip))
+    if name == "NAS-Port":
+        return b"" if target.nas_port is None else attribute(NAS_PORT, struct.pack("!I", target.nas_port))
+    text = {
+        "NAS-Identifier": target.nas_identifier,
+        "User-Name": target.user_name,
+        "Calling-Station-Id": target.calling_station_id,
+        "Called-Station-Id": target.called_station_id,
+        "Acct-Session-Id": target.session_id,
+    }[name]
+    return attribute(_TEXT_CODES[name], text.encode()) if text else b""
 
 
 def parse_answer(data: bytes, request: bytes, secret: bytes) -> Answer | None:
@@ -203,11 +235,22 @@ class DynAuthClient:
             if answer is not None and not future.done():
                 future.set_result(answer)
 
-    async def send(self, code: int, target: Target, *, now: float, reauth_flavor: str = "rfc5176") -> Answer:
+    async def send(
+        self,
+        code: int,
+        target: Target,
+        *,
+        now: float,
+        reauth_flavor: str = "rfc5176",
+        command: str | None = None,
+        session: Sequence[str] = DEFAULT_SESSION,
+    ) -> Answer:
         family = socket.AF_INET6 if ":" in target.nas_ip else socket.AF_INET
         sock = self._socket(family)
         identifier = self._free_id(family)
-        request = build_request(code, identifier, target, now=now, reauth_flavor=reauth_flavor)
+        request = build_request(
+            code, identifier, target, now=now, reauth_flavor=reauth_flavor, command=command, session=session
+        )
         future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         self._pending[(family, identifier)] = (request, target.secret, future)
         try:
