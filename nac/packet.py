@@ -69,6 +69,8 @@ ZERO_AUTH_CODES: Final = frozenset({ACCOUNTING_REQUEST, DISCONNECT_REQUEST, COA_
 
 _HEADER: Final = struct.Struct("!BBH")
 _ZERO16: Final = bytes(16)
+#: The attributes a reply may carry a role or ACL name in (nac/equipment/reply.py ROLES).
+ROLE_ATTRIBUTES: Final = ("Aruba-User-Role", "Filter-Id", "Cisco-AVPair")
 # Checked against the dictionary when Codes is built.
 _MA_TYPE: Final = 80
 _PROXY_STATE: Final = 33
@@ -212,6 +214,10 @@ class Codes:
     termination_radius_request: int
     tunnel_type_vlan: int
     tunnel_medium_ieee_802: int
+    vendor_specific: int
+    #: Role and ACL attributes a reply may carry (nac/equipment/reply.py), by dictionary name:
+    #: (vendor id, type); vendor 0 is a standard attribute.
+    role_attributes: dict[str, tuple[int, int]]
     nas_port_type_names: dict[int, str]
     accounting: AccountingCodes
 
@@ -225,6 +231,11 @@ class Codes:
 
         def value(attr: str, name: str) -> int:
             return int.from_bytes(dictionary[attr].values.forward[name], "big")
+
+        def vendor_code(name: str) -> tuple[int, int]:
+            found = dictionary.attributes[name]
+            vendor = int(dictionary.vendors.GetForward(found.vendor)) if found.vendor else 0
+            return vendor, code(name)
 
         port_types = dictionary["NAS-Port-Type"].values.forward
         codes = cls(
@@ -258,6 +269,8 @@ class Codes:
             termination_radius_request=value("Termination-Action", "RADIUS-Request"),
             tunnel_type_vlan=value("Tunnel-Type", "VLAN"),
             tunnel_medium_ieee_802=value("Tunnel-Medium-Type", "IEEE-802"),
+            vendor_specific=code("Vendor-Specific"),
+            role_attributes={name: vendor_code(name) for name in ROLE_ATTRIBUTES},
             nas_port_type_names={int.from_bytes(v, "big"): k for k, v in port_types.items()},
             accounting=AccountingCodes.from_dictionary(dictionary),
         )
@@ -267,14 +280,25 @@ class Codes:
             )
         return codes
 
-    def vlan_attributes(self, vlan: str) -> bytes:
-        """RFC 3580 §3.31 VLAN assignment, all three attributes with tag 0 (RFC 2868 §3.1)."""
+    def vlan_attributes(self, vlan: str, *, tagged: bool = True) -> bytes:
+        """RFC 3580 §3.31 VLAN assignment, all three attributes with tag 0 (RFC 2868 §3.1).
+        Untagged, Tunnel-Private-Group-Id has no tag octet: RFC 2868 §3.6 makes it optional on
+        that string (a first octet above 0x1F is text); §3.1/§3.2 make it mandatory (0x00 when
+        unused) on Tunnel-Type and Tunnel-Medium-Type."""
         tag = b"\x00"
         return (
             attribute(self.tunnel_type, tag + self.tunnel_type_vlan.to_bytes(3, "big"))
             + attribute(self.tunnel_medium_type, tag + self.tunnel_medium_ieee_802.to_bytes(3, "big"))
-            + attribute(self.tunnel_private_group_id, tag + vlan.encode())
+            + attribute(self.tunnel_private_group_id, (tag if tagged else b"") + vlan.encode())
         )
+
+    def role_attribute(self, name: str, value: bytes) -> bytes:
+        """A role or ACL name in the attribute the dictionary calls ``name``: on its own, or
+        inside Vendor-Specific for a vendor's attribute (RFC 2865 §5.26)."""
+        vendor, kind = self.role_attributes[name]
+        if not vendor:
+            return attribute(kind, value)
+        return attribute(self.vendor_specific, vendor.to_bytes(4, "big") + attribute(kind, value))
 
     def session_timeout_attributes(self, seconds: int) -> bytes:
         """Session-Timeout with Termination-Action = RADIUS-Request (RFC 2865 §5.27, §5.29):
