@@ -58,7 +58,13 @@ def enforce(
     queued = []
     for change in changes(conn, before, after, now=now):
         ids = session_store.request_action(
-            conn, mac=change.mac, kind=change.kind, reason=reason, requested_by=requested_by, now=now
+            conn,
+            mac=change.mac,
+            kind=change.kind,
+            reason=reason,
+            requested_by=requested_by,
+            now=now,
+            vlan_change=change.before.vlan != change.after.vlan,
         )
         queued.append((change, ids))
     return queued

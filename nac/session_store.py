@@ -49,7 +49,8 @@ CREATE TABLE IF NOT EXISTS coa_jobs (
     attempts INTEGER NOT NULL DEFAULT 0,
     error_cause INTEGER,
     detail TEXT,
-    finished REAL
+    finished REAL,
+    vlan_change INTEGER NOT NULL DEFAULT 0  -- a reauth for a new VLAN (a MAB port may be bounced)
 );
 CREATE INDEX IF NOT EXISTS coa_jobs_status ON coa_jobs (status);
 CREATE INDEX IF NOT EXISTS sessions_status ON sessions (status, updated);
@@ -93,6 +94,9 @@ WHERE client = :client AND nas_ip = :nas_ip AND status != 'stopped'
 
 def ensure_schema(conn: sqlite3.Connection) -> None:
     conn.executescript(SCHEMA)
+    # Databases made before re-authorizations said whether the VLAN changes.
+    if "vlan_change" not in {row[1] for row in conn.execute("PRAGMA table_info(coa_jobs)")}:
+        conn.execute("ALTER TABLE coa_jobs ADD COLUMN vlan_change INTEGER NOT NULL DEFAULT 0")
 
 
 def apply_events(conn: sqlite3.Connection, events: Iterable[SessionEvent]) -> None:
@@ -156,18 +160,27 @@ def query(
 
 
 def request_action(
-    conn: sqlite3.Connection, *, mac: str, kind: str, reason: str, requested_by: str, now: float
+    conn: sqlite3.Connection,
+    *,
+    mac: str,
+    kind: str,
+    reason: str,
+    requested_by: str,
+    now: float,
+    vlan_change: bool = False,
 ) -> list[int]:
     """Queue a Disconnect or re-authorize for every active session of ``mac``; the server,
-    which holds the NAS secrets, sends them.  Returns the job ids (none: no active session)."""
+    which holds the NAS secrets, sends them.  ``vlan_change``: the re-authorization moves the
+    device to another VLAN (nac/equipment/coa.py may bounce its port).  Returns the job ids
+    (none: no active session)."""
     with conn:
         rows = conn.execute("SELECT id FROM sessions WHERE mac = ? AND status = 'active'", (mac,)).fetchall()
         ids = []
         for (session,) in rows:
             cursor = conn.execute(
-                "INSERT INTO coa_jobs (session, kind, reason, requested, requested_by, status)"
-                " VALUES (?, ?, ?, ?, ?, 'pending')",
-                (session, kind, reason, now, requested_by),
+                "INSERT INTO coa_jobs (session, kind, reason, requested, requested_by, status, vlan_change)"
+                " VALUES (?, ?, ?, ?, ?, 'pending', ?)",
+                (session, kind, reason, now, requested_by, int(vlan_change)),
             )
             ids.append(int(cursor.lastrowid or 0))
     return ids
@@ -190,16 +203,21 @@ def jobs(conn: sqlite3.Connection, ids: Iterable[int]) -> list[dict[str, Any]]:
 def take_pending(conn: sqlite3.Connection, *, per_client: int = 10) -> list[dict[str, Any]]:
     """Claim pending jobs (their status becomes 'sent'), each with its session: at most
     ``per_client`` per NAS per call, so a rule change that touches 5,000 sessions on one
-    switch stack reaches it as a steady trickle, not a burst it drops."""
+    switch stack reaches it as a steady trickle, not a burst it drops.  ``port_sessions``
+    counts the active sessions on the job's port (a bounce would cut them all)."""
     with conn:
         cursor = conn.execute(
-            "SELECT job, kind, reason, session, client, nas_ip, session_id, mac, user_name,"
-            " calling_station_id, nas_identifier FROM ("
-            " SELECT j.id AS job, j.kind, j.reason, s.id AS session, s.client, s.nas_ip, s.session_id,"
-            " s.mac, s.user_name, s.calling_station_id, s.nas_identifier,"
+            "SELECT job, kind, reason, vlan_change, session, client, nas_ip, session_id, mac, user_name,"
+            " calling_station_id, nas_identifier, called_station_id, nas_port, nas_port_id,"
+            " (SELECT COUNT(*) FROM sessions o WHERE o.client = p.client AND o.nas_ip = p.nas_ip"
+            "  AND o.status = 'active' AND o.nas_port IS p.nas_port AND o.nas_port_id IS p.nas_port_id)"
+            " AS port_sessions FROM ("
+            " SELECT j.id AS job, j.kind, j.reason, j.vlan_change, s.id AS session, s.client, s.nas_ip,"
+            " s.session_id, s.mac, s.user_name, s.calling_station_id, s.nas_identifier,"
+            " s.called_station_id, s.nas_port, s.nas_port_id,"
             " ROW_NUMBER() OVER (PARTITION BY s.client ORDER BY j.id) AS n"
             " FROM coa_jobs j JOIN sessions s ON s.id = j.session WHERE j.status = 'pending'"
-            ") WHERE n <= ? ORDER BY job",
+            ") AS p WHERE n <= ? ORDER BY job",
             (per_client,),
         )
         names = [d[0] for d in cursor.description]

@@ -226,6 +226,7 @@ class Profiler:
                     reason=f"profile {new or 'undecided'}: {after.reason}",
                     requested_by="profiling",
                     now=now,
+                    vlan_change=before.vlan != after.vlan,
                 )
             except sqlite3.Error as exc:
                 log.error("cannot queue a %s for %s: %s", kind, mac_text, exc)
