@@ -87,11 +87,11 @@ def wants_bounce(job: Mapping[str, Any]) -> bool:
     called = job.get("called_station_id") or ""
     if try_parse_mac(called) is None and called:
         return False  # "MAC:SSID": wireless
-    mac = job.get("mac")
     user = job.get("user_name")
     user_mac = try_parse_mac(user) if user else None
-    if mac is None or (user is not None and (user_mac is None or format_mac(user_mac) != mac)):
-        return False  # 802.1X: the supplicant renews its address after re-authentication
+    if user_mac is None or format_mac(user_mac) != job.get("mac"):
+        # 802.1X (or unknown): a supplicant renews its address after re-authentication.
+        return False
     if job.get("nas_port") is None and job.get("nas_port_id") is None:
         return False
     return int(job.get("port_sessions") or 0) == 1
