@@ -16,6 +16,7 @@ from nac.crypto import chap_matches, hidden_password_is, request_authenticator_v
 from nac.eap.keys import mppe_attributes
 from nac.eap.limits import port_key
 from nac.equipment.mab import read_mac
+from nac.equipment.reply import refuse_vlan_name, vlan_body
 from nac.errors import PacketError
 from nac.mac import format_mac, try_parse_mac
 from nac.oui import VendorMatch
@@ -266,11 +267,11 @@ class Engine:
                 match=None,
                 method="mab",
             )
-        body = self._body(decision, client.reply_message)
+        body = self._body(decision, client)
         if REPLY_OVERHEAD + len(body) + len(proxy_state) > MAX_PACKET:
             # A request at the size limit full of Proxy-State leaves no room for our
             # Reply-Message; the VLAN attributes (if any) and the Proxy-States must go.
-            body = self.codes.vlan_attributes(decision.vlan) if decision.vlan is not None else b""
+            body = vlan_body(self.codes, client.reply, decision.vlan) if decision.vlan is not None else b""
             if REPLY_OVERHEAD + len(body) + len(proxy_state) > MAX_PACKET:
                 raise PacketError("reply-too-large", "Proxy-State leaves no room for the reply")
         reply = encode_reply(
@@ -361,6 +362,8 @@ class Engine:
                 method="mab",
             )
         decision, match, profiled = self._policy_decide(mac, attrs, client, "mab", now)
+        if client.vlan_ids_only and decision.vlan is not None:
+            decision = refuse_vlan_name(decision, client=client.name, profile=client.profile)
         return decision, self._record(
             req,
             attrs=attrs,
@@ -435,12 +438,14 @@ class Engine:
             decision = Decision("reject", None, NO_STATION_MAC, reason)
         else:
             decision, match, profiled = self._policy_decide(mac, attrs, client, "dot1x", now)
+            if client.vlan_ids_only and decision.vlan is not None:
+                decision = refuse_vlan_name(decision, client=client.name, profile=client.profile)
         if mac is None or decision.action == "reject":
             if state is not None:
                 eap.discard(state)
             failure = bytes((4, message[1] if len(message) > 1 else 0, 0, 4))  # EAP-Failure
             reply_eap = split_attribute(codes.eap_message, failure)
-            body = reply_eap + self._body(decision, client.reply_message)
+            body = reply_eap + self._body(decision, client)
             record = self._record(
                 req,
                 attrs=attrs,
@@ -483,10 +488,10 @@ class Engine:
                 if step.msk
                 else b""
             )
-            body = reply_eap + keys + self._body(decision, client.reply_message)
+            body = reply_eap + keys + self._body(decision, client)
         else:
             decision = Decision("reject", None, EAP_FAILED, step.reason or "EAP authentication failed")
-            body = reply_eap + self._body(decision, client.reply_message)
+            body = reply_eap + self._body(decision, client)
         record = self._record(
             req,
             attrs=attrs,
@@ -551,18 +556,18 @@ class Engine:
             )
         return True
 
-    def _body(self, decision: Decision, mode: str) -> bytes:
+    def _body(self, decision: Decision, client: Client) -> bytes:
         timeout = self.policy.defaults.quarantine_session_timeout if decision.action == "quarantine" else None
-        key = (decision, timeout, mode)
+        key = (decision, timeout, client.body_shape)  # the reply message mode and shape
         body = self._bodies.get(key)
         if body is None:
             codes = self.codes
             body = b""
             if decision.vlan is not None:
-                body += codes.vlan_attributes(decision.vlan)
+                body += vlan_body(codes, client.reply, decision.vlan)
             if timeout is not None:
                 body += codes.session_timeout_attributes(timeout)
-            message = reply_message(decision, mode)
+            message = reply_message(decision, client.reply_message)
             if message is not None:
                 body += codes.reply_message_attributes(message)
             if len(self._bodies) > 4096:  # rule sets change; keep the memo bounded

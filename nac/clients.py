@@ -9,7 +9,9 @@ from typing import Final
 from netaddr import AddrFormatError, IPAddress, IPNetwork
 
 from nac.crypto import HmacMd5
+from nac.equipment.coa import DEFAULT_SESSION
 from nac.equipment.mab import MabShape
+from nac.equipment.reply import ReplyShape
 from nac.errors import ConfigError
 
 #: Resolved source addresses kept; a spoofed-source flood must not grow memory without bound.
@@ -28,6 +30,13 @@ class Client:
     #: How to ask this NAS to re-authorize a session: RFC 5176 Service-Type Authorize-Only,
     #: or Cisco's `subscriber:command=reauthenticate` AV-pair.
     reauth: str = "rfc5176"
+    #: A VLAN change of a wired MAB device alone on its port bounces the port ("cisco":
+    #: `subscriber:command=bounce-host-port`) so it asks DHCP again; "none": re-authorize only.
+    bounce: str = "none"
+    #: An RFC 5176 Disconnect-Request, or Cisco's `disable-host-port` ("cisco-port-shutdown").
+    disconnect: str = "rfc5176"
+    #: The identifying attributes Disconnect and CoA requests carry, when the session has them.
+    coa_session: tuple[str, ...] = DEFAULT_SESSION
     #: Requests per second this client may send (a token bucket with a burst of one second's
     #: worth); beyond it requests are dropped and counted, and the NAS retries.  None: no limit.
     rate_limit: float | None = None
@@ -47,7 +56,14 @@ class Client:
     #: with the client's own overrides.
     profile: str = "generic"
     mab: MabShape = field(default_factory=MabShape)
+    #: How this NAS takes a decision's VLAN (tunnel attributes, a role), from the profile.
+    reply: ReplyShape = field(default_factory=ReplyShape)
     key: HmacMd5 = field(init=False, repr=False, compare=False)
+    #: The engine refuses a VLAN name for this client: its equipment takes VLAN ids only.
+    vlan_ids_only: bool = field(init=False, repr=False, compare=False)
+    #: What an Access-Accept's or -Reject's body depends on besides the decision, in one
+    #: string: the engine's body cache key, whose hash a string keeps (a tuple recomputes it).
+    body_shape: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.secret:
@@ -56,6 +72,8 @@ class Client:
             modes = ", ".join(REPLY_MESSAGE_MODES)
             raise ConfigError(f"client {self.name}: reply_message must be one of {modes}")
         object.__setattr__(self, "key", HmacMd5(self.secret))
+        object.__setattr__(self, "vlan_ids_only", self.reply.ids_only)
+        object.__setattr__(self, "body_shape", repr((self.reply_message, *self.reply)))
 
 
 class ClientTable:

@@ -13,8 +13,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from nac.clients import REPLY_MESSAGE_MODES, Client, parse_network
+from nac.equipment.coa import DISCONNECT as COA_DISCONNECT
+from nac.equipment.coa import check_session
 from nac.equipment.profiles import DEFAULT as DEFAULT_PROFILE
 from nac.equipment.profiles import OVERRIDES, NasProfile, client_shape, load_profiles
+from nac.equipment.reply import OVERRIDES as REPLY_OVERRIDES
+from nac.equipment.reply import client_reply
 from nac.errors import ConfigError, NacError
 from nac.helpdesk import parse_span
 from nac.observe import FACILITIES, parse_bind, parse_syslog_address
@@ -48,7 +52,11 @@ _CLIENT_KEYS: Final = {
     "reply_message",
     "allow_mab_without_password",
     "profile",
+    "coa_bounce",
+    "coa_disconnect",
+    "coa_session",
     *OVERRIDES,
+    *REPLY_OVERRIDES,
 }
 
 
@@ -268,9 +276,13 @@ def _client(raw: Mapping[str, Any], i: int, loc: Locator, profiles: Mapping[str,
     overrides = {key: raw[key] for key in OVERRIDES if key in raw}
     where = loc.where("client", next(iter(overrides), "profile"), i)
     mab = client_shape(profile, overrides, where=where)
+    replies = {key: raw[key] for key in REPLY_OVERRIDES if key in raw}
+    where = loc.where("client", next(iter(replies), "profile"), i)
+    reply = client_reply(profile.reply, replies, where=where)
     reauth = raw.get("reauth", profile.reauth)
     if reauth not in ("rfc5176", "cisco"):
         raise ConfigError(f'{loc.where("client", "reauth", i)}: "rfc5176" or "cisco"')
+    bounce, disconnect, coa_session = _coa(raw, i, loc, profile)
     rate_limit = raw.get("rate_limit")
     if rate_limit is not None and (
         isinstance(rate_limit, bool) or not isinstance(rate_limit, int | float) or rate_limit <= 0
@@ -301,6 +313,9 @@ def _client(raw: Mapping[str, Any], i: int, loc: Locator, profiles: Mapping[str,
         require_message_authenticator=strict,
         coa_port=coa_port,
         reauth=reauth,
+        bounce=bounce,
+        disconnect=disconnect,
+        coa_session=coa_session,
         rate_limit=float(rate_limit) if rate_limit is not None else None,
         reject_delay=float(reject_delay),
         eap_md5=eap_md5,
@@ -308,7 +323,32 @@ def _client(raw: Mapping[str, Any], i: int, loc: Locator, profiles: Mapping[str,
         allow_mab_without_password=no_password,
         profile=profile.name,
         mab=mab,
+        reply=reply,
     )
+
+
+def _coa(
+    raw: Mapping[str, Any], i: int, loc: Locator, profile: NasProfile
+) -> tuple[str, str, tuple[str, ...]]:
+    """The client's CoA spelling: its profile's, with `coa_bounce`, `coa_disconnect` and
+    `coa_session` overriding it."""
+    bounce = profile.bounce
+    if "coa_bounce" in raw:
+        wanted = raw["coa_bounce"]
+        if not isinstance(wanted, bool):
+            raise ConfigError(f"{loc.where('client', 'coa_bounce', i)}: true or false")
+        if wanted and profile.bounce == "none":
+            where = loc.where("client", "coa_bounce", i)
+            raise ConfigError(f"{where}: profile {profile.name!r} has no port bounce (coa.bounce)")
+        bounce = profile.bounce if wanted else "none"
+    disconnect = raw.get("coa_disconnect", profile.disconnect)
+    if disconnect not in COA_DISCONNECT:
+        modes = " or ".join(f'"{m}"' for m in COA_DISCONNECT)
+        raise ConfigError(f"{loc.where('client', 'coa_disconnect', i)}: {modes}")
+    session = profile.session
+    if "coa_session" in raw:
+        session = check_session(raw["coa_session"], where=loc.where("client", "coa_session", i))
+    return bounce, disconnect, session
 
 
 def _port(value: object, where: str) -> int:

@@ -16,12 +16,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
+from nac.equipment.coa import BOUNCE, DEFAULT_SESSION, DISCONNECT, REAUTH, check_session
 from nac.equipment.mab import MAC_FROM, PASSWORDS, MabShape
+from nac.equipment.reply import ReplyShape, parse_reply
 from nac.errors import ConfigError
 
 SHIPPED: Final = Path(__file__).resolve().parent.parent / "data" / "equipment.toml"
 DEFAULT: Final = "generic"
-REAUTH: Final = ("rfc5176", "cisco")
 #: The profile settings a [[client]] may override, with their config key.
 OVERRIDES: Final = {
     "mab_mac_from": "mac_from",
@@ -29,9 +30,9 @@ OVERRIDES: Final = {
     "mab_password": "check",
     "mab_password_file": "password_file",
 }
-_KEYS: Final = {"title", "docs", "mab", "coa"}
+_KEYS: Final = {"title", "docs", "mab", "coa", "reply"}
 _MAB_KEYS: Final = {"mac_from", "account", "password"}
-_COA_KEYS: Final = {"reauth"}
+_COA_KEYS: Final = {"reauth", "bounce", "disconnect", "session"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,6 +42,13 @@ class NasProfile:
     docs: tuple[str, ...] = ()
     mab: MabShape = field(default_factory=MabShape)
     reauth: str = "rfc5176"
+    #: Cisco's bounce-host-port for a VLAN change of a wired MAB device, or "none".
+    bounce: str = "none"
+    disconnect: str = "rfc5176"
+    #: The identifying attributes its Disconnect and CoA requests carry (nac/equipment/coa.py).
+    session: tuple[str, ...] = DEFAULT_SESSION
+    #: How it takes a decision's VLAN: tunnel attributes, a role (nac/equipment/reply.py).
+    reply: ReplyShape = field(default_factory=ReplyShape)
     origin: str = ""
 
 
@@ -87,11 +95,21 @@ def _profile(name: str, raw: Any, origin: str) -> NasProfile:
         where=where,
         configured=False,
     )
-    reauth = coa.get("reauth", "rfc5176")
-    if reauth not in REAUTH:
-        raise ConfigError(f"{where}: coa.reauth must be one of {', '.join(REAUTH)}")
+    for key, allowed in (("reauth", REAUTH), ("bounce", BOUNCE), ("disconnect", DISCONNECT)):
+        if coa.get(key, allowed[0]) not in allowed:
+            raise ConfigError(f"{where}: coa.{key} must be one of {', '.join(allowed)}")
+    session = check_session(coa["session"], where=f"{where} coa") if "session" in coa else DEFAULT_SESSION
     return NasProfile(
-        name=name, title=str(raw.get("title", "")), docs=tuple(docs), mab=shape, reauth=reauth, origin=origin
+        name=name,
+        title=str(raw.get("title", "")),
+        docs=tuple(docs),
+        mab=shape,
+        reauth=coa.get("reauth", "rfc5176"),
+        bounce=coa.get("bounce", "none"),
+        disconnect=coa.get("disconnect", "rfc5176"),
+        session=session,
+        reply=parse_reply(raw.get("reply", {}), where=where),
+        origin=origin,
     )
 
 

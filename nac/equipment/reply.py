@@ -45,15 +45,12 @@ class ReplyShape(NamedTuple):
 
     def describe(self) -> str:
         """What a VLAN becomes in this shape's Access-Accept, for `nac clients`."""
-        parts = {
-            "rfc3580": ["Tunnel-Private-Group-Id (tag 0)"],
-            "rfc3580-untagged": ["Tunnel-Private-Group-Id (untagged)"],
-            "none": [],
-        }[self.vlan]
-        if parts and not self.vlan_names:
-            parts = [f"{parts[0]}, VLAN ids only"]
+        parts = []
+        if self.vlan != "none":
+            tag = "tag 0" if self.vlan == "rfc3580" else "Tunnel-Private-Group-Id untagged"
+            parts.append(f"RFC 3580 VLAN ({tag}{'' if self.vlan_names else ', VLAN ids only'})")
         if self.role != "none":
-            parts.append(self.role)
+            parts.append(f"{self.role} = the VLAN's name")
         return " + ".join(parts)
 
 
