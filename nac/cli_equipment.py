@@ -45,5 +45,7 @@ def clients(
         row["last mab"] = row["last_mab_shape"] or "-"
         row["without M-A"] = f"{row['without_message_authenticator']}/{row['requests']}"
         row["coa answers"] = ", ".join(f"{k}={v}" for k, v in sorted(row["coa"].items())) or "-"
-    columns = ("name", "address", "profile", "mab", "last_seen", "last mab", "without M-A", "coa answers")
+    columns = (
+        "name", "address", "profile", "mab", "reply", "last_seen", "last mab", "without M-A", "coa answers",
+    )  # fmt: skip
     _print_table(rows, columns)

@@ -25,6 +25,7 @@ def client_rows(clients: Iterable[Client], conn: sqlite3.Connection | None) -> l
                 "address": str(client.network),
                 "profile": client.profile,
                 "mab": client.mab.describe(),
+                "reply": client.reply.describe(),
                 "reauth": client.reauth,
                 "require_message_authenticator": client.require_message_authenticator,
                 "last_seen": history.get("last_seen"),
