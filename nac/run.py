@@ -25,6 +25,7 @@ from nac.admission import Engine
 from nac.app import open_store
 from nac.clients import ClientTable
 from nac.config import Config
+from nac.equipment.reply import vlan_name_conflicts
 from nac.errors import NacError
 from nac.families import Family
 from nac.observe import SyslogSink, sd_notify, watchdog_interval
@@ -105,6 +106,9 @@ def build_server(config: Config, shared: Shared, configure: Callable[[], Config]
         len(policy.rules),
         len(config.clients),
     )
+    conflict = vlan_name_conflicts(policy, config.clients)
+    if conflict is not None:
+        log.warning("%s", conflict)
     if not SPEEDUPS:
         log.warning(
             "nac._speedups is not built (no C compiler when nac was installed): packets are "
