@@ -34,8 +34,8 @@ def main() -> int:
         user = attrs[engine.codes.user_name]
         device = mac.try_parse_mac(user.decode("latin-1"))
         assert device is not None
-        decision, match = engine._policy_decide(device, attrs, client, "mab", 0.0)
-        body = engine._body(decision)
+        decision, match, _ = engine._policy_decide(device, attrs, client, "mab", 0.0)
+        body = engine._body(decision, client)
         src = ("127.0.0.1", 5000)
         parts = {
             "decode": lambda: packet.decode(data),
@@ -54,6 +54,7 @@ def main() -> int:
                 match=match,
                 method="mab",
             ),
+            "reply body (cached)": lambda: engine._body(decision, client),
             "reply": lambda: packet.encode_reply(
                 2, req, body, key=client.key, secret=client.secret, proxy_state=b""
             ),
