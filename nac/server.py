@@ -34,13 +34,15 @@ from nac.admission import ACCT, AUTH, Engine, Outcome
 from nac.clients import ClientTable
 from nac.config import Config
 from nac.dynauth import Answer, DynAuthClient, Target
+from nac.equipment import coa
+from nac.equipment.reply import vlan_name_conflicts
 from nac.errors import NacError, PacketError
 from nac.families import Family
 from nac.guard import AFTER_VERIFICATION, DropLog, RateLimits, Unverified, screen
 from nac.indexer import BACKLOG_HIGH, WAL_HARD, WAL_HIGH, WAL_TAIL, Copier, Indexer, WalIndex
 from nac.observe import LatencyHistogram, Metrics, SyslogSink, sd_notify, watchdog_interval
 from nac.oui import Registry
-from nac.packet import ACCESS_REJECT, COA_REQUEST, DISCONNECT_REQUEST
+from nac.packet import ACCESS_REJECT
 from nac.policy import Policy
 from nac.profiling.sensor import SensorCodes
 from nac.profiling.service import Profiler
@@ -630,6 +632,9 @@ class Server:
         self._rules_version = version
         self.counters["rule_reloads"] += 1
         log.info("rules reloaded: %d rules (version %d)", len(policy.rules), version)
+        conflict = vlan_name_conflicts(policy, self.clients.clients)
+        if conflict is not None:
+            log.warning("%s", conflict)
 
     def poll_watch(self) -> None:
         """Import the watched policy file or directory when it changes ([policy] watch)."""
@@ -744,10 +749,18 @@ class Server:
                 calling_station_id=job["calling_station_id"],
                 user_name=job["user_name"],
                 nas_identifier=job["nas_identifier"],
+                called_station_id=job["called_station_id"],
+                nas_port=job["nas_port"],
             )
-            code = DISCONNECT_REQUEST if kind == "disconnect" else COA_REQUEST
-            answer = await self._dynauth.send(code, target, now=time.time(), reauth_flavor=client.reauth)
-            detail = answer.detail
+            sent = coa.plan(
+                kind, reauth=client.reauth, bounce=client.bounce, disconnect=client.disconnect, job=job
+            )
+            answer = await self._dynauth.send(
+                sent.code, target, now=time.time(), command=sent.command, session=client.coa_session
+            )
+            # A bounce or a port shutdown is not what `nac reauth` / `nac disconnect` said: say so.
+            plain = sent.command in (None, coa.REAUTHENTICATE)
+            detail = answer.detail if plain else f"{sent.command} {answer.detail}"
         now = time.time()
         self.counters[f"coa:{kind}:{answer.status}"] += 1
         log.info("%s %s on %s (%s): %s", kind, job["mac"], job["client"], job["nas_ip"], detail)
