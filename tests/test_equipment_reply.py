@@ -411,6 +411,9 @@ def test_running_server_answers_each_client_in_its_shape(
     assert (row["rule"], row["client"], row["action"]) == (VLAN_NAME_REFUSED, "ap1", "reject")
     assert "'staff'" in row["reason"]
     assert server.wait_for_log("cannot be sent to ap1 (profile hostapd)")
+    late = ("--mac", OTHER, "--action", "quarantine", "--vlan", "guestnet", "--id", "late")
+    server.cli_ok("rules", "add", *late)
+    assert server.wait_for_log("'guestnet' (rule late)")  # warned again when the rules change
     shown = {
         c["name"]: c for c in json.loads(server.cli_ok("clients", "--config", str(server.config), "--json"))
     }
