@@ -5,44 +5,28 @@ and disconnected through hostapd's DAS with the profile's CoA spelling."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from tests.interop import SECRET, NacServerFactory, free_udp_ports, subprocess_env
-from tests.wired import WiredChain, require_wired_tools
+from tests.interop import SECRET, NacServerFactory, free_udp_ports
+from tests.wired import WiredChain, add_user, eap_config, lab_pki, peap_network, require_wired_tools
 
 DEVICE = "00:e0:fc:12:34:57"  # a Huawei prefix
-PASSWORD = "correct horse battery"
 
 
 def test_hostapd_profile_client_authorizes_and_disconnects_on_the_wired_chain(
     nac_server_factory: NacServerFactory, tmp_path: Path
 ) -> None:
     require_wired_tools()
-    pki = tmp_path / "pki"
-    subprocess.run(
-        [sys.executable, "-m", "nac", "certs", "init", str(pki)],
-        check=True, capture_output=True, env=subprocess_env(), timeout=60,
-    )  # fmt: skip
+    pki = lab_pki(tmp_path / "pki")
     (das_port,) = free_udp_ports(1)
-    extra = (
-        f'\n[eap]\ncertificate = "{pki / "server.pem"}"\nprivate_key = "{pki / "server.key"}"\n'
-        f'ca_certificates = "{pki / "ca.pem"}"\nmethods = ["peap"]\n'
+    extra = eap_config(pki) + (
         f'\n[[client]]\nname = "hostapd-port"\naddress = "127.0.0.4"\nsecret = "{SECRET}"\n'
         f'profile = "hostapd"\ncoa_port = {das_port}\n'
     )
     server = nac_server_factory(extra_config=extra)
-    subprocess.run(
-        [sys.executable, "-m", "nac", "users", "add", "alice", "--db", str(server.db)],
-        input=PASSWORD + "\n", text=True, check=True, capture_output=True, env=subprocess_env(), timeout=60,
-    )  # fmt: skip
-    network = (
-        'network={\n    key_mgmt=IEEE8021X\n    eap=PEAP\n    identity="alice"\n'
-        f'    password="{PASSWORD}"\n    phase2="auth=MSCHAPV2"\n    ca_cert="{pki / "ca.pem"}"\n'
-        "    eapol_flags=0\n}\n"
-    )
+    add_user(server)
+    network = peap_network(pki)
     chain = WiredChain(
         tmp_path / "wired", server, DEVICE, network, das_port=das_port,
         hostapd_extra=("radius_client_addr=127.0.0.4",),

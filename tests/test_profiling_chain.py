@@ -16,14 +16,14 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from interop import NacServer, NacServerFactory, free_udp_ports, mab_attrs, subprocess_env, wait_for_decision
-from wired import WiredChain, require_wired_tools
+
+from tests.interop import NacServer, NacServerFactory, free_udp_ports, mab_attrs, wait_for_decision
+from tests.wired import WiredChain, add_user, eap_config, lab_pki, peap_network, require_wired_tools
 
 PHONE = "da:c0:ff:ee:00:07"  # locally administered, as Android 10+ and iOS 14+ join Wi-Fi
 VENDOR_CLASS = "HUAWEI:android:VOG-L29"
@@ -187,30 +187,14 @@ def test_dhcp_request_naming_huawei_disconnects_an_authorized_randomized_device(
 ) -> None:
     require_wired_tools()
     _require_tools()
-    pki = tmp_path / "pki"
-    subprocess.run(
-        [sys.executable, "-m", "nac", "certs", "init", str(pki)],
-        check=True, capture_output=True, env=subprocess_env(), timeout=60,
-    )  # fmt: skip
+    pki = lab_pki(tmp_path / "pki")
     (das_port,) = free_udp_ports(1)
-    extra = (
-        f'\n[eap]\ncertificate = "{pki / "server.pem"}"\nprivate_key = "{pki / "server.key"}"\n'
-        f'ca_certificates = "{pki / "ca.pem"}"\nmethods = ["peap"]\n'
-        '\n[profiling]\ndhcp_listen = ["0.0.0.0:67"]\ndhcp_sources = ["0.0.0.0/32"]\n'
-    )
+    extra = eap_config(pki) + '\n[profiling]\ndhcp_listen = ["0.0.0.0:67"]\ndhcp_sources = ["0.0.0.0/32"]\n'
     server = nac_server_factory(
         rules=[("--vendor", "huawei", "--action", "reject")], extra_config=extra, coa_port=das_port
     )
-    subprocess.run(
-        [sys.executable, "-m", "nac", "users", "add", "alice", "--db", str(server.db)],
-        input="correct horse battery\n", text=True, check=True, capture_output=True,
-        env=subprocess_env(), timeout=60,
-    )  # fmt: skip
-    network = (
-        'network={\n    key_mgmt=IEEE8021X\n    eap=PEAP\n    identity="alice"\n'
-        f'    password="correct horse battery"\n    phase2="auth=MSCHAPV2"\n    ca_cert="{pki / "ca.pem"}"\n'
-        "    eapol_flags=0\n}\n"
-    )
+    add_user(server)
+    network = peap_network(pki)
     chain = WiredChain(tmp_path / "wired", server, WIRED_PHONE, network, das_port=das_port)
     try:
         chain.start()

@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from typing import Final
 
 import pytest
 
-from tests.interop import SECRET, NacServer
+from tests.interop import SECRET, NacServer, subprocess_env
 
 _COUNTER = itertools.count()
 START_TIMEOUT: Final = 10.0
@@ -188,3 +189,41 @@ class WiredChain:
                 proc.wait(timeout=5)
         _run("ip", "link", "del", self.switch_if, check=False)
         _run("ip", "netns", "del", self.netns, check=False)
+
+
+# -- the 802.1X side most wired-chain tests share ----------------------------------------------
+
+PEAP_PASSWORD: Final = "correct horse battery"
+
+
+def lab_pki(directory: Path) -> Path:
+    """`nac certs init`: a lab CA and server certificate in ``directory``."""
+    subprocess.run(
+        [sys.executable, "-m", "nac", "certs", "init", str(directory)],
+        check=True, capture_output=True, env=subprocess_env(), timeout=60,
+    )  # fmt: skip
+    return directory
+
+
+def eap_config(pki: Path, methods: str = '["peap"]') -> str:
+    """An [eap] section for a config file, on ``pki``'s certificates."""
+    return (
+        f'\n[eap]\ncertificate = "{pki / "server.pem"}"\nprivate_key = "{pki / "server.key"}"\n'
+        f'ca_certificates = "{pki / "ca.pem"}"\nmethods = {methods}\n'
+    )
+
+
+def add_user(server: NacServer, name: str = "alice", password: str = PEAP_PASSWORD) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "nac", "users", "add", name, "--db", str(server.db)],
+        input=password + "\n", text=True, check=True, capture_output=True, env=subprocess_env(), timeout=60,
+    )  # fmt: skip
+
+
+def peap_network(pki: Path, identity: str = "alice", password: str = PEAP_PASSWORD) -> str:
+    """A wpa_supplicant network block for PEAP-MSCHAPv2 that trusts ``pki``'s CA."""
+    return (
+        f'network={{\n    key_mgmt=IEEE8021X\n    eap=PEAP\n    identity="{identity}"\n'
+        f'    password="{password}"\n    phase2="auth=MSCHAPV2"\n    ca_cert="{pki / "ca.pem"}"\n'
+        "    eapol_flags=0\n}\n"
+    )
