@@ -37,7 +37,8 @@ from nac.packet import (
     message_authenticator_valid,
     split_attribute,
 )
-from nac.policy import REASON_MAX, Context, Decision, Policy
+from nac.policy import Context, Decision, Policy
+from nac.profiling.effect import apply_profile
 from nac.profiling.sensor import SensorCodes
 from nac.records import HistoryRecord
 from nac.sessions import SessionEvent
@@ -63,8 +64,6 @@ NO_MAB_PASSWORD: Final = "builtin:mab-no-password"  # noqa: S105 (a rule id)
 STATUS_REPLY_MESSAGE: Final = "nac is alive"
 EAP_FAILED: Final = "builtin:eap-failure"
 NO_STATION_MAC: Final = "builtin:no-calling-station-id"
-#: A device whose DHCP profile names another manufacturer than its MAC's registry entry.
-SPOOF_SUSPECTED: Final = "builtin:spoof-suspected"
 #: Refusals that tell the NAS only AUTHENTICATION_FAILED: their reasons name users and carry
 #: TLS and method details (FreeRADIUS says nothing of a wrong password).  History keeps them.
 AUTHENTICATION_FAILURES: Final = frozenset(
@@ -362,8 +361,6 @@ class Engine:
                 method="mab",
             )
         decision, match, profiled = self._policy_decide(mac, attrs, client, "mab", now)
-        if client.vlan_ids_only and decision.vlan is not None:
-            decision = refuse_vlan_name(decision, client=client.name, profile=client.profile)
         return decision, self._record(
             req,
             attrs=attrs,
@@ -384,35 +381,27 @@ class Engine:
         device's profile when the decision rests on it (for history's vendor column)."""
         policy = self.policy
         family = self.profiles.get(mac) if self.profiles else None
+        profiled = None
         if not policy.contextual and family is None:
-            return (*policy.decide(mac), None)
-        # Some rule is scoped or time-limited: tell the policy about the request.
-        codes = self.codes
-        ctx = Context(
-            client.name,
-            _text(attrs.get(codes.called_station_id)),
-            _port_type(codes, attrs.get(codes.nas_port_type)),
-            method,
-            now,
-        )
-        decision, match = policy.decide(mac, ctx, family)
-        if family is None:
-            return decision, match, None
-        known = policy.families.get(family)
-        name = known.name if known is not None else family
-        if match is None:  # randomized or unregistered: the manufacturer is the profile's
-            reason = f"{decision.reason} (manufacturer {name} from the device's DHCP profile)"
-            return decision._replace(reason=reason[:REASON_MAX]), None, f"{name} (profiled)"
-        if not policy.spoofed(match, family):
-            return decision, match, None
-        reason = (
-            f"spoof suspected: the MAC's prefix is {match.organization}'s, its DHCP profile says {name}"
-        )
-        if self.on_conflict == "flag" or policy.has_mac_rule(mac):
-            return decision._replace(reason=f"{decision.reason} ({reason})"[:REASON_MAX]), match, None
-        vlan = policy.defaults.quarantine_vlan if self.on_conflict == "quarantine" else None
-        action = self.on_conflict if vlan is not None or self.on_conflict == "reject" else "reject"
-        return Decision(action, vlan, SPOOF_SUSPECTED, reason[:REASON_MAX]), match, None
+            decision, match = policy.decide(mac)
+        else:
+            # Some rule is scoped or time-limited, or the device is profiled.
+            codes = self.codes
+            ctx = Context(
+                client.name,
+                _text(attrs.get(codes.called_station_id)),
+                _port_type(codes, attrs.get(codes.nas_port_type)),
+                method,
+                now,
+            )
+            decision, match = policy.decide(mac, ctx, family)
+            if family is not None:
+                decision, profiled = apply_profile(
+                    policy, decision, match, mac=mac, family=family, on_conflict=self.on_conflict
+                )
+        if client.vlan_ids_only and decision.vlan is not None:
+            decision = refuse_vlan_name(decision, client=client.name, profile=client.profile)
+        return decision, match, profiled
 
     def _decide_eap(
         self,
@@ -438,8 +427,6 @@ class Engine:
             decision = Decision("reject", None, NO_STATION_MAC, reason)
         else:
             decision, match, profiled = self._policy_decide(mac, attrs, client, "dot1x", now)
-            if client.vlan_ids_only and decision.vlan is not None:
-                decision = refuse_vlan_name(decision, client=client.name, profile=client.profile)
         if mac is None or decision.action == "reject":
             if state is not None:
                 eap.discard(state)

@@ -21,7 +21,7 @@ from netaddr import IPNetwork
 from test_profiling_dhcp import DISCOVER, message, option
 
 from nac import session_store
-from nac.admission import SPOOF_SUSPECTED, Engine
+from nac.admission import Engine
 from nac.clients import Client
 from nac.errors import ConfigError
 from nac.families import parse_families
@@ -29,6 +29,7 @@ from nac.oui import Registry, registry_from_manuf
 from nac.packet import Codes
 from nac.policy import Defaults, Policy, Rule
 from nac.profiling import store
+from nac.profiling.effect import SPOOF_SUSPECTED
 from nac.profiling.sensor import SensorCodes, sensor_fields
 from nac.profiling.service import Profiler, ProfilingConfig, parse_profiling
 from nac.profiling.signatures import load_signatures

@@ -29,6 +29,7 @@ from nac.mac import format_mac
 from nac.policy import Context, Policy
 from nac.profiling import store
 from nac.profiling.dhcp import DhcpInfo, parse
+from nac.profiling.effect import ON_CONFLICT
 from nac.profiling.signatures import Signature, identify, load_signatures
 from nac.tomlfile import Locator
 
@@ -38,7 +39,6 @@ log = logging.getLogger("nac.profiling")
 READ_BATCH: Final = 64
 #: Larger than any DHCP message parse() accepts, so a too-large one is seen whole and counted.
 RECV_SIZE: Final = 2048
-ON_CONFLICT: Final = ("flag", "quarantine", "reject")
 
 
 @dataclass(frozen=True, kw_only=True)
