@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from nac.cli import DbOption, JsonOption, _app, _errors, _print_json, _print_table, app
+from nac.cli import DbOption, JsonOption, _errors, _print_json, _print_table, app
+from nac.cli_run import reading
 
 
 @app.command("clients")
@@ -33,11 +34,7 @@ def clients(
         if config is None and Path(PACKAGED_CONFIG).is_file():
             config = PACKAGED_CONFIG
         configured = load_config(config).clients
-        nac = _app(db, readonly=True)
-        try:
-            rows = client_rows(configured, nac.store.conn)
-        finally:
-            nac.close()
+        rows = reading(db, lambda nac: client_rows(configured, nac.store.conn))
     if as_json:
         _print_json(rows)
         return

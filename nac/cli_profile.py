@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from nac.cli import DbOption, JsonOption, _app, _errors, _print_json, _print_table, app
+from nac.cli import DbOption, JsonOption, _errors, _print_json, _print_table, app
+from nac.cli_run import reading
 
 
 @app.command("profile")
@@ -41,11 +42,7 @@ def profile(
             _print_table(rows, ("family", "field", "pattern", "strength", "note"))
         return
     with _errors():
-        nac = _app(db, readonly=True)
-        try:
-            row = nac.profile(target)
-        finally:
-            nac.close()
+        row = reading(db, lambda nac: nac.profile(target))
     if as_json:
         _print_json(row)
         return
