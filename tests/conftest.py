@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from nac.packet import Codes
+from nac.resources import load_dictionary
 from tests.interop import NacServer, NacServerFactory, start_server
+
+
+@pytest.fixture(scope="session")
+def codes() -> Codes:
+    """The attribute numbers of our dictionaries, for tests that build or read packets."""
+    return Codes.from_dictionary(load_dictionary())
 
 
 @pytest.fixture

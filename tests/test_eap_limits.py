@@ -20,7 +20,6 @@ from nac.mac import parse_mac
 from nac.observe import LatencyHistogram, Metrics
 from nac.oui import Registry, registry_from_manuf
 from nac.packet import Codes
-from nac.resources import load_dictionary
 from tests.test_eap_radius import (
     ACCESS_ACCEPT,
     ACCESS_CHALLENGE,
@@ -49,11 +48,6 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("pki")
     certs_init(path / "lab")
     return path
-
-
-@pytest.fixture(scope="module")
-def codes() -> Codes:
-    return Codes.from_dictionary(load_dictionary())
 
 
 @pytest.fixture(scope="module")

@@ -22,17 +22,11 @@ from nac.errors import ConfigError
 from nac.oui import Registry, registry_from_manuf
 from nac.packet import Codes
 from nac.policy import Defaults, Policy, Rule
-from nac.resources import load_dictionary
 
 MANUF = "00:E0:FC\tHuaweiTechno\tHUAWEI TECHNOLOGIES CO.,LTD\n00:10:A4\tXircom\tXircom"
 HUAWEI = "00e0fc123456"
 LAPTOP = "0010a42319c0"
 FIXED = "mab-Pa55"
-
-
-@pytest.fixture(scope="module")
-def codes() -> Codes:
-    return Codes.from_dictionary(load_dictionary())
 
 
 @pytest.fixture(scope="module")

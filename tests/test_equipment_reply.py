@@ -81,11 +81,6 @@ SHAPE_IDS = [shape.describe() for shape, _ in SHAPES]
 
 
 @pytest.fixture(scope="module")
-def codes() -> Codes:
-    return Codes.from_dictionary(load_dictionary())
-
-
-@pytest.fixture(scope="module")
 def registry() -> Registry:
     return registry_from_manuf(MANUF, source="test-manuf", date="2026-01")
 

@@ -52,11 +52,6 @@ RELAY = "192.0.2.1"
 
 
 @pytest.fixture(scope="module")
-def codes() -> Codes:
-    return Codes.from_dictionary(load_dictionary())
-
-
-@pytest.fixture(scope="module")
 def registry() -> Registry:
     return registry_from_manuf(MANUF, source="test-manuf", date="2026-01")
 
