@@ -190,7 +190,11 @@ class Engine:
                 message_authenticator=False,
             )
             event = self.codes.accounting.event(
-                req.first, client=client.name, nas_ip=self._nas_ip(req.first, src[0]), now=now
+                req.first,
+                client=client.name,
+                nas_ip=self._nas_ip(req.first, src[0]),
+                now=now,
+                attributes=req.attributes,
             )
             sensed = self.sensor.fields(req.attributes) if self.sensor is not None else None
             outcome = Outcome(reply, None, "accounting", key, None, event, sensed or None)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from nac.clients import REPLY_MESSAGE_MODES, Client, parse_network
 from nac.equipment.coa import DISCONNECT as COA_DISCONNECT
+from nac.equipment.coa import REAUTH as COA_REAUTH
 from nac.equipment.coa import check_session
 from nac.equipment.profiles import DEFAULT as DEFAULT_PROFILE
 from nac.equipment.profiles import OVERRIDES, NasProfile, client_shape, load_profiles
@@ -280,8 +281,9 @@ def _client(raw: Mapping[str, Any], i: int, loc: Locator, profiles: Mapping[str,
     where = loc.where("client", next(iter(replies), "profile"), i)
     reply = client_reply(profile.reply, replies, where=where)
     reauth = raw.get("reauth", profile.reauth)
-    if reauth not in ("rfc5176", "cisco"):
-        raise ConfigError(f'{loc.where("client", "reauth", i)}: "rfc5176" or "cisco"')
+    if reauth not in COA_REAUTH:
+        allowed = ", ".join(f'"{v}"' for v in COA_REAUTH)
+        raise ConfigError(f'{loc.where("client", "reauth", i)}: one of {allowed}')
     bounce, disconnect, coa_session = _coa(raw, i, loc, profile)
     rate_limit = raw.get("rate_limit")
     if rate_limit is not None and (

@@ -94,6 +94,7 @@ class Target:
     nas_identifier: str | None = None
     called_station_id: str | None = None
     nas_port: int | None = None
+    audit_session_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -135,8 +136,7 @@ def build_request(
         if command is None and reauth_flavor == "cisco":
             command = REAUTHENTICATE
         if command is not None:
-            avpair = f"subscriber:command={command}".encode()
-            attrs += attribute(VENDOR_SPECIFIC, struct.pack("!I", CISCO) + attribute(CISCO_AVPAIR, avpair))
+            attrs += _cisco_avpair(f"subscriber:command={command}")
         else:
             # RFC 5176 §3.2: Service-Type Authorize-Only asks the NAS to re-authorize.
             attrs += attribute(SERVICE_TYPE, struct.pack("!I", AUTHORIZE_ONLY))
@@ -147,6 +147,10 @@ def build_request(
     return packet[:4] + authenticator + packet[20:]
 
 
+def _cisco_avpair(text: str) -> bytes:
+    return attribute(VENDOR_SPECIFIC, struct.pack("!I", CISCO) + attribute(CISCO_AVPAIR, text.encode()))
+
+
 def _identity(name: str, target: Target) -> bytes:
     """One identifying attribute, or nothing when accounting did not tell us its value."""
     if name == "NAS-IP-Address":
@@ -155,6 +159,10 @@ def _identity(name: str, target: Target) -> bytes:
         return attribute(NAS_IP_ADDRESS, socket.inet_aton(target.nas_ip))
     if name == "NAS-Port":
         return b"" if target.nas_port is None else attribute(NAS_PORT, struct.pack("!I", target.nas_port))
+    if name == "Cisco-Audit-Session-Id":
+        if not target.audit_session_id:
+            return b""
+        return _cisco_avpair(f"audit-session-id={target.audit_session_id}")
     text = {
         "NAS-Identifier": target.nas_identifier,
         "User-Name": target.user_name,

@@ -751,6 +751,7 @@ class Server:
                 nas_identifier=job["nas_identifier"],
                 called_station_id=job["called_station_id"],
                 nas_port=job["nas_port"],
+                audit_session_id=job["audit_session_id"],
             )
             sent = coa.plan(
                 kind, reauth=client.reauth, bounce=client.bounce, disconnect=client.disconnect, job=job

@@ -35,6 +35,7 @@ CREATE TABLE IF NOT EXISTS sessions (
     input_packets INTEGER,
     output_packets INTEGER,
     terminate_cause TEXT,
+    audit_session_id TEXT,            -- Cisco's, from Cisco-AVPair audit-session-id
     UNIQUE (client, nas_ip, session_id)
 );
 CREATE INDEX IF NOT EXISTS sessions_mac ON sessions (mac, status);
@@ -59,10 +60,12 @@ CREATE INDEX IF NOT EXISTS sessions_status ON sessions (status, updated);
 _UPSERT: Final = """
 INSERT INTO sessions (client, nas_ip, session_id, nas_identifier, mac, user_name, nas_port,
     nas_port_id, called_station_id, calling_station_id, framed_ip, vlan, status, started, updated, stopped,
-    session_time, input_octets, output_octets, input_packets, output_packets, terminate_cause)
+    session_time, input_octets, output_octets, input_packets, output_packets, terminate_cause,
+    audit_session_id)
 VALUES (:client, :nas_ip, :session_id, :nas_identifier, :mac, :user_name, :nas_port,
     :nas_port_id, :called_station_id, :calling_station_id, :framed_ip, :vlan, :status, :started, :ts,
-    :stopped, :session_time, :input_octets, :output_octets, :input_packets, :output_packets, :terminate_cause)
+    :stopped, :session_time, :input_octets, :output_octets, :input_packets, :output_packets, :terminate_cause,
+    :audit_session_id)
 ON CONFLICT (client, nas_ip, session_id) DO UPDATE SET
     nas_identifier = COALESCE(excluded.nas_identifier, nas_identifier),
     mac = COALESCE(excluded.mac, mac),
@@ -82,7 +85,8 @@ ON CONFLICT (client, nas_ip, session_id) DO UPDATE SET
     output_octets = COALESCE(excluded.output_octets, output_octets),
     input_packets = COALESCE(excluded.input_packets, input_packets),
     output_packets = COALESCE(excluded.output_packets, output_packets),
-    terminate_cause = excluded.terminate_cause
+    terminate_cause = excluded.terminate_cause,
+    audit_session_id = COALESCE(excluded.audit_session_id, audit_session_id)
 """
 # Accounting-On / -Off (RFC 2866 §5.1): the NAS (re)started or is going down; every session it
 # had is over, whether or not its Stop ever arrives.
@@ -97,6 +101,9 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
     # Databases made before re-authorizations said whether the VLAN changes.
     if "vlan_change" not in {row[1] for row in conn.execute("PRAGMA table_info(coa_jobs)")}:
         conn.execute("ALTER TABLE coa_jobs ADD COLUMN vlan_change INTEGER NOT NULL DEFAULT 0")
+    # Databases made before sessions kept Cisco's Audit-Session-Id.
+    if "audit_session_id" not in {row[1] for row in conn.execute("PRAGMA table_info(sessions)")}:
+        conn.execute("ALTER TABLE sessions ADD COLUMN audit_session_id TEXT")
 
 
 def apply_events(conn: sqlite3.Connection, events: Iterable[SessionEvent]) -> None:
@@ -208,13 +215,13 @@ def take_pending(conn: sqlite3.Connection, *, per_client: int = 10) -> list[dict
     with conn:
         cursor = conn.execute(
             "SELECT job, kind, reason, vlan_change, session, client, nas_ip, session_id, mac, user_name,"
-            " calling_station_id, nas_identifier, called_station_id, nas_port, nas_port_id,"
+            " calling_station_id, nas_identifier, called_station_id, nas_port, nas_port_id, audit_session_id,"
             " (SELECT COUNT(*) FROM sessions o WHERE o.client = p.client AND o.nas_ip = p.nas_ip"
             "  AND o.status = 'active' AND o.nas_port IS p.nas_port AND o.nas_port_id IS p.nas_port_id)"
             " AS port_sessions FROM ("
             " SELECT j.id AS job, j.kind, j.reason, j.vlan_change, s.id AS session, s.client, s.nas_ip,"
             " s.session_id, s.mac, s.user_name, s.calling_station_id, s.nas_identifier,"
-            " s.called_station_id, s.nas_port, s.nas_port_id,"
+            " s.called_station_id, s.nas_port, s.nas_port_id, s.audit_session_id,"
             " ROW_NUMBER() OVER (PARTITION BY s.client ORDER BY j.id) AS n"
             " FROM coa_jobs j JOIN sessions s ON s.id = j.session WHERE j.status = 'pending'"
             ") AS p WHERE n <= ? ORDER BY job",

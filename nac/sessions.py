@@ -7,6 +7,7 @@ Accounting-Response leaves (a NAS that got its response never resends what we lo
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final, NamedTuple
 
@@ -18,6 +19,8 @@ from nac.mac import format_mac, try_parse_mac
 #: Accounting-On, a packet lost): it is marked stale, not active.  Interim updates usually
 #: come every 5-15 minutes; a day without one is a lost session.
 STALE_AFTER: Final = 24 * 3600.0
+#: Cisco's session identity inside Cisco-AVPair; lower case as every Cisco NAS sends it.
+AUDIT_SESSION_ID: Final = b"audit-session-id="
 _STATUS: Final = {1: "start", 2: "stop", 3: "interim", 7: "accounting-on", 8: "accounting-off"}
 
 
@@ -42,6 +45,9 @@ class SessionEvent(NamedTuple):
     input_packets: int | None
     output_packets: int | None
     terminate_cause: str | None
+    #: Cisco's Audit-Session-Id (Cisco-AVPair "audit-session-id=..."): what a Catalyst matches a
+    #: CoA against first.
+    audit_session_id: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,6 +72,9 @@ class AccountingCodes:
     nas_identifier: int
     nas_port: int
     nas_port_id: int
+    vendor_specific: int
+    cisco: int
+    cisco_avpair: int
     terminate_causes: dict[int, str]
 
     @classmethod
@@ -93,10 +102,23 @@ class AccountingCodes:
             nas_identifier=code("NAS-Identifier"),
             nas_port=code("NAS-Port"),
             nas_port_id=code("NAS-Port-Id"),
+            vendor_specific=code("Vendor-Specific"),
+            cisco=int(dictionary.vendors.GetForward(dictionary.attributes["Cisco-AVPair"].vendor)),
+            cisco_avpair=code("Cisco-AVPair"),
             terminate_causes={int.from_bytes(v, "big"): k for k, v in causes.items()},
         )
 
-    def event(self, attrs: dict[int, bytes], *, client: str, nas_ip: str, now: float) -> SessionEvent:
+    def event(
+        self,
+        attrs: dict[int, bytes],
+        *,
+        client: str,
+        nas_ip: str,
+        now: float,
+        attributes: Iterable[tuple[int, bytes]] = (),
+    ) -> SessionEvent:
+        """The event an Accounting-Request describes: ``attrs`` holds the first of each
+        attribute, ``attributes`` all of them (Vendor-Specific ones repeat)."""
         status_raw = _int(attrs.get(self.status_type))
         status = _STATUS.get(status_raw, str(status_raw)) if status_raw is not None else "unknown"
         calling = _text(attrs.get(self.calling_station_id))
@@ -109,28 +131,47 @@ class AccountingCodes:
         vlan = attrs.get(self.tunnel_private_group_id)
         if vlan is not None and vlan[:1] and vlan[0] <= 0x1F:
             vlan = vlan[1:]  # RFC 2868 §3.6: a leading octet of 0x00-0x1F is the tag
+        audit = self._audit_session_id(attributes) if self.vendor_specific in attrs else None
         return SessionEvent(
-            now,
-            status,
-            client,
-            nas_ip,
-            _text(attrs.get(self.nas_identifier)),
-            _text(attrs.get(self.session_id)),
-            format_mac(mac) if mac is not None else None,
-            user,
-            _int(attrs.get(self.nas_port)),
-            _text(attrs.get(self.nas_port_id)),
-            _text(attrs.get(self.called_station_id)),
-            calling,
-            ".".join(str(b) for b in framed) if framed is not None and len(framed) == 4 else None,
-            vlan.decode(errors="replace") if vlan else None,
-            _int(attrs.get(self.session_time)),
-            _octets(attrs.get(self.input_octets), attrs.get(self.input_gigawords)),
-            _octets(attrs.get(self.output_octets), attrs.get(self.output_gigawords)),
-            _int(attrs.get(self.input_packets)),
-            _int(attrs.get(self.output_packets)),
-            self.terminate_causes.get(cause, str(cause)) if cause is not None else None,
+            ts=now,
+            status=status,
+            client=client,
+            nas_ip=nas_ip,
+            nas_identifier=_text(attrs.get(self.nas_identifier)),
+            session_id=_text(attrs.get(self.session_id)),
+            mac=format_mac(mac) if mac is not None else None,
+            user_name=user,
+            nas_port=_int(attrs.get(self.nas_port)),
+            nas_port_id=_text(attrs.get(self.nas_port_id)),
+            called_station_id=_text(attrs.get(self.called_station_id)),
+            calling_station_id=calling,
+            framed_ip=".".join(str(b) for b in framed) if framed is not None and len(framed) == 4 else None,
+            vlan=vlan.decode(errors="replace") if vlan else None,
+            session_time=_int(attrs.get(self.session_time)),
+            input_octets=_octets(attrs.get(self.input_octets), attrs.get(self.input_gigawords)),
+            output_octets=_octets(attrs.get(self.output_octets), attrs.get(self.output_gigawords)),
+            input_packets=_int(attrs.get(self.input_packets)),
+            output_packets=_int(attrs.get(self.output_packets)),
+            terminate_cause=self.terminate_causes.get(cause, str(cause)) if cause is not None else None,
+            audit_session_id=audit,
         )
+
+    def _audit_session_id(self, attributes: Iterable[tuple[int, bytes]]) -> str | None:
+        """The value of a Cisco-AVPair "audit-session-id=..." (RFC 2865 §5.26 sub-attributes)."""
+        for kind, value in attributes:
+            if kind != self.vendor_specific or int.from_bytes(value[:4], "big") != self.cisco:
+                continue
+            pos = 4
+            while pos + 2 <= len(value):
+                sub, length = value[pos], value[pos + 1]
+                if length < 2 or pos + length > len(value):
+                    break
+                pair = value[pos + 2 : pos + length]
+                if sub == self.cisco_avpair and pair.startswith(AUDIT_SESSION_ID):
+                    found = pair[len(AUDIT_SESSION_ID) :].decode(errors="replace")
+                    return found or None
+                pos += length
+        return None
 
 
 def _int(raw: bytes | None) -> int | None:

@@ -142,7 +142,7 @@ def test_every_shipped_profile_takes_its_documented_default_shape(
     sw = client(nas, name)
     assert decide(codes, registry, sw, nas, mac=HUAWEI)[:2] == (3, "ban-huawei")
     assert decide(codes, registry, sw, nas, mac=LAPTOP)[:2] == (2, "default")
-    assert profile.reauth == ("cisco" if name == "cisco" else "rfc5176")
+    assert profile.reauth == {"cisco": "cisco", "hostapd": "disconnect"}.get(name, "rfc5176")
 
 
 def test_shipped_file_parses_and_names_only_known_keys() -> None:

@@ -1,6 +1,7 @@
 """The hostapd profile on the real wired chain: hostapd (driver=wired) as a client configured
-with `profile = "hostapd"`, wpa_supplicant authorized by PEAP, then banned while on the network
-and disconnected through hostapd's DAS with the profile's CoA spelling."""
+with `profile = "hostapd"`, wpa_supplicant authorized by PEAP, re-authorized (hostapd takes a
+Disconnect for it), then banned while on the network and disconnected through hostapd's DAS with
+the profile's spelling."""
 
 from __future__ import annotations
 
@@ -45,6 +46,19 @@ def test_hostapd_profile_client_authorizes_and_disconnects_on_the_wired_chain(
         }
         assert clients["hostapd-port"]["profile"] == "hostapd"
         assert clients["hostapd-port"]["requests"] > 0
+        # A re-authorization: hostapd answers CoA-Request with NAK 405, so the profile sends a
+        # Disconnect and the supplicant authenticates again.
+        accepts = len(server.history("--mac", DEVICE, "--action", "accept"))
+        out = server.cli("reauth", DEVICE)
+        assert out.returncode == 0, out.stderr
+        assert "ack" in out.stdout, out.stdout
+        assert f"RADIUS DAS: Found a matching session {DEVICE} - disconnecting" in chain.log("hostapd.log")
+        assert chain.wait_authorized(False), chain.port_state()
+        # A wired supplicant notices nothing until its link or EAPOL-Start timer restarts it; a
+        # Wi-Fi station is deauthenticated and associates again.  Stand in for the link flap:
+        chain.wpa_cli("reauthenticate")
+        assert chain.wait_authorized(True), chain.port_state() + chain.log("hostapd.log")[-3000:]
+        assert len(server.history("--mac", DEVICE, "--action", "accept")) == accepts + 1
         out = server.cli("rules", "add", "--vendor", "huawei", "--action", "reject", "--apply", "now")
         assert out.returncode == 0, out.stderr
         assert chain.wait_authorized(False, timeout=20), chain.port_state() + chain.log("hostapd.log")[-3000:]

@@ -35,6 +35,7 @@ from tests.interop import SECRET, NacServerFactory, free_udp_ports, subprocess_e
 NOW: Final = 1_800_000_000
 KEY: Final = b"coa-s3cret"
 MAC: Final = "00-10-A4-23-19-C0"
+AUDIT: Final = "0A0000110000001A2B3C4D5E"
 # Attribute numbers, written out here so the test does not read them from the code it checks.
 USER_NAME, NAS_IP, NAS_PORT, SERVICE_TYPE, VSA = 1, 4, 5, 6, 26
 CALLED, CALLING, NAS_ID, SESSION_ID, EVENT_TIMESTAMP, MESSAGE_AUTH, NAS_IPV6 = 30, 31, 32, 44, 55, 80, 95
@@ -75,6 +76,7 @@ def _target(nas_ip: str = "192.0.2.10") -> Target:
         nas_identifier="sw1.example",
         called_station_id="00-1B-2C-3D-4E-5F",
         nas_port=50109,
+        audit_session_id=AUDIT,
     )
 
 
@@ -142,7 +144,8 @@ def test_every_profile_disconnect_is_rfc_5176_with_its_session_attributes(profil
     assert _identifying(attrs) == SESSION[profile]
     values = dict(attrs)
     assert SERVICE_TYPE not in values  # RFC 5176 §3.2: never in a Disconnect-Request
-    assert VSA not in values
+    # Cisco finds the session by its Audit-Session-Id first; no other profile sends a VSA.
+    assert _avpairs(attrs) == ([f"audit-session-id={AUDIT}"] if profile == "cisco" else [])
     assert values[EVENT_TIMESTAMP] == struct.pack("!I", NOW)
     if CALLING in values:
         assert values[CALLING] == MAC.encode()
@@ -157,14 +160,18 @@ def test_every_profile_disconnect_is_rfc_5176_with_its_session_attributes(profil
 @pytest.mark.parametrize("profile", sorted(SESSION))
 def test_every_profile_reauthorize_is_spelled_as_its_nas_expects(profile: str) -> None:
     packet = _request(profile, "reauth")
-    assert (packet[0], packet[1]) == (43, 42)
+    # hostapd NAKs every CoA-Request (405) unless built for Hotspot 2.0: it gets a Disconnect.
+    assert (packet[0], packet[1]) == ((40 if profile == "hostapd" else 43), 42)
     attrs = _verified(packet)
     assert _identifying(attrs) == SESSION[profile]
     values = dict(attrs)
     assert values[EVENT_TIMESTAMP] == struct.pack("!I", NOW)
     if profile == "cisco":
-        assert _avpairs(attrs) == ["subscriber:command=reauthenticate"]
+        assert _avpairs(attrs) == [f"audit-session-id={AUDIT}", "subscriber:command=reauthenticate"]
         assert SERVICE_TYPE not in values
+    elif profile == "hostapd":
+        assert SERVICE_TYPE not in values  # RFC 5176 §3.2: never in a Disconnect-Request
+        assert {k for k, _ in attrs} <= HOSTAPD_ALLOWED
     else:
         assert values[SERVICE_TYPE] == struct.pack("!I", AUTHORIZE_ONLY)  # RFC 5176 §3.1
         assert _avpairs(attrs) == []
@@ -212,7 +219,8 @@ def test_cisco_bounces_the_port_only_for_a_lone_wired_mab_device_changing_vlan(
     why: str, changes: dict[str, Any], command: str
 ) -> None:
     attrs = _verified(_request("cisco", "reauth", job=_job(**changes)))
-    assert _avpairs(attrs) == [f"subscriber:command={command}"], why
+    commands = [a for a in _avpairs(attrs) if a.startswith("subscriber:")]
+    assert commands == [f"subscriber:command={command}"], why
     assert SERVICE_TYPE not in dict(attrs)
 
 
@@ -246,7 +254,7 @@ def _config(tmp_path: Path, client: str, equipment: str | None = None) -> Path:
 def test_clients_take_the_profile_spelling_and_override_it(tmp_path: Path) -> None:
     (cisco,) = load_config(_config(tmp_path, 'profile = "cisco"\n')).clients
     assert (cisco.reauth, cisco.bounce, cisco.disconnect) == ("cisco", "cisco", "rfc5176")
-    assert cisco.coa_session == ("Calling-Station-Id", "Acct-Session-Id")
+    assert cisco.coa_session == ("Calling-Station-Id", "Acct-Session-Id", "Cisco-Audit-Session-Id")
     overrides = (
         'profile = "cisco"\ncoa_bounce = false\ncoa_disconnect = "cisco-port-shutdown"\n'
         'coa_session = ["Acct-Session-Id", "NAS-IP-Address", "Calling-Station-Id"]\n'
@@ -324,11 +332,16 @@ def test_queue_carries_vlan_change_and_counts_the_sessions_on_the_port(store: St
     assert rows["00:10:a4:00:00:01"]["nas_port_id"] == "Gi1/0/1"
 
 
-def test_a_database_from_before_gets_the_vlan_change_column(tmp_path: Path) -> None:
+def test_a_database_from_before_gets_the_new_columns(tmp_path: Path) -> None:
     db = tmp_path / "old.db"
     Store(db).close()
-    with sqlite3.connect(db) as conn:  # as the table was before
+    with sqlite3.connect(db) as conn:  # as the tables were before
         conn.execute("ALTER TABLE coa_jobs DROP COLUMN vlan_change")
+        conn.execute("ALTER TABLE sessions DROP COLUMN audit_session_id")
+        conn.execute(
+            "INSERT INTO sessions (client, nas_ip, session_id, status, started, updated)"
+            " VALUES ('sw', '192.0.2.1', 'S1', 'active', 0, 0)"
+        )
         conn.execute(
             "INSERT INTO coa_jobs (session, kind, reason, requested, requested_by, status)"
             " VALUES (1, 'reauth', 'old', 0, 't', 'ack')"
@@ -337,6 +350,9 @@ def test_a_database_from_before_gets_the_vlan_change_column(tmp_path: Path) -> N
     store = Store(db)
     try:
         assert store.conn.execute("SELECT vlan_change FROM coa_jobs").fetchall() == [(0,)]
+        assert store.conn.execute("SELECT session_id, audit_session_id FROM sessions").fetchall() == [
+            ("S1", None)
+        ]
     finally:
         store.close()
 
@@ -436,8 +452,12 @@ def test_cisco_client_gets_reauthenticate_then_bounce_from_a_running_server(
         server = nac_server_factory(extra_config=extra)
         codes = Codes.from_dictionary(load_dictionary())
         switch = FakeNas(codes, secret=SECRET.encode())
+        # As a Catalyst sends it: the Audit-Session-Id rides in a Cisco-AVPair.
+        audit = attr(VSA, struct.pack("!I", 9) + attr(1, f"audit-session-id={AUDIT}"))
         start = switch.accounting_request(
-            "00-10-a4-23-19-c0", session_id="0A0B0C0D00000012", extra=[attr(87, "GigabitEthernet1/0/9")]
+            "00-10-a4-23-19-c0",
+            session_id="0A0B0C0D00000012",
+            extra=[attr(87, "GigabitEthernet1/0/9"), audit],
         )
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.bind((CISCO_ADDRESS, 0))
@@ -452,7 +472,7 @@ def test_cisco_client_gets_reauthenticate_then_bounce_from_a_running_server(
         (reauth,) = nas.wait(1)
         assert reauth[0] == 43
         attrs = _verified(reauth, SECRET.encode())
-        assert _avpairs(attrs) == ["subscriber:command=reauthenticate"]
+        assert _avpairs(attrs) == [f"audit-session-id={AUDIT}", "subscriber:command=reauthenticate"]
         assert _identifying(attrs) == (CALLING, SESSION_ID)
         assert dict(attrs)[SESSION_ID] == b"0A0B0C0D00000012"
         assert abs(struct.unpack("!I", dict(attrs)[EVENT_TIMESTAMP])[0] - time.time()) < 60
@@ -468,7 +488,7 @@ def test_cisco_client_gets_reauthenticate_then_bounce_from_a_running_server(
         assert len(received) == 2, "the bounce never reached the NAS"
         bounce = _verified(received[1], SECRET.encode())
         assert received[1][0] == 43
-        assert _avpairs(bounce) == ["subscriber:command=bounce-host-port"]
+        assert _avpairs(bounce) == [f"audit-session-id={AUDIT}", "subscriber:command=bounce-host-port"]
         assert _identifying(bounce) == (CALLING, SESSION_ID)
         deadline = time.monotonic() + 10
         rows: list[Any] = []

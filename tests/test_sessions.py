@@ -75,6 +75,43 @@ def test_accounting_event_reads_status_mac_counters_and_tagged_vlan() -> None:
     assert event.nas_port_id == "Gi1/0/3"
 
 
+def _cisco_vsa(*pairs: str) -> bytes:
+    """One Vendor-Specific (Cisco, 9) holding Cisco-AVPair (1) sub-attributes."""
+    subs = b"".join(bytes((1, len(p) + 2)) + p.encode() for p in pairs)
+    return struct.pack("!I", 9) + subs
+
+
+def _with_vsas(status: int, *vsas: bytes, ts: float = 1000.0) -> SessionEvent:
+    attrs = _attrs(status=_u32(status), session=b"s1", calling=b"00-E0-FC-01-02-03")
+    every = [*attrs.items(), *((26, v) for v in vsas)]
+    if vsas:
+        attrs[26] = vsas[0]
+    return CODES.accounting.event(attrs, client="sw1", nas_ip="10.0.0.1", now=ts, attributes=every)
+
+
+def test_accounting_keeps_ciscos_audit_session_id_wherever_it_rides(tmp_path: Path) -> None:
+    # A Catalyst sends many Cisco-AVPairs, in one Vendor-Specific or several.
+    sensor = _cisco_vsa("cdp-tlv=\000\001", "lldp-tlv=x")
+    audit = _cisco_vsa("service-type=Framed", "audit-session-id=0A0000110000001A2B3C4D5E")
+    assert _with_vsas(1, sensor, audit).audit_session_id == "0A0000110000001A2B3C4D5E"
+    assert _with_vsas(1, sensor).audit_session_id is None
+    assert _with_vsas(1).audit_session_id is None
+    # Another vendor's VSA with the same text is not Cisco's.
+    other = struct.pack("!I", 14823) + bytes((1, 42)) + b"audit-session-id=0A0000110000001A2B3C4D5E"
+    assert _with_vsas(1, other).audit_session_id is None
+    # A truncated sub-attribute ends the walk without an error.
+    assert _with_vsas(1, struct.pack("!I", 9) + bytes((1, 60)) + b"audit").audit_session_id is None
+
+    store = Store(tmp_path / "nac.db")
+    try:
+        store.write_batch([], [_with_vsas(1, audit)])
+        store.write_batch([], [_with_vsas(3, ts=1300.0)])  # an Interim-Update without it keeps it
+        [row] = _sessions(store)
+        assert row["audit_session_id"] == "0A0000110000001A2B3C4D5E"
+    finally:
+        store.close()
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
     s = Store(tmp_path / "nac.db")

@@ -162,16 +162,12 @@ class WiredChain:
         return self.authorized() == expected
 
     def supplicant_state(self) -> str:
-        result = _run(
-            "wpa_cli",
-            "-p",
-            str(self.workdir / "wpa-ctrl"),
-            "-i",
-            self.device_if,
-            "status",
-            netns=self.netns,
-            check=False,
-        )
+        return self.wpa_cli("status")
+
+    def wpa_cli(self, *command: str) -> str:
+        """A wpa_cli command to the device's supplicant; its output."""
+        ctrl = str(self.workdir / "wpa-ctrl")
+        result = _run("wpa_cli", "-p", ctrl, "-i", self.device_if, *command, netns=self.netns, check=False)
         return result.stdout
 
     def eap_attempts(self) -> int:

@@ -10,9 +10,10 @@ from nac.errors import ConfigError
 from nac.mac import format_mac, try_parse_mac
 from nac.packet import COA_REQUEST, DISCONNECT_REQUEST
 
-#: How a re-authorization is spelled: RFC 5176 §3.1 Service-Type Authorize-Only, or Cisco's
-#: `subscriber:command=reauthenticate` AV-pair.
-REAUTH: Final = ("rfc5176", "cisco")
+#: How a re-authorization is spelled: RFC 5176 §3.1 Service-Type Authorize-Only, Cisco's
+#: `subscriber:command=reauthenticate` AV-pair, or a Disconnect-Request for a NAS that takes no
+#: CoA-Request (the device authenticates again and gets the new decision).
+REAUTH: Final = ("rfc5176", "cisco", "disconnect")
 #: How a port bounce is spelled: Cisco's `subscriber:command=bounce-host-port`, or none.
 BOUNCE: Final = ("none", "cisco")
 #: How a device is put off the network: an RFC 5176 Disconnect-Request, or Cisco's
@@ -20,7 +21,8 @@ BOUNCE: Final = ("none", "cisco")
 DISCONNECT: Final = ("rfc5176", "cisco-port-shutdown")
 #: The identifying attributes a request may carry (RFC 5176 §3: NAS identification, then
 #: session identification), in the order they are written.  "NAS-IP-Address" stands for
-#: NAS-IPv6-Address when the NAS is reached over IPv6.
+#: NAS-IPv6-Address when the NAS is reached over IPv6; "Cisco-Audit-Session-Id" is the
+#: Cisco-AVPair "audit-session-id=..." that the session's accounting carried.
 SESSION_ATTRIBUTES: Final = (
     "NAS-IP-Address",
     "NAS-Identifier",
@@ -29,6 +31,7 @@ SESSION_ATTRIBUTES: Final = (
     "Called-Station-Id",
     "NAS-Port",
     "Acct-Session-Id",
+    "Cisco-Audit-Session-Id",
 )
 #: What nac sent before profiles said otherwise, and what a profile without `session` sends.
 DEFAULT_SESSION: Final = (
@@ -102,6 +105,8 @@ def plan(kind: str, *, reauth: str, bounce: str, disconnect: str, job: Mapping[s
     if kind == "disconnect":
         if disconnect == "cisco-port-shutdown":
             return Plan(COA_REQUEST, DISABLE_HOST_PORT)
+        return Plan(DISCONNECT_REQUEST, None)
+    if reauth == "disconnect":
         return Plan(DISCONNECT_REQUEST, None)
     if bounce == "cisco" and wants_bounce(job):
         return Plan(COA_REQUEST, BOUNCE_HOST_PORT)
