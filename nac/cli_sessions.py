@@ -7,6 +7,7 @@ from typing import Annotated, Any, Final
 import typer
 
 from nac.cli import DbOption, JsonOption, _errors, _fail, _print_json, _print_table, app
+from nac.enforce import APPLY_MODES as ENFORCE_MODES
 from nac.render import iso_time
 
 _TABLE: Final = (
@@ -138,7 +139,8 @@ def reauth(
     _act("reauth", mac, db, wait, as_json)
 
 
-APPLY_MODES: Final = ("now", "next", "ask")
+# The engine's modes plus "ask", which only the CLI can offer (it needs a terminal).
+APPLY_MODES: Final = (*ENFORCE_MODES, "ask")
 #: Seconds `--apply now|ask` waits for the NASes to answer (the server retries for 7 s).
 APPLY_WAIT: Final = 10.0
 

@@ -8,14 +8,16 @@ server, which holds the NAS secrets, sends them at a bounded rate per NAS.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from nac import session_store
-from nac.mac import parse_mac
-from nac.policy import Context, Decision, Policy
+if TYPE_CHECKING:
+    import sqlite3
 
+    from nac.policy import Decision, Policy
+
+#: What a rule change does to devices on the network: act at once, or at their next
+#: authentication.  The CLI adds its interactive "ask" on top of these.
 APPLY_MODES: Final = ("now", "next")
 
 
@@ -33,6 +35,11 @@ class Change:
 
 def changes(conn: sqlite3.Connection, before: Policy, after: Policy, *, now: float) -> list[Change]:
     """Active sessions whose device the new rules treat differently (action or VLAN)."""
+    # Imported here so that the CLI reads APPLY_MODES without loading the policy engine.
+    from nac import session_store  # noqa: PLC0415
+    from nac.mac import parse_mac  # noqa: PLC0415
+    from nac.policy import Context  # noqa: PLC0415
+
     out = []
     seen: set[tuple[str, str]] = set()
     for row in session_store.query(conn, active=True):
@@ -55,6 +62,8 @@ def enforce(
     conn: sqlite3.Connection, before: Policy, after: Policy, *, reason: str, requested_by: str, now: float
 ) -> list[tuple[Change, list[int]]]:
     """Queue a Disconnect or re-authorize for every session the change affects."""
+    from nac import session_store  # noqa: PLC0415
+
     queued = []
     for change in changes(conn, before, after, now=now):
         ids = session_store.request_action(
