@@ -20,7 +20,7 @@ from nac.conflicts import find_conflicts, shadowed_by
 from nac.enforce import Change, enforce
 from nac.errors import NacError, PolicyError
 from nac.families import Family
-from nac.isotime import format_time, parse_time
+from nac.isotime import format_time, parse_time, span_seconds
 from nac.mac import format_mac, is_multicast, is_randomized, parse_mac
 from nac.oui import Registry, Snapshot, normalize_name
 from nac.policy import ACTIONS, Context, Defaults, Policy, Rule, canonical_match
@@ -31,8 +31,6 @@ from nac.simulate import simulate as replay
 from nac.store import Store, os_user
 
 _DATE_RE: Final = re.compile(r"\d{4}-\d{2}(-\d{2})?")
-_SPAN_RE: Final = re.compile(r"(\d+)\s*([smhdw])")
-_SPAN_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def open_store(db: str | None) -> Store:
@@ -48,9 +46,9 @@ def open_store(db: str | None) -> Store:
 def parse_when(text: str, *, now: datetime | None = None) -> float:
     """An ISO 8601 time (naive means UTC) or a span back from now: ``15m``, ``2h``, ``7d``."""
     now = now or datetime.now(UTC)
-    match = _SPAN_RE.fullmatch(text.strip())
-    if match:
-        return (now - timedelta(seconds=int(match[1]) * _SPAN_UNITS[match[2]])).timestamp()
+    span = span_seconds(text)
+    if span is not None:
+        return (now - timedelta(seconds=span)).timestamp()
     try:
         when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
@@ -607,9 +605,9 @@ class ImportRefusedError(NacError):
 
 def _ahead(text: str, flag: str) -> str:
     """``--starts``/``--expires``: an ISO 8601 time, or a span ahead of now (``7d``)."""
-    match = _SPAN_RE.fullmatch(text.strip())
-    if match:
-        return format_time(datetime.now(UTC).timestamp() + int(match[1]) * _SPAN_UNITS[match[2]])
+    span = span_seconds(text)
+    if span is not None:
+        return format_time(datetime.now(UTC).timestamp() + span)
     return format_time(parse_when(text)) if _looks_iso(text) else _bad_when(text, flag)
 
 

@@ -10,7 +10,6 @@ ten million rows (bench/helpdesk_bench.py measures it).
 
 from __future__ import annotations
 
-import re
 import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -20,6 +19,7 @@ from typing import Any, Final
 
 from nac import store
 from nac.errors import PolicyError
+from nac.isotime import parse_span  # noqa: F401  (nac/config.py and `nac prune` read it here)
 from nac.mac import try_parse_mac
 from nac.policy import Context, Decision, method_class
 from nac.policy import ssid_of as _rule_ssid
@@ -38,19 +38,9 @@ PRUNE_BATCH: Final = 5000
 #: Pause between prune batches, so a waiting writer gets the lock between them.
 PRUNE_PAUSE: Final = 0.005
 
-_SPAN_RE: Final = re.compile(r"(\d+)\s*([smhdw])")
-_SPAN_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 #: Output order: the documented columns first, then the rest, then what helps paging.
 _FIRST: Final = ("time", "mac", "vendor", "action", "vlan", "rule", "reason", "client", "nas_ip", "method")
 _VERBS: Final = {"accept": "accepted", "quarantine": "quarantined", "reject": "rejected"}
-
-
-def parse_span(text: str) -> int:
-    """A span such as ``90d``, ``2h``, ``15m`` in seconds (bad input: :class:`PolicyError`)."""
-    match = _SPAN_RE.fullmatch(text.strip())
-    if not match or int(match[1]) == 0:
-        raise PolicyError(f"{text!r} is not a span: use a number and s, m, h, d or w (15m, 2h, 90d)")
-    return int(match[1]) * _SPAN_UNITS[match[2]]
 
 
 def ssid_of(called_station_id: str | None) -> str | None:

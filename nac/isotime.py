@@ -1,4 +1,5 @@
-"""ISO 8601 times for rules' validity windows: parsed and spelled by hand, with no clock.
+"""ISO 8601 times for rules' validity windows, and spans (``15m``, ``7d``) for the CLI and the
+config: parsed and spelled by hand, with no clock.
 
 The policy core may not read the clock (tests/test_core_purity.py); these functions only do
 calendar arithmetic on what they are given.
@@ -16,6 +17,8 @@ _ISO_TIME_RE: Final = re.compile(
     r"\s*(?:([Zz])|([+-])(\d{2}):?(\d{2}))?"
 )
 _DAYS_IN_MONTH: Final = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+_SPAN_RE: Final = re.compile(r"(\d+)\s*([smhdw])")
+_SPAN_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def parse_time(value: object, *, where: str) -> float:
@@ -70,3 +73,18 @@ def _civil_from_days(days: int) -> tuple[int, int, int]:
 
 def canonical_time(value: object, *, where: str) -> str:
     return format_time(parse_time(value, where=where))
+
+
+def span_seconds(text: str) -> int | None:
+    """The seconds in a span such as ``90d``, ``2h``, ``15m`` (``0m`` is 0), or None if ``text``
+    is not one (it may be a time instead)."""
+    match = _SPAN_RE.fullmatch(text.strip())
+    return int(match[1]) * _SPAN_UNITS[match[2]] if match else None
+
+
+def parse_span(text: str) -> int:
+    """A span such as ``90d``, ``2h``, ``15m`` in seconds (bad input: :class:`PolicyError`)."""
+    seconds = span_seconds(text)
+    if not seconds:
+        raise PolicyError(f"{text!r} is not a span: use a number and s, m, h, d or w (15m, 2h, 90d)")
+    return seconds
