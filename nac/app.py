@@ -20,7 +20,7 @@ from nac.conflicts import find_conflicts, shadowed_by
 from nac.enforce import Change, enforce
 from nac.errors import NacError, PolicyError
 from nac.families import Family
-from nac.isotime import format_time, parse_time, span_seconds
+from nac.isotime import format_time, parse_span, parse_time, span_seconds
 from nac.mac import format_mac, is_multicast, is_randomized, parse_mac
 from nac.oui import Registry, Snapshot, normalize_name
 from nac.policy import ACTIONS, Context, Defaults, Policy, Rule, canonical_match
@@ -441,7 +441,7 @@ class Nac:
 
     def prune(self, older_than: str) -> int:
         """`nac history prune`: delete decisions older than a span (``90d``), in batches."""
-        return helpdesk.prune(self.store.conn, helpdesk.parse_span(older_than))
+        return helpdesk.prune(self.store.conn, parse_span(older_than))
 
     def check_lines(self, lines: Iterable[str]) -> Iterator[dict[str, Any]]:
         """`nac check -`: one result per MAC line (or CSV row); the policy is built once."""

@@ -19,7 +19,7 @@ from typing import Any, Final
 
 from nac import store
 from nac.errors import PolicyError
-from nac.isotime import parse_span  # noqa: F401  (nac/config.py and `nac prune` read it here)
+from nac.isotime import parse_span as parse_span  # noqa: PLC0414 - nac/config.py reads it here
 from nac.mac import try_parse_mac
 from nac.policy import Context, Decision, method_class
 from nac.policy import ssid_of as _rule_ssid
