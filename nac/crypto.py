@@ -13,10 +13,6 @@ from typing import Final
 
 AUTHENTICATOR_LEN: Final = 16
 ZERO_AUTHENTICATOR: Final = bytes(AUTHENTICATOR_LEN)
-#: Message-Authenticator attribute with its value zeroed, as hashed (RFC 3579 §3.2).
-MA_TYPE: Final = 80
-MA_ATTR_LEN: Final = 18
-ZERO_MA_VALUE: Final = bytes(16)
 _HMAC_BLOCK: Final = 64
 _IPAD: Final = bytes(b ^ 0x36 for b in range(256))
 _OPAD: Final = bytes(b ^ 0x5C for b in range(256))
