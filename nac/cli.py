@@ -1,25 +1,42 @@
 """The `nac` command: parse arguments, call one library method, render, map errors to exits.
 
-Exit codes: 0 success, 1 an operation failed (e.g. no such rule), 2 bad input (a bad MAC,
-prefix, flag or file), as the README promises for MAC arguments.
+This module assembles the command line from the command modules (nac/cli_*.py), which share
+their options and helpers through nac/cli_common.py; exit codes are documented there.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from enum import StrEnum
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 
-from nac import cli_run
-from nac.errors import ConfigError, InvalidMacError, InvalidPrefixError, NacError, PolicyError
-from nac.render import table
+from nac import (
+    cli_eap,
+    cli_equipment,
+    cli_helpdesk,
+    cli_policy,
+    cli_profile,
+    cli_registry,
+    cli_run,
+    cli_sessions,
+)
+from nac.cli_common import (
+    Action,
+    Apply,
+    ApplyOption,
+    CsvOption,
+    DbOption,
+    JsonOption,
+    _app,
+    _errors,
+    _fail,
+    _print_json,
+    _registries,
+)
 
 app = typer.Typer(  # its help is _main()'s docstring
     no_args_is_help=True,
@@ -54,78 +71,22 @@ def _main(
 
 rules_app = typer.Typer(help="Manage vendor, prefix, MAC and randomized-MAC rules.", no_args_is_help=True)
 vendors_app = typer.Typer(help="Explore the IEEE registry's organisations.", no_args_is_help=True)
-oui_app = typer.Typer(help="Import and inspect the IEEE registry data.", no_args_is_help=True)
+
+# The command modules' top-level commands, then the groups, in the order `nac --help` lists them
+# (typer lists a group's own commands first, whatever the order of these calls).
+app.add_typer(cli_equipment.app)
+app.add_typer(cli_helpdesk.app)
+app.add_typer(cli_profile.app)
+app.add_typer(cli_sessions.app)
 app.add_typer(rules_app, name="rules")
 app.add_typer(vendors_app, name="vendors")
-app.add_typer(oui_app, name="oui")
-
-DbOption = Annotated[
-    str | None,
-    typer.Option(
-        "--db",
-        help="SQLite database (default: $NAC_DB, else the db of /etc/nac/nac.toml, else ./nac.db).",
-        show_default=False,
-    ),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
-CsvOption = Annotated[bool, typer.Option("--csv", help="Print CSV.")]
-
-
-class Apply(StrEnum):
-    """What a rule change does to devices already on the network (nac/enforce.py)."""
-
-    now = "now"
-    next = "next"
-    ask = "ask"
-
-
-ApplyOption = Annotated[
-    Apply,
-    typer.Option(
-        "--apply",
-        help="now: disconnect or re-authorize devices on the network the change affects; "
-        "next: at their next authentication; ask: list them and ask.",
-    ),
-]
-
-
-class Action(StrEnum):
-    reject = "reject"
-    quarantine = "quarantine"
-    accept = "accept"
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    raise typer.Exit(cli_run.fail(message, code))
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    """Turn the library's errors into one clear line and an exit code."""
-    try:
-        yield
-    except (InvalidMacError, InvalidPrefixError, ConfigError, PolicyError) as exc:
-        _fail(str(exc), 2)
-    except NacError as exc:
-        _fail(str(exc), 1)
-
-
-def _app(db: str | None, *, readonly: bool = False) -> Any:
-    """The library over ``db``.  Commands that only read pass ``readonly``: the database is
-    then opened with SQLite's mode=ro, so they work where they may read but not write, and
-    never create an empty one."""
-    from nac.app import Nac  # noqa: PLC0415 - keeps `nac --help` fast
-
-    return Nac.readonly(db) if readonly else Nac(db)
-
-
-def _print_json(data: object) -> None:
-    typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
-
-
-def _print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
-    for line in table(rows, columns):
-        typer.echo(line)
+app.add_typer(cli_registry.oui_app, name="oui")
+app.add_typer(cli_helpdesk.history_app, name="history")
+app.add_typer(cli_policy.policy_app, name="policy")
+app.add_typer(cli_policy.audit_app, name="audit")
+app.add_typer(cli_eap.users_app, name="users")
+app.add_typer(cli_eap.certs_app, name="certs")
+rules_app.add_typer(cli_policy.rules_app)  # `nac rules simulate`
 
 
 # -- serve --------------------------------------------------------------------------------
@@ -323,10 +284,6 @@ def vendors_search(
     _print_organizations(rows)
 
 
-def _registries(counts: dict[str, int]) -> str:
-    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
-
-
 def _print_organizations(rows: Sequence[dict[str, Any]], indent: str = "") -> None:
     for row in rows:
         typer.echo(f"{indent}{row['prefixes']:>6}  {row['organization']}  ({_registries(row['registries'])})")
@@ -464,16 +421,6 @@ def bench(
         typer.echo(result.format_text())
 
 
-# The helpdesk commands (history, why, stats, web) live in their own module and add themselves to
-# `app`; imported here, after everything they use from this module is defined.
-# So do the policy commands (policy, audit, rules simulate) and the registry ones (oui).
-from nac import cli_equipment, cli_helpdesk, cli_policy, cli_profile, cli_registry, cli_sessions  # noqa: E402, F401
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     command: Callable[..., Any] = typer.main.get_command(app)
     command(args=list(argv) if argv is not None else None, prog_name="nac")
-
-
-# The 802.1X commands (users, certs) add themselves to `app` the same way.
-from nac import cli_eap  # noqa: E402, F401

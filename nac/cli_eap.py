@@ -1,5 +1,4 @@
-"""802.1X commands: `nac users add/list/remove` and `nac certs init` (registered by nac/cli.py),
-and the server's EAP wiring (:func:`eap_server`).
+"""802.1X commands: `nac users add/list/remove` and `nac certs init` (registered by nac/cli.py).
 
 Passwords never come from a flag (it would sit in shell history and `ps`): from stdin when it
 is not a terminal, else from a prompt that asks twice.
@@ -7,24 +6,16 @@ is not a terminal, else from a prompt that asks twice.
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
-from nac.cli import DbOption, JsonOption, _errors, _fail, _print_json, _print_table, app
-
-if TYPE_CHECKING:
-    from nac.eap.config import EapConfig
-    from nac.eap.eap import EapServer
-    from nac.store import Store
+from nac.cli_common import DbOption, JsonOption, _errors, _fail, _print_json, _print_table
 
 users_app = typer.Typer(help="Manage 802.1X users (PEAP and EAP-TTLS passwords).", no_args_is_help=True)
 certs_app = typer.Typer(help="Make certificates for an 802.1X lab.", no_args_is_help=True)
-app.add_typer(users_app, name="users")
-app.add_typer(certs_app, name="certs")
 
 
 def _read_password() -> str:
@@ -137,23 +128,3 @@ def certs_init(
         f'[eap]\ncertificate = "{where / "server.pem"}"\nprivate_key = "{where / "server.key"}"\n'
         f'ca_certificates = "{where / "ca.pem"}"'
     )
-
-
-def eap_server(config: EapConfig | None, store: Store) -> EapServer | None:
-    """The server's EAP side, or None when `[eap]` is absent (802.1X requests are refused)."""
-    if config is None:
-        return None
-    from nac.eap import config as eap_config  # noqa: PLC0415
-    from nac.eap.eap import EapServer  # noqa: PLC0415
-    from nac.eap.keys import MppeCodes  # noqa: PLC0415
-    from nac.eap.users import UserDirectory  # noqa: PLC0415
-    from nac.resources import load_dictionary  # noqa: PLC0415
-
-    if eap_config.is_lab_certificate(config.certificate):
-        logging.getLogger("nac").warning(
-            "802.1X uses a `nac certs init` lab certificate (%s): fine for a lab, never for "
-            "production; supplicants that trust it trust anyone holding its CA key",
-            config.certificate,
-        )
-    settings = eap_config.settings(config, UserDirectory(store.conn))
-    return EapServer(settings, mppe=MppeCodes.from_dictionary(load_dictionary()))

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from nac import cli_run
-from nac.cli import (
+from nac.cli_common import (
     Action,
     CsvOption,
     DbOption,
@@ -23,15 +23,15 @@ from nac.cli import (
     _fail,
     _print_json,
     _print_table,
-    app,
 )
 from nac.render import printable
 
+#: This module's top-level commands; nac/cli.py adds them, and `history_app`, to `nac`.
+app = typer.Typer()
 history_app = typer.Typer(  # its help is history()'s docstring
     invoke_without_command=True,
     no_args_is_help=False,
 )
-app.add_typer(history_app, name="history")
 
 
 @history_app.callback()

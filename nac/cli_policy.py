@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from nac.cli import (
+from nac.cli_common import (
     Action,
     Apply,
     ApplyOption,
@@ -22,15 +22,13 @@ from nac.cli import (
     _fail,
     _print_json,
     _print_table,
-    app,
-    rules_app,
 )
 from nac.render import iso_time
 
 policy_app = typer.Typer(help="Check, import, export and compare policy files.", no_args_is_help=True)
 audit_app = typer.Typer(invoke_without_command=True, no_args_is_help=False)
-app.add_typer(policy_app, name="policy")
-app.add_typer(audit_app, name="audit")
+#: `nac rules simulate`, which nac/cli.py adds to the `rules` group.
+rules_app = typer.Typer()
 
 FileArgument = Annotated[Path, typer.Argument(metavar="FILE", help="A TOML policy file.")]
 

@@ -7,8 +7,11 @@ from typing import Annotated
 
 import typer
 
-from nac.cli import DbOption, JsonOption, _errors, _print_json, _print_table, app
+from nac.cli_common import DbOption, JsonOption, _errors, _print_json, _print_table
 from nac.cli_run import reading
+
+#: This module's top-level commands; nac/cli.py adds them to `nac`.
+app = typer.Typer()
 
 
 @app.command("profile")

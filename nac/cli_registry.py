@@ -9,7 +9,7 @@ from typing import Annotated, Any, Final
 
 import typer
 
-from nac.cli import (
+from nac.cli_common import (
     DbOption,
     JsonOption,
     _app,
@@ -18,8 +18,9 @@ from nac.cli import (
     _print_json,
     _print_table,
     _registries,
-    oui_app,
 )
+
+oui_app = typer.Typer(help="Import and inspect the IEEE registry data.", no_args_is_help=True)
 
 #: Rows per section that the text output of `nac oui import` lists (--json has them all).
 _EXAMPLES: Final = 5

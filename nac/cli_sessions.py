@@ -6,9 +6,12 @@ from typing import Annotated, Any, Final
 
 import typer
 
-from nac.cli import DbOption, JsonOption, _errors, _fail, _print_json, _print_table, app
+from nac.cli_common import DbOption, JsonOption, _errors, _fail, _print_json, _print_table
 from nac.enforce import APPLY_MODES as ENFORCE_MODES
 from nac.render import iso_time
+
+#: This module's top-level commands; nac/cli.py adds them to `nac`.
+app = typer.Typer()
 
 _TABLE: Final = (
     "mac",

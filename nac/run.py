@@ -18,7 +18,7 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from nac import dbfile
 from nac.admission import Engine
@@ -34,7 +34,11 @@ from nac.packet import SPEEDUPS, Codes
 from nac.policy import Policy
 from nac.resources import load_active_registry, load_dictionary, load_families
 from nac.server import Server, claim_ports, take_database_lock
-from nac.store import default_db_path
+from nac.store import Store, default_db_path
+
+if TYPE_CHECKING:
+    from nac.eap.config import EapConfig
+    from nac.eap.eap import EapServer
 
 log = logging.getLogger("nac")
 
@@ -86,9 +90,27 @@ def load_shared(config: Config) -> Shared:
     return Shared(registry, load_families(), Codes.from_dictionary(load_dictionary()))
 
 
-def build_server(config: Config, shared: Shared, configure: Callable[[], Config]) -> Server:
-    from nac.cli_eap import eap_server  # noqa: PLC0415 - OpenSSL only when [eap] is set
+def eap_server(config: EapConfig | None, store: Store) -> EapServer | None:
+    """The server's EAP side, or None when `[eap]` is absent (802.1X requests are refused).
+    Its modules load here, not at the top, so OpenSSL loads only when [eap] is set."""
+    if config is None:
+        return None
+    from nac.eap import config as eap_config  # noqa: PLC0415
+    from nac.eap.eap import EapServer  # noqa: PLC0415
+    from nac.eap.keys import MppeCodes  # noqa: PLC0415
+    from nac.eap.users import UserDirectory  # noqa: PLC0415
 
+    if eap_config.is_lab_certificate(config.certificate):
+        log.warning(
+            "802.1X uses a `nac certs init` lab certificate (%s): fine for a lab, never for "
+            "production; supplicants that trust it trust anyone holding its CA key",
+            config.certificate,
+        )
+    settings = eap_config.settings(config, UserDirectory(store.conn))
+    return EapServer(settings, mppe=MppeCodes.from_dictionary(load_dictionary()))
+
+
+def build_server(config: Config, shared: Shared, configure: Callable[[], Config]) -> Server:
     store = open_store(server_db(config))
     policy = Policy(
         store.rules(), registry=shared.registry, defaults=store.defaults(), families=shared.families
