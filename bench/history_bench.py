@@ -26,7 +26,7 @@ from nac.records import HistoryRecord
 
 
 def _rows(batch: int, start: int) -> list[tuple[object, ...]]:
-    out = []
+    out: list[tuple[object, ...]] = []
     for i in range(start, start + batch):
         mac = f"00:10:a4:{(i >> 16) & 255:02x}:{(i >> 8) & 255:02x}:{i & 255:02x}"
         record = HistoryRecord(
