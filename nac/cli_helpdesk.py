@@ -24,6 +24,7 @@ from nac.cli_common import (
     _print_json,
     _print_table,
 )
+from nac.cli_run import HISTORY_LIMIT, HISTORY_OFFSET, WHY_LATEST
 from nac.render import printable
 
 #: This module's top-level commands; nac/cli.py adds them, and `history_app`, to `nac`.
@@ -51,8 +52,12 @@ def history(
     method: Annotated[str | None, typer.Option("--method", help="mab, eap-tls, peap, ...")] = None,
     since: Annotated[str | None, typer.Option("--since", help="ISO 8601 time or span (15m, 2h, 7d).")] = None,
     until: Annotated[str | None, typer.Option("--until", help="ISO 8601 time or span; before it.")] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many rows.")] = 50,
-    offset: Annotated[int, typer.Option("--offset", min=0, help="Skip this many rows first.")] = 0,
+    limit: Annotated[
+        int, typer.Option("--limit", min=HISTORY_LIMIT.least, help=HISTORY_LIMIT.help)
+    ] = HISTORY_LIMIT.default,
+    offset: Annotated[
+        int, typer.Option("--offset", min=HISTORY_OFFSET.least, help=HISTORY_OFFSET.help)
+    ] = HISTORY_OFFSET.default,
     before: Annotated[
         int | None, typer.Option("--before", metavar="ID", help="Only rows older than row ID (next page).")
     ] = None,
@@ -115,7 +120,9 @@ def history_prune(
 @app.command()
 def why(
     mac: Annotated[str, typer.Argument(metavar="MAC", help="In any common spelling.")],
-    latest: Annotated[int, typer.Option("--latest", min=1, help="List this many decisions.")] = 5,
+    latest: Annotated[
+        int, typer.Option("--latest", min=WHY_LATEST.least, help=WHY_LATEST.help)
+    ] = WHY_LATEST.default,
     as_json: JsonOption = False,
     db: DbOption = None,
 ) -> None:

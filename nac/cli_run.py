@@ -13,7 +13,7 @@ import csv
 import json
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from nac.errors import ConfigError, InvalidMacError, InvalidPrefixError, NacError, PolicyError
 from nac.render import DECISION_COLUMNS, decision_cells, iso_time, table, why_text
@@ -26,6 +26,20 @@ HISTORY_CSV_COLUMNS: Final = (
     *("time", "mac", "vendor", "action", "vlan", "rule", "reason"),
     *("client", "nas_ip", "method"),
 )
+
+
+class Count(NamedTuple):
+    """A whole-number option of a fast command: one definition of its default, least value and
+    help, which nac/entry.py's argparse and the typer command both declare it with."""
+
+    default: int
+    least: int
+    help: str
+
+
+HISTORY_LIMIT: Final = Count(default=50, least=1, help="At most this many rows.")
+HISTORY_OFFSET: Final = Count(default=0, least=0, help="Skip this many rows first.")
+WHY_LATEST: Final = Count(default=5, least=1, help="List this many decisions.")
 _CHECK_COLUMNS: Final = ("line", "mac", "vendor", "prefix", "randomized", "action", "vlan", "rule", "reason")
 _RULE_COLUMNS: Final = (
     *("id", "kind", "value", "action", "vlan", "scope", "mode", "valid", "reason"),

@@ -5,8 +5,9 @@ user waits, so they answer without loading typer, click and pydantic (a quarter 
 this module parses their options with argparse and calls the same functions in nac/cli_run.py
 that the typer commands call, so both print the same thing.  Anything it does not parse
 cleanly (`--help`, an unknown or malformed option, a subcommand) goes to nac.cli, whose
-typer commands give the usage and errors; tests/test_cli.py checks both declare the same
-options.  `nac --version` answers here too.
+typer commands give the usage and errors; tests/test_cli_fast.py checks both declare the same
+options, and the defaults and least values of their counts (`--latest`, `--limit`, `--offset`)
+are nac/cli_run.py's, read by both.  `nac --version` answers here too.
 """
 
 from __future__ import annotations
@@ -15,14 +16,16 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from nac import __version__
+
+if TYPE_CHECKING:
+    from nac.cli_run import Count
 
 #: The commands answered here, by their words (`rules list` is two).
 FAST_COMMANDS = ("check", "history", "why", "rules list")
 _HELP = frozenset({"-h", "--help"})
-_ACTIONS = ("reject", "quarantine", "accept")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -67,6 +70,10 @@ class _Parser(argparse.ArgumentParser):
 
 def parser(name: str) -> argparse.ArgumentParser:
     """The options of fast command ``name``: the typer command's, spelled for argparse."""
+    # Both are imported by the command this parses for anyway (nac.app imports nac.policy).
+    from nac.cli_run import HISTORY_LIMIT, HISTORY_OFFSET, WHY_LATEST  # noqa: PLC0415
+    from nac.policy import ACTIONS  # noqa: PLC0415
+
     p = _Parser(prog=f"nac {name}", add_help=False, allow_abbrev=False)
     p.add_argument("--db", default=None)
     p.add_argument("--json", dest="as_json", action="store_true")
@@ -75,28 +82,30 @@ def parser(name: str) -> argparse.ArgumentParser:
         p.add_argument("--csv", dest="as_csv", action="store_true")
     elif name == "why":
         p.add_argument("mac")
-        p.add_argument("--latest", type=_at_least(1), default=5)
+        _count(p, "--latest", WHY_LATEST)
     elif name == "history":
         for option in ("--mac", "--vendor", "--client", "--port", "--ssid", "--rule", "--method"):
             p.add_argument(option, default=None)
         p.add_argument("--since", default=None)
         p.add_argument("--until", default=None)
-        p.add_argument("--action", choices=_ACTIONS, default=None)
-        p.add_argument("--limit", type=_at_least(1), default=50)
-        p.add_argument("--offset", type=_at_least(0), default=0)
+        p.add_argument("--action", choices=ACTIONS, default=None)
+        _count(p, "--limit", HISTORY_LIMIT)
+        _count(p, "--offset", HISTORY_OFFSET)
         p.add_argument("--before", type=int, default=None)
         p.add_argument("--csv", dest="as_csv", action="store_true")
     return p
 
 
-def _at_least(low: int) -> Callable[[str], int]:
+def _count(p: argparse.ArgumentParser, option: str, spec: Count) -> None:
+    """A whole-number option no less than ``spec.least`` (the typer command's ``min=``)."""
+
     def convert(text: str) -> int:
         value = int(text)  # a ValueError: argparse's error(), so typer reports it
-        if value < low:
+        if value < spec.least:
             raise ValueError(text)
         return value
 
-    return convert
+    p.add_argument(option, type=convert, default=spec.default)
 
 
 def _exit(run: Callable[[], int]) -> NoReturn:

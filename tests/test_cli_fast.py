@@ -16,7 +16,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from nac import entry
+from nac import cli_run, entry
 from nac.app import Nac
 from nac.cli import app
 from tests.helpdesk_rows import decision, write
@@ -70,6 +70,29 @@ def test_fast_path_declares_the_typer_commands_options(name: str) -> None:
     fast_arguments = [a.dest for a in parser._actions if not a.option_strings]
     assert fast_options == {k: v for k, v in typer_options.items() if k not in ("-h", "--help")}
     assert fast_arguments == typer_arguments
+
+
+@pytest.mark.parametrize(
+    ("name", "option", "spec"),
+    [
+        ("why", "--latest", cli_run.WHY_LATEST),
+        ("history", "--limit", cli_run.HISTORY_LIMIT),
+        ("history", "--offset", cli_run.HISTORY_OFFSET),
+    ],
+)
+def test_fast_path_and_typer_share_each_counts_default_and_least(
+    name: str, option: str, spec: cli_run.Count
+) -> None:
+    """One definition (nac/cli_run.py) of what both parsers check: the default, and the least
+    value (one less goes to typer, which reports it)."""
+    (param,) = [p for p in _typer_command(name).params if option in p.opts]
+    assert (param.default, param.min, param.help) == (spec.default, spec.least, spec.help)
+    args = [XIRCOM] if name == "why" else []
+    parser = entry.parser(name)
+    assert getattr(parser.parse_args(args), param.name) == spec.default
+    assert getattr(parser.parse_args([*args, option, str(spec.least)]), param.name) == spec.least
+    assert entry.fast([name, *args, option, str(spec.least)]) is not None
+    assert entry.fast([name, *args, option, str(spec.least - 1)]) is None  # typer reports it
 
 
 @pytest.mark.parametrize(
