@@ -4,11 +4,31 @@ them through a running server and a real supplicant (which coverage does not fol
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
+from fakenas import FakeNas, values
+from OpenSSL import SSL
 
+from nac.admission import Engine
+from nac.eap import mschapv2
+from nac.eap.certs import init as certs_init
 from nac.eap.md5 import CHALLENGE_LEN, TYPE_MD5, EapMd5
 from nac.eap.method import Done, Failed
+from nac.eap.peap import TYPE_EXTENSIONS, TYPE_IDENTITY, TYPE_MSCHAPV2
+from nac.oui import Registry, registry_from_manuf
+from nac.packet import Codes
+from tests.test_eap_radius import (
+    ACCESS_ACCEPT,
+    ACCESS_REJECT,
+    MANUF,
+    REPLY_MESSAGE,
+    TlsPeer,
+    converse,
+    make_engine,
+    mppe_keys,
+)
 
 CHALLENGE = bytes(range(CHALLENGE_LEN))
 PASSWORDS = {"bob": "s3cret"}
@@ -63,3 +83,166 @@ def test_md5_user_not_enrolled_for_md5_is_refused_before_any_hashing() -> None:
 )
 def test_md5_malformed_response_is_refused(data: bytes) -> None:
     assert _md5().process(data) == Failed("eap-md5: malformed response")
+
+
+# -- PEAPv0 with EAP-MSCHAPv2 inside, through the admission engine ----------------------------
+
+PEER_CHALLENGE = bytes(range(100, 116))
+
+
+class PeapPeer:
+    """The supplicant's side of PEAPv0 phase 2 ([MS-PEAP]): inner EAP without its header,
+    except the Extensions packet that carries the Result TLV."""
+
+    def __init__(self, pki: Path, *, password: str, user: bytes = b"alice") -> None:
+        ctx = SSL.Context(SSL.TLS_METHOD)
+        ctx.set_max_proto_version(SSL.TLS1_2_VERSION)
+        ctx.load_verify_locations(str(pki / "lab" / "ca.pem"))
+        ctx.set_verify(SSL.VERIFY_PEER)
+        self.tls = TlsPeer(ctx, eap_type=25)
+        self.password_hash = mschapv2.nt_hash(password)
+        self.user = user
+        self.inner: list[bytes] = []  # what the server sent inside the tunnel
+        #: How the peer answers each inner request; tests replace one to misbehave.
+        self.answer: dict[int, Callable[[bytes], bytes]] = {
+            TYPE_IDENTITY: lambda _req: bytes((TYPE_IDENTITY,)) + user,
+            TYPE_MSCHAPV2: self._mschapv2,
+            TYPE_EXTENSIONS: self._result,
+        }
+        self.server_proof = b""
+
+    def respond(self, _eap_type: int, data: bytes) -> bytes:
+        out = self.tls.respond(data)
+        if not self.tls.app_data:
+            return out
+        request, self.tls.app_data = self.tls.app_data, b""
+        self.inner.append(request)
+        kind = request[4] if request[0] == 1 and len(request) > 4 else request[0]  # full or bare
+        return self.tls.send_app(self.answer[kind](request))
+
+    def _mschapv2(self, request: bytes) -> bytes:
+        op, ms_id = request[1], request[2]
+        if op == 3:  # Success: the server proved it knows the password hash too
+            self.server_proof = request[5:]
+            return bytes((TYPE_MSCHAPV2, 3))
+        challenge = request[6:22]
+        nt = mschapv2.nt_response(challenge, PEER_CHALLENGE, self.user, self.password_hash)
+        value = PEER_CHALLENGE + bytes(8) + nt + b"\x00"
+        body = bytes((len(value),)) + value + self.user
+        return bytes((TYPE_MSCHAPV2, 2, ms_id)) + (4 + len(body)).to_bytes(2, "big") + body
+
+    @staticmethod
+    def _result(request: bytes, status: int = 1) -> bytes:
+        tlv = bytes((0x80, 0x03, 0x00, 0x02, 0x00, status))
+        return bytes((2, request[1])) + (5 + len(tlv)).to_bytes(2, "big") + bytes((TYPE_EXTENSIONS,)) + tlv
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("pki")
+    certs_init(path / "lab")
+    return path
+
+
+@pytest.fixture(scope="module")
+def registry() -> Registry:
+    return registry_from_manuf(MANUF, source="test", date="2026-01")
+
+
+@pytest.fixture
+def peap_engine(codes: Codes, registry: Registry, pki: Path) -> Engine:
+    return make_engine(codes, registry, pki, methods=("peap",))
+
+
+@pytest.fixture
+def nas(codes: Codes) -> FakeNas:
+    return FakeNas(codes)
+
+
+def test_peap_mschapv2_authenticates_both_ways_and_hands_out_the_tunnel_keys(
+    peap_engine: Engine, nas: FakeNas, pki: Path
+) -> None:
+    peer = PeapPeer(pki, password="correct horse")
+    sent: list[bytes] = []
+    original = nas.fresh_authenticator
+
+    def remember() -> bytes:
+        sent.append(original())
+        return sent[-1]
+
+    nas.fresh_authenticator = remember  # type: ignore[method-assign]
+    outcome, _ = converse(peap_engine, nas, peer.respond)
+    assert outcome.reply[0] == ACCESS_ACCEPT, values(outcome.reply, REPLY_MESSAGE)
+    assert outcome.record is not None
+    assert (outcome.record.method, outcome.record.user_name) == ("peap", "alice")
+    # Inner identity, MSCHAPv2 challenge, MSCHAPv2 success, then the Result TLV in a full packet.
+    assert [m[0] for m in peer.inner[:3]] == [TYPE_IDENTITY, TYPE_MSCHAPV2, TYPE_MSCHAPV2]
+    assert peer.inner[3][4] == TYPE_EXTENSIONS
+    challenge = peer.inner[1][6:22]
+    nt = mschapv2.nt_response(challenge, PEER_CHALLENGE, b"alice", peer.password_hash)
+    proof = mschapv2.authenticator_response(peer.password_hash, nt, PEER_CHALLENGE, challenge, b"alice")
+    assert peer.server_proof == proof + b" M=Authentication succeeded"
+    msk = peer.tls.conn.export_keying_material(b"client EAP encryption", 64)
+    assert mppe_keys(outcome.reply, nas.secret, sent[-1]) == {17: msk[:32], 16: msk[32:64]}
+
+
+@pytest.mark.parametrize(
+    ("password", "user", "reason"),
+    [
+        ("wrong", b"alice", "peap: wrong password for 'alice'"),
+        ("correct horse", b"mallory", "peap: unknown user 'mallory'"),
+    ],
+)
+def test_peap_refuses_a_wrong_password_or_an_unknown_user(
+    peap_engine: Engine, nas: FakeNas, pki: Path, password: str, user: bytes, reason: str
+) -> None:
+    outcome, _ = converse(peap_engine, nas, PeapPeer(pki, password=password, user=user).respond)
+    assert outcome.reply[0] == ACCESS_REJECT
+    assert outcome.record is not None
+    assert outcome.record.reason.endswith(reason)
+
+
+def _misbehave(peer: PeapPeer, kind: int, answer: Callable[[bytes], bytes]) -> None:
+    peer.answer[kind] = answer
+
+
+@pytest.mark.parametrize(
+    ("kind", "answer", "reason"),
+    [
+        (TYPE_MSCHAPV2, lambda _r: bytes((3, 26)), "peap: the peer refused EAP-MSCHAPv2 inside the tunnel"),
+        (TYPE_MSCHAPV2, lambda _r: bytes((26, 2, 1, 0)), "peap: malformed MSCHAPv2 response"),
+        (TYPE_IDENTITY, lambda _r: b"\x02alice", "peap: no inner identity"),
+        (
+            TYPE_EXTENSIONS,
+            lambda r: PeapPeer._result(r, status=2),
+            "peap: the peer reported failure in its Result TLV",
+        ),
+        (TYPE_EXTENSIONS, lambda r: bytes((2, r[1], 0, 5, 33)), "peap: no Result TLV in the peer's answer"),
+    ],
+    ids=["inner-nak", "short-mschapv2", "no-identity", "result-failure", "no-result-tlv"],
+)
+def test_peap_refuses_a_peer_that_breaks_phase_two(
+    peap_engine: Engine, nas: FakeNas, pki: Path, kind: int, answer: Callable[[bytes], bytes], reason: str
+) -> None:
+    peer = PeapPeer(pki, password="correct horse")
+    _misbehave(peer, kind, answer)
+    outcome, _ = converse(peap_engine, nas, peer.respond)
+    assert outcome.reply[0] == ACCESS_REJECT
+    assert outcome.record is not None
+    assert outcome.record.reason.endswith(reason)
+
+
+def test_peap_refuses_a_mschapv2_response_to_another_challenge(
+    peap_engine: Engine, nas: FakeNas, pki: Path
+) -> None:
+    peer = PeapPeer(pki, password="correct horse")
+    honest = peer.answer[TYPE_MSCHAPV2]
+
+    def other_ms_id(request: bytes) -> bytes:
+        answer = honest(request)
+        return answer[:2] + bytes(((answer[2] + 1) & 0xFF,)) + answer[3:]
+
+    peer.answer[TYPE_MSCHAPV2] = other_ms_id
+    outcome, _ = converse(peap_engine, nas, peer.respond)
+    assert outcome.record is not None
+    assert outcome.record.reason.endswith("peap: MSCHAPv2 response to another challenge")
