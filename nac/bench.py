@@ -15,15 +15,16 @@ Message-Authenticator are computed per request and a server's duplicate cache (R
 §2.2.2) can never answer from memory.  Each reply's Response Authenticator is checked
 (RFC 2865 §3) before it counts.
 
-The hot loop is written for speed (one core pushes well over 50,000 requests/s); the
-client's own CPU time is reported so a reader can tell whether the generator, rather than
-the server, was the bottleneck.
+The attribute numbers come from the RADIUS dictionary by name, resolved once per process.
+The hot loop is written for speed; the client's own CPU time is reported so a reader can
+tell whether the generator, rather than the server, was the bottleneck.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import hashlib
 import json
 import math
@@ -71,7 +72,6 @@ _RANDOM_CHUNK: Final = 16 * 4096
 _SOCKET_BUFFER: Final = 4 << 20
 
 _ZERO16: Final = bytes(16)
-_MA_HEADER: Final = bytes((80, 18))
 _CODE_ID: Final = tuple(bytes((ACCESS_REQUEST, i)) for i in range(256))
 
 # --------------------------------------------------------------------------- MAC mix
@@ -152,25 +152,69 @@ def _attr(kind: int, value: bytes) -> bytes:
     return bytes((kind, len(value) + 2)) + value
 
 
+@dataclass(frozen=True, kw_only=True)
+class _Numbers:
+    """What a MAB request carries, by number: attribute types and the two named values."""
+
+    user_name: int
+    user_password: int
+    calling_station_id: int
+    service_type: int
+    call_check: int  # Service-Type value
+    nas_ip_address: int
+    nas_port_type: int
+    ethernet: int  # NAS-Port-Type value
+    nas_port: int
+    message_authenticator: int
+
+    @property
+    def ma_header(self) -> bytes:
+        """Message-Authenticator's type and length (RFC 3579 §3.2: 16 octets of value)."""
+        return bytes((self.message_authenticator, 18))
+
+
+@functools.cache
+def _numbers() -> _Numbers:
+    """The numbers, by name from the RADIUS dictionary: once per process, before any request."""
+    # The dictionary (and pyrad) only when requests are built: importing the module stays cheap.
+    from nac.packet import Codes  # noqa: PLC0415
+    from nac.resources import load_dictionary  # noqa: PLC0415
+
+    codes = Codes.from_dictionary(load_dictionary())
+    port_types = {name: number for number, name in codes.nas_port_type_names.items()}
+    return _Numbers(
+        user_name=codes.user_name,
+        user_password=codes.user_password,
+        calling_station_id=codes.calling_station_id,
+        service_type=codes.service_type,
+        call_check=codes.service_type_call_check,
+        nas_ip_address=codes.nas_ip_address,
+        nas_port_type=codes.nas_port_type,
+        ethernet=port_types["Ethernet"],
+        nas_port=codes.nas_port,
+        message_authenticator=codes.message_authenticator,
+    )
+
+
 # A template: length field, User-Name + User-Password header, password blocks as ints, and
 # the attributes after User-Password.
 _Template = tuple[bytes, bytes, tuple[int, ...], bytes]
 
 
-def _template(mac: str, nas_port: int) -> _Template:
+def _template(mac: str, nas_port: int, numbers: _Numbers) -> _Template:
     password = mac.encode()
     if not 0 < len(password) <= 128:
         raise ValueError(f"MAC {mac!r}: User-Password must be 1..128 octets")
     padded = password + bytes(-len(password) % 16)
     blocks = tuple(int.from_bytes(padded[i : i + 16], "big") for i in range(0, len(padded), 16))
-    head = _attr(1, password) + bytes((2, len(padded) + 2))  # User-Name, User-Password header
+    head = _attr(numbers.user_name, password) + bytes((numbers.user_password, len(padded) + 2))
     tail = b"".join(
         (
-            _attr(31, password),  # Calling-Station-Id
-            _attr(6, (10).to_bytes(4, "big")),  # Service-Type = Call-Check
-            _attr(4, bytes((127, 0, 0, 1))),  # NAS-IP-Address
-            _attr(61, (15).to_bytes(4, "big")),  # NAS-Port-Type = Ethernet
-            _attr(5, nas_port.to_bytes(4, "big")),  # NAS-Port
+            _attr(numbers.calling_station_id, password),
+            _attr(numbers.service_type, numbers.call_check.to_bytes(4, "big")),
+            _attr(numbers.nas_ip_address, bytes((127, 0, 0, 1))),
+            _attr(numbers.nas_port_type, numbers.ethernet.to_bytes(4, "big")),
+            _attr(numbers.nas_port, nas_port.to_bytes(4, "big")),
         )
     )
     length = 20 + 18 + len(head) + len(padded) + len(tail)
@@ -185,13 +229,14 @@ def _nas_port(i: int) -> int:
 
 def build_request(mac: str, secret: bytes, identifier: int, authenticator: bytes) -> bytes:
     """One MAB Access-Request exactly as :func:`run` sends it (for tests and tools)."""
-    length, head, blocks, tail = _template(mac, _nas_port(0))
+    numbers = _numbers()
+    length, head, blocks, tail = _template(mac, _nas_port(0), numbers)
     hidden = bytearray()
     last = authenticator
     for block in blocks:
         last = (block ^ int.from_bytes(hashlib.md5(secret + last).digest(), "big")).to_bytes(16, "big")
         hidden += last
-    pre = bytes((ACCESS_REQUEST, identifier)) + length + authenticator + _MA_HEADER
+    pre = bytes((ACCESS_REQUEST, identifier)) + length + authenticator + numbers.ma_header
     post = head + hidden + tail
     return pre + HmacMd5(secret).digest(pre + _ZERO16 + post) + post
 
@@ -367,7 +412,8 @@ def run(
     mac_list = list(macs) if macs is not None else default_macs(_DEFAULT_MIX)
     if not mac_list:
         raise ValueError("macs must not be empty")
-    templates = [_template(mac, _nas_port(i)) for i, mac in enumerate(mac_list)]
+    numbers = _numbers()
+    templates = [_template(mac, _nas_port(i), numbers) for i, mac in enumerate(mac_list)]
 
     n_socks = -(-window // MAX_IN_FLIGHT_PER_SOCKET)
     socks = _open_sockets(host, port, n_socks)
@@ -376,6 +422,7 @@ def run(
             socks,
             secret,
             templates=templates,
+            ma_header=numbers.ma_header,
             count=count,
             duration=duration,
             window=window,
@@ -443,6 +490,7 @@ def _loop(  # one flat hot loop, on purpose
     secret: bytes,
     *,
     templates: list[_Template],
+    ma_header: bytes,
     count: int | None,
     duration: float | None,
     window: int,
@@ -458,7 +506,6 @@ def _loop(  # one flat hot loop, on purpose
     clock = time.perf_counter_ns
     urandom = os.urandom
     code_id = _CODE_ID
-    ma_header = _MA_HEADER
     zero16 = _ZERO16
     n_templates = len(templates)
 
