@@ -17,6 +17,15 @@ from nac.eap.certs import init as certs_init
 from nac.eap.md5 import CHALLENGE_LEN, TYPE_MD5, EapMd5
 from nac.eap.method import Done, Failed
 from nac.eap.peap import TYPE_EXTENSIONS, TYPE_IDENTITY, TYPE_MSCHAPV2
+from nac.eap.ttls import (
+    MICROSOFT,
+    MS_CHAP2_SUCCESS,
+    MS_CHAP_CHALLENGE,
+    USER_NAME,
+    AvpError,
+    decode_avps,
+    encode_avp,
+)
 from nac.oui import Registry, registry_from_manuf
 from nac.packet import Codes
 from tests.test_eap_radius import (
@@ -246,3 +255,132 @@ def test_peap_refuses_a_mschapv2_response_to_another_challenge(
     outcome, _ = converse(peap_engine, nas, peer.respond)
     assert outcome.record is not None
     assert outcome.record.reason.endswith("peap: MSCHAPv2 response to another challenge")
+
+
+# -- EAP-TTLS: the AVPs in the tunnel, and MSCHAPv2 bound to it (RFC 5281 §11.2.4) -------------
+
+
+def test_avps_are_read_by_vendor_and_code_padded_to_four_octets_first_value_kept() -> None:
+    data = (
+        encode_avp(0, 1, b"alice")  # 13 octets, padded to 16
+        + encode_avp(MICROSOFT, 11, b"c" * 16)
+        + encode_avp(0, 1, b"mallory")
+    )
+    assert decode_avps(data) == {USER_NAME: b"alice", MS_CHAP_CHALLENGE: b"c" * 16}
+    assert decode_avps(b"") == {}
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        (encode_avp(0, 1, b"alice")[:6], "AVP header cut short"),
+        (b"\x00\x00\x00\x01\x40\x00\x00\x07", "AVP 1 has length 7"),  # shorter than its header
+        (b"\x00\x00\x00\x01\x40\x00\x00\x20abc", "AVP 1 has length 32"),  # past the end
+        (b"\x00\x00\x00\x0b\xc0\x00\x00\x0a\x00\x00", "AVP 11 has length 10"),  # vendor header is 12
+    ],
+)
+def test_malformed_avps_are_refused(data: bytes, error: str) -> None:
+    with pytest.raises(AvpError, match=error):
+        decode_avps(data)
+
+
+class TtlsPeer:
+    """The supplicant's side of EAP-TTLS phase 2: one flight of AVPs once the handshake is done."""
+
+    def __init__(self, pki: Path, credentials: Callable[[TtlsPeer], bytes]) -> None:
+        ctx = SSL.Context(SSL.TLS_METHOD)
+        ctx.set_max_proto_version(SSL.TLS1_2_VERSION)
+        ctx.load_verify_locations(str(pki / "lab" / "ca.pem"))
+        ctx.set_verify(SSL.VERIFY_PEER)
+        self.tls = TlsPeer(ctx, eap_type=21)
+        self.credentials = credentials
+        self.sent = False
+        self.after_success = b""  # what the peer sends once the server proved itself
+        self.success: dict[tuple[int, int], bytes] = {}
+
+    def respond(self, _eap_type: int, data: bytes) -> bytes:
+        out = self.tls.respond(data)
+        if self.tls.app_data:
+            self.success, self.tls.app_data = decode_avps(self.tls.app_data), b""
+            return self.tls.send_app(self.after_success) if self.after_success else b"\x00"
+        if out == b"\x00" and not self.sent and self.tls.conn.get_state_string().endswith(b"successfully"):
+            self.sent = True
+            avps = self.credentials(self)
+            return self.tls.send_app(avps) if avps else b"\x00"
+        return out
+
+    def bound_challenge(self) -> bytes:
+        return self.tls.conn.export_keying_material(b"ttls challenge", 17)
+
+
+def mschapv2_avps(
+    password: str, *, user: bytes = b"alice", challenge: bytes | None = None, ident: int | None = None
+) -> Callable[[TtlsPeer], bytes]:
+    def credentials(peer: TtlsPeer) -> bytes:
+        bound = peer.bound_challenge()
+        chal = bound[:16] if challenge is None else challenge
+        nt = mschapv2.nt_response(chal, PEER_CHALLENGE, user, mschapv2.nt_hash(password))
+        response = bytes((bound[16] if ident is None else ident, 0)) + PEER_CHALLENGE + bytes(8) + nt
+        return (
+            encode_avp(0, 1, user) + encode_avp(MICROSOFT, 11, chal) + encode_avp(MICROSOFT, 25, response)
+        )
+
+    return credentials
+
+
+@pytest.fixture
+def ttls_engine(codes: Codes, registry: Registry, pki: Path) -> Engine:
+    return make_engine(codes, registry, pki, methods=("ttls",))
+
+
+def test_ttls_mschapv2_authenticates_both_ways_with_a_tunnel_bound_challenge(
+    ttls_engine: Engine, nas: FakeNas, pki: Path
+) -> None:
+    peer = TtlsPeer(pki, mschapv2_avps("correct horse"))
+    outcome, _ = converse(ttls_engine, nas, peer.respond)
+    assert outcome.reply[0] == ACCESS_ACCEPT, values(outcome.reply, REPLY_MESSAGE)
+    assert outcome.record is not None
+    assert (outcome.record.method, outcome.record.user_name) == ("ttls", "alice")
+    bound = peer.bound_challenge()
+    password_hash = mschapv2.nt_hash("correct horse")
+    nt = mschapv2.nt_response(bound[:16], PEER_CHALLENGE, b"alice", password_hash)
+    proof = mschapv2.authenticator_response(password_hash, nt, PEER_CHALLENGE, bound[:16], b"alice")
+    assert peer.success == {MS_CHAP2_SUCCESS: bound[16:17] + proof}
+
+
+@pytest.mark.parametrize(
+    ("credentials", "reason"),
+    [
+        (mschapv2_avps("wrong"), "ttls: wrong password for 'alice'"),
+        (mschapv2_avps("correct horse", user=b"mallory"), "ttls: unknown user 'mallory'"),
+        (mschapv2_avps("correct horse", challenge=bytes(16)), "ttls: MSCHAPv2 challenge not derived"),
+        (lambda p: mschapv2_avps("correct horse", ident=p.bound_challenge()[16] ^ 1)(p), "Ident not derived"),
+        (lambda _p: encode_avp(0, 1, b"mallory") + encode_avp(0, 2, b"x"), "ttls: unknown user 'mallory'"),
+        (lambda _p: encode_avp(0, 79, b"\x02\x00\x00\x05\x01"), "EAP inside the tunnel is not supported"),
+        (lambda _p: encode_avp(0, 2, b"correct horse"), "ttls: no User-Name in the tunnel"),
+        (lambda _p: encode_avp(0, 1, b"alice"), "ttls: neither PAP nor MSCHAPv2 credentials"),
+        (lambda _p: encode_avp(0, 1, b"alice")[:6], "ttls: AVP header cut short"),
+        (lambda _p: b"", "ttls: the peer sent no credentials"),
+    ],
+    ids=[
+        "wrong-password", "unknown-user", "foreign-challenge", "foreign-ident", "pap-unknown-user",
+        "inner-eap", "no-user-name", "no-credentials", "malformed-avp", "empty",
+    ],
+)
+def test_ttls_refuses_credentials_it_cannot_verify(
+    ttls_engine: Engine, nas: FakeNas, pki: Path, credentials: Callable[[TtlsPeer], bytes], reason: str
+) -> None:
+    outcome, _ = converse(ttls_engine, nas, TtlsPeer(pki, credentials).respond)
+    assert outcome.reply[0] == ACCESS_REJECT
+    assert outcome.record is not None
+    assert reason in outcome.record.reason
+
+
+def test_ttls_refuses_data_after_mschapv2_success(ttls_engine: Engine, nas: FakeNas, pki: Path) -> None:
+    # RFC 5281 §11.2.4: the peer acknowledges the server's proof with an empty response.
+    peer = TtlsPeer(pki, mschapv2_avps("correct horse"))
+    peer.after_success = encode_avp(0, 1, b"alice")
+    outcome, _ = converse(ttls_engine, nas, peer.respond)
+    assert outcome.reply[0] == ACCESS_REJECT
+    assert outcome.record is not None
+    assert outcome.record.reason.endswith("ttls: data after MS-CHAP2-Success")
