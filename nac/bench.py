@@ -17,21 +17,19 @@ Message-Authenticator are computed per request and a server's duplicate cache (R
 
 The attribute numbers come from the RADIUS dictionary by name, resolved once per process.
 The hot loop is written for speed; the client's own CPU time is reported so a reader can
-tell whether the generator, rather than the server, was the bottleneck.
+tell whether the generator, rather than the server, was the bottleneck.  Its command line is
+nac/cli_bench.py's: `nac bench`, or `python -m nac.bench`.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import functools
 import hashlib
-import json
 import math
 import os
 import select
 import socket
-import sys
 import time
 from array import array
 from collections import deque
@@ -708,51 +706,7 @@ def _loop(  # one flat hot loop, on purpose
 
 # --------------------------------------------------------------------------- python -m
 
-
-def _main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m nac.bench", description="MAB Access-Request load generator."
-    )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=1812)
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("--secret", help="shared secret (prefer --secret-file)")
-    group.add_argument("--secret-file", help="file holding the shared secret")
-    amount = parser.add_mutually_exclusive_group()
-    amount.add_argument("--count", type=int)
-    amount.add_argument("--duration", type=float)
-    parser.add_argument("--window", type=int, default=128)
-    parser.add_argument("--timeout", type=float, default=2.0)
-    parser.add_argument("--retries", type=int, default=0)
-    parser.add_argument(
-        "--rate", type=float, help="requests/s to pace at (default: as fast as the window allows)"
-    )
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
-    args = parser.parse_args(argv)
-    if args.secret_file:
-        with open(args.secret_file, "rb") as f:
-            secret = f.read().strip()
-    elif args.secret:
-        secret = args.secret.encode()
-    else:
-        parser.error("one of --secret or --secret-file is required")
-    result = run(
-        host=args.host,
-        port=args.port,
-        secret=secret,
-        count=args.count,
-        duration=args.duration,
-        window=args.window,
-        timeout=args.timeout,
-        retries=args.retries,
-        rate=args.rate,
-    )
-    if args.json:
-        print(json.dumps(result.as_dict(), indent=2))
-    else:
-        print(result.format_text())
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(_main())
+    from nac.cli_bench import main
+
+    main()

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from nac import (
+    cli_bench,
     cli_eap,
     cli_equipment,
     cli_helpdesk,
@@ -74,6 +75,7 @@ vendors_app = typer.Typer(help="Explore the IEEE registry's organisations.", no_
 
 # The command modules' top-level commands, then the groups, in the order `nac --help` lists them
 # (typer lists a group's own commands first, whatever the order of these calls).
+app.add_typer(cli_bench.app)
 app.add_typer(cli_equipment.app)
 app.add_typer(cli_helpdesk.app)
 app.add_typer(cli_profile.app)
@@ -363,62 +365,6 @@ def vendors_review(db: DbOption = None, as_json: JsonOption = False) -> None:
         typer.echo(f"  {row['family']:<10} {row['field']}: {row['value']}")
     if not report["unmatched"]:
         typer.echo("  none")
-
-
-@app.command()
-def bench(
-    secret_file: Annotated[
-        Path,
-        typer.Option("--secret-file", help="File holding the shared secret (never a flag: ps shows flags)."),
-    ],
-    host: Annotated[str, typer.Option("--host", help="Server address.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="Authentication port.")] = 1812,
-    count: Annotated[int | None, typer.Option("--count", min=1, help="Requests to send.")] = None,
-    duration: Annotated[
-        float | None, typer.Option("--duration", min=0.1, help="Seconds to send for.")
-    ] = None,
-    window: Annotated[int, typer.Option("--window", min=1, help="Requests in flight.")] = 128,
-    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for a reply.")] = 2.0,
-    rate: Annotated[
-        float | None,
-        typer.Option("--rate", min=1, help="Requests/s to pace at (default: as fast as the window allows)."),
-    ] = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Load a RADIUS server with MAB requests (allowed, quarantined and banned MACs in every
-    spelling) and report requests/s, latency percentiles and reply counts.
-
-    Example: nac bench --secret-file /etc/nac/bench.secret --duration 10 --window 128
-
-    With --rate, the latency at a given load (e.g. 80 % of the peak the first form measured).
-    """
-    from nac import bench as load  # noqa: PLC0415
-
-    if count is not None and duration is not None:
-        _fail("--count and --duration exclude each other", 2)
-    try:
-        secret = secret_file.read_bytes().strip()
-    except OSError as exc:
-        _fail(f"{secret_file}: cannot read: {exc.strerror}", 2)
-    if not secret:
-        _fail(f"{secret_file}: the secret is empty", 2)
-    try:
-        result = load.run(
-            host=host,
-            port=port,
-            secret=secret,
-            count=count,
-            duration=duration,
-            window=window,
-            timeout=timeout,
-            rate=rate,
-        )
-    except (ValueError, OSError) as exc:
-        _fail(str(exc), 2)
-    if as_json:
-        _print_json(result.as_dict())
-    else:
-        typer.echo(result.format_text())
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -6,15 +6,21 @@ import hmac
 import json
 import re
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from nac.bench import BenchResult, build_request, default_macs, run
+from nac.cli import app
 from nac.crypto import HmacMd5, response_authenticator, unhide_password
+from tests.interop import subprocess_env
 
 SECRET = b"testing123"
 
@@ -334,3 +340,73 @@ def test_result_reports() -> None:
 def test_bad_arguments(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         run(secret=SECRET, **kwargs)  # type: ignore[arg-type]
+
+
+# -- the command line: `nac bench` and `python -m nac.bench` are one typer command ---------------
+
+BENCH_OPTIONS = (
+    *("--secret-file", "--secret", "--host", "--port", "--count", "--duration"),
+    *("--window", "--timeout", "--retries", "--rate", "--json"),
+)
+
+
+def test_nac_bench_help_lists_every_option_from_typer() -> None:
+    result = CliRunner().invoke(app, ["bench", "--help"])
+    assert result.exit_code == 0
+    assert "Example: nac bench --secret-file" in result.stdout
+    for option in BENCH_OPTIONS:
+        assert re.search(rf"{re.escape(option)}\b(?!-)", result.stdout), option
+
+
+def test_nac_bench_reads_the_secret_file_and_prints_json(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_bytes(SECRET + b"\n")
+    with responder() as (host, port, seen):
+        result = CliRunner().invoke(
+            app,
+            [
+                *("bench", "--secret-file", str(secret), "--host", host, "--port", str(port)),
+                *("--count", "30", "--window", "4", "--retries", "1", "--json"),
+            ],
+        )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert (report["sent"], report["received"], report["codes"]["Access-Accept"]) == (30, 30, 30)
+    assert seen.requests == 30
+    assert not seen.errors
+
+
+def test_python_m_nac_bench_takes_the_same_options() -> None:
+    """bench/compare.py's spelling: a test secret on the command line, JSON out."""
+    with responder() as (_, port, seen):
+        out = subprocess.run(
+            [
+                *(sys.executable, "-m", "nac.bench", "--port", str(port), "--secret", SECRET.decode()),
+                *("--count", "20", "--window", "4", "--json"),
+            ],
+            capture_output=True,
+            text=True,
+            env=subprocess_env(),
+            timeout=60,
+            check=False,
+        )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["received"] == 20
+    assert seen.requests == 20
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--count", "5"], "give the shared secret"),
+        (["--secret", "x", "--secret-file", "/dev/null", "--count", "5"], "give the shared secret"),
+        (["--secret-file", "/nonexistent/secret", "--count", "5"], "cannot read"),
+        (["--secret-file", "/dev/null", "--count", "5"], "the secret is empty"),
+        (["--secret", "x", "--count", "5", "--duration", "1"], "exclude each other"),
+        (["--secret", "x", "--retries", "-1"], "--retries"),
+    ],
+)
+def test_nac_bench_refuses_bad_options_with_exit_2(args: list[str], message: str) -> None:
+    result = CliRunner().invoke(app, ["bench", *args])
+    assert result.exit_code == 2
+    assert message in result.output
