@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,8 +13,12 @@ from fakenas import FakeNas, values
 from OpenSSL import SSL
 
 from nac.admission import Engine
+from nac.eap import eap as eap_module
 from nac.eap import mschapv2
 from nac.eap.certs import init as certs_init
+from nac.eap.config import EapConfig, settings
+from nac.eap.eap import EapError, EapPacket, EapReply, EapServer, EapSettings, decode_eap, encode_eap
+from nac.eap.keys import MppeCodes
 from nac.eap.md5 import CHALLENGE_LEN, TYPE_MD5, EapMd5
 from nac.eap.method import Done, Failed
 from nac.eap.peap import TYPE_EXTENSIONS, TYPE_IDENTITY, TYPE_MSCHAPV2
@@ -28,10 +33,12 @@ from nac.eap.ttls import (
 )
 from nac.oui import Registry, registry_from_manuf
 from nac.packet import Codes
+from nac.resources import load_dictionary
 from tests.test_eap_radius import (
     ACCESS_ACCEPT,
     ACCESS_REJECT,
     MANUF,
+    NOW,
     REPLY_MESSAGE,
     TlsPeer,
     converse,
@@ -384,3 +391,110 @@ def test_ttls_refuses_data_after_mschapv2_success(ttls_engine: Engine, nas: Fake
     assert outcome.reply[0] == ACCESS_REJECT
     assert outcome.record is not None
     assert outcome.record.reason.endswith("ttls: data after MS-CHAP2-Success")
+
+
+# -- The conversation itself (EapServer.step): what a confused or hostile peer gets ------------
+
+MAC_A, MAC_B = 0x0010A42319C0, 0x0010A42319C1
+
+
+@pytest.fixture
+def server(pki: Path) -> EapServer:
+    lab = pki / "lab"
+    config = EapConfig(
+        certificate=str(lab / "server.pem"), private_key=str(lab / "server.key"), methods=("ttls",)
+    )
+    md5 = {"bob": "s3cret"}
+    return EapServer(
+        replace(settings(config, {}), md5_passwords=md5.get),
+        mppe=MppeCodes.from_dictionary(load_dictionary()),
+        random=lambda n: bytes(range(n)),
+    )
+
+
+def _begin(server: EapServer, *, allow_md5: bool = False) -> EapReply:
+    reply = server.step(encode_eap(2, 1, 1, b"bob"), state=None, mac=MAC_A, now=NOW, allow_md5=allow_md5)
+    assert (reply.kind, reply.message[4]) == ("challenge", 21)  # TTLS, the only method configured
+    return reply
+
+
+def _next(server: EapServer, reply: EapReply, eap_type: int, data: bytes, *, mac: int = MAC_A) -> EapReply:
+    return server.step(encode_eap(2, reply.message[1], eap_type, data), state=reply.state, mac=mac, now=NOW)
+
+
+def test_md5_is_offered_only_when_the_peer_asks_and_the_client_allows_it(server: EapServer) -> None:
+    refused = _next(server, _begin(server), 3, bytes((TYPE_MD5,)))
+    assert (refused.kind, refused.reason) == ("failure", "no common EAP method (the peer wants 4)")
+    challenge = _next(server, _begin(server, allow_md5=True), 3, bytes((TYPE_MD5,)))
+    assert (challenge.kind, challenge.method, challenge.message[4]) == ("challenge", "eap-md5", TYPE_MD5)
+    value = challenge.message[6:22]
+    answer = hashlib.md5(challenge.message[1:2] + b"s3cret" + value).digest()
+    done = _next(server, challenge, TYPE_MD5, bytes((16,)) + answer)
+    assert (done.kind, done.identity, done.msk) == ("success", "bob", b"")
+    assert done.message == encode_eap(3, challenge.message[1])
+    assert len(server) == 0
+
+
+def test_nak_is_only_an_answer_to_the_first_request(server: EapServer) -> None:
+    challenge = _next(server, _begin(server, allow_md5=True), 3, bytes((TYPE_MD5,)))
+    again = _next(server, challenge, 3, bytes((21,)))
+    assert (again.kind, again.reason) == ("failure", "EAP Nak after the method began")
+
+
+def test_a_response_of_another_type_than_the_method_ends_the_conversation(server: EapServer) -> None:
+    reply = _next(server, _begin(server), 25, b"\x00")
+    assert (reply.kind, reply.reason) == ("failure", "EAP type 25 is not ttls")
+    assert len(server) == 0
+
+
+def test_the_device_may_not_change_mid_conversation(server: EapServer) -> None:
+    reply = _next(server, _begin(server), 21, b"\x00", mac=MAC_B)
+    assert (reply.kind, reply.reason) == ("failure", "Calling-Station-Id changed mid-conversation")
+
+
+def test_a_continued_conversation_needs_an_eap_response(server: EapServer) -> None:
+    begun = _begin(server)
+    reply = server.step(b"", state=begun.state, mac=MAC_A, now=NOW)
+    assert (reply.kind, reply.reason) == ("failure", "expected an EAP-Response")
+    begun = _begin(server)
+    reply = server.step(encode_eap(3, begun.message[1]), state=begun.state, mac=MAC_A, now=NOW)
+    assert reply.reason == "expected an EAP-Response"  # an EAP-Success from the peer
+
+
+def test_a_conversation_is_bounded_in_octets(server: EapServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(eap_module, "MAX_CONVERSATION_OCTETS", 64)
+    reply = _next(server, _begin(server), 21, b"\x00" + bytes(64))
+    assert (reply.kind, reply.reason) == ("failure", "EAP conversation too large")
+
+
+@pytest.mark.parametrize(
+    ("message", "reason"),
+    [
+        (encode_eap(1, 1, 1), "the first EAP packet is not an Identity response"),  # a Request
+        (encode_eap(2, 1, 3, b"\x15"), "the first EAP packet is not an Identity response"),
+        (encode_eap(4, 1), "the first EAP packet is not an Identity response"),
+        (b"\x05\x01\x00\x05\x01", "malformed EAP: EAP code 5 with length 5"),
+        (b"\x02\x01\x00\x04", "malformed EAP: EAP code 2 with length 4"),
+        (b"\x02\x01\x00", "malformed EAP: EAP packet of 3 octets"),
+    ],
+    ids=["request", "nak-first", "failure", "unknown-code", "response-without-type", "short"],
+)
+def test_a_conversation_starts_only_with_an_identity_response(
+    server: EapServer, message: bytes, reason: str
+) -> None:
+    reply = server.step(message, state=None, mac=MAC_A, now=NOW)
+    assert (reply.kind, reply.reason) == ("failure", reason)
+    assert len(server) == 0
+
+
+def test_no_method_enabled_refuses_after_the_identity() -> None:
+    server = EapServer(EapSettings(methods=()), mppe=MppeCodes.from_dictionary(load_dictionary()))
+    reply = server.step(encode_eap(2, 1, 1, b"bob"), state=None, mac=MAC_A, now=NOW)
+    assert (reply.kind, reply.identity, reply.reason) == ("failure", "bob", "no EAP method is enabled")
+
+
+def test_decode_eap_reads_success_and_failure_without_a_type() -> None:
+    assert decode_eap(encode_eap(3, 9)) == EapPacket(3, 9, None, b"")
+    assert decode_eap(encode_eap(2, 9, 1, b"bob")) == EapPacket(2, 9, 1, b"bob")
+    with pytest.raises(EapError, match="EAP Length 4 but 5 octets"):
+        decode_eap(encode_eap(3, 9) + b"\x00")
