@@ -15,19 +15,22 @@ from OpenSSL import SSL
 from nac.admission import Engine
 from nac.eap import eap as eap_module
 from nac.eap import mschapv2
+from nac.eap import tls as tls_module
 from nac.eap.certs import init as certs_init
-from nac.eap.config import EapConfig, settings
+from nac.eap.config import EapConfig, contexts, settings
 from nac.eap.eap import EapError, EapPacket, EapReply, EapServer, EapSettings, decode_eap, encode_eap
 from nac.eap.keys import MppeCodes
 from nac.eap.md5 import CHALLENGE_LEN, TYPE_MD5, EapMd5
-from nac.eap.method import Done, Failed
+from nac.eap.method import Done, Failed, Next
 from nac.eap.peap import TYPE_EXTENSIONS, TYPE_IDENTITY, TYPE_MSCHAPV2
+from nac.eap.tls import FLAG_L, FLAG_M, FRAGMENT_SIZE, MAX_TLS_MESSAGE
 from nac.eap.ttls import (
     MICROSOFT,
     MS_CHAP2_SUCCESS,
     MS_CHAP_CHALLENGE,
     USER_NAME,
     AvpError,
+    Ttls,
     decode_avps,
     encode_avp,
 )
@@ -313,6 +316,8 @@ class TtlsPeer:
         if out == b"\x00" and not self.sent and self.tls.conn.get_state_string().endswith(b"successfully"):
             self.sent = True
             avps = self.credentials(self)
+            if self.tls.pending:  # the test wrote TLS records of its own
+                return self.tls._fragment()
             return self.tls.send_app(avps) if avps else b"\x00"
         return out
 
@@ -498,3 +503,71 @@ def test_decode_eap_reads_success_and_failure_without_a_type() -> None:
     assert decode_eap(encode_eap(2, 9, 1, b"bob")) == EapPacket(2, 9, 1, b"bob")
     with pytest.raises(EapError, match="EAP Length 4 but 5 octets"):
         decode_eap(encode_eap(3, 9) + b"\x00")
+
+
+# -- The TLS framing every TLS-based method shares (RFC 5216 §3.1-3.2) -------------------------
+
+
+@pytest.fixture
+def ttls(pki: Path) -> Ttls:
+    lab = pki / "lab"
+    config = EapConfig(
+        certificate=str(lab / "server.pem"), private_key=str(lab / "server.key"), methods=("ttls",)
+    )
+    return Ttls(contexts(config)[1], users={})
+
+
+def test_tls_message_length_must_be_whole_and_within_the_limit(ttls: Ttls) -> None:
+    assert ttls.process(b"") == Failed("ttls: empty response")
+    assert ttls.process(bytes((FLAG_L, 0, 0))) == Failed("ttls: TLS Message Length cut short")
+    too_long = bytes((FLAG_L,)) + (MAX_TLS_MESSAGE + 1).to_bytes(4, "big")
+    assert ttls.process(too_long) == Failed(f"ttls: TLS message over {MAX_TLS_MESSAGE} octets")
+
+
+def test_fragments_may_not_add_up_past_the_limit(ttls: Ttls) -> None:
+    # No Length announced: the limit holds on what actually arrives.
+    chunk = bytes((FLAG_M,)) + bytes(FRAGMENT_SIZE)
+    steps = [ttls.process(chunk) for _ in range(MAX_TLS_MESSAGE // FRAGMENT_SIZE)]
+    assert set(steps) == {Next(b"\x00")}  # each fragment acknowledged
+    assert ttls.process(chunk) == Failed(f"ttls: TLS message over {MAX_TLS_MESSAGE} octets")
+
+
+def test_our_fragments_are_acknowledged_with_empty_responses_only(
+    ttls: Ttls, pki: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tls_module, "FRAGMENT_SIZE", 200)  # our flight is ~700 octets: fragment it
+    ctx = SSL.Context(SSL.TLS_METHOD)
+    ctx.load_verify_locations(str(pki / "lab" / "ca.pem"))
+    peer = TlsPeer(ctx, eap_type=21)
+    step = ttls.process(peer.respond(ttls.start()))
+    while step == Next(b"\x00"):  # we acknowledge each fragment of the peer's ClientHello
+        step = ttls.process(peer.respond(step.data))
+    assert isinstance(step, Next)
+    assert step.data[0] & (FLAG_L | FLAG_M) == FLAG_L | FLAG_M  # our first flight, fragmented
+    assert ttls.process(b"\x00hello") == Failed("ttls: data instead of a fragment acknowledgement")
+
+
+@pytest.mark.parametrize(
+    ("after_handshake", "reason"),
+    [
+        (lambda conn: (conn.shutdown(), conn.bio_read(65536))[1], "ttls: TLS: the peer closed the tunnel"),
+        (lambda _conn: b"\x17\x03\x03\x00\x20" + bytes(32), "ttls: TLS: "),  # a record that fails to decrypt
+    ],
+    ids=["close-notify", "forged-record"],
+)
+def test_tunnel_errors_after_the_handshake_end_the_conversation(
+    ttls_engine: Engine,
+    nas: FakeNas,
+    pki: Path,
+    after_handshake: Callable[[SSL.Connection], bytes],
+    reason: str,
+) -> None:
+    def credentials(peer: TtlsPeer) -> bytes:
+        peer.tls.pending = after_handshake(peer.tls.conn)
+        return b""
+
+    peer = TtlsPeer(pki, credentials)
+    outcome, _ = converse(ttls_engine, nas, peer.respond)
+    assert outcome.reply[0] == ACCESS_REJECT
+    assert outcome.record is not None
+    assert reason in outcome.record.reason
