@@ -31,8 +31,8 @@ sys.path.insert(0, str(REPO))
 
 from nac.app import Nac  # noqa: E402
 from nac.helpdesk import why  # noqa: E402
-from nac.records import COLUMNS  # noqa: E402
-from nac.store import HISTORY_COLUMNS, Store  # noqa: E402
+from nac.history.record import COLUMNS, HISTORY_COLUMNS  # noqa: E402
+from nac.store import Store  # noqa: E402
 from nac.web import WebServer  # noqa: E402
 
 DAYS = 90

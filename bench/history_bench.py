@@ -5,7 +5,7 @@
 * rows:    a row of 24 columns per decision (the layout before batches: executemany into an
            AUTOINCREMENT table with a ts index, 1 KiB pages);
 * batches: one row per group commit holding the decisions as a marshal blob, its id range
-           taken from a one-row sequence table (nac.store.append_history, as the server does).
+           taken from a one-row sequence table (nac.history.tiers.append_history, as the server does).
 
 Both commit after every batch in WAL mode with synchronous=NORMAL, as the server does, into a
 fresh file.  The rows are distinct decisions (distinct MACs and ports), so marshal cannot
@@ -22,7 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from nac import store
-from nac.records import HistoryRecord
+from nac.history import tiers
+from nac.history.record import HISTORY_COLUMNS, HistoryRecord
 
 
 def _rows(batch: int, start: int) -> list[tuple[object, ...]]:
@@ -57,17 +58,17 @@ def _rows_layout(path: Path, batches: list[list[tuple[object, ...]]]) -> float:
     conn.execute("PRAGMA page_size=1024")
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
-    columns = ", ".join(store.HISTORY_COLUMNS)
+    columns = ", ".join(HISTORY_COLUMNS)
     conn.execute(f"CREATE TABLE history (id INTEGER PRIMARY KEY AUTOINCREMENT, {columns})")
     conn.execute("CREATE INDEX history_ts ON history (ts)")
     conn.commit()
-    insert = f"INSERT INTO history ({columns}) VALUES ({', '.join('?' * len(store.HISTORY_COLUMNS))})"  # noqa: S608
+    insert = f"INSERT INTO history ({columns}) VALUES ({', '.join('?' * len(HISTORY_COLUMNS))})"  # noqa: S608
     return _timed(conn, lambda rows: conn.executemany(insert, rows), batches)
 
 
 def _batches_layout(path: Path, batches: list[list[tuple[object, ...]]]) -> float:
-    conn = store.connect(path)  # the real thing: main + the recent tier, as the server opens it
-    return _timed(conn, lambda rows: store.append_history(conn, rows), batches)
+    conn = tiers.connect(path)  # the real thing: main + the recent tier, as the server opens it
+    return _timed(conn, lambda rows: tiers.append_history(conn, rows), batches)
 
 
 def main() -> None:

@@ -18,6 +18,7 @@ from nac.eap.limits import port_key
 from nac.equipment.mab import read_mac
 from nac.equipment.reply import refuse_vlan_name, vlan_body
 from nac.errors import PacketError
+from nac.history.record import HistoryRecord
 from nac.mac import format_mac, try_parse_mac
 from nac.oui import VendorMatch
 from nac.packet import (
@@ -40,7 +41,6 @@ from nac.packet import (
 from nac.policy import Context, Decision, Policy
 from nac.profiling.effect import apply_profile
 from nac.profiling.sensor import SensorCodes
-from nac.records import HistoryRecord
 from nac.sessions import SessionEvent
 
 if TYPE_CHECKING:  # OpenSSL is imported only when 802.1X is configured
@@ -589,33 +589,31 @@ class Engine:
             prefix = match.prefix_text
             bits = match.prefix_bits
         host = src[0]
-        # tuple.__new__ with the fields in records.py's order: a NamedTuple's own __new__ (a
-        # Python function) costs twice as much, and keywords three times, on every request.
-        return _new(HistoryRecord, (
-            now,
-            format_mac(mac) if mac is not None else None,
-            vendor,
-            prefix,
-            bits,
-            decision.action,
-            decision.vlan,
-            decision.rule,
-            decision.reason,
-            client.name,
-            self._nas_ip(attrs, host),
-            method,
-            _text(attrs.get(codes.user_name)),
-            _text(attrs.get(codes.calling_station_id)),
-            _text(attrs.get(codes.called_station_id)),
-            int.from_bytes(nas_port, "big") if nas_port is not None and len(nas_port) == 4 else None,
-            _text(attrs.get(codes.nas_port_id)),
-            _port_type(codes, port_type),
-            _text(attrs.get(codes.nas_identifier)),
-            f"{host}:{src[1]}" if ":" not in host else f"[{host}]:{src[1]}",
-            1 if req.ma_offset >= 0 else 0,
-            _REPLY_CODE[decision.action],
-            self.policy.snapshot_id,
-        ))
+        return HistoryRecord(
+            ts=now,
+            mac=format_mac(mac) if mac is not None else None,
+            vendor=vendor,
+            prefix=prefix,
+            prefix_bits=bits,
+            action=decision.action,
+            vlan=decision.vlan,
+            rule=decision.rule,
+            reason=decision.reason,
+            client=client.name,
+            nas_ip=self._nas_ip(attrs, host),
+            method=method,
+            user_name=_text(attrs.get(codes.user_name)),
+            calling_station_id=_text(attrs.get(codes.calling_station_id)),
+            called_station_id=_text(attrs.get(codes.called_station_id)),
+            nas_port=int.from_bytes(nas_port, "big") if nas_port is not None and len(nas_port) == 4 else None,
+            nas_port_id=_text(attrs.get(codes.nas_port_id)),
+            nas_port_type=_port_type(codes, port_type),
+            nas_identifier=_text(attrs.get(codes.nas_identifier)),
+            src=f"{host}:{src[1]}" if ":" not in host else f"[{host}]:{src[1]}",
+            message_authenticator=1 if req.ma_offset >= 0 else 0,
+            reply=_REPLY_CODE[decision.action],
+            snapshot=self.policy.snapshot_id,
+        )
 
     def _nas_ip(self, attrs: dict[int, bytes], host: str) -> str:
         raw = attrs.get(self.codes.nas_ip_address)

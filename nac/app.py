@@ -20,6 +20,8 @@ from nac.conflicts import find_conflicts, shadowed_by
 from nac.enforce import Change, enforce
 from nac.errors import NacError, PolicyError
 from nac.families import Family
+from nac.history import prune as history_prune
+from nac.history import reader as history_reader
 from nac.isotime import format_time, parse_span, parse_time, span_seconds
 from nac.mac import format_mac, is_multicast, is_randomized, parse_mac
 from nac.oui import Registry, Snapshot, normalize_name
@@ -306,7 +308,8 @@ class Nac:
             )
         else:
             raise PolicyError("give a candidate rule (rule flags) or --file POLICY")
-        report = replay(self.store.replay_rows(since_ts), current=current, candidate=candidate)
+        rows = history_reader.replay(self.store.conn, since_ts)
+        report = replay(rows, current=current, candidate=candidate)
         shown = str(path) if path is not None else rule_table(rule) if rule is not None else None
         return {"since": iso_time(since_ts), "candidate": shown, **report}
 
@@ -441,7 +444,7 @@ class Nac:
 
     def prune(self, older_than: str) -> int:
         """`nac history prune`: delete decisions older than a span (``90d``), in batches."""
-        return helpdesk.prune(self.store.conn, parse_span(older_than))
+        return history_prune.prune(self.store.conn, parse_span(older_than))
 
     def check_lines(self, lines: Iterable[str]) -> Iterator[dict[str, Any]]:
         """`nac check -`: one result per MAC line (or CSV row); the policy is built once."""

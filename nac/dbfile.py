@@ -23,9 +23,16 @@ DEFAULT_DB: Final = "nac.db"
 PACKAGED_CONFIG: Final = "/etc/nac/nac.toml"
 PACKAGED_STATE_DIR: Final = "/var/lib/nac"
 #: Files beside the database ``nac.db``: SQLite's WAL and shared-memory index, the recent
-#: history tier (nac/store.py) with its own, and the lock of `nac serve` (nac/server.py).
+#: history tier (nac/history/tiers.py) with its own, and the lock of `nac serve` (nac/server.py).
 SIDE_SUFFIXES: Final = ("-wal", "-shm", "-recent", "-recent-wal", "-recent-shm", ".serve-lock")
 PRIVATE_MODE: Final = 0o600
+#: How long a writer waits for another (the CLI while the server commits) before failing.
+BUSY_TIMEOUT_MS: Final = 5000
+#: The WAL files are reused from the start after each checkpoint; past this size a rewound one
+#: is also truncated, so a burst's WAL does not keep its disk (or WAL-index memory) for ever.
+#: Above the server's own rewind mark (nac/history/indexer.py WAL_HARD, checked there), so no
+#: group commit ever has to truncate (30-55 ms on ext4 mounted with discard).
+WAL_SIZE_LIMIT: Final = 128 * 1024 * 1024
 _HINT: Final = "point at the server's database with --db PATH or NAC_DB=PATH"
 
 
@@ -181,3 +188,11 @@ def _read_only(path: str) -> str:
 def writable(path: str) -> bool:
     """Whether this process may write the database at ``path`` (and create its side files)."""
     return os.access(path, os.W_OK) and os.access(Path(path).resolve().parent, os.W_OK)
+
+
+def use_wal(conn: sqlite3.Connection) -> None:
+    conn.execute("PRAGMA journal_mode=WAL")
+    # NORMAL in WAL mode survives a killed process (the OS has the pages); FULL would also
+    # survive a power cut at the cost of an fsync per commit.
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")

@@ -1,24 +1,23 @@
-"""Helpdesk questions over the history table: find decisions, explain one device, summarise, prune.
+"""Helpdesk questions over the history table: find decisions, explain one device, summarise.
 
 Library code shared by `nac history|why|stats` and `nac web`: functions take a sqlite3
 connection (the web page's is read-only) and return plain dicts; the wording of `why` lives
 here so the CLI and the web page say the same thing.  ``history`` is the view over both tiers
-(nac/store.py).  Every query is shaped for the indexes the store keeps — (ts) and
-(mac, ts, action) on the indexed tier, (ts) on the small recent one — so that it stays fast at
-ten million rows (bench/helpdesk_bench.py measures it).
+(nac/history/tiers.py), read through nac/history/reader.py.  Every query is shaped for the
+indexes history keeps — (ts) and (mac, ts, action) on the indexed tier, (ts) on the small
+recent one — so that it stays fast at ten million rows (bench/helpdesk_bench.py measures it).
 """
 
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from nac import store
 from nac.errors import PolicyError
+from nac.history import reader
 from nac.isotime import parse_span as parse_span  # noqa: PLC0414 - nac/config.py reads it here
 from nac.mac import try_parse_mac
 from nac.policy import Context, Decision, method_class
@@ -31,12 +30,6 @@ REFUSED: Final = "reject"
 WHY_LATEST: Final = 5
 #: `nac stats` lists this many top refused devices.
 STATS_TOP: Final = 10
-#: Rows one prune transaction deletes.  A batch of 5,000 commits in tens of milliseconds on a
-#: laptop, so the server's group commit (which waits up to BUSY_TIMEOUT_MS for the lock) is held
-#: back briefly, never for the whole prune.
-PRUNE_BATCH: Final = 5000
-#: Pause between prune batches, so a waiting writer gets the lock between them.
-PRUNE_PAUSE: Final = 0.005
 
 #: Output order: the documented columns first, then the rest, then what helps paging.
 _FIRST: Final = ("time", "mac", "vendor", "action", "vlan", "rule", "reason", "client", "nas_ip", "method")
@@ -116,7 +109,7 @@ def _where(f: HistoryFilter, conn: sqlite3.Connection) -> tuple[list[str], list[
         add("ts < ?", f.until)
     if f.before is not None:
         # Newest first is (ts DESC, id DESC); the ts index holds (ts, rowid), so this is a range.
-        row = conn.execute("SELECT ts FROM history WHERE id = ?", (f.before,)).fetchone()
+        row = reader.execute(conn, "SELECT ts FROM history WHERE id = ?", (f.before,)).fetchone()
         if row is None:
             raise PolicyError(f"--before {f.before}: no decision with that id (pruned?)")
         add("ts <= ? AND (ts < ? OR id < ?)", row[0], row[0], f.before)
@@ -125,7 +118,6 @@ def _where(f: HistoryFilter, conn: sqlite3.Connection) -> tuple[list[str], list[
 
 def query_history(conn: sqlite3.Connection, f: HistoryFilter) -> list[dict[str, Any]]:
     """Decisions matching ``f``, newest first, as :func:`history_row` shapes them."""
-    store.sync_recent(conn)
     where, params = _where(f, conn)
     sql = "SELECT * FROM history"
     if where:
@@ -134,7 +126,7 @@ def query_history(conn: sqlite3.Connection, f: HistoryFilter) -> list[dict[str, 
     if f.limit is not None or f.offset:
         sql += " LIMIT ? OFFSET ?"
         params += [-1 if f.limit is None else f.limit, f.offset]
-    return [history_row(row) for row in _dicts(conn.execute(sql, params))]
+    return [history_row(row) for row in _dicts(reader.execute(conn, sql, params))]
 
 
 def _dicts(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:
@@ -173,11 +165,13 @@ def why(
     if rows:
         last = rows[0]
         # The latest row with another answer bounds the run; then count the run on (mac, ts).
-        other = conn.execute(
+        other = reader.execute(
+            conn,
             "SELECT ts, action, time FROM history WHERE mac = ? AND +action != ? ORDER BY ts DESC LIMIT 1",
             (mac, last["action"]),
         ).fetchone()
-        count, first_ts = conn.execute(
+        count, first_ts = reader.execute(
+            conn,
             "SELECT COUNT(*), MIN(ts) FROM history WHERE mac = ? AND ts > ?",
             (mac, other[0] if other else float("-inf")),
         ).fetchone()
@@ -188,7 +182,8 @@ def why(
             "since_ts": first_ts,
             "before": None if other is None else _other(other),
         }
-        refused, first, last_refused = conn.execute(
+        refused, first, last_refused = reader.execute(
+            conn,
             # "+action": the (mac, ts, action) index, never (action, ts), which holds every refusal.
             "SELECT COUNT(*), MIN(ts), MAX(ts) FROM history WHERE mac = ? AND +action = ?",
             (mac, REFUSED),
@@ -323,10 +318,10 @@ def _decision_text(current: Mapping[str, Any]) -> str:
 def stats(conn: sqlite3.Connection, *, since: float | None = None, top: int = STATS_TOP) -> dict[str, Any]:
     """Decisions by action, vendor, client, rule and method; the most refused devices; and each
     client's Message-Authenticator habit (BlastRADIUS, CVE-2024-3596: who is ready to enforce)."""
-    store.sync_recent(conn)
     where, params = ("WHERE ts >= ?", [since]) if since is not None else ("", [])
     # One pass over the range: a handful of groups, summed per dimension in Python.
-    rows = conn.execute(
+    rows = reader.execute(
+        conn,
         "SELECT action, vendor, client, rule, method, nas_ip, message_authenticator, COUNT(*)"  # noqa: S608
         f" FROM history {where} GROUP BY 1, 2, 3, 4, 5, 6, 7",
         params,
@@ -360,7 +355,7 @@ def stats(conn: sqlite3.Connection, *, since: float | None = None, top: int = ST
     )
     top_refused = [
         {"mac": mac, "vendor": vendor, "rejected": count, "first": iso_time(first), "last": iso_time(last)}
-        for mac, vendor, count, first, last in conn.execute(refused_sql, [REFUSED, *params, top]).fetchall()
+        for mac, vendor, count, first, last in reader.execute(conn, refused_sql, [REFUSED, *params, top])
     ]
     client_rows = []
     for seen in clients.values():
@@ -388,48 +383,3 @@ def _ranked(counts: Mapping[str, Mapping[str, int]]) -> list[dict[str, Any]]:
         {"name": name, **value}
         for name, value in sorted(counts.items(), key=lambda item: (-item[1]["decisions"], item[0]))
     ]
-
-
-# -- retention -----------------------------------------------------------------------------------
-
-
-def prune(
-    conn: sqlite3.Connection,
-    older_than_seconds: float,
-    *,
-    now: float | None = None,
-    batch: int = PRUNE_BATCH,
-    pause: float = PRUNE_PAUSE,
-    sleep: Callable[[float], None] = time.sleep,
-) -> int:
-    """Delete history rows older than ``older_than_seconds``, ``batch`` rows per transaction;
-    returns how many.  Safe while the server runs: each batch holds the write lock briefly and
-    the pause between batches lets the server's group commit in.  Call it from its own thread
-    (or process) with its own connection: it blocks for as long as the deletion takes."""
-    if older_than_seconds <= 0:
-        raise PolicyError("the retention span must be positive")
-    cutoff = (time.time() if now is None else now) - older_than_seconds
-    deleted = 0
-    # Both tiers (nac/store.py), each file in transactions of its own (a connection without the
-    # recent tier has only main's).  Recent batches at or below the watermark are copies of
-    # main's rows, which the server collects; older unindexed ones go whole, as their last
-    # decision passes the cutoff.
-    while True:
-        with conn:
-            n = conn.execute(
-                "DELETE FROM main.history WHERE id IN"
-                " (SELECT id FROM main.history WHERE ts < ? ORDER BY ts LIMIT ?)",
-                (cutoff, batch),
-            ).rowcount
-        deleted += n
-        if n < batch:
-            break
-        sleep(pause)
-    if store.has_recent(conn):
-        while True:
-            rows, batches = store.prune_recent(conn, cutoff, max(1, batch // 100))
-            deleted += rows
-            if batches < max(1, batch // 100):
-                break
-            sleep(pause)
-    return deleted

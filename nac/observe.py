@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from nac.errors import ConfigError
-from nac.records import COLUMNS, HistoryRecord
+from nac.history.record import COLUMNS, HistoryRecord
 
 log = logging.getLogger("nac.observe")
 

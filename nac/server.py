@@ -19,17 +19,13 @@ import logging
 import os
 import signal
 import socket
-import sqlite3
-import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from nac import helpdesk, session_store
-from nac import store as store_mod
+from nac import session_store
 from nac.admission import ACCT, AUTH, Engine, Outcome
 from nac.clients import ClientTable
 from nac.config import Config
@@ -39,17 +35,17 @@ from nac.equipment.reply import vlan_name_conflicts
 from nac.errors import NacError, PacketError
 from nac.families import Family
 from nac.guard import AFTER_VERIFICATION, DropLog, RateLimits, Unverified, screen
-from nac.indexer import BACKLOG_HIGH, WAL_HARD, WAL_HIGH, WAL_TAIL, Copier, Indexer, WalIndex
+from nac.history.record import HistoryRecord
+from nac.history.writer import HistoryWriter
 from nac.observe import LatencyHistogram, Metrics, SyslogSink, sd_notify, watchdog_interval
 from nac.oui import Registry
 from nac.packet import ACCESS_REJECT
 from nac.policy import Policy
 from nac.profiling.sensor import SensorCodes
 from nac.profiling.service import Profiler
-from nac.records import HistoryRecord
 from nac.resources import load_active_registry, load_dictionary
 from nac.sessions import STALE_AFTER, SessionEvent
-from nac.store import Store
+from nac.store import Store, StoreError
 from nac.watch import PolicyWatcher
 
 if TYPE_CHECKING:
@@ -63,12 +59,8 @@ except ImportError:  # pragma: no cover - an install without a C compiler
 log = logging.getLogger("nac.server")
 
 #: Datagrams read per drain before the batch is committed and answered: bounds latency and
-#: the time one socket can hold the loop.  After any stall the loop finds a queue, and each
-#: batch of it is decided before the first of its replies leaves: 256 (~5 ms of decisions)
-#: kept the queue from draining (paced 46,000-48,000/s, about 80 % of the peak: p99 median
-#: about 18 ms in 8 runs against about 5.4 ms in 11 with 128; both vary widely on this
-#: machine).  Fewer than 128 cost more in commits than they save (32: full load
-#: 47,000-59,000/s against 61,000-65,500/s; bench/README.md).
+#: the time one socket can hold the loop (every reply in a batch waits for the whole batch);
+#: fewer cost more in commits than they save (bench/README.md, "The batch a queue is decided in").
 MAX_BATCH: Final = 128
 #: One more octet than a RADIUS packet may have, so an oversize datagram is seen as such.
 RECV_SIZE: Final = 4097
@@ -77,40 +69,17 @@ RCVBUF: Final = 8 * 1024 * 1024
 HOUSEKEEPING_INTERVAL: Final = 60.0
 #: Access-Rejects waiting out a reject_delay at once; past it they go out immediately.
 DELAYED_MAX: Final = 10_000
-#: Decisions kept in memory while the database cannot be written (on_history_failure = answer);
-#: beyond this, replies are withheld as in the default mode.  ~1 KiB each.
-BACKLOG_MAX: Final = 200_000
-#: How long one history commit may wait for a lock (the CLI's writes take milliseconds); past
-#: it the batch counts as failed instead of stalling the event loop.
-HISTORY_BUSY_MS: Final = 250
-#: Seconds a stopping server spends indexing the recent history tier (nac/indexer.py).
-FLUSH_ON_STOP: Final = 10.0
-#: Longest the event loop indexes per tick when the backlog is over BACKLOG_HIGH.
-ASSIST_SECONDS: Final = 0.2
 #: Seconds between two group commits while requests keep coming (see Server.flush): at most
 #: what a decision waits for its commit besides the commit itself.
 COMMIT_SPACING: Final = 0.0005
-#: The interpreter's switch interval while the history threads run (CPython's default is 5 ms).
-#: The event loop gives up the GIL at every system call, and the idle-priority indexer, which
-#: runs Python between its SQLite calls, then keeps it until the loop has waited this long:
-#: p99 at 30,000 requests/s paced was 12.6 ms with 5 ms (4.6-6.3 ms with no indexer thread
-#: at all) and 8.1-8.8 ms with 0.5 ms; full-load throughput is unchanged (bench/README.md).
-SWITCH_INTERVAL: Final = 0.0005
 #: Decisions waiting when a commit is put off from which the sockets are left alone until it
 #: (see drain): a sign of steady load.  Below it they stay watched, and each arrival lets the
 #: event loop see that the commit is due; alone, the loop wakes for it only at epoll's next
-#: millisecond.  At 10,000 requests/s paced a pause after every drain gave p50 1.2-1.4 ms
-#: (0.46-0.48 without) for half the CPU; at 20,000/s this mark gave p50 1.3 ms and p99 4.4-5.1
-#: ms, against 1.6 ms and 6.0-22 ms for a pause whenever 8 are waiting (15 s runs, alternated).
+#: millisecond.  The mark trades CPU for latency at moderate rates (bench/README.md).
 PAUSE_PENDING: Final = 8
 #: A decided request: its outcome, the source address, the decision's microseconds, the socket
 #: its reply leaves from.
 _Pending = tuple[Outcome, tuple[str, int], int, socket.socket]
-#: Indexed batches each group commit deletes from the recent tier, when the indexer has moved
-#: some: a commit appends one, so collection keeps pace a few small rows at a time.
-COLLECT_PER_COMMIT: Final = 4
-#: Indexed batches the tick deletes besides (when no commits come to do it): about a millisecond.
-COLLECT_CHUNK: Final = 100
 #: How often queued Disconnect / re-authorize requests are picked up (the CLI waits on them).
 JOB_POLL: Final = 0.25
 
@@ -155,18 +124,10 @@ class Server:
         self._unverified = Unverified()  # never a lock-out: see nac/guard.py
         self._dynauth: DynAuthClient | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._pruner: threading.Thread | None = None
-        self._collected_upto = 0  # recent batches through this id are collected (nac/store.py)
-        self._wal_index: WalIndex | None = None  # the recent tier's; see close_store()
-        self._wal_index_failed = False
-        self._copier: Copier | None = None
         self._pending: list[_Pending] = []  # decided, waiting for their group commit
         self._flush_at: asyncio.TimerHandle | None = None
         self._watching = False  # the listeners' sockets are read from the event loop
         self._last_commit = 0.0
-        self._backlog_rows: list[Sequence[object]] = []
-        self._backlog_events: list[SessionEvent] = []
-        self._backlog_since: float | None = None
         self._limits = RateLimits()  # per client rate_limit, spent by verified requests only
         self._delayed = 0  # Access-Rejects waiting out their reject_delay
         self._watcher = PolicyWatcher(config.policy_watch) if config.policy_watch else None
@@ -190,23 +151,16 @@ class Server:
         self.syslog = syslog
         self.latency = LatencyHistogram()
         self.metrics = Metrics(self.counters, self.latency)
-        # Moves decisions from the recent history tier to the MAC-indexed one (nac/indexer.py).
-        self.indexer = Indexer(store.path)
-        self._unindexed = 0
+        self.history = HistoryWriter(
+            store.conn,
+            store.path,
+            counters=self.counters,
+            on_failure=config.on_history_failure,
+            retention=config.history_retention,
+        )
+        self.metrics.gauges.update(self.history.gauges)
         self.metrics.gauges.update(
             {
-                # Decisions on disk and visible, waiting for the indexer (nac/indexer.py).
-                "history_unindexed": lambda: float(self._unindexed),
-                "history_indexer_failures": lambda: float(
-                    self.indexer.failures
-                    + self.indexer.checkpoint_failures
-                    + (self._copier.failures if self._copier is not None else 0)
-                ),
-                # Decisions answered but not yet on disk (on_history_failure = "answer").
-                "history_backlog": lambda: float(len(self._backlog_rows)),
-                "history_backlog_seconds": lambda: (
-                    time.monotonic() - self._backlog_since if self._backlog_since is not None else 0.0
-                ),
                 "eap_conversations": lambda: (
                     float(len(self.engine.eap)) if self.engine.eap is not None else 0.0
                 ),
@@ -241,23 +195,10 @@ class Server:
                     raise NacError(f"cannot listen on {address} port {port}/udp: {exc.strerror}") from None
                 self.listeners.append(Listener(sock, service, len(self.listeners), _batched(sock)))
 
-    def _recent_wal_index(self) -> WalIndex | None:
-        """The recent tier's WAL-index reader, opened once (see WalIndex); None if it cannot be
-        read, and then the file's size stands in (see _wal_long)."""
-        if self._wal_index is None and not self._wal_index_failed:
-            try:
-                self._wal_index = WalIndex(store_mod.recent_path(self.store.path))
-            except OSError as exc:
-                self._wal_index_failed = True
-                log.warning("cannot read the recent tier's WAL-index: %s", exc)
-        return self._wal_index
-
     def close_store(self) -> None:
-        """Close the database, then the WAL-index reader (never before: see WalIndex)."""
+        """Close the database, then what history keeps open beside it."""
         self.store.close()
-        if self._wal_index is not None:
-            self._wal_index.close()
-            self._wal_index = None
+        self.history.close()
 
     def close(self) -> None:
         for listener in self.listeners:
@@ -450,7 +391,7 @@ class Server:
             (*o.record, latency) for o, _, latency, _ in outcomes if o.record is not None
         ]
         events = [o.session for o, _, _, _ in outcomes if o.session is not None]
-        pending = rows or events or self._backlog_rows or self._backlog_events
+        pending = rows or events or self.history.pending
         if pending:
             committed = self._commit(rows, events, outcomes)
             self._last_commit = time.monotonic()
@@ -496,54 +437,17 @@ class Server:
         events: list[SessionEvent],
         outcomes: list[_Pending],
     ) -> bool:
-        """Group-commit the batch (and any backlog); False if its replies must be withheld.
-
-        When the database cannot be written (disk full, locked past the busy timeout),
-        ``on_history_failure`` decides: "withhold" (fail closed, the default) sends no reply,
-        so the NAS retries or fails over to the other server; "answer" (fail open) sends the
-        decisions and keeps their rows in memory, written as soon as the database takes them.
-        """
-        counters = self.counters
-        all_rows = self._backlog_rows + rows
-        all_events = self._backlog_events + events
-        upto = self.indexer.upto
-        collect = (upto, COLLECT_PER_COMMIT) if upto > self._collected_upto else None
-        try:
-            collected = self.store.write_batch(all_rows, all_events, collect=collect)
-        except sqlite3.Error as exc:
-            counters["history_write_failures"] += 1
-            failing_open = self.config.on_history_failure == "answer"
-            if failing_open and len(all_rows) + len(all_events) <= BACKLOG_MAX:
-                self._backlog_rows, self._backlog_events = all_rows, all_events
-                if self._backlog_since is None:
-                    self._backlog_since = time.monotonic()
-                    log.error(
-                        "history write failed (%s): answering anyway (on_history_failure = answer), "
-                        "keeping decisions in memory until the database takes them",
-                        exc,
-                    )
-                return True
-            if failing_open:
-                log.error("history backlog full (%d rows): withholding replies", len(all_rows))
-            counters["dropped:history-write-failed"] += len(outcomes)
-            self._drop_log("history-write-failed", "database", str(exc), time.time())
-            for outcome, _, _, _ in outcomes:
-                if outcome.key is not None:
-                    self.engine.forget(outcome.key)
-            return False
-        if self._backlog_since is not None:
-            log.warning(
-                "history writable again: %d decisions kept in memory for %.1f s are now on disk",
-                len(self._backlog_rows),
-                time.monotonic() - self._backlog_since,
-            )
-            self._backlog_since = None
-        self._backlog_rows, self._backlog_events = [], []
-        if collect is not None and collected < COLLECT_PER_COMMIT:
-            self._collected_upto = upto  # all caught up (but the newest batch)
-        counters["history_rows"] += len(all_rows)
-        counters["session_events"] += len(all_events)
-        return True
+        """Group-commit the batch; False if its replies must be withheld (the history writer
+        decides, by on_history_failure), and then the requests count as dropped and are
+        forgotten, so their retransmissions are decided again."""
+        if self.history.commit(rows, events):
+            return True
+        self.counters["dropped:history-write-failed"] += len(outcomes)
+        self._drop_log("history-write-failed", "database", self.history.error or "", time.time())
+        for outcome, _, _, _ in outcomes:
+            if outcome.key is not None:
+                self.engine.forget(outcome.key)
+        return False
 
     def _account(self, outcomes: list[_Pending]) -> None:
         """After the replies are out: metrics, and decisions to syslog."""
@@ -609,7 +513,7 @@ class Server:
         """Apply rule changes made by the CLI (or another process) to this server's policy."""
         try:
             version = self.store.rules_version()
-        except sqlite3.Error as exc:
+        except StoreError as exc:
             log.warning("cannot read the rules version: %s", exc)
             return
         if version == self._rules_version:
@@ -621,7 +525,7 @@ class Server:
                 defaults=self.store.defaults(),
                 families=self.families,
             )
-        except (NacError, sqlite3.Error) as exc:
+        except (NacError, StoreError) as exc:
             self.counters["rule_reload_failures"] += 1
             log.error(
                 "rules changed (version %d) but cannot be applied: %s; keeping the old rules", version, exc
@@ -641,14 +545,14 @@ class Server:
         assert self._watcher is not None
         try:
             self._watcher.poll(self.store, self.registry, self.families)
-        except sqlite3.Error as exc:
+        except StoreError as exc:
             log.error("cannot import the watched policy: %s", exc)
 
     def poll_registry(self) -> None:
         """Swap in a registry that `nac oui import` wrote, with the policy compiled against it."""
         try:
             version = self.store.registry_version()
-        except sqlite3.Error as exc:
+        except StoreError as exc:
             log.warning("cannot read the registry version: %s", exc)
             return
         if version == self._registry_version:
@@ -659,7 +563,7 @@ class Server:
             policy = Policy(
                 self.store.rules(), registry=registry, defaults=self.store.defaults(), families=self.families
             )
-        except (NacError, sqlite3.Error) as exc:
+        except (NacError, StoreError) as exc:
             self.counters["registry_reload_failures"] += 1
             log.error(
                 "the registry changed but cannot be loaded: %s; keeping %s", exc, self.registry.snapshot.id
@@ -708,6 +612,8 @@ class Server:
                 self.engine.duplicate_ttl = config.duplicate_ttl
                 self.engine.eap = eap
                 self.config = config
+                self.history.on_failure = config.on_history_failure
+                self.history.retention = config.history_retention
                 log.info("configuration reloaded from %s: %d clients", config.source, len(config.clients))
             self._rules_version = -1  # re-read the rules even if their version did not move
             self.poll_rules()
@@ -722,7 +628,7 @@ class Server:
         queued: this process holds the NAS secrets, the CLI does not."""
         try:
             jobs = session_store.take_pending(self.store.conn)
-        except sqlite3.Error as exc:
+        except StoreError as exc:
             log.warning("cannot read queued dynamic authorization requests: %s", exc)
             return
         for job in jobs:
@@ -766,11 +672,30 @@ class Server:
         self.counters[f"coa:{kind}:{answer.status}"] += 1
         log.info("%s %s on %s (%s): %s", kind, job["mac"], job["client"], job["nas_ip"], detail)
         record = HistoryRecord(
-            now, job["mac"], None, None, None, kind, None, f"coa:{job['reason']}", f"{kind} {detail}",
-            job["client"], job["nas_ip"], "coa", job["user_name"], job["calling_station_id"], None, None,
-            None, None, job["nas_identifier"], f"{job['nas_ip']}:{client.coa_port if client else 0}", 1,
-            0, self.engine.policy.snapshot_id,
-        )  # fmt: skip
+            ts=now,
+            mac=job["mac"],
+            vendor=None,
+            prefix=None,
+            prefix_bits=None,
+            action=kind,
+            vlan=None,
+            rule=f"coa:{job['reason']}",
+            reason=f"{kind} {detail}",
+            client=job["client"],
+            nas_ip=job["nas_ip"],
+            method="coa",
+            user_name=job["user_name"],
+            calling_station_id=job["calling_station_id"],
+            called_station_id=None,
+            nas_port=None,
+            nas_port_id=None,
+            nas_port_type=None,
+            nas_identifier=job["nas_identifier"],
+            src=f"{job['nas_ip']}:{client.coa_port if client else 0}",
+            message_authenticator=1,
+            reply=0,
+            snapshot=self.engine.policy.snapshot_id,
+        )
         try:
             session_store.finish(
                 self.store.conn,
@@ -781,104 +706,20 @@ class Server:
                 detail=detail,
                 now=now,
             )
-            self.store.write_history([(*record, 0)])
-        except sqlite3.Error as exc:
+            self.history.record(record)
+        except StoreError as exc:
             log.error("cannot record the %s result for %s: %s", kind, job["mac"], exc)
 
     def housekeeping(self, now: float) -> None:
-        """Once a minute: sessions whose Stop was lost become stale; history older than the
-        configured retention is pruned (in a thread: it deletes in batches, and the event loop
-        must not wait for it)."""
-        retention = self.config.history_retention
-        if retention is not None and (self._pruner is None or not self._pruner.is_alive()):
-            self._pruner = threading.Thread(
-                target=self._prune, args=(retention,), name="nac-retention", daemon=True
-            )
-            self._pruner.start()
+        """Once a minute: sessions whose Stop was lost become stale."""
         try:
             stale = session_store.expire_stale(self.store.conn, now=now, stale_after=STALE_AFTER)
-        except sqlite3.Error as exc:
+        except StoreError as exc:
             log.warning("cannot expire stale sessions: %s", exc)
             return
         if stale:
             self.counters["sessions_stale"] += stale
             log.info("%d sessions had no accounting for %d h: marked stale", stale, STALE_AFTER // 3600)
-
-    def _prune(self, retention: float) -> None:
-        try:
-            conn = store_mod.connect(self.store.path)
-        except sqlite3.Error as exc:
-            log.warning("history retention: %s", exc)
-            return
-        try:
-            deleted = helpdesk.prune(conn, retention)
-        except sqlite3.Error as exc:
-            log.warning("history retention: %s", exc)
-            return
-        finally:
-            conn.close()
-        if deleted:
-            log.info(
-                "history retention: removed %d decisions older than %d days", deleted, retention // 86400
-            )
-
-    def tend_history(self) -> None:
-        """Once per tick, for the two history tiers (nac/store.py) and the indexer's thread
-        (nac/indexer.py): delete up to COLLECT_CHUNK batches it has copied and read the backlog.
-        Past BACKLOG_HIGH, index here, at the event loop's priority, until the backlog is back
-        under it or ASSIST_SECONDS have passed: the thread gets no core under load that never
-        lets up, and then the server must slow down to what it can index.  Past WAL_HIGH or
-        WAL_HARD, checkpoint the recent tier here (see indexer.WAL_HIGH)."""
-        conn = self.store.conn
-        indexer = self.indexer
-        try:
-            store_mod.collect_recent(conn, COLLECT_CHUNK)
-            self._unindexed = store_mod.recent_backlog(conn)
-            recent = store_mod.recent_path(self.store.path)
-            if _wal_long(self._recent_wal_index(), recent):
-                # The recent tier's alone: the thread has copied most of its frames already and
-                # the event loop is its only writer, so this pass ends with every frame copied
-                # and the next group commit rewinds the WAL.  Main's WAL is the thread's to
-                # rewind (it writes main), or the loop's below when it indexes itself.
-                conn.execute("PRAGMA recent.wal_checkpoint(PASSIVE)").fetchall()
-                self.counters["history_wal_rewinds"] += 1
-            behind = self._unindexed > BACKLOG_HIGH
-            if not behind:
-                indexer.hand_back()
-                return
-            if not indexer.loop_indexes:
-                log.warning(
-                    "history: %d decisions unindexed: the server indexes itself until it catches up",
-                    self._unindexed,
-                )
-            indexer.take_over(within=0.2)
-            self.counters["history_index_assists"] += 1
-            until = time.monotonic() + ASSIST_SECONDS
-            while self._unindexed > BACKLOG_HIGH and time.monotonic() < until:
-                if not indexer.step(conn):
-                    break
-                self._unindexed = indexer.backlog
-            indexer.checkpoint(conn)
-        except sqlite3.Error as exc:
-            log.warning("history tiers (event loop): %s", exc)
-
-    def flush_index(self) -> None:
-        """On stop: index what is left, for up to FLUSH_ON_STOP seconds (the rest waits for the
-        next start; it is on disk and visible either way)."""
-        try:
-            moved = self.indexer.flush(self.store.conn, within=FLUSH_ON_STOP)
-            while store_mod.collect_recent(self.store.conn, COLLECT_CHUNK * 10):
-                pass
-            left = store_mod.recent_backlog(self.store.conn)
-        except sqlite3.Error as exc:
-            log.warning("history indexer at stop: %s", exc)
-            return
-        if moved or left:
-            log.info("history indexed at stop: %d decisions; %d left for the next start", moved, left)
-        try:
-            self.store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # leave short WALs behind
-        except sqlite3.Error as exc:
-            log.warning("final WAL checkpoint failed: %s", exc)
 
     def log_counters(self) -> None:
         """SIGUSR1: one line with every counter (requests, decisions, drops by reason)."""
@@ -891,18 +732,8 @@ class Server:
             loop.add_signal_handler(sig, self._stopping.set)
         loop.add_signal_handler(signal.SIGUSR1, self.log_counters)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
-        self.store.conn.execute("PRAGMA wal_autocheckpoint=0")  # the indexer's thread does it
-        self.store.conn.execute(f"PRAGMA busy_timeout={HISTORY_BUSY_MS}")
         indexing = self.worker in (None, 0)  # one indexer per database, not one per worker
-        switch_interval = sys.getswitchinterval()
-        if indexing:
-            # One thread per database, not per worker: it also checkpoints (nac/indexer.py).
-            sys.setswitchinterval(SWITCH_INTERVAL)
-            self.indexer.start()
-            wal_index = self._recent_wal_index()
-            if wal_index is not None:
-                self._copier = Copier(store_mod.recent_path(self.store.path), wal_index.read)
-                self._copier.start()
+        self.history.start(indexing=indexing)
         self._watch_sockets(True)
         if self.profiler is not None:
             if indexing:  # one DHCP listener per database, as one indexer: worker 0's
@@ -939,9 +770,8 @@ class Server:
                 if self.profiler is not None:
                     self.profiler.poll()
                 self.dispatch_jobs()
-                if indexing:
-                    self.tend_history()
                 now = time.time()
+                self.history.tick(now)
                 self.engine.expire(now)
                 self._unverified.prune(now)
                 self._limits.prune(now)
@@ -965,12 +795,7 @@ class Server:
             self.flush()  # decisions waiting for their group commit: committed and answered
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
-            if self._copier is not None:
-                self._copier.stop()
-            if indexing:
-                self.indexer.stop()
-                sys.setswitchinterval(switch_interval)  # the thread is gone
-                self.flush_index()
+            self.history.stop()
             self.close()
             if self.syslog is not None:
                 self.syslog.close()
@@ -980,23 +805,6 @@ class Server:
 def _batched(sock: socket.socket) -> bool:
     """Whether ``sock`` is read and answered through nac._udp (IPv4, and the module built)."""
     return _udp is not None and sock.family == socket.AF_INET
-
-
-def _wal_long(index: WalIndex | None, db_path: str) -> bool:
-    """Whether the event loop should rewind the WAL of the database at ``db_path`` now (see
-    indexer.WAL_HIGH); the file's size stands in when the WAL-index cannot be read."""
-    held = index.read() if index is not None else None
-    if held is None:
-        return _file_size(db_path + "-wal") > WAL_HARD
-    frames, uncopied = held
-    return frames > WAL_HARD or (frames > WAL_HIGH and uncopied <= WAL_TAIL)
-
-
-def _file_size(path: str) -> int:
-    try:
-        return os.stat(path).st_size
-    except OSError:
-        return 0
 
 
 def take_database_lock(path: str) -> int:

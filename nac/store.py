@@ -1,17 +1,15 @@
 """The embedded store: one SQLite file (WAL) shared by the server and the CLI.
 
 Rules and the policy defaults live here, so the CLI and every server process agree; a change
-bumps ``rules_version`` in the same transaction, which running servers poll.  History rows are
-written in batches (group commit): one transaction for everything one read of the sockets
-decided, committed before any of those replies is sent.
+bumps ``rules_version`` in the same transaction, which running servers poll.  The audit trail
+and the IEEE registry in force live here too.  History shares the file and the connection;
+nac/history/ owns it.
 """
 
 from __future__ import annotations
 
 import getpass
 import json
-import logging
-import marshal
 import os
 import sqlite3
 from collections.abc import Iterable, Sequence
@@ -23,126 +21,19 @@ from typing import TYPE_CHECKING, Any, Final
 
 from nac import audit, dbfile, registry_store, session_store
 from nac.errors import DatabaseFileError, NacError, PolicyError
+from nac.history import tiers
 from nac.oui import Snapshot
 from nac.policy import Defaults, Rule
 from nac.policyfile import defaults_table, rule_table
-from nac.records import COLUMNS, HistoryRecord
-from nac.sessions import SessionEvent
 
 if TYPE_CHECKING:
     import sqlite_utils
 
+#: What every database operation raises (the disk is full, the file is locked or damaged...).
+StoreError = sqlite3.Error
 DEFAULT_DB: Final = "nac.db"
 SCHEMA_VERSION: Final = 1
-#: How long a writer waits for another (the CLI while the server commits) before failing.
-BUSY_TIMEOUT_MS: Final = 5000
 
-_HISTORY_TYPES: Final = {
-    "ts": "REAL NOT NULL",
-    "prefix_bits": "INTEGER",
-    "nas_port": "INTEGER",
-    "message_authenticator": "INTEGER NOT NULL",
-    "reply": "INTEGER NOT NULL",
-    "action": "TEXT NOT NULL",
-    "rule": "TEXT NOT NULL",
-    "reason": "TEXT NOT NULL",
-    "client": "TEXT NOT NULL",
-    "nas_ip": "TEXT NOT NULL",
-    "method": "TEXT NOT NULL",
-    "src": "TEXT NOT NULL",
-    "snapshot": "TEXT NOT NULL",
-    "latency_us": "INTEGER",
-}
-HISTORY_COLUMNS: Final = (*COLUMNS, "latency_us")
-# History is kept in two tiers, like a log-structured store.
-#
-# * The recent tier, a database file of its own beside the main one (``nac.db-recent``): a log
-#   of the server's group commits.  Each commit appends ONE row to ``recent.history_batches``:
-#   the ids it took (``id``, the first, to ``last``), its time span, and the decisions
-#   themselves as one marshal blob (a list of plain tuples, HISTORY_COLUMNS in order).  A row
-#   of a few KiB per commit instead of a row of 24 columns per decision: 2.1-2.6 µs per
-#   decision instead of 9.7-10.2 at 128 a commit, and nothing per decision to delete later
-#   (bench/history_bench.py measures both layouts).
-#   Each commit takes the ids after the newest batch's (or after ``recent.history_seq``, the
-#   floor that collection and prune raise before they delete the newest batch) in the
-#   statement that appends it, under the write lock: server workers sharing the file never
-#   collide, and a commit writes the table's last page alone (plus the blob's overflow).
-# * ``main.history``: indexed by MAC and time for the helpdesk.  The indexer (nac/indexer.py)
-#   unpacks batches into it, when the server has a core to spare, and raises a watermark (meta
-#   ``history_indexed_upto``) in the same transaction; the server deletes indexed batches from
-#   the recent tier a few at a time in its group commits, and in its tick (collect_recent).
-#   The indexer never writes the recent file:
-#   a thread at idle priority holding the server's write lock would stall its commits.
-#
-# Readers see both through a TEMP VIEW named ``history`` (it shadows main.history): main's rows
-# and the unindexed recent ones, which sync_recent() unpacks into a TEMP table of the reading
-# connection (only the batches it has not seen yet).  Every reader entry point (the helpdesk,
-# `nac history`, `nac why`, `nac stats`, `nac web`) syncs first; SQL written against
-# ``history`` on a connection from connect() must call sync_recent() before it reads.
-# A row keeps its id when it moves, and the view shows recent rows above the watermark only,
-# so a reader sees every decision exactly once.
-# A separate file, not a second table: SQLite has one write lock per file, and the indexer's
-# long transactions must never hold up the server's commits.
-RECENT_SUFFIX: Final = "-recent"
-_INDEXED_UPTO: Final = "SELECT CAST(value AS INTEGER) FROM main.meta WHERE key = 'history_indexed_upto'"
-# Every stored column of a history row with its type (`id` and the generated `time` aside).
-_COLUMN_DEFS: Final = ", ".join(f"{name} {_HISTORY_TYPES.get(name, 'TEXT')}" for name in HISTORY_COLUMNS)
-_ID_AND_COLUMNS: Final = ", ".join(("id", *HISTORY_COLUMNS))
-_ID_AND_PARAMS: Final = ", ".join("?" * (1 + len(HISTORY_COLUMNS)))
-#: marshal's format version for the batches (every later Python reads it).
-MARSHAL_VERSION: Final = 4
-#: At low load every decision is a commit of its own, which writes the table's last page to the
-#: WAL: 1 KiB pages make that WAL (and the checkpoints' copying) a quarter of 4 KiB pages'.
-#: A large batch's blob fills overflow pages of either size.
-RECENT_PAGE_SIZE: Final = 1024
-#: Page cache per connection for the recent tier (negative: KiB).  Appends touch the last pages
-#: and readers scan it once: a small cache does, and every server thread has a connection.
-RECENT_CACHE_KIB: Final = -512
-#: The WAL files are reused from the start after each checkpoint; past this size a rewound one
-#: is also truncated, so a burst's WAL does not keep its disk (or WAL-index memory) for ever.
-#: Above the event loop's hard mark for the recent tier (indexer.WAL_HARD): in steady running
-#: no group commit truncates (30-55 ms on ext4 mounted with discard).
-WAL_SIZE_LIMIT: Final = 128 * 1024 * 1024
-_RECENT_TABLES: Final = (
-    "CREATE TABLE IF NOT EXISTS recent.history_batches (id INTEGER PRIMARY KEY, last INTEGER NOT NULL,"
-    " ts_first REAL NOT NULL, ts_last REAL NOT NULL, rows BLOB NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS recent.history_seq"
-    " (one INTEGER PRIMARY KEY CHECK (one = 1), last INTEGER NOT NULL)",
-)
-_TOP: Final = (
-    "MAX(COALESCE((SELECT last FROM recent.history_batches ORDER BY id DESC LIMIT 1), 0),"
-    " COALESCE((SELECT last FROM recent.history_seq), 0))"
-)
-_APPEND: Final = (
-    "INSERT INTO recent.history_batches (id, last, ts_first, ts_last, rows)"  # noqa: S608 - constants
-    f" SELECT top + 1, top + ?, ?, ?, ? FROM (SELECT {_TOP} AS top) RETURNING id"
-)
-#: Collection and prune keep the id floor before they delete batches (perhaps the newest).
-_KEEP_FLOOR: Final = f"UPDATE recent.history_seq SET last = {_TOP}"  # noqa: S608 - constants
-# The newest batch stays: the next commit's ids follow it.
-_COLLECT_IN_COMMIT: Final = (
-    "DELETE FROM recent.history_batches WHERE id IN (SELECT id FROM recent.history_batches"
-    " WHERE id <= ?1 AND last <= ?1 AND id < (SELECT MAX(id) FROM recent.history_batches)"
-    " ORDER BY id LIMIT ?2)"
-)
-#: Batches holding ids above ?1: the rowid range from the batch that holds ?1 (the ids are
-#: ascending with ``last``; a filter on ``last`` alone would scan the table from its start).
-_AFTER: Final = "id >= COALESCE((SELECT MAX(id) FROM recent.history_batches WHERE id <= ?1), 0) AND last > ?1"
-_COLLECT: Final = (
-    "DELETE FROM recent.history_batches WHERE id IN (SELECT id FROM recent.history_batches"  # noqa: S608
-    f" WHERE id <= COALESCE(({_INDEXED_UPTO}), 0) AND last <= COALESCE(({_INDEXED_UPTO}), 0)"
-    " ORDER BY id LIMIT ?)"
-)
-_INSERT_MAIN: Final = f"INSERT OR IGNORE INTO main.history ({_ID_AND_COLUMNS}) VALUES ({_ID_AND_PARAMS})"  # noqa: S608
-_INSERT_SEEN: Final = (
-    f"INSERT OR IGNORE INTO temp.recent_history ({_ID_AND_COLUMNS}) VALUES ({_ID_AND_PARAMS})"  # noqa: S608
-)
-_HISTORY_VIEW: Final = (
-    "CREATE TEMP VIEW IF NOT EXISTS history AS SELECT * FROM main.history UNION ALL"  # noqa: S608
-    f" SELECT * FROM temp.recent_history WHERE id > COALESCE(({_INDEXED_UPTO}), 0)"
-)
-
-log = logging.getLogger("nac.store")
 
 
 def default_db_path() -> str:
@@ -163,12 +54,12 @@ class Store:
         conn: sqlite3.Connection | None = None
         try:
             dbfile.create_private(self.path)
-            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000)
+            conn = sqlite3.connect(self.path, timeout=dbfile.BUSY_TIMEOUT_MS / 1000)
             self.conn = conn
             dbfile.check_nac(conn, self.path, schema_version=SCHEMA_VERSION)
-            _use_wal(conn)
+            dbfile.use_wal(conn)
             self._ensure_schema()
-            attach_recent(conn, self.path)
+            tiers.attach_recent(conn, self.path)
         except (OSError, sqlite3.Error, NacError) as exc:
             if conn is not None:
                 conn.close()
@@ -186,7 +77,7 @@ class Store:
         store.path = str(path)
         try:
             store.conn = _open_readonly(store.path)
-            if _outdated(store.conn):
+            if _outdated(store.conn) or tiers.outdated(store.conn):
                 store.conn.close()
                 if not dbfile.writable(store.path):
                     raise DatabaseFileError(
@@ -196,8 +87,7 @@ class Store:
                     )
                 cls(store.path).close()
                 store.conn = _open_readonly(store.path)
-            attach_recent(store.conn, store.path, readonly=True)
-            sync_recent(store.conn)
+            tiers.attach_recent(store.conn, store.path, readonly=True)
         except (OSError, sqlite3.Error) as exc:
             raise dbfile.open_error(store.path, exc) from None
         return store
@@ -254,17 +144,7 @@ class Store:
                     hash TEXT NOT NULL
                 )"""
             )
-            conn.execute(_history_table("main.history"))
-            conn.execute("CREATE INDEX IF NOT EXISTS history_ts ON history (ts)")
-            # (mac, ts, action), not (mac, ts): `nac why` finds how long a device has had the same
-            # answer from the index alone; with (mac, ts) it read every row of a device refused
-            # for months (~130,000 rows: 1 s at 10M rows; 70 ms now; bench/helpdesk_bench.py).
-            # Same index count; an existing database is migrated once here.
-            conn.execute("DROP INDEX IF EXISTS history_mac")
-            conn.execute("CREATE INDEX IF NOT EXISTS history_mac_action ON history (mac, ts, action)")
-            # (action, ts) cost a third of the history commit on the request path (one more
-            # B-tree page written per row); `--action` filters read the ts index instead.
-            conn.execute("DROP INDEX IF EXISTS history_action")
+            tiers.ensure_schema(conn)
             session_store.ensure_schema(conn)
             registry_store.ensure_schema(conn)
             # The active IEEE registry once an operator has imported one (`nac oui import`);
@@ -462,16 +342,6 @@ class Store:
     def audit_head(self) -> str | None:
         return self._meta("audit_head")
 
-    def replay_rows(self, since: float) -> list[tuple[Any, ...]]:
-        """History since ``since`` as `nac rules simulate` replays it (nac/simulate.ReplayRow),
-        oldest first; rows without a MAC (not MAB, garbage) are left out."""
-        sync_recent(self.conn)
-        return self.conn.execute(
-            "SELECT ts, mac, client, called_station_id, nas_port_type, method FROM history"
-            " WHERE ts >= ? AND mac IS NOT NULL ORDER BY ts, id",
-            (since,),
-        ).fetchall()
-
     def _bump(self, conn: sqlite3.Connection) -> None:
         conn.execute(
             "UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) WHERE key = 'rules_version'"
@@ -619,169 +489,11 @@ class Store:
             )
         return active, restored
 
-    # -- history ---------------------------------------------------------------------------
-
-    def write_history(self, rows: Sequence[Sequence[object]]) -> None:
-        """Append one batch of ``HistoryRecord + (latency_us,)`` rows and commit (group commit)."""
-        self.write_batch(rows, ())
-
-    def write_batch(
-        self,
-        rows: Sequence[Sequence[object]],
-        events: Sequence[SessionEvent],
-        *,
-        collect: tuple[int, int] | None = None,
-    ) -> int:
-        """History rows and accounting events of one server batch, in one transaction: the
-        group commit that comes before any of the batch's replies is sent.
-
-        ``collect`` = (indexed_upto, limit): first delete up to ``limit`` recent batches that the
-        indexer has copied (through ``indexed_upto``), in the same commit: collection a few
-        rows at a time costs no commit of its own and never stalls the event loop the way a
-        bulk delete does.  Returns how many it deleted; a failed deletion is skipped."""
-        conn = self.conn
-        collected = 0
-        if collect is not None:
-            try:
-                collected = conn.execute(_COLLECT_IN_COMMIT, collect).rowcount
-            except sqlite3.Error as exc:  # before the append: whatever it undid, nothing is lost
-                log.debug("collecting indexed history in the group commit: %s", exc)
-        try:
-            if rows:
-                append_history(conn, rows)
-            if events:
-                session_store.apply_events(conn, events)
-            conn.commit()
-        except BaseException:
-            conn.rollback()
-            raise
-        return collected
-
-    def history(
-        self,
-        *,
-        mac: str | None = None,
-        action: str | None = None,
-        since: float | None = None,
-        limit: int | None = 50,
-    ) -> list[dict[str, Any]]:
-        sync_recent(self.conn)
-        where: list[str] = []
-        params: list[object] = []
-        if mac is not None:
-            where.append("mac = ?")
-            params.append(mac)
-        if action is not None:
-            where.append("action = ?")
-            params.append(action)
-        if since is not None:
-            where.append("ts >= ?")
-            params.append(since)
-        sql = "SELECT * FROM history"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY ts DESC, id DESC"
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(limit)
-        return [dict(row) for row in self.db.query(sql, params)]
-
-    def history_count(self) -> int:
-        return history_count(self.conn)
-
-
-def recent_path(path: str | Path) -> str:
-    """The recent tier's file for the database at ``path`` (an in-memory one for ``:memory:``)."""
-    path = os.fspath(path)
-    return ":memory:" if path == ":memory:" else path + RECENT_SUFFIX
-
-
-def _history_table(qualified: str) -> str:
-    return f"""CREATE TABLE IF NOT EXISTS {qualified} (
-        id INTEGER PRIMARY KEY,
-        {_COLUMN_DEFS},
-        time TEXT GENERATED ALWAYS AS (strftime('%Y-%m-%dT%H:%M:%fZ', ts, 'unixepoch')) VIRTUAL
-    )"""
-
-
-def attach_recent(conn: sqlite3.Connection, path: str | Path, *, readonly: bool = False) -> bool:
-    """Attach the recent tier of the database at ``path`` to ``conn`` as ``recent`` and make the
-    TEMP VIEW ``history`` over both tiers; False if there is none to attach (a read-only open
-    of a database no server has written since it had tiers: then ``history`` is main's table).
-
-    A writable open creates the tier (or converts one of the older row-per-decision layout)
-    and raises its id sequence above main.history's ids.
-    """
-    if readonly:
-        target = Path(recent_path(path))
-        if not target.is_file():
-            return False
-        conn.execute("ATTACH ? AS recent", (dbfile.readonly_uri(str(target)),))
-        conn.execute(f"PRAGMA recent.cache_size={RECENT_CACHE_KIB}")
-        names = {row[0] for row in conn.execute("SELECT name FROM recent.sqlite_master WHERE type = 'table'")}
-        if "history_batches" not in names:  # an older server's layout: the next start converts it
-            conn.execute("DETACH recent")
-            return False
-    else:
-        dbfile.create_private(recent_path(path))  # its -wal and -shm take its mode
-        conn.execute("ATTACH ? AS recent", (recent_path(path),))
-        conn.execute(f"PRAGMA recent.page_size={RECENT_PAGE_SIZE}")  # a new file's (WAL fixes it)
-        conn.execute("PRAGMA recent.journal_mode=WAL")
-        conn.execute("PRAGMA recent.synchronous=NORMAL")
-        conn.execute(f"PRAGMA recent.journal_size_limit={WAL_SIZE_LIMIT}")
-        conn.execute(f"PRAGMA recent.cache_size={RECENT_CACHE_KIB}")
-        with conn:
-            for ddl in _RECENT_TABLES:
-                conn.execute(ddl)
-            _convert_row_tier(conn)
-            # Above every id ever indexed too: main's newest rows may have been pruned.
-            top = max(conn.execute("SELECT MAX(id) FROM main.history").fetchone()[0] or 0, indexed_upto(conn))
-            seq = conn.execute("SELECT last FROM recent.history_seq").fetchone()
-            if seq is None:
-                conn.execute("INSERT INTO recent.history_seq (one, last) VALUES (1, ?)", (top,))
-            elif seq[0] < top:
-                conn.execute("UPDATE recent.history_seq SET last = ?", (top,))
-    conn.execute(_history_table("temp.recent_history"))
-    conn.execute("CREATE INDEX IF NOT EXISTS temp.recent_history_ts ON recent_history (ts)")
-    conn.execute(_HISTORY_VIEW)
-    return True
-
-
-def _convert_row_tier(conn: sqlite3.Connection) -> None:
-    """A recent tier from before the batches (a row per decision in ``recent.history``): index
-    its rows into main and drop the table, in the caller's transaction."""
-    old = "SELECT 1 FROM recent.sqlite_master WHERE type = 'table' AND name = 'history'"
-    if conn.execute(old).fetchone() is None:
-        return
-    upto = indexed_upto(conn)
-    moved = conn.execute(
-        f"INSERT OR IGNORE INTO main.history ({_ID_AND_COLUMNS})"  # noqa: S608 - constants
-        f" SELECT {_ID_AND_COLUMNS} FROM recent.history WHERE id > ?",
-        (upto,),
-    ).rowcount
-    high = conn.execute("SELECT MAX(id) FROM recent.history").fetchone()[0]
-    if high is not None and high > upto:
-        _set_indexed_upto(conn, int(high))
-    conn.execute("DROP TABLE recent.history")
-    log.info("history: the recent tier now holds batches; its %d unindexed rows are indexed", moved)
-
-
-def connect(path: str | Path) -> sqlite3.Connection:
-    """A plain sqlite3 connection to the database at ``path`` (WAL, the recent tier attached,
-    the ``history`` view over both tiers as of now): for threads and scripts that use SQL
-    directly.  A connection kept open must call sync_recent() before it reads ``history``
-    again, or it misses the decisions committed since."""
-    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000)
-    _use_wal(conn)
-    attach_recent(conn, path)
-    sync_recent(conn)
-    return conn
-
 
 def _open_readonly(path: str) -> sqlite3.Connection:
     """The main file of the database at ``path``, read-only, checked to be nac's."""
     conn = sqlite3.connect(
-        dbfile.readonly_uri(path), uri=True, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False
+        dbfile.readonly_uri(path), uri=True, timeout=dbfile.BUSY_TIMEOUT_MS / 1000, check_same_thread=False
     )
     try:
         if not dbfile.check_nac(conn, path, schema_version=SCHEMA_VERSION):
@@ -813,183 +525,7 @@ def _outdated(conn: sqlite3.Connection) -> bool:
     return not _current_layout() <= _table_layout(conn)
 
 
-def _use_wal(conn: sqlite3.Connection) -> None:
-    conn.execute("PRAGMA journal_mode=WAL")
-    # NORMAL in WAL mode survives a killed process (the OS has the pages); FULL would also
-    # survive a power cut at the cost of an fsync per commit.
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
-
-
-def has_recent(conn: sqlite3.Connection) -> bool:
-    return any(row[1] == "recent" for row in conn.execute("PRAGMA database_list"))
-
-
-def indexed_upto(conn: sqlite3.Connection) -> int:
-    """The highest id moved into main.history: recent rows up to it are copies, awaiting
-    collection (the view leaves them out)."""
-    row = conn.execute(_INDEXED_UPTO).fetchone()
-    return 0 if row is None or row[0] is None else int(row[0])
-
-
-def _set_indexed_upto(conn: sqlite3.Connection, high: int) -> None:
-    conn.execute(
-        "INSERT INTO main.meta (key, value) VALUES ('history_indexed_upto', ?)"
-        " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        (str(high),),
-    )
-
-
-def append_history(conn: sqlite3.Connection, rows: Sequence[Sequence[object]]) -> None:
-    """Append ``rows`` (``HistoryRecord + (latency_us,)``, oldest first) to the recent tier as
-    one batch, in the caller's transaction: the caller commits."""
-    count = len(rows)
-    try:
-        blob = marshal.dumps(rows, MARSHAL_VERSION)  # type: ignore[arg-type]  # checked by marshal
-    except ValueError:  # NamedTuples (marshal takes the built-in types only)
-        blob = marshal.dumps([tuple(row) for row in rows], MARSHAL_VERSION)
-    conn.execute(_APPEND, (count, rows[0][0], rows[-1][0], blob)).fetchall()
-
-
-def _unpack(first: int, blob: bytes, above: int) -> list[tuple[object, ...]]:
-    """The rows of the batch whose first id is ``first``, with their ids; those above ``above`` only."""
-    # Our own server wrote it into our own database: no more trusted than the rules beside it.
-    rows: list[tuple[object, ...]] = marshal.loads(blob)  # noqa: S302
-    skip = max(0, above + 1 - first)
-    return [(first + i, *row) for i, row in enumerate(rows) if i >= skip]
-
-
-def sync_recent(conn: sqlite3.Connection) -> int:
-    """Bring ``conn``'s view of the recent tier up to date: unpack the batches committed since
-    its last call into its TEMP table, and drop the rows indexed or pruned since.  Returns how
-    many rows it added.  Three indexed lookups when nothing changed."""
-    if not has_recent(conn):
-        return 0
-    with conn:
-        upto = indexed_upto(conn)
-        conn.execute("DELETE FROM temp.recent_history WHERE id <= ?", (upto,))
-        low, high = conn.execute("SELECT MIN(id), MAX(id) FROM temp.recent_history").fetchone()
-        if low is not None:  # batches pruned before they were indexed: gone here too
-            at = low
-            kept = conn.execute(
-                f"SELECT id, last FROM recent.history_batches WHERE {_AFTER} AND id <= ?2 ORDER BY id",  # noqa: S608
-                (low - 1, high),
-            ).fetchall()
-            for first, last in kept:
-                if first > at:
-                    conn.execute("DELETE FROM temp.recent_history WHERE id BETWEEN ? AND ?", (at, first - 1))
-                at = max(at, last + 1)
-            if at <= high:
-                conn.execute("DELETE FROM temp.recent_history WHERE id BETWEEN ? AND ?", (at, high))
-        above = max(upto, high or 0)
-        added = 0
-        for first, blob in conn.execute(
-            f"SELECT id, rows FROM recent.history_batches WHERE {_AFTER} ORDER BY id",  # noqa: S608
-            (above,),
-        ).fetchall():
-            rows = _unpack(first, blob, above)
-            conn.executemany(_INSERT_SEEN, rows)
-            added += len(rows)
-    return added
-
-
-def history_count(conn: sqlite3.Connection) -> int:
-    """Rows in both tiers (counted tier by tier: COUNT(*) over the view is several times slower)."""
-    total = int(conn.execute("SELECT COUNT(*) FROM main.history").fetchone()[0])
-    if has_recent(conn):
-        upto = indexed_upto(conn)
-        total += int(
-            conn.execute(
-                "SELECT COALESCE(SUM(last - MAX(id, ?2 + 1) + 1), 0)"  # noqa: S608 - constants
-                f" FROM recent.history_batches WHERE {_AFTER}",
-                (upto, upto),
-            ).fetchone()[0]
-        )
-    return total
-
-
-def recent_backlog(conn: sqlite3.Connection) -> int:
-    """Rows waiting for the indexer (from the id range: exact unless a prune removed some)."""
-    top = conn.execute(f"SELECT {_TOP}").fetchone()[0]
-    return max(0, int(top) - indexed_upto(conn))
-
-
-def move_recent(conn: sqlite3.Connection, batch: int) -> int:
-    """Unpack the oldest unindexed batches of the recent tier (whole ones, until ``batch`` rows
-    or more) into main.history and raise the watermark in the same transaction; returns how
-    many rows it took.  The batches stay in the recent tier, hidden by the view, until
-    collect_recent() deletes them.
-
-    The batches are read (a short read transaction on the recent tier) before main's write
-    transaction begins: the long part, the random MAC-index inserts, holds main's write lock
-    but no snapshot of the recent tier.  The indexer runs at idle priority and can be stopped
-    anywhere for as long as a burst lasts; a snapshot held that long would keep every
-    checkpoint from rewinding the recent tier's WAL, which the server appends to at full speed.
-    One executemany per batch: the GIL is released around every row's insert, and never held
-    for long by a thread at idle priority, which the event loop would then wait for."""
-    upto = indexed_upto(conn)
-    taken: list[tuple[int, int, bytes]] = []
-    count = 0
-    try:
-        cursor = conn.execute(
-            f"SELECT id, last, rows FROM recent.history_batches WHERE {_AFTER} ORDER BY id",  # noqa: S608
-            (upto,),
-        )
-        while count < batch:
-            got = cursor.fetchone()
-            if got is None:
-                break
-            taken.append(got)
-            count += got[1] - max(got[0], upto + 1) + 1
-        cursor.close()
-        conn.commit()
-        if not taken:
-            return 0
-        for first, _, blob in taken:
-            conn.executemany(_INSERT_MAIN, _unpack(first, blob, upto))
-        _set_indexed_upto(conn, taken[-1][1])
-        conn.commit()
-    except BaseException:
-        conn.rollback()
-        raise
-    return count
-
-
-def prune_recent(conn: sqlite3.Connection, cutoff: float, limit: int) -> tuple[int, int]:
-    """Delete up to ``limit`` unindexed batches of the recent tier whose decisions are all older
-    than ``cutoff``; returns (decisions, batches) deleted.  The indexer skips what is gone."""
-    with conn:
-        upto = indexed_upto(conn)
-        conn.execute(_KEEP_FLOOR)
-        gone = conn.execute(
-            "DELETE FROM recent.history_batches WHERE id IN (SELECT id FROM recent.history_batches"  # noqa: S608
-            f" WHERE {_AFTER} AND ts_last < ?2 ORDER BY id LIMIT ?3) RETURNING id, last",
-            (upto, cutoff, limit),
-        ).fetchall()
-    return sum(last - max(first, upto + 1) + 1 for first, last in gone), len(gone)
-
-
-def collect_recent(conn: sqlite3.Connection, limit: int) -> int:
-    """Delete up to ``limit`` batches of the recent tier that are already in main.history;
-    returns how many.  A short transaction on the recent tier (a few pages per batch)."""
-    oldest = conn.execute("SELECT MIN(id) FROM recent.history_batches").fetchone()[0]
-    if oldest is None or oldest > indexed_upto(conn):
-        return 0  # nothing indexed is left: no write (the tick comes four times a second)
-    try:
-        conn.execute(_KEEP_FLOOR)
-        deleted = conn.execute(_COLLECT, (limit,)).rowcount
-        conn.commit()
-    except BaseException:
-        conn.rollback()
-        raise
-    return int(deleted)
-
-
 _RULE_EXTRA_COLUMNS: Final = ("clients", "ssids", "port_type", "method", "mode", "starts", "expires")
-
-
-def record_row(record: HistoryRecord, latency_us: int) -> tuple[object, ...]:
-    return (*record, latency_us)
 
 
 def _snapshot_row(row: Sequence[Any]) -> dict[str, Any]:

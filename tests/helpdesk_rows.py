@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from nac.records import HistoryRecord
-from nac.store import Store, record_row
+from nac.history import tiers
+from nac.history.record import HistoryRecord, record_row
+from nac.store import Store
 
 REASONS = {
     "accept": "no rule matched; the policy's default is accept",
@@ -48,6 +49,6 @@ def decision(ts: float, mac: str, action: str = "accept", **fields: Any) -> tupl
 def write(db: str, rows: list[tuple[object, ...]]) -> None:
     store = Store(db)
     try:
-        store.write_history(rows)
+        tiers.write_batch(store.conn, rows, ())
     finally:
         store.close()

@@ -21,10 +21,11 @@ from typer.testing import CliRunner
 import nac.resources
 from nac.app import open_store
 from nac.cli import app
+from nac.history import tiers
+from nac.history.record import HistoryRecord, record_row
 from nac.oui import Registry, normalize_name
 from nac.policy import Defaults
-from nac.records import HistoryRecord
-from nac.store import Store, record_row
+from nac.store import Store
 
 CHECK_KEYS = {"mac", "randomized", "prefix", "prefix_bits", "vendor", "action", "vlan", "rule", "reason"}
 HISTORY_KEYS = {"time", "mac", "vendor", "action", "vlan", "rule", "reason", "client", "nas_ip", "method"}
@@ -379,14 +380,12 @@ def history_db(db: str) -> dict[str, float]:
     stamps = {"a": now - MINUTE, "b": now - 3 * HOUR, "c": now - 3 * DAY, "d": now - 10 * DAY}
     store = Store(db)
     try:
-        store.write_history(
-            [
+        tiers.write_batch(store.conn, [
                 _record(stamps["c"], XIRCOM, "quarantine", vlan="666"),
                 _record(stamps["a"], XIRCOM, "accept"),
                 _record(stamps["d"], HUAWEI, "reject", vendor="Huawei"),
                 _record(stamps["b"], HUAWEI, "reject", vendor="Huawei"),
-            ]
-        )
+            ], ())
     finally:
         store.close()
     return stamps

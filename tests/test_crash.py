@@ -11,7 +11,7 @@ import signal
 import threading
 import time
 
-from nac import store
+from nac.history import tiers
 from tests.interop import SECRET, NacServer, mab_request, reply_signed, udp_socket
 
 WINDOW = 32  # requests in flight, as a busy switch stack keeps them
@@ -78,7 +78,7 @@ def test_every_answered_request_has_its_history_row_after_sigkill(nac_server: Na
     assert len(replied) >= MIN_REPLIES, (
         f"only {len(replied)} of {sent} requests answered before the kill; stderr:\n{server.stderr()}"
     )
-    conn = store.connect(str(server.db))
+    conn = tiers.connect(str(server.db))
     try:
         integrity = conn.execute("PRAGMA integrity_check").fetchall()
         stored = {row[0] for row in conn.execute("SELECT mac FROM history")}
@@ -90,14 +90,14 @@ def test_every_answered_request_has_its_history_row_after_sigkill(nac_server: Na
 
 
 def test_decisions_left_unindexed_by_a_kill_are_indexed_after_restart(nac_server: NacServer) -> None:
-    """The recent tier (nac/store.py) is the part of history a kill can leave behind: the next
+    """The recent tier (nac/history/tiers.py) is the part of history a kill can leave behind: the next
     start moves it into the MAC-indexed tier, and a clean stop leaves nothing in it."""
     replied, _ = _stream_until_killed(nac_server)
     assert len(replied) >= MIN_REPLIES
     nac_server.start()
     deadline = time.monotonic() + 30
     while True:
-        conn = store.connect(str(nac_server.db))
+        conn = tiers.connect(str(nac_server.db))
         try:
             indexed = {row[0] for row in conn.execute("SELECT mac FROM main.history")}
         finally:
@@ -107,9 +107,9 @@ def test_decisions_left_unindexed_by_a_kill_are_indexed_after_restart(nac_server
         assert time.monotonic() < deadline, f"{len(replied - indexed)} answered decisions still unindexed"
         time.sleep(0.2)
     assert nac_server.stop() == 0
-    conn = store.connect(str(nac_server.db))
+    conn = tiers.connect(str(nac_server.db))
     try:
-        assert store.recent_backlog(conn) == 0
+        assert tiers.recent_backlog(conn) == 0
         assert conn.execute("SELECT COUNT(*) FROM recent.history_batches").fetchone() == (0,)  # collected
         visible = conn.execute("SELECT COUNT(*), COUNT(DISTINCT id) FROM history").fetchone()
     finally:

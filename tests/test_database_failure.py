@@ -10,12 +10,12 @@ import sqlite3
 import threading
 import time
 
-from nac.store import recent_path
+from nac.history.tiers import recent_path
 from tests.interop import NacServer, NacServerFactory, exchange, mab_request, parse_reply, udp_socket
 
 
 def _lock(db: str, seconds: float, locked: threading.Event) -> None:
-    # The file the server's group commit writes: the recent history tier (nac/store.py).
+    # The file the server's group commit writes: the recent history tier (nac/history/tiers.py).
     conn = sqlite3.connect(recent_path(db), timeout=10)
     conn.execute("BEGIN EXCLUSIVE")
     locked.set()

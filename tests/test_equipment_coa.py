@@ -26,6 +26,7 @@ from nac.dynauth import Target, build_request
 from nac.equipment import coa
 from nac.equipment.profiles import load_profiles, parse_profiles
 from nac.errors import ConfigError
+from nac.history import tiers
 from nac.packet import Codes
 from nac.resources import load_dictionary
 from nac.store import Store
@@ -311,7 +312,7 @@ def _session(store: Store, mac: str, session: str, port_id: str) -> None:
     data = nas.accounting_request(mac, session_id=session, extra=[attr(87, port_id)])
     decoded = dict(attributes(data))
     event = codes.accounting.event(decoded, client="sw1", nas_ip="192.0.2.10", now=1000.0)
-    store.write_batch([], [event])
+    tiers.write_batch(store.conn, [], [event])
 
 
 def test_queue_carries_vlan_change_and_counts_the_sessions_on_the_port(store: Store) -> None:

@@ -15,6 +15,7 @@ import pytest
 
 from nac import bench, run, server
 from nac.config import load_config
+from nac.history import tiers
 from nac.sessions import SessionEvent
 from tests.interop import SECRET, free_udp_ports
 
@@ -51,13 +52,15 @@ def _replies(sock: socket.socket) -> list[bytes]:
 def _count_commits(nac: server.Server) -> list[int]:
     """The number of history rows in each group commit from now on."""
     commits: list[int] = []
-    write_batch = nac.store.write_batch
+    write = nac.history._write
 
-    def counting(rows: Sequence[Sequence[object]], events: Sequence[SessionEvent], **kw: object) -> int:
+    def counting(
+        rows: Sequence[Sequence[object]], events: Sequence[SessionEvent], collect: tuple[int, int] | None
+    ) -> int:
         commits.append(len(rows))
-        return write_batch(rows, events, **kw)  # type: ignore[arg-type]
+        return write(rows, events, collect)
 
-    nac.store.write_batch = counting  # type: ignore[method-assign]
+    nac.history._write = counting  # type: ignore[method-assign]
     return commits
 
 
@@ -99,7 +102,7 @@ def test_requests_close_together_share_one_commit_and_wait_for_it(nac: server.Se
         asyncio.run(exchange())
     finally:
         client.close()
-    assert nac.store.history_count() == 3
+    assert tiers.history_count(nac.store.conn) == 3
 
 
 def test_decisions_waiting_for_their_commit_are_committed_and_answered_at_stop(
@@ -122,7 +125,7 @@ def test_decisions_waiting_for_their_commit_are_committed_and_answered_at_stop(
         asyncio.run(exchange())
     finally:
         client.close()
-    assert nac.store.history_count() == 1
+    assert tiers.history_count(nac.store.conn) == 1
 
 
 def test_under_steady_load_the_sockets_wait_for_the_commit_and_what_arrived_joins_it(
@@ -177,7 +180,7 @@ def test_under_steady_load_the_sockets_wait_for_the_commit_and_what_arrived_join
         asyncio.run(exchange())
     finally:
         client.close()
-    assert nac.store.history_count() == server.PAUSE_PENDING + 5
+    assert tiers.history_count(nac.store.conn) == server.PAUSE_PENDING + 5
     assert sys.getswitchinterval() == before  # set for the indexer thread's life only
 
 
@@ -207,4 +210,4 @@ def test_a_queue_is_decided_and_answered_a_bounded_batch_at_a_time(nac: server.S
         asyncio.run(exchange())
     finally:
         client.close()
-    assert nac.store.history_count() == queued
+    assert tiers.history_count(nac.store.conn) == queued

@@ -1,4 +1,4 @@
-"""History's two tiers (nac/store.py): the server appends to the recent tier, the indexer moves
+"""History's two tiers (nac/history/tiers.py): the server appends to the recent tier, the indexer moves
 rows into the MAC-indexed main table, and every reader sees both as one ``history``."""
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from nac import helpdesk, indexer, run, server
+from nac import helpdesk, run, server
 from nac.config import load_config
-from nac.indexer import Indexer
-from nac.store import (
-    HISTORY_COLUMNS,
-    Store,
+from nac.history import indexer, prune, tiers, writer
+from nac.history.indexer import Indexer
+from nac.history.record import HISTORY_COLUMNS
+from nac.history.tiers import (
     collect_recent,
     connect,
     move_recent,
@@ -29,6 +29,7 @@ from nac.store import (
     recent_path,
     sync_recent,
 )
+from nac.store import Store
 from tests.helpdesk_rows import decision
 
 DAY = 86400.0
@@ -43,7 +44,7 @@ def _write(db: str, macs: list[str], ts: float | None = None) -> None:
     """One group commit (one batch in the recent tier) of a decision per MAC."""
     store = Store(db)
     try:
-        store.write_batch([decision(ts or time.time(), mac) for mac in macs], [])
+        tiers.write_batch(store.conn, [decision(ts or time.time(), mac) for mac in macs], [])
     finally:
         store.close()
 
@@ -111,7 +112,7 @@ def test_a_reader_keeps_up_with_new_indexed_and_pruned_batches(db: str) -> None:
     _write(db, ["00:00:00:00:00:04"])
     assert _ids(reader.conn, "history") == [1, 2, 3, 4]
     writer = connect(db)
-    assert helpdesk.prune(writer, 90 * DAY) == 1  # batch 1, never indexed
+    assert prune.prune(writer, 90 * DAY) == 1  # batch 1, never indexed
     assert _ids(reader.conn, "history") == [2, 3, 4]
     assert move_recent(writer, 2) == 2
     assert _ids(reader.conn, "history") == [2, 3, 4]
@@ -146,7 +147,7 @@ def test_ids_stay_above_the_watermark_when_main_was_pruned_empty_and_the_tier_lo
     _write(db, ["00:00:00:00:00:01", "00:00:00:00:00:02"], ts=time.time() - 100 * DAY)
     conn = connect(db)
     move_recent(conn, 100)
-    assert helpdesk.prune(conn, 90 * DAY) == 2
+    assert prune.prune(conn, 90 * DAY) == 2
     conn.close()
     for suffix in ("", "-wal", "-shm"):
         Path(recent_path(db) + suffix).unlink(missing_ok=True)
@@ -166,7 +167,7 @@ def test_workers_sharing_the_tier_never_take_the_same_ids(db: str) -> None:
         store = Store(db)
         try:
             for i in range(50):
-                store.write_batch([decision(time.time(), f"00:00:00:00:{n:02x}:{i:02x}")] * 3, [])
+                tiers.write_batch(store.conn, [decision(time.time(), f"00:00:00:00:{n:02x}:{i:02x}")] * 3, [])
         except BaseException as exc:  # reported below
             errors.append(exc)
         finally:
@@ -204,7 +205,7 @@ def test_a_tier_of_the_older_row_per_decision_layout_is_indexed_and_converted(db
     old.commit()
     old.close()
     reader = Store.readonly(db)  # a reader does not convert: it sees main alone meanwhile
-    assert reader.history_count() == 0
+    assert tiers.history_count(reader.conn) == 0
     reader.close()
     _write(db, ["00:00:00:00:00:03"])
     conn = connect(db)
@@ -248,26 +249,25 @@ def test_a_read_only_reader_of_a_database_without_the_tier_reads_main_alone(db: 
 def test_the_helpdesk_finds_a_device_in_either_tier(db: str) -> None:
     now = time.time()
     store = Store(db)
-    store.write_batch([decision(now - 60, "00:e0:fc:00:00:01", "reject")], [])
+    tiers.write_batch(store.conn, [decision(now - 60, "00:e0:fc:00:00:01", "reject")], [])
     move_recent(store.conn, 100)  # one row in main, its hidden copy and a new one in recent
-    store.write_batch([decision(now, "00:e0:fc:00:00:01", "reject")], [])
+    tiers.write_batch(store.conn, [decision(now, "00:e0:fc:00:00:01", "reject")], [])
     rows = helpdesk.query_history(store.conn, helpdesk.HistoryFilter(mac="00:e0:fc:00:00:01"))
     assert [row["id"] for row in rows] == [2, 1]  # newest first, across tiers
-    assert store.history_count() == 2
+    assert tiers.history_count(store.conn) == 2
     store.close()
 
 
 def test_prune_removes_old_rows_from_both_tiers(db: str) -> None:
     now = time.time()
     store = Store(db)
-    store.write_batch(
-        [decision(now - 100 * DAY, "00:00:00:00:00:01"), decision(now, "00:00:00:00:00:02")], []
-    )
+    old, new = decision(now - 100 * DAY, "00:00:00:00:00:01"), decision(now, "00:00:00:00:00:02")
+    tiers.write_batch(store.conn, [old, new], [])
     move_recent(store.conn, 100)
     # The recent tier prunes whole batches (one group commit: milliseconds of decisions).
-    store.write_batch([decision(now - 100 * DAY, "00:00:00:00:00:03")], [])
-    store.write_batch([decision(now, "00:00:00:00:00:04")], [])
-    assert helpdesk.prune(store.conn, 90 * DAY) == 2
+    tiers.write_batch(store.conn, [decision(now - 100 * DAY, "00:00:00:00:00:03")], [])
+    tiers.write_batch(store.conn, [decision(now, "00:00:00:00:00:04")], [])
+    assert prune.prune(store.conn, 90 * DAY) == 2
     sync_recent(store.conn)
     assert [r[0] for r in store.conn.execute("SELECT mac FROM history ORDER BY mac")] == [
         "00:00:00:00:00:02",
@@ -324,7 +324,7 @@ def test_the_indexer_thread_runs_at_idle_priority(db: str) -> None:
 @pytest.fixture
 def nac(db: str) -> Iterator[server.Server]:
     """An in-process server on ``db`` whose indexer thread is never started: only the event
-    loop's own code (tend_history) touches the tiers."""
+    loop's own code (HistoryWriter.tend) touches the tiers."""
     config = load_config(db=db)
     built = run.build_server(config, run.load_shared(config), lambda: config)
     yield built
@@ -338,17 +338,17 @@ def test_past_the_high_water_mark_the_event_loop_indexes_until_under_it(
     indexes instead (and so slows down), until the backlog is under BACKLOG_HIGH."""
     for start in range(0, 3000, 100):  # 30 group commits
         macs = [f"00:00:00:00:{i // 256:02x}:{i % 256:02x}" for i in range(start, start + 100)]
-        nac.store.write_batch([decision(time.time(), mac) for mac in macs], [])
-    monkeypatch.setattr(server, "BACKLOG_HIGH", 1000)
-    nac.tend_history()  # the indexer thread was never started: only the loop indexes
+        tiers.write_batch(nac.store.conn, [decision(time.time(), mac) for mac in macs], [])
+    monkeypatch.setattr(writer, "BACKLOG_HIGH", 1000)
+    nac.history.tend()  # the indexer thread was never started: only the loop indexes
     assert nac.counters["history_index_assists"] == 1
     assert 0 < recent_backlog(nac.store.conn) <= 1000
-    assert nac.indexer.loop_indexes  # the idle thread stays out meanwhile
+    assert nac.history.indexer.loop_indexes  # the idle thread stays out meanwhile
     assert nac.metrics.gauges["history_unindexed"]() == recent_backlog(nac.store.conn)
-    monkeypatch.setattr(server, "BACKLOG_HIGH", 400_000)
-    nac.tend_history()  # under the mark: the thread's job, not the loop's
+    monkeypatch.setattr(writer, "BACKLOG_HIGH", 400_000)
+    nac.history.tend()  # under the mark: the thread's job, not the loop's
     assert nac.counters["history_index_assists"] == 1
-    assert not nac.indexer.loop_indexes
+    assert not nac.history.indexer.loop_indexes
 
 
 @pytest.fixture
@@ -369,26 +369,26 @@ def test_a_wal_past_its_mark_is_checkpointed_by_the_event_loop_and_rewound_by_th
     group commit starts the WAL over (the file keeps its size; its frames restart at 0)."""
     recent = recent_path(nac.store.path)
     for i in range(20):
-        nac.store.write_batch([decision(time.time(), f"00:00:00:00:00:{i:02x}")], [])
+        tiers.write_batch(nac.store.conn, [decision(time.time(), f"00:00:00:00:00:{i:02x}")], [])
     held = wal.read()
     assert held is not None
     frames, uncopied = held
     assert frames > 20 * 1024
     assert frames == os.path.getsize(recent + "-wal") - 32  # the header, read right (32: WAL header)
     assert uncopied == frames  # no checkpoint yet
-    monkeypatch.setattr(server, "WAL_HARD", frames - 1)
-    nac.tend_history()
+    monkeypatch.setattr(writer, "WAL_HARD", frames - 1)
+    nac.history.tend()
     assert nac.counters["history_wal_rewinds"] == 1
     assert nac.counters["history_index_assists"] == 0  # the backlog is small
-    assert not nac.indexer.loop_indexes
+    assert not nac.history.indexer.loop_indexes
     after_pass = wal.read()
     assert after_pass is not None
     assert after_pass[1] == 0  # every frame copied into the database file
-    nac.store.write_batch([decision(time.time(), "00:00:00:00:01:00")], [])
+    tiers.write_batch(nac.store.conn, [decision(time.time(), "00:00:00:00:01:00")], [])
     after = wal.read()
     assert after is not None
     assert after[0] < 4 * 1024  # started over
-    nac.tend_history()  # under the mark now: nothing to do
+    nac.history.tend()  # under the mark now: nothing to do
     assert nac.counters["history_wal_rewinds"] == 1
 
 
@@ -398,20 +398,20 @@ def test_past_the_soft_mark_the_event_loop_waits_for_the_thread_to_copy_most_fra
     """Between WAL_HIGH and WAL_HARD the loop only finishes what the idle thread has nearly
     done: copying a long WAL itself would stall the requests for tens of milliseconds."""
     for i in range(20):
-        nac.store.write_batch([decision(time.time(), f"00:00:00:00:00:{i:02x}")], [])
+        tiers.write_batch(nac.store.conn, [decision(time.time(), f"00:00:00:00:00:{i:02x}")], [])
     held = wal.read()
     assert held is not None
-    monkeypatch.setattr(server, "WAL_HIGH", 1024)
-    monkeypatch.setattr(server, "WAL_TAIL", 2 * 1048)
-    nac.tend_history()  # 20+ frames uncopied: the thread's job
+    monkeypatch.setattr(writer, "WAL_HIGH", 1024)
+    monkeypatch.setattr(writer, "WAL_TAIL", 2 * 1048)
+    nac.history.tend()  # 20+ frames uncopied: the thread's job
     assert nac.counters["history_wal_rewinds"] == 0
     checkpointer = connect(nac.store.path)
     checkpointer.execute("PRAGMA recent.wal_checkpoint(PASSIVE)")  # the thread's pass
     checkpointer.close()
-    nac.store.write_batch([decision(time.time(), "00:00:00:00:01:00")], [])  # one more frame
-    nac.tend_history()  # long, and nearly all copied: the loop finishes it
+    tiers.write_batch(nac.store.conn, [decision(time.time(), "00:00:00:00:01:00")], [])  # one more frame
+    nac.history.tend()  # long, and nearly all copied: the loop finishes it
     assert nac.counters["history_wal_rewinds"] == 1
-    nac.store.write_batch([decision(time.time(), "00:00:00:00:01:01")], [])
+    tiers.write_batch(nac.store.conn, [decision(time.time(), "00:00:00:00:01:01")], [])
     after = wal.read()
     assert after is not None
     assert after[0] < held[0]  # rewound
@@ -421,20 +421,21 @@ def test_past_the_soft_mark_the_event_loop_waits_for_the_thread_to_copy_most_fra
 # waits while another process opens the database, then commits again.
 _WRITER = """
 import sys, time
-from nac import indexer, store
+from nac import store
+from nac.history import indexer, tiers
 from tests.helpdesk_rows import decision
 db = sys.argv[1]
 s = store.Store(db)
 for i in range(100):
-    s.write_batch([decision(time.time(), "00:00:00:00:00:01")], [])
-reader = indexer.WalIndex(store.recent_path(db))
+    tiers.write_batch(s.conn, [decision(time.time(), "00:00:00:00:00:01")], [])
+reader = indexer.WalIndex(tiers.recent_path(db))
 for _ in range(3):
     assert reader.read() is not None
 print("read", flush=True)
 sys.stdin.readline()
 for i in range(50):
-    s.write_batch([decision(time.time(), f"00:00:00:00:01:{i:02x}")], [])
-print("wrote", s.history_count(), flush=True)
+    tiers.write_batch(s.conn, [decision(time.time(), f"00:00:00:00:01:{i:02x}")], [])
+print("wrote", tiers.history_count(s.conn), flush=True)
 s.close()
 reader.close()
 """
@@ -501,7 +502,7 @@ def test_the_copier_copies_the_recent_wal_at_low_priority_while_the_server_write
             time.sleep(0.01)
         macs = [f"00:00:00:00:{i // 256:02x}:{i % 256:02x}" for i in range(100)]
         for _ in range(40):  # about 1 MiB of frames
-            writer.write_batch([decision(time.time(), mac) for mac in macs], [])
+            tiers.write_batch(writer.conn, [decision(time.time(), mac) for mac in macs], [])
         deadline = time.monotonic() + 10
         while True:
             held = reader.read()

@@ -13,7 +13,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from nac import store as store_mod
+from nac.history import tiers
 from tests.interop import (
     NacServer,
     NacServerFactory,
@@ -218,7 +218,7 @@ def test_running_server_applies_a_registry_import_within_2_seconds(
 def test_configured_retention_prunes_old_history_in_the_running_server(
     nac_server_factory: NacServerFactory, tmp_path: Path
 ) -> None:
-    from nac.records import HistoryRecord
+    from nac.history.record import HistoryRecord
     from nac.store import Store
 
     db = tmp_path / "server-0" / "nac.db"
@@ -230,11 +230,11 @@ def test_configured_retention_prunes_old_history_in_the_running_server(
                   src="10.0.0.1:1", message_authenticator=1, reply=2, snapshot="s")  # fmt: skip
     old = HistoryRecord(**{**fields, "ts": now - 3 * 86400, "mac": "00:00:00:00:00:01"})
     recent = HistoryRecord(**{**fields, "ts": now - 3600, "mac": "00:00:00:00:00:02"})
-    store.write_history([(*old, 1), (*recent, 1)])
+    tiers.write_batch(store.conn, [(*old, 1), (*recent, 1)], ())
     store.close()
     server = nac_server_factory(extra_config='\n[history]\nretention = "2d"\n')
     assert server.wait_for_log("history retention: removed 1 decisions older than 2 days", timeout=10)
-    with store_mod.connect(db) as conn:
+    with tiers.connect(db) as conn:
         assert conn.execute("SELECT mac FROM history ORDER BY ts").fetchall() == [("00:00:00:00:00:02",)]
 
 

@@ -1,4 +1,4 @@
-"""History retention: `nac history prune --older-than SPAN` and nac.helpdesk.prune (batched)."""
+"""History retention: `nac history prune --older-than SPAN` and nac.history.prune (batched)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from nac import helpdesk, store
 from nac.cli import app
+from nac.history import prune, tiers
 from nac.store import Store
 from tests.helpdesk_rows import decision, write
 
@@ -27,14 +27,14 @@ def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
 def ages(db: str) -> list[int]:
     now = time.time()
-    with store.connect(db) as conn:
+    with tiers.connect(db) as conn:
         return sorted(round((now - ts) / DAY) for (ts,) in conn.execute("SELECT ts FROM history"))
 
 
 def index_all(db: str) -> None:
     """Move every decision into the MAC-indexed tier, where prune works row by row."""
-    with store.connect(db) as conn:
-        store.move_recent(conn, 10**9)
+    with tiers.connect(db) as conn:
+        tiers.move_recent(conn, 10**9)
 
 
 def test_prune_deletes_only_older_rows(db: str) -> None:
@@ -65,7 +65,7 @@ def test_prune_works_in_batches(db: str) -> None:
     pauses: list[float] = []
     store = Store(db)
     try:
-        deleted = helpdesk.prune(store.conn, 90 * DAY, batch=3, sleep=pauses.append)
+        deleted = prune.prune(store.conn, 90 * DAY, batch=3, sleep=pauses.append)
     finally:
         store.close()
     assert deleted == 10
@@ -85,20 +85,20 @@ def test_prune_lets_a_writer_in_between_batches(db: str) -> None:
     def run_prune() -> None:
         store = Store(db)
         try:
-            result.append(helpdesk.prune(store.conn, 90 * DAY, batch=1000))
+            result.append(prune.prune(store.conn, 90 * DAY, batch=1000))
         finally:
             store.close()
             done.set()
 
     thread = threading.Thread(target=run_prune)
-    writer = store.connect(db)  # the server's group commits go to the recent tier
+    writer = tiers.connect(db)  # the server's group commits go to the recent tier
     writer.execute("PRAGMA busy_timeout=500")
     thread.start()
     written = 0
     try:
         while not done.is_set():
             with writer:
-                store.append_history(writer, [decision(time.time(), MAC)])
+                tiers.append_history(writer, [decision(time.time(), MAC)])
             written += 1
             time.sleep(0.002)
     finally:

@@ -19,6 +19,7 @@ import pytest
 from nac import session_store
 from nac.crypto import request_authenticator_valid
 from nac.dynauth import Target, build_request, parse_answer
+from nac.history import tiers
 from nac.packet import Codes
 from nac.resources import load_dictionary
 from nac.sessions import SessionEvent
@@ -104,8 +105,8 @@ def test_accounting_keeps_ciscos_audit_session_id_wherever_it_rides(tmp_path: Pa
 
     store = Store(tmp_path / "nac.db")
     try:
-        store.write_batch([], [_with_vsas(1, audit)])
-        store.write_batch([], [_with_vsas(3, ts=1300.0)])  # an Interim-Update without it keeps it
+        tiers.write_batch(store.conn, [], [_with_vsas(1, audit)])
+        tiers.write_batch(store.conn, [], [_with_vsas(3, ts=1300.0)])  # an Interim-Update without it keeps it
         [row] = _sessions(store)
         assert row["audit_session_id"] == "0A0000110000001A2B3C4D5E"
     finally:
@@ -124,10 +125,10 @@ def _sessions(store: Store, **kw: object) -> list[dict[str, object]]:
 
 
 def test_start_interim_stop_make_one_session(store: Store) -> None:
-    store.write_batch([], [_event(1, ts=1000.0)])
+    tiers.write_batch(store.conn, [], [_event(1, ts=1000.0)])
     [row] = _sessions(store, active=True)
     assert (row["status"], row["started"], row["mac"]) == ("active", 1000.0, "00:e0:fc:01:02:03")
-    store.write_batch([], [_event(3, ts=1300.0, in_octets=_u32(77), time=_u32(300))])
+    tiers.write_batch(store.conn, [], [_event(3, ts=1300.0, in_octets=_u32(77), time=_u32(300))])
     [row] = _sessions(store)
     assert (row["status"], row["updated"], row["input_octets"], row["started"]) == (
         "active",
@@ -135,20 +136,20 @@ def test_start_interim_stop_make_one_session(store: Store) -> None:
         77,
         1000.0,
     )
-    store.write_batch([], [_event(2, ts=1600.0, time=_u32(600), cause=_u32(2))])
+    tiers.write_batch(store.conn, [], [_event(2, ts=1600.0, time=_u32(600), cause=_u32(2))])
     [row] = _sessions(store)
     assert (row["status"], row["stopped"], row["terminate_cause"]) == ("stopped", 1600.0, "Lost-Carrier")
     assert _sessions(store, active=True) == []
 
 
 def test_interim_without_start_creates_the_session_back_dated(store: Store) -> None:
-    store.write_batch([], [_event(3, ts=5000.0, time=_u32(600))])
+    tiers.write_batch(store.conn, [], [_event(3, ts=5000.0, time=_u32(600))])
     [row] = _sessions(store, active=True)
     assert row["started"] == 4400.0
 
 
 def test_lost_stop_becomes_stale(store: Store) -> None:
-    store.write_batch([], [_event(1, "a", ts=1000.0), _event(1, "b", ts=90000.0)])
+    tiers.write_batch(store.conn, [], [_event(1, "a", ts=1000.0), _event(1, "b", ts=90000.0)])
     assert session_store.expire_stale(store.conn, now=90100.0, stale_after=86400.0) == 1
     statuses = {row["session_id"]: row["status"] for row in _sessions(store)}
     assert statuses == {"a": "stale", "b": "active"}
@@ -156,9 +157,9 @@ def test_lost_stop_becomes_stale(store: Store) -> None:
 
 def test_accounting_on_clears_only_that_nas(store: Store) -> None:
     other = _event(1, "x", ts=1000.0)._replace(nas_ip="10.0.0.2")
-    store.write_batch([], [_event(1, "a", ts=1000.0), _event(1, "b", ts=1000.0), other])
+    tiers.write_batch(store.conn, [], [_event(1, "a", ts=1000.0), _event(1, "b", ts=1000.0), other])
     on = CODES.accounting.event(_attrs(status=_u32(7)), client="sw1", nas_ip="10.0.0.1", now=2000.0)
-    store.write_batch([], [on])
+    tiers.write_batch(store.conn, [], [on])
     statuses = {row["session_id"]: (row["status"], row["terminate_cause"]) for row in _sessions(store)}
     assert statuses["a"] == ("stopped", "NAS-Reboot (Accounting-On)")
     assert statuses["b"][0] == "stopped"
@@ -333,7 +334,8 @@ def test_enforce_queues_a_disconnect_for_newly_banned_and_reauth_for_new_vlan(st
         now=1000.0,
     )
     gone = _event(1, "g", ts=1000.0)._replace(mac="00:e0:fc:09:09:09", session_id="g")
-    store.write_batch([], [huawei, apple, gone, _event(2, "g", ts=1001.0)._replace(mac="00:e0:fc:09:09:09")])
+    stop = _event(2, "g", ts=1001.0)._replace(mac="00:e0:fc:09:09:09")
+    tiers.write_batch(store.conn, [], [huawei, apple, gone, stop])
     before = Policy([], registry=registry, defaults=Defaults())
     after = Policy(
         [
@@ -351,7 +353,7 @@ def test_enforce_queues_a_disconnect_for_newly_banned_and_reauth_for_new_vlan(st
 
 def test_jobs_reach_each_nas_at_a_bounded_rate(store: Store) -> None:
     events = [_event(1, f"s{i}", ts=1000.0)._replace(mac=f"00:e0:fc:00:00:{i:02x}") for i in range(25)]
-    store.write_batch([], events)
+    tiers.write_batch(store.conn, [], events)
     for i in range(25):
         session_store.request_action(
             store.conn,
@@ -377,7 +379,7 @@ def _cli_input(db: Path, text: str, *args: str) -> subprocess.CompletedProcess[s
 def test_apply_ask_lists_the_devices_a_change_hits_and_acts_only_on_yes(tmp_path: Path) -> None:
     db = tmp_path / "nac.db"
     store = Store(db)
-    store.write_batch([], [_event(1, "h", ts=1000.0)])  # a Huawei device on sw1, active
+    tiers.write_batch(store.conn, [], [_event(1, "h", ts=1000.0)])  # a Huawei device on sw1, active
     store.close()
     added = _cli_input(
         db, "n\n", "rules", "add", "--vendor", "huawei", "--action", "reject", "--apply", "ask"

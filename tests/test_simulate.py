@@ -11,9 +11,10 @@ from test_policyfile import MINISTRY, Cli
 
 import nac.resources
 from nac.app import open_store
+from nac.history import tiers
+from nac.history.record import HistoryRecord, record_row
 from nac.oui import Registry
-from nac.records import HistoryRecord
-from nac.store import Store, record_row
+from nac.store import Store
 
 NOW = time.time()
 DAY = 86400.0
@@ -87,7 +88,7 @@ def cli(tmp_path: Path) -> Cli:
     c = Cli(str(tmp_path / "test.db"))
     open_store(c.db).close()  # the database with the shipped policy
     store = Store(c.db)
-    store.write_history(HISTORY)
+    tiers.write_batch(store.conn, HISTORY, ())
     store.close()
     return c
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from nac import store
+from nac.history import tiers
 from tests.interop import exchange, free_udp_ports, mab_request, parse_reply, subprocess_env, udp_socket
 from tests.test_profiling_dhcp import DISCOVER, message, option
 
@@ -69,7 +69,7 @@ def test_two_workers_both_answer_and_history_has_every_decision_once(workers: Wo
     assert len(per_worker) == 2
     assert all(n > 0 for n in per_worker), per_worker  # both workers decided
     assert sum(per_worker) == 200
-    with store.connect(str(workers.db)) as conn:
+    with tiers.connect(str(workers.db)) as conn:
         rows = conn.execute("SELECT mac, COUNT(*) FROM history GROUP BY mac").fetchall()
     assert len(rows) == 200
     assert {count for _, count in rows} == {1}

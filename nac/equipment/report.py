@@ -39,19 +39,21 @@ def client_rows(clients: Iterable[Client], conn: sqlite3.Connection | None) -> l
 
 
 def _seen(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
-    from nac import store  # noqa: PLC0415 - the history tiers, read only here
+    from nac.history import reader  # noqa: PLC0415 - history, read only here
 
     try:
-        store.sync_recent(conn)
-        totals = conn.execute(
+        totals = reader.execute(
+            conn,
             "SELECT client, COUNT(*), MAX(ts), SUM(message_authenticator = 0) FROM history"
             " WHERE method != 'coa' GROUP BY client"
         ).fetchall()
-        last_mab = conn.execute(
+        last_mab = reader.execute(
+            conn,
             "SELECT client, user_name, calling_station_id FROM history WHERE id IN"
             " (SELECT MAX(id) FROM history WHERE method = 'mab' GROUP BY client)"
         ).fetchall()
-        coa = conn.execute(
+        coa = reader.execute(
+            conn,
             "SELECT client, action, reason, COUNT(*) FROM history WHERE method = 'coa' GROUP BY 1, 2, 3"
         ).fetchall()
     except sqlite3.OperationalError:  # a database with no history yet

@@ -39,3 +39,9 @@ class HistoryRecord(NamedTuple):
 
 
 COLUMNS = HistoryRecord._fields
+#: A stored row: the record, then the microseconds the decision took.
+HISTORY_COLUMNS = (*COLUMNS, "latency_us")
+
+
+def record_row(record: HistoryRecord, latency_us: int) -> tuple[object, ...]:
+    return (*record, latency_us)

@@ -1,24 +1,23 @@
 """Moves decisions from the recent history tier into the MAC-indexed one, and checkpoints both
 WALs, off the request path.
 
-The server's group commit appends a batch to the recent tier (nac/store.py explains the two
-tiers); this thread unpacks those batches into ``main.history``.  It runs at ``SCHED_IDLE``: it
-gets the core only when the event loop has nothing to do, so a burst (a switch stack
+The server's group commit appends a batch to the recent tier (nac/history/tiers.py explains
+the two tiers); this thread unpacks those batches into ``main.history``.  It runs at
+``SCHED_IDLE``: it gets the core only when the event loop has nothing to do, so a burst (a switch stack
 rebooting, 5,000 ports re-authenticating) is answered at the speed of the append alone and
 indexed afterwards.  Under load that never lets up, the event loop itself moves a batch per
 tick once the backlog passes ``BACKLOG_HIGH``: the backlog stays bounded and the server slows
 down instead of growing the recent tier without end.
 
-The same thread checkpoints the two WAL files every ``CHECKPOINT_INTERVAL``.  At normal
-priority a checkpoint took the core from the event loop for 15-20 ms a second at 10,000
-requests/s (p99 18 ms; 2.7 ms at idle priority).  A thread at idle priority can be stopped
-anywhere, though, holding a lock or a snapshot for as long as a burst lasts; so when the event
-loop has to take over indexing (backlog over its mark) it asks the thread to stand down and
-waits for it, which gives it the core to finish what it holds.  The recent tier's WAL the
-event loop rewinds itself (see ``WAL_HIGH``), without waiting for the thread.
+The same thread checkpoints the two WAL files every ``CHECKPOINT_INTERVAL``: at normal priority
+the checkpoints took the core from the event loop (bench/README.md).  A thread at idle priority
+can be stopped anywhere, though, holding a lock or a snapshot for as long as a burst lasts; so
+when the event loop has to take over indexing (backlog over its mark) it asks the thread to
+stand down and waits for it, which gives it the core to finish what it holds.  The recent
+tier's WAL the event loop rewinds itself (see ``WAL_HIGH``), without waiting for the thread.
 
-Each batch is a read of the recent tier, then one transaction on the main database.  The batch size
-adapts so that a transaction holds main's write lock for about ``TARGET_SECONDS``: the CLI and
+Each batch is a read of the recent tier, then one transaction on the main database.  The batch
+size adapts so that a transaction holds main's write lock for about ``TARGET_SECONDS``: the CLI and
 the server's accounting updates (sessions live in main) wait at most that long for it.
 """
 
@@ -33,9 +32,10 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-from nac import store
+from nac import dbfile
+from nac.history import tiers
 
-log = logging.getLogger("nac.indexer")
+log = logging.getLogger("nac.history.indexer")
 
 #: Seconds the thread sleeps when the recent tier is empty.
 INTERVAL: Final = 0.5
@@ -43,27 +43,24 @@ INTERVAL: Final = 0.5
 TARGET_SECONDS: Final = 0.05
 MIN_BATCH: Final = 200
 MAX_BATCH: Final = 20_000
-#: Above this many rows waiting, the event loop indexes itself on every tick.  A million rows is
-#: about 35 s of decisions at full speed, 250 MB in the recent tier, and a helpdesk search over
-#: the unindexed part of at most ~0.5 s: bursts that long are absorbed at full speed.
+#: Above this many rows waiting, the event loop indexes itself on every tick: bounds the recent
+#: tier's size and the unindexed part a helpdesk search reads (bench/README.md).
 BACKLOG_HIGH: Final = 1_000_000
 #: Seconds between checkpoints.
 CHECKPOINT_INTERVAL: Final = 0.5
-#: The recent tier's WAL holding more than this (bytes of frames), of which at most
-#: WAL_TAIL not yet copied by this thread: the event loop finishes the copy itself.  The server
-#: appends to it without pause, and a WAL is rewound only when a commit starts with every frame
-#: copied: this thread's passes never end between two group commits under load; the event
-#: loop's pass, the only writer's, does, and over so few frames it takes a millisecond or two
-#: (up to ~9 ms measured at full load).  Each is a stall of the loop: 32 MiB rather than 8 makes
-#: them a quarter as many (one every 4-5 s at 40,000 decisions/s); with 128 requests in flight,
-#: four alternated runs of 400,000 gave p99 4.5-5.3 ms against 5.2-5.5 ms with 8 MiB.
+#: The recent tier's WAL holding more than this (bytes of frames), of which at most WAL_TAIL not
+#: yet copied by this thread: the event loop finishes the copy itself.  A WAL is rewound only when
+#: a commit starts with every frame copied, and under load only the loop's own pass (the only
+#: writer's) ends between two commits.  Each pass is a short stall of the loop: the mark bounds
+#: how often (bench/README.md, "History and sustained load").
 WAL_HIGH: Final = 32 * 1024 * 1024
 WAL_TAIL: Final = 1024 * 1024
 #: Past this much the event loop rewinds the WAL whatever is left to copy: under full load this
-#: thread copies nothing, and until then a burst (140,000 decisions or so) is answered with no
-#: checkpoint at all.  Under journal_size_limit (nac/store.py), so that no commit ever has to
-#: truncate the file (30-55 ms on ext4 mounted with discard).
+#: thread copies nothing.  Below dbfile.WAL_SIZE_LIMIT, so that no commit ever has to truncate
+#: the file (checked below).
 WAL_HARD: Final = 96 * 1024 * 1024
+if not WAL_TAIL < WAL_HIGH < WAL_HARD < dbfile.WAL_SIZE_LIMIT:
+    raise ValueError("the WAL marks must rise: WAL_TAIL < WAL_HIGH < WAL_HARD < WAL_SIZE_LIMIT")
 
 
 class WalIndex:
@@ -119,9 +116,9 @@ COPIER_NICE: Final = 10
 class Copier:
     """Copies the recent tier's WAL into its database file (PASSIVE checkpoints), at nice +10.
 
-    Under load that never lets up the idle-priority Indexer gets no core at all, so nothing
-    copied the WAL until the event loop had to copy all of it at WAL_HARD (96 ms measured once
-    at 30 s of full load, about 300 ms at other times).  Copying costs a few microseconds a
+    Under load that never lets up the idle-priority Indexer gets no core at all, and nothing
+    would copy the WAL until the event loop had to copy all of it at WAL_HARD, a long stall.
+    Copying costs a few microseconds a
     frame, a few percent of the core at full load: at nice +10 this thread gets that in short
     slices (the event loop, at nice 0, preempts it as soon as a request arrives), and the
     event loop's own rewinds stay short (WAL_TAIL).  A PASSIVE checkpoint never waits for, or
@@ -150,7 +147,7 @@ class Copier:
         except (AttributeError, OSError) as exc:
             log.info("WAL copier keeps normal priority: %s", exc)
         try:
-            conn = sqlite3.connect(self.path, timeout=store.BUSY_TIMEOUT_MS / 1000)
+            conn = sqlite3.connect(self.path, timeout=dbfile.BUSY_TIMEOUT_MS / 1000)
             conn.execute("PRAGMA synchronous=NORMAL")
         except sqlite3.Error as exc:
             log.error("WAL copier cannot open %s: %s", self.path, exc)
@@ -242,14 +239,14 @@ class Indexer:
         with self._lock:
             batch = self._batch
             started = time.monotonic()
-            moved = store.move_recent(conn, batch)
+            moved = tiers.move_recent(conn, batch)
             took = time.monotonic() - started
             if moved >= batch and took > 0:
                 scaled = int(batch * TARGET_SECONDS / took)
                 self._batch = max(MIN_BATCH, min(MAX_BATCH, (batch + scaled) // 2))
             self.moved += moved
-            self.backlog = store.recent_backlog(conn)
-            self.upto = store.indexed_upto(conn)
+            self.backlog = tiers.recent_backlog(conn)
+            self.upto = tiers.indexed_upto(conn)
         return moved
 
     def flush(self, conn: sqlite3.Connection, *, within: float) -> int:
@@ -266,7 +263,7 @@ class Indexer:
     def _run(self) -> None:
         lower_priority()
         try:
-            conn = store.connect(self.path)
+            conn = tiers.connect(self.path)
             conn.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints are explicit, below
             # Small caches (KiB): the batch in transit needs ~1 MiB; the MAC index's pages are
             # too many to keep anyway, and every MiB here counts in the server's RSS.
