@@ -53,7 +53,7 @@ SESSION: Final = {
     "huawei": DEFAULT,
     "h3c": DEFAULT,
     "extreme": DEFAULT,
-    "ruckus": DEFAULT,
+    "ruckus": (NAS_IP, CALLING),  # FastIron: found by these two; more may be NAKed
     "meraki": DEFAULT,
     "fortinet": DEFAULT,
     "ubiquiti": DEFAULT,

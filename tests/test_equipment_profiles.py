@@ -280,7 +280,8 @@ COA: Final = {
     "huawei": RFC5176,
     "h3c": RFC5176,
     "extreme": RFC5176,
-    "ruckus": RFC5176,
+    # FastIron's CoA guide: a session is found by these two, and more may make the switch NAK.
+    "ruckus": Spelling(reauth=COA_REQUEST, session=(NAS_IP, CALLING)),
     "meraki": RFC5176,
     "fortinet": RFC5176,
     "ubiquiti": RFC5176,
