@@ -4,11 +4,11 @@
 
 * rows:    a row of 24 columns per decision (the layout before batches: executemany into an
            AUTOINCREMENT table with a ts index, 1 KiB pages);
-* batches: one row per group commit holding the decisions as a marshal blob, its id range
+* batches: one row per group commit holding the decisions as one blob (nac/history/format.py), its id range
            taken from a one-row sequence table (nac.history.tiers.append_history, as the server does).
 
 Both commit after every batch in WAL mode with synchronous=NORMAL, as the server does, into a
-fresh file.  The rows are distinct decisions (distinct MACs and ports), so marshal cannot
+fresh file.  The rows are distinct decisions (distinct MACs and ports), so no encoder can
 share them.  Pin it for steadier numbers: ``taskset -c 0 python bench/history_bench.py``.
 """
 
