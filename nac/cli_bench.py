@@ -54,7 +54,8 @@ def bench(
 
     With --rate, the latency at a given load (e.g. 80 % of the peak the first form measured).
     """
-    from nac import bench as load  # noqa: PLC0415 - `nac --help` needs none of it
+    # Not nac.bench: that module runs this command under `python -m`, so it imports this one.
+    from nac.bench_loop import run  # noqa: PLC0415 - `nac --help` needs none of it
 
     if count is not None and duration is not None:
         _fail("--count and --duration exclude each other", 2)
@@ -72,7 +73,7 @@ def bench(
         if not key:
             _fail("--secret: the secret is empty", 2)
     try:
-        result = load.run(
+        result = run(
             host=host,
             port=port,
             secret=key,
