@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from nac.oui import normalize_name
-from nac.policy import STRICTNESS, Defaults, Rule, canonical_match, monitors, scope_of
+from nac.policy import Defaults, Rule, canonical_match, monitors, precedence, scope_of
 
 
 class Conflict(NamedTuple):
@@ -72,9 +72,9 @@ def shadowed_by(rules: Sequence[Rule], defaults: Defaults) -> dict[str, str]:
     return marks
 
 
-def _key(rule: Rule, seq: int, defaults: Defaults) -> tuple[bool, int, int, int]:
+def _key(rule: Rule, seq: int, defaults: Defaults) -> tuple[int, ...]:
     """The order nac/policy.py tries rules with the same match in."""
-    return (monitors(rule, defaults), STRICTNESS[rule.action], 0 if rule.conditional else 1, seq)
+    return precedence(rule, monitored=monitors(rule, defaults), seq=seq)
 
 
 def _covers(a: Rule, b: Rule, defaults: Defaults) -> bool:

@@ -22,85 +22,54 @@ rule decides with one dict lookup per level and no context at all.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Final, NamedTuple, cast
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Final, NamedTuple, cast
 
-from nac.errors import InvalidMacError, InvalidPrefixError, PolicyError
+from nac.errors import PolicyError
 from nac.families import Family
-from nac.isotime import parse_time
-from nac.mac import LOCAL_BIT, MULTICAST_BIT, format_mac, parse_mac
-from nac.oui import PREFIX_BITS, Registry, VendorMatch, format_prefix, normalize_name, parse_prefix
-
-ACTIONS: Final = ("accept", "quarantine", "reject")
-KINDS: Final = ("mac", "oui", "vendor", "randomized")
-#: IEEE 802.1Q VLAN ids 1..4094 (0 and 4095 are reserved); names are what RFC 3580 §3.31 allows.
-VLAN_MIN: Final = 1
-VLAN_MAX: Final = 4094
-VLAN_NAME_MAX: Final = 32  # Cisco and Aruba cap VLAN names at 32 characters
-_VLAN_NAME_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
-_RULE_ID_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}")
-#: Re-authentication more often than a minute loads the NAS and nac for nothing; a week is
-#: the longest a quarantine should go unchecked.
-SESSION_TIMEOUT_MIN: Final = 60
-SESSION_TIMEOUT_MAX: Final = 7 * 86400
-REASON_MAX: Final = 200  # leaves room in Reply-Message's 253 octets for the rule id
-MODES: Final = ("monitor", "enforce")
-PORT_TYPES: Final = ("wired", "wireless")
-METHODS: Final = ("mab", "dot1x")
-#: NAS-Port-Type names (RFC 2865 §5.41, RFC 3580 §3.20) that mean a wired port; every
-#: ``Wireless-*`` name (19 Wireless-802.11, 18 Wireless-Other, 22-24, 27-29, 36) means wireless.
-WIRED_PORT_TYPES: Final = frozenset({"Ethernet", "Token-Ring", "FDDI"})
-#: Called-Station-Id ``AP-MAC:SSID`` (RFC 3580 §3.20): the MAC in any spelling nac/mac.py reads.
-_CALLED_STATION_RE: Final = re.compile(
-    r"(?:[0-9A-Fa-f]{2}(?:[-:.]?[0-9A-Fa-f]{2}){5}|[0-9A-Fa-f]{4}[.-][0-9A-Fa-f]{4}[.-][0-9A-Fa-f]{4}|"
-    r"[0-9A-Fa-f]{6}-[0-9A-Fa-f]{6}):(.*)",
-    re.DOTALL,
+from nac.mac import LOCAL_BIT, MULTICAST_BIT, parse_mac
+from nac.oui import PREFIX_BITS, Registry, VendorMatch, normalize_name, parse_prefix
+from nac.rules import (
+    ACTIONS,
+    NO_CONTEXT,
+    REASON_MAX,
+    Context,
+    Defaults,
+    Rule,
+    canonical_match,
+    check_vlan,
+    method_class,
+    port_class,
+    ssid_of,
 )
 
-
-class Context(NamedTuple):
-    """What a conditional rule may look at besides the MAC: built per request by the caller.
-
-    ``port_type`` is the NAS-Port-Type name as the dictionary spells it (``Ethernet``,
-    ``Wireless-802.11``), the same text history stores; ``method`` is ``mab`` or ``dot1x``;
-    ``now`` is the request's receive time (seconds since the epoch).
-    """
-
-    client: str | None = None
-    called_station_id: str | None = None
-    port_type: str | None = None
-    method: str | None = None
-    now: float | None = None
-
-
-NO_CONTEXT: Final = Context()
-
-
-def ssid_of(called_station_id: str | None) -> str | None:
-    """The SSID in a Called-Station-Id of the form ``AP-MAC:SSID``, else ``None``."""
-    if not called_station_id:
-        return None
-    match = _CALLED_STATION_RE.fullmatch(called_station_id)
-    return match[1] if match else None
-
-
-def port_class(port_type: str | None) -> str | None:
-    """``wired``, ``wireless`` or ``None`` (unknown or absent) for a NAS-Port-Type name."""
-    if port_type is None:
-        return None
-    if port_type.startswith("Wireless-"):
-        return "wireless"
-    return "wired" if port_type in WIRED_PORT_TYPES else None
-
-
-def method_class(method: str | None) -> str | None:
-    """History's method (``mab``, ``eap``, ``eap-tls``, ``peap``...) as a scope's ``mab``/``dot1x``."""
-    if method is None:
-        return None
-    return "mab" if method == "mab" else "dot1x"
-
+# The rules' fields live in nac/rules.py; their names stay importable from here.
+__all__ = [
+    "ACTIONS",
+    "ANYWHERE",
+    "LEVELS",
+    "MULTICAST",
+    "NO_CONTEXT",
+    "REASON_MAX",
+    "STRICTNESS",
+    "Context",
+    "Decision",
+    "Defaults",
+    "Monitored",
+    "Policy",
+    "Rule",
+    "RuleVerdict",
+    "Scope",
+    "canonical_match",
+    "check_vlan",
+    "method_class",
+    "monitors",
+    "port_class",
+    "precedence",
+    "rank",
+    "scope_of",
+    "ssid_of",
+]
 
 class Decision(NamedTuple):
     """What nac answers and why; ``rule`` is the id that lands in history."""
@@ -111,175 +80,13 @@ class Decision(NamedTuple):
     reason: str
 
 
-@dataclass(frozen=True, kw_only=True)
-class Rule:
-    id: str
-    kind: str  # one of KINDS
-    value: str  # canonical MAC, prefix text, vendor text, or "" for randomized
-    action: str
-    vlan: str | None = None
-    reason: str = ""
-    # Scope: each key given narrows the rule (AND); the values within one key are OR'ed.
-    clients: tuple[str, ...] = ()  # NAS client names, or group names from the policy's [groups]
-    ssids: tuple[str, ...] = ()
-    port_type: str | None = None  # one of PORT_TYPES
-    method: str | None = None  # one of METHODS
-    mode: str | None = None  # one of MODES; None follows the policy's default (Defaults.monitor)
-    starts: str | None = None  # ISO 8601 (canonical: format_time); the rule applies from then
-    expires: str | None = None  # and stops applying then, by itself
-
-    def __post_init__(self) -> None:
-        if not _RULE_ID_RE.fullmatch(self.id):
-            raise PolicyError(
-                f"rule id {self.id!r}: use 1-64 letters, digits and . _ : - (starting with a letter or digit)"
-            )
-        if self.kind not in KINDS:
-            raise PolicyError(f"rule {self.id}: unknown match kind {self.kind!r}")
-        if self.action not in ACTIONS:
-            raise PolicyError(
-                f"rule {self.id}: action must be one of {', '.join(ACTIONS)}, not {self.action!r}"
-            )
-        if self.vlan is not None:
-            check_vlan(self.vlan, where=f"rule {self.id}")
-            if self.action == "reject":
-                # RFC 3580 §3.31: VLAN attributes belong in an Access-Accept only.
-                raise PolicyError(f"rule {self.id}: a reject rule cannot carry a VLAN")
-        if len(self.reason) > REASON_MAX:
-            raise PolicyError(f"rule {self.id}: reason is longer than {REASON_MAX} characters")
-        for name, value, allowed in (
-            ("port_type", self.port_type, PORT_TYPES),
-            ("method", self.method, METHODS),
-            ("mode", self.mode, MODES),
-        ):
-            if value is not None and value not in allowed:
-                raise PolicyError(
-                    f"rule {self.id}: {name} must be one of {', '.join(allowed)}, not {value!r}"
-                )
-        for name, values in (("clients", self.clients), ("ssids", self.ssids)):
-            if not isinstance(values, tuple) or not all(isinstance(v, str) and v for v in values):
-                raise PolicyError(f"rule {self.id}: {name} must be a list of non-empty names")
-        starts, expires = self.window()
-        if starts is not None and expires is not None and expires <= starts:
-            raise PolicyError(f"rule {self.id}: expires ({self.expires}) is not after starts ({self.starts})")
-
-    def window(self) -> tuple[float | None, float | None]:
-        """``starts`` and ``expires`` as epoch seconds (``None`` where open)."""
-        where = f"rule {self.id}"
-        return (
-            parse_time(self.starts, where=f"{where} starts") if self.starts is not None else None,
-            parse_time(self.expires, where=f"{where} expires") if self.expires is not None else None,
-        )
-
-    @property
-    def scoped(self) -> bool:
-        return bool(self.clients or self.ssids or self.port_type or self.method)
-
-    @property
-    def conditional(self) -> bool:
-        """Whether the rule applies to some requests only (scope or a validity window)."""
-        return self.scoped or self.starts is not None or self.expires is not None
-
-    def describe(self) -> str:
-        text = f"{self.kind} {self.value}"
-        if self.kind == "randomized":
-            text = "randomized (locally administered) MACs"
-        limits = [
-            *([f"clients {','.join(self.clients)}"] if self.clients else []),
-            *([f"ssids {','.join(self.ssids)}"] if self.ssids else []),
-            *([f"{self.port_type} ports"] if self.port_type else []),
-            *([self.method] if self.method else []),
-            *([f"from {self.starts}"] if self.starts else []),
-            *([f"until {self.expires}"] if self.expires else []),
-            *([f"{self.mode} mode"] if self.mode else []),
-        ]
-        return f"{text} ({'; '.join(limits)})" if limits else text
-
-
-def check_vlan(vlan: str, *, where: str) -> None:
-    """A VLAN is an id 1..4094 or a name (Tunnel-Private-Group-Id carries either)."""
-    if vlan.isascii() and vlan.isdigit():  # str.isdigit alone accepts '²' and '１０'
-        if not VLAN_MIN <= int(vlan) <= VLAN_MAX:
-            raise PolicyError(f"{where}: VLAN id {vlan} is outside {VLAN_MIN}-{VLAN_MAX}")
-    elif not (_VLAN_NAME_RE.fullmatch(vlan) and len(vlan) <= VLAN_NAME_MAX):
-        raise PolicyError(
-            f"{where}: VLAN {vlan!r} is neither an id 1-4094 nor a name of letters, digits, . _ -"
-        )
-
-
-def canonical_match(kind: str, value: str) -> str:
-    """Validate a rule's match value and return the spelling stored and shown."""
-    if kind == "mac":
-        try:
-            return format_mac(parse_mac(value.strip()))
-        except InvalidMacError as exc:
-            raise PolicyError(str(exc)) from None
-    if kind == "oui":
-        try:
-            return format_prefix(*parse_prefix(value))
-        except InvalidPrefixError as exc:
-            raise PolicyError(str(exc)) from None
-    if kind == "vendor":
-        if not normalize_name(value):
-            raise PolicyError(f"vendor {value!r} has no letters or digits to match on")
-        return value.strip()
-    if kind == "randomized":
-        return ""
-    raise PolicyError(f"unknown match kind {kind!r}")
-
-
-@dataclass(frozen=True, kw_only=True)
-class Defaults:
-    """The policy's answer when no rule matches, and the VLAN quarantine uses by default."""
-
-    action: str = "accept"
-    quarantine_vlan: str | None = None
-    #: Every rule without a ``mode`` of its own (and the default) only logs what it would do,
-    #: and the device is admitted: for a first roll-out.
-    monitor: bool = False
-    #: Named sets of client names (a site, a building) that a rule's ``clients`` may name.
-    groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    #: Seconds a quarantined device may stay before its NAS must authenticate it again
-    #: (Session-Timeout with Termination-Action = RADIUS-Request, RFC 2865 §5.27/5.29), so an
-    #: isolated device is re-checked even by gear that takes no CoA.  None: not sent.
-    quarantine_session_timeout: int | None = None
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.monitor, bool):
-            raise PolicyError("default monitor must be true or false")
-        if not isinstance(self.groups, Mapping):
-            raise PolicyError("groups must be a table of name = [client names]")
-        groups: dict[str, tuple[str, ...]] = {}
-        for name, members in self.groups.items():
-            if not _RULE_ID_RE.fullmatch(name):
-                raise PolicyError(f"group {name!r}: use letters, digits and . _ : -")
-            if not isinstance(members, list | tuple) or not all(isinstance(m, str) and m for m in members):
-                raise PolicyError(f"group {name}: must be a list of client names")
-            groups[name] = tuple(members)
-        object.__setattr__(self, "groups", groups)  # JSON and TOML give lists; keep tuples
-        if self.action not in ACTIONS:
-            raise PolicyError(f"default action must be one of {', '.join(ACTIONS)}")
-        if self.quarantine_vlan is not None:
-            check_vlan(self.quarantine_vlan, where="default quarantine_vlan")
-        if self.action == "quarantine" and self.quarantine_vlan is None:
-            raise PolicyError("default action quarantine needs a quarantine_vlan")
-        timeout = self.quarantine_session_timeout
-        if timeout is not None and (
-            isinstance(timeout, bool)
-            or not isinstance(timeout, int)
-            or not SESSION_TIMEOUT_MIN <= timeout <= SESSION_TIMEOUT_MAX
-        ):
-            raise PolicyError(
-                "quarantine_session_timeout must be whole seconds "
-                f"from {SESSION_TIMEOUT_MIN} to {SESSION_TIMEOUT_MAX}"
-            )
-
-
 MULTICAST: Final = Decision("reject", None, "builtin:multicast", "a multicast MAC is not a station address")
 
 #: At equal specificity the strictest action wins; the lower the number, the stricter.
 STRICTNESS: Final = {"reject": 0, "quarantine": 1, "accept": 2}
 #: Precedence levels by specificity, for explanations (see :func:`rank`).
 LEVELS: Final = ("exact MAC", "36-bit prefix", "28-bit prefix", "24-bit prefix", "vendor", "randomized")
+_PREFIX_LEVEL: Final = {36: 1, 28: 2, 24: 3}
 
 
 class Monitored(Decision):
@@ -357,10 +164,22 @@ class _Entry(NamedTuple):
         return self.scope is ANYWHERE or self.scope.skipped(ctx) is None
 
 
+class _Chain(NamedTuple):
+    """The rules for one key of one level, in the order they are tried (enforcing ones first),
+    when they are not a single enforcing rule; ``level`` is the index into :data:`LEVELS`."""
+
+    level: int
+    entries: tuple[_Entry, ...]
+
+
 #: One lookup-table slot: a plain enforcing decision (the common case, one dict lookup), or
-#: the rules for that key in the order they are tried (enforcing ones first).
-_Slot = Decision | tuple[_Entry, ...]
+#: the rules to try in turn.
+_Slot = Decision | _Chain
 _SlotBuilder = list[tuple[tuple[int, ...], _Entry]]
+#: A level of :meth:`Policy.decide`: its slot for a key, or ``None``.
+_Level = Callable[[Any], _Slot | None]
+#: Stands for a level already tried.
+_TRIED: Final[_Level] = {}.get
 
 
 class RuleVerdict(NamedTuple):
@@ -404,13 +223,7 @@ class Policy:
         self._vendor_rules: list[tuple[tuple[int, ...], _Entry, frozenset[int]]] = []
         self._entries = [self._entry(rule) for rule in self.rules]
         for seq, (rule, entry) in enumerate(zip(self.rules, self._entries, strict=True)):
-            order = (
-                type(entry.decision) is Monitored,
-                *rank(rule),
-                STRICTNESS[rule.action],
-                0 if rule.conditional else 1,
-                seq,
-            )
+            order = precedence(rule, monitored=type(entry.decision) is Monitored, seq=seq)
             if rule.kind == "mac":
                 by_mac.setdefault(parse_mac(rule.value), []).append((order, entry))
             elif rule.kind == "oui":
@@ -423,16 +236,22 @@ class Policy:
                 self._vendor_rules.append((order, entry, positions))
             else:
                 randomized.append((order, entry))
-        self._by_family: dict[str, _Slot | None] = {}  # built on first use, per profiled family
+        #: The levels for a profiled device without a registry entry, built on first use.
+        self._by_family: dict[str, tuple[_Level, ...]] = {}
         self._positions: dict[str, frozenset[int]] = {}
-        self._by_mac = _compile(by_mac)
-        self._by_prefix = {bits: _compile(table) for bits, table in by_prefix.items()}
-        self._by_entry = _compile(by_entry)
-        self._randomized: _Slot | None = _slot(randomized) if randomized else None
-        tables = [self._by_mac, self._by_entry, *self._by_prefix.values()]
-        #: Every slot one enforcing rule: :meth:`decide` then needs no context and no walk.
-        self._simple = self._randomized is None or type(self._randomized) is Decision
-        self._simple = self._simple and all(type(s) is Decision for t in tables for s in t.values())
+        self._by_mac = _compile(by_mac, 0)
+        by_bits = {bits: _compile(table, _PREFIX_LEVEL[bits]) for bits, table in by_prefix.items()}
+        self._by_entry = _compile(by_entry, 4)
+        #: The levels' lookups in :meth:`decide`'s order (a dict's ``get`` each); the
+        #: randomized rules sit under the local bit, so that every level is one lookup.
+        self._levels: tuple[_Level, ...] = (
+            self._by_mac.get,
+            by_bits[36].get,
+            by_bits[28].get,
+            by_bits[24].get,
+            self._by_entry.get,
+            {LOCAL_BIT: _slot(randomized, 5)}.get if randomized else _TRIED,
+        )
 
     def _entry(self, rule: Rule) -> _Entry:
         scope = scope_of(rule, self.defaults.groups)
@@ -472,71 +291,51 @@ class Policy:
         the device's profiled manufacturer (from DHCP): vendor rules apply to it when the MAC
         carries no registry entry of its own (randomized, or unregistered).
         """
-        if family is not None or not self._simple:
-            return self._decide_in(mac, ctx or NO_CONTEXT, family)
-        decision = self._by_mac.get(mac)
-        randomized = bool(mac & LOCAL_BIT)
-        match = None if randomized else self.registry.lookup(mac)
-        if decision is not None:
-            return decision, match  # type: ignore[return-value]  # plain slots only here
-        if mac & MULTICAST_BIT:
-            return MULTICAST, match
-        by_prefix = self._by_prefix
-        decision = (
-            by_prefix[36].get(mac >> 12) or by_prefix[28].get(mac >> 20) or by_prefix[24].get(mac >> 24)
-        )
-        if decision is not None:
-            return decision, match  # type: ignore[return-value]
-        if match is not None:
-            decision = self._by_entry.get(match.position)
-            if decision is not None:
-                return decision, match  # type: ignore[return-value]
-        if randomized and self._randomized is not None:
-            return self._randomized, None  # type: ignore[return-value]
-        return self.default, match
-
-    def _decide_in(
-        self, mac: int, ctx: Context, family: str | None = None
-    ) -> tuple[Decision, VendorMatch | None]:
-        """:meth:`decide` when some slot holds conditional or monitor rules, or the device
-        is profiled: the first enforcing rule that applies, level by level; a monitor rule
-        only when none does."""
-        randomized = bool(mac & LOCAL_BIT)
-        match = None if randomized else self.registry.lookup(mac)
-        decision, watched = _try(self._by_mac.get(mac), ctx, None)
-        if decision is not None:
-            return decision, match
-        if mac & MULTICAST_BIT:
-            return MULTICAST, match
-        by_prefix = self._by_prefix
-        for slot in (
-            by_prefix[36].get(mac >> 12),
-            by_prefix[28].get(mac >> 20),
-            by_prefix[24].get(mac >> 24),
-            self._by_entry.get(match.position) if match is not None else self._family_slot(family),
-            self._randomized if randomized else None,
-        ):
-            decision, watched = _try(slot, ctx, watched)
+        local = mac & LOCAL_BIT
+        match = None if local else self.registry.lookup(mac)
+        levels = self._levels if match is not None or family is None else self._family_levels(family)
+        watched = None
+        while True:
+            by_mac, by_36, by_28, by_24, by_vendor, by_randomized = levels
+            # The precedence's levels (the module's rule 1), the most specific first; a
+            # multicast MAC is refused after the exact-MAC rules.
+            slot = (
+                by_mac(mac)
+                or (MULTICAST if mac & MULTICAST_BIT else None)
+                or by_36(mac >> 12)
+                or by_28(mac >> 20)
+                or by_24(mac >> 24)
+                or by_vendor(match.position if match is not None else family)
+                or by_randomized(local)
+            )
+            if type(slot) is not _Chain:
+                break
+            # Conditional or monitor rules: the first enforcing one that applies decides;
+            # when none does, the levels below this one are tried.
+            decision, watched = _try(slot.entries, ctx or NO_CONTEXT, watched)
             if decision is not None:
                 return decision, match
+            levels = (_TRIED,) * (slot.level + 1) + levels[slot.level + 1 :]
+        if slot is not None:
+            return cast(Decision, slot), match
         if watched is None:
             return self.default, match
         return self._watched(watched), match
 
-    def _family_slot(self, family: str | None) -> _Slot | None:
-        """The vendor rules that cover a profiled manufacturer: those whose registry entries
-        include any of the family's (``--vendor huawei`` covers a phone profiled as Huawei)."""
-        if family is None:
-            return None
+    def _family_levels(self, family: str) -> tuple[_Level, ...]:
+        """The levels for a profiled device whose MAC has no registry entry: the vendor level
+        holds the vendor rules whose registry entries include any of the family's
+        (``--vendor huawei`` covers a phone profiled as Huawei), under the family's name."""
         try:
             return self._by_family[family]
         except KeyError:
             pass
         positions = self.positions(family)
         entries = [(order, entry) for order, entry, covered in self._vendor_rules if covered & positions]
-        slot = _slot(entries) if entries else None
-        self._by_family[family] = slot
-        return slot
+        by_vendor = {family: _slot(entries, 4)}.get if entries else _TRIED
+        levels = (*self._levels[:4], by_vendor, self._levels[5])
+        self._by_family[family] = levels
+        return levels
 
     def positions(self, family: str) -> frozenset[int]:
         """The registry entries of a vendor family (or, for a name that is no family, of the
@@ -595,13 +394,11 @@ class Policy:
         by_id = {rule.id: rule for rule, _ in found}
         winner = by_id.get(decision.rule)
         order = {rule.id: i for i, rule in enumerate(self.rules)}
+        # Level by level, and within a level in the order the rules are tried.
         found.sort(
             key=lambda item: (
-                *rank(item[0]),
-                self.monitors(item[0]),
-                STRICTNESS[item[0].action],
-                not item[0].conditional,
-                order[item[0].id],
+                rank(item[0]),
+                precedence(item[0], monitored=self.monitors(item[0]), seq=order[item[0].id]),
             )
         )
         verdicts = []
@@ -632,10 +429,17 @@ def rank(rule: Rule) -> tuple[int, int]:
     if rule.kind == "mac":
         return (0, 0)
     if rule.kind == "oui":
-        return ({36: 1, 28: 2, 24: 3}[parse_prefix(rule.value)[1]], 0)
+        return (_PREFIX_LEVEL[parse_prefix(rule.value)[1]], 0)
     if rule.kind == "vendor":
         return (4, -len(normalize_name(rule.value)))
     return (5, 0)
+
+
+def precedence(rule: Rule, *, monitored: bool, seq: int) -> tuple[int, ...]:
+    """Where a rule comes in the order rules are tried (the module's precedence, rules 2-4):
+    enforcing before monitor, then the more specific, the stricter, the scoped, and the one
+    added first (``seq``, its place in the policy)."""
+    return (monitored, *rank(rule), STRICTNESS[rule.action], 0 if rule.conditional else 1, seq)
 
 
 def _lost_to(rule: Rule, winner: Rule) -> str:
@@ -652,25 +456,21 @@ def _lost_to(rule: Rule, winner: Rule) -> str:
 
 
 def _try(
-    slot: _Slot | None, ctx: Context, watched: Decision | None
+    entries: tuple[_Entry, ...], ctx: Context, watched: Decision | None
 ) -> tuple[Decision | None, Decision | None]:
-    """One slot's enforcing decision for this request (or ``None``), and the first monitor
-    decision seen so far."""
-    if slot is None:
-        return None, watched
-    if type(slot) is Decision:
-        return slot, watched
-    for entry in cast(tuple[_Entry, ...], slot):
+    """The first enforcing decision among ``entries`` that applies to this request (or
+    ``None``), and the first monitor decision seen so far."""
+    for entry in entries:
         if entry.applies(ctx):
             decision = entry.decision
             if type(decision) is Decision:
                 return decision, watched
-            # Enforcing rules come first in a slot: from here on only monitor rules apply.
+            # Enforcing rules come first in a chain: from here on only monitor rules apply.
             return None, watched if watched is not None else decision
     return None, watched
 
 
-def _slot(entries: _SlotBuilder) -> _Slot:
+def _slot(entries: _SlotBuilder, level: int) -> _Slot:
     ordered = [entry for _, entry in sorted(entries, key=lambda item: item[0])]
     chain: list[_Entry] = []
     for entry in ordered:
@@ -680,13 +480,11 @@ def _slot(entries: _SlotBuilder) -> _Slot:
             chain.append(entry)
             break  # rules after an unconditional enforcing one can never decide for this key
         chain.append(entry)
-    return tuple(chain)
+    return _Chain(level, tuple(chain))
 
 
-def _compile(table: Mapping[int, _SlotBuilder]) -> dict[int, _Slot]:
-    return {key: _slot(entries) for key, entries in table.items()}
-
-
+def _compile(table: Mapping[int, _SlotBuilder], level: int) -> dict[int, _Slot]:
+    return {key: _slot(entries, level) for key, entries in table.items()}
 
 
 def _monitored(decision: Decision) -> Monitored:
