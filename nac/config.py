@@ -6,6 +6,7 @@ line is found by reading the file's tables and keys).
 
 from __future__ import annotations
 
+import socket
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,8 +22,7 @@ from nac.equipment.profiles import OVERRIDES, NasProfile, client_shape, load_pro
 from nac.equipment.reply import OVERRIDES as REPLY_OVERRIDES
 from nac.equipment.reply import client_reply
 from nac.errors import ConfigError, NacError
-from nac.helpdesk import parse_span
-from nac.observe import FACILITIES, parse_bind, parse_syslog_address
+from nac.isotime import parse_span
 from nac.tomlfile import Locator
 
 if TYPE_CHECKING:
@@ -357,3 +357,35 @@ def _port(value: object, where: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 65535:
         raise ConfigError(f"{where}: a UDP port number from 0 to 65535")
     return value
+
+
+# -- settings that nac/observe.py acts on ------------------------------------------------
+
+#: RFC 5424 §6.2.1 facilities by name (local0..local7 are what SIEM collectors expect).
+FACILITIES: Final = {
+    "user": 1,
+    "daemon": 3,
+    "auth": 4,
+    "authpriv": 10,
+    **{f"local{i}": 16 + i for i in range(8)},
+}
+
+
+def parse_syslog_address(text: str) -> tuple[int, Any]:
+    """``unix:/dev/log``, ``udp:host:port``, ``host:port`` or ``[v6]:port`` → (family, address)."""
+    if text.startswith("unix:"):
+        return socket.AF_UNIX, text[5:]
+    rest = text.removeprefix("udp:")
+    host, sep, port = rest.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise ConfigError(f"syslog address {text!r}: use unix:/dev/log, udp:HOST:PORT or HOST:PORT")
+    host = host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return family, (host, int(port))
+
+
+def parse_bind(text: str, *, where: str) -> str:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{where}: {text!r} is not ADDRESS:PORT (e.g. 127.0.0.1:9812)")
+    return text if host else f"127.0.0.1:{port}"

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from nac.config import FACILITIES, parse_syslog_address
 from nac.errors import ConfigError
 from nac.history.record import COLUMNS, HistoryRecord
 
@@ -23,14 +24,6 @@ log = logging.getLogger("nac.observe")
 
 #: Latency buckets in microseconds, from a hot cache hit to a slow disk.
 LATENCY_BUCKETS_US: Final = (50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 100000)
-#: RFC 5424 §6.2.1 facilities by name (local0..local7 are what SIEM collectors expect).
-FACILITIES: Final = {
-    "user": 1,
-    "daemon": 3,
-    "auth": 4,
-    "authpriv": 10,
-    **{f"local{i}": 16 + i for i in range(8)},
-}
 _SEVERITY: Final = {"reject": 4, "quarantine": 5, "accept": 6}  # warning, notice, informational
 _SYSLOG_MAX: Final = 2048  # RFC 5424 §6.1: receivers must take 480 octets, should take 2048
 
@@ -65,19 +58,6 @@ def setup_logging(*, fmt: str = "text", level: int = logging.INFO) -> None:
 
 
 # -- decisions to syslog (RFC 5424) -------------------------------------------------------
-
-
-def parse_syslog_address(text: str) -> tuple[int, Any]:
-    """``unix:/dev/log``, ``udp:host:port``, ``host:port`` or ``[v6]:port`` → (family, address)."""
-    if text.startswith("unix:"):
-        return socket.AF_UNIX, text[5:]
-    rest = text.removeprefix("udp:")
-    host, sep, port = rest.rpartition(":")
-    if not sep or not port.isdigit() or not host:
-        raise ConfigError(f"syslog address {text!r}: use unix:/dev/log, udp:HOST:PORT or HOST:PORT")
-    host = host.strip("[]")
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    return family, (host, int(port))
 
 
 class SyslogSink:
@@ -250,13 +230,6 @@ class Metrics:
         registry = CollectorRegistry()
         registry.register(self)
         start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1", registry=registry)
-
-
-def parse_bind(text: str, *, where: str) -> str:
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"{where}: {text!r} is not ADDRESS:PORT (e.g. 127.0.0.1:9812)")
-    return text if host else f"127.0.0.1:{port}"
 
 
 # -- systemd ------------------------------------------------------------------------------

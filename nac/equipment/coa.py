@@ -6,6 +6,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final, NamedTuple
 
+# What a profile without `session` sends, and Cisco's re-authorization command: the CoA client's.
+from nac.dynauth import DEFAULT_SESSION as DEFAULT_SESSION  # noqa: PLC0414 - re-exported
+from nac.dynauth import REAUTHENTICATE as REAUTHENTICATE  # noqa: PLC0414 - re-exported
 from nac.errors import ConfigError
 from nac.mac import format_mac, try_parse_mac
 from nac.packet import COA_REQUEST, DISCONNECT_REQUEST
@@ -33,17 +36,7 @@ SESSION_ATTRIBUTES: Final = (
     "Acct-Session-Id",
     "Cisco-Audit-Session-Id",
 )
-#: What nac sent before profiles said otherwise, and what a profile without `session` sends.
-DEFAULT_SESSION: Final = (
-    "NAS-IP-Address",
-    "NAS-Identifier",
-    "User-Name",
-    "Calling-Station-Id",
-    "Acct-Session-Id",
-)
-
 #: Cisco AV-pair commands (Cisco IOS-XE "RADIUS Change of Authorization": CoA Request commands).
-REAUTHENTICATE: Final = "reauthenticate"
 BOUNCE_HOST_PORT: Final = "bounce-host-port"
 DISABLE_HOST_PORT: Final = "disable-host-port"
 
