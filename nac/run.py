@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 import select
 import signal
+import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -33,7 +35,7 @@ from nac.oui import Registry
 from nac.packet import SPEEDUPS, Codes
 from nac.policy import Policy
 from nac.resources import load_active_registry, load_dictionary, load_families
-from nac.server import Server, claim_ports, take_database_lock
+from nac.server import Server
 from nac.store import Store, default_db_path
 
 if TYPE_CHECKING:
@@ -160,14 +162,58 @@ def serve(config: Config, configure: Callable[[], Config], *, workers: int = 1) 
     shared = load_shared(config)
     if workers <= 1:
         server = build_server(config, shared, configure)
-        server.open()
-        warn_exposed(server.store.path)
+        lock = take_database_lock(server.store.path)
         try:
-            asyncio.run(server.serve())
+            server.open()
+            warn_exposed(server.store.path)
+            try:
+                asyncio.run(server.serve())
+            finally:
+                server.close_store()
         finally:
-            server.close_store()
+            os.close(lock)
         return
     _Parent(config, configure, shared, workers).run()
+
+
+def take_database_lock(path: str) -> int:
+    """One server per database: a second one would split the traffic and the history silently.
+    The kernel drops the lock when the process dies, so a crash leaves none behind."""
+    fd = os.open(f"{path}.serve-lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise NacError(
+            f"another nac serve (pid {holder}) is already using the database {path}; "
+            "stop it first, or give this one its own --db"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+def claim_ports(bind: Sequence[str], ports: Sequence[int]) -> list[socket.socket]:
+    """Workers share their ports with SO_REUSEPORT, which would also let an unrelated second
+    `nac serve --workers` join and silently take half the traffic.  An abstract unix socket
+    named after each address and port (global to the network namespace, gone when the holder
+    dies) makes a second one fail instead."""
+    held: list[socket.socket] = []
+    for address in bind:
+        for port in ports:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            try:
+                sock.bind(f"\0nac-serve/udp/{address}/{port}")
+            except OSError:
+                sock.close()
+                for other in held:
+                    other.close()
+                raise NacError(
+                    f"another nac serve is already listening on {address} port {port}/udp"
+                ) from None
+            held.append(sock)
+    return held
 
 
 class _Parent:

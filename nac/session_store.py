@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any, Final
 
-from nac.sessions import SessionEvent
+from nac.sessions import STALE_AFTER, SessionEvent
+
+#: The server's logger: housekeeping runs from the server's tick.
+log = logging.getLogger("nac.server")
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -139,6 +144,18 @@ def expire_stale(conn: sqlite3.Connection, *, now: float, stale_after: float) ->
             (now - stale_after,),
         )
     return cursor.rowcount
+
+
+def housekeeping(conn: sqlite3.Connection, counters: Counter[str], *, now: float) -> None:
+    """Once a minute, from the server's tick: sessions whose Stop was lost become stale."""
+    try:
+        stale = expire_stale(conn, now=now, stale_after=STALE_AFTER)
+    except sqlite3.Error as exc:
+        log.warning("cannot expire stale sessions: %s", exc)
+        return
+    if stale:
+        counters["sessions_stale"] += stale
+        log.info("%d sessions had no accounting for %d h: marked stale", stale, STALE_AFTER // 3600)
 
 
 def query(
