@@ -9,12 +9,14 @@ import re
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
-from nac import dbfile, helpdesk, ieee, inventory, registry_store, vendors
+from nac import dbfile, helpdesk, inventory, vendors
+from nac.app_registry import ImportRefusedError as ImportRefusedError  # noqa: PLC0414 - cli imports it here
+from nac.app_registry import import_registry, registry_status, rollback_registry
 from nac.audit import Verdict, verify_chain
 from nac.conflicts import find_conflicts, shadowed_by
 from nac.enforce import Change, enforce
@@ -24,15 +26,13 @@ from nac.history import prune as history_prune
 from nac.history import reader as history_reader
 from nac.isotime import format_time, parse_span, parse_time, span_seconds
 from nac.mac import format_mac, is_multicast, is_randomized, parse_mac
-from nac.oui import Registry, Snapshot, normalize_name
+from nac.oui import Registry, normalize_name
 from nac.policy import ACTIONS, Context, Defaults, Policy, Rule, canonical_match
 from nac.policyfile import diff_policies, dump_policy, load_policy_file, rule_line, rule_table
 from nac.render import iso_time
 from nac.resources import default_policy_path, load_active_registry, load_families, load_registry_for
 from nac.simulate import simulate as replay
 from nac.store import Store, os_user
-
-_DATE_RE: Final = re.compile(r"\d{4}-\d{2}(-\d{2})?")
 
 
 def open_store(db: str | None) -> Store:
@@ -475,34 +475,11 @@ class Nac:
         """Look-alike organisations no family covers, and family entries matching nothing."""
         return vendors.review(self.families, self.registry)
 
-    # -- the registry ----------------------------------------------------------------------
+    # -- the registry (nac/app_registry.py) --------------------------------------------------
 
     def oui_status(self) -> dict[str, Any]:
         """The active registry snapshot (source, date, sha256, counts, import time) and older ones."""
-        rows = self.store.registry_snapshots()
-        active = next((row for row in rows if row["active"]), None)
-        if active is None:
-            snapshot = self.registry.snapshot
-            active = {
-                "source": snapshot.source,
-                "date": snapshot.date,
-                "sha256": snapshot.sha256,
-                "counts": snapshot.counts,
-                "replaced": [],
-                "imported": None,
-                "imported_by": None,
-                "active": True,
-            }
-        kept = registry_store.kept_ids(self.store.conn)
-        return {
-            "active": _status_row(active, bundled=not rows),
-            "older": [
-                {**_status_row(row, bundled=False), "kept": row["id"] in kept}
-                for row in rows
-                if not row["active"]
-            ],
-            "registry_version": self.store.registry_version(),
-        }
+        return registry_status(self.store, lambda: self.registry.snapshot)
 
     def oui_import(
         self,
@@ -512,98 +489,20 @@ class Nac:
         replace: bool = False,
         dry_run: bool = False,
     ) -> dict[str, Any]:
-        """Validate every file, then make them the registry in one transaction.
-
-        Each registry a file contains (MA-L, MA-M, MA-S, IAB) is replaced whole; the others
-        stay.  Nothing changes unless every file is valid, nor when the import would remove
-        more than :data:`nac.ieee.MAX_REMOVED_SHARE` of the entries and ``replace`` is not
-        given (:class:`ImportRefusedError`, carrying the report), nor with ``dry_run``.
-        Returns what changed (or would change).
-        """
-        if not paths:
-            raise PolicyError("name at least one registry file (oui.csv, mam.csv, oui36.csv, iab.csv, manuf)")
-        snapshot_date = _snapshot_date(on)
-        files = [ieee.parse_registry_file(_read(Path(p)), name=str(p)) for p in paths]
-        old = self.registry
-        entries, replaced = ieee.merge(old, files)
-        snapshot = Snapshot(
-            source="+".join(Path(f.name).name for f in files),
-            date=snapshot_date,
-            sha256=ieee.files_sha256(files),
+        """Validate every file, then make them the registry in one transaction (or refuse:
+        :func:`nac.app_registry.import_registry`); returns what changed (or would change)."""
+        report, new = import_registry(
+            self.store, self.registry, self.families, paths, on=on, replace=replace, dry_run=dry_run
         )
-        new = Registry(entries, snapshot)
-        object.__setattr__(snapshot, "counts", new.counts())
-        diff = ieee.diff_registries(old, new)
-        watch = self._watch(new, [*diff.added, *(n for _, n in diff.reassigned)])
-        refusal = ieee.removal_refusal(old, diff, sources=[Path(f.name).name for f in files])
-        report = {
-            "snapshot": snapshot.id,
-            "source": snapshot.source,
-            "date": snapshot.date,
-            "sha256": snapshot.sha256,
-            "counts": snapshot.counts,
-            "replaced": replaced,
-            "previous": old.snapshot.id,
-            "files": [
-                {
-                    "file": Path(f.name).name,
-                    "format": f.format,
-                    "registries": sorted(f.registries, key=ieee.REGISTRIES.index),
-                    "assignments": len(f.assignments),
-                    "duplicates": f.duplicates,
-                }
-                for f in files
-            ],
-            "added": [ieee.entry_row(e) for e in diff.added],
-            "removed": [ieee.entry_row(e) for e in diff.removed],
-            "reassigned": ieee.change_rows(diff.reassigned),
-            "renamed": ieee.change_rows(diff.renamed),
-            "by_registry": ieee.by_registry(old, new, diff),
-            "watch": watch,
-            "dry_run": dry_run,
-            "refused": None if replace else refusal,
-        }
-        if refusal is not None and not replace:
-            raise ImportRefusedError(refusal, report)
-        if not dry_run:
-            base = [(e.prefix, e.prefix_bits, e.organization, e.registry) for e in old.entries]
-            now = datetime.now(UTC).timestamp()
-            self.store.replace_registry(
-                entries, snapshot=snapshot, replaced=replaced, base=old.snapshot, base_entries=base, now=now
-            )
+        if new is not None:
             self.__dict__["registry"] = new
-        return {**report, "registry_version": self.store.registry_version()}
+        return report
 
     def oui_rollback(self) -> dict[str, Any]:
-        """Restore the registry the last import (or rollback) replaced; a second rollback goes
-        one further back, as far as the snapshots kept (nac/registry_store.py)."""
-        before, after = self.store.rollback_registry()
+        """Restore the registry the last import (or rollback) replaced."""
+        report = rollback_registry(self.store)
         self.__dict__.pop("registry", None)
-        return {
-            "from": _status_row(before, bundled=False),
-            "to": _status_row(after, bundled=False),
-            "registry_version": self.store.registry_version(),
-        }
-
-    def _watch(self, registry: Registry, entries: Sequence[Any]) -> list[dict[str, Any]]:
-        """New or reassigned entries that a vendor rule covers or that look like a family one
-        targets: what an operator should read before the new registry decides."""
-        rules = [rule for rule in self.store.rules() if rule.kind == "vendor"]
-        policy = Policy(rules, registry=registry, defaults=self.store.defaults(), families=self.families)
-        covered_by = {rule.id: {e.position for e in policy.covered(rule.value)} for rule in rules}
-        targeted = {
-            key: self.families[key] for rule in rules if (key := normalize_name(rule.value)) in self.families
-        }
-        return vendors.watch_list(entries, registry=registry, covered_by=covered_by, targeted=targeted)
-
-
-class ImportRefusedError(NacError):
-    """An import that would remove too much of the registry, refused until ``--replace``;
-    ``report`` is the diff, so the operator sees what would have been lost."""
-
-    def __init__(self, message: str, report: dict[str, Any]) -> None:
-        super().__init__(message)
-        self.report = report
+        return report
 
 
 def _ahead(text: str, flag: str) -> str:
@@ -620,39 +519,3 @@ def _looks_iso(text: str) -> bool:
 
 def _bad_when(text: str, flag: str) -> str:
     raise PolicyError(f"{flag} {text!r}: use an ISO 8601 time (2026-05-01T00:00Z) or a span ahead (7d, 12h)")
-
-
-def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise PolicyError(f"{path}: cannot read: {exc.strerror}") from None
-
-
-def _snapshot_date(text: str | None) -> str:
-    """``--date``: the day (or month) the registry data was published; default today (UTC)."""
-    if text is None:
-        return datetime.now(UTC).date().isoformat()
-    try:
-        if not _DATE_RE.fullmatch(text):
-            raise ValueError(text)
-        date.fromisoformat(text if len(text) == 10 else f"{text}-01")
-    except ValueError:
-        raise PolicyError(f"--date {text!r}: use YYYY-MM-DD (or YYYY-MM)") from None
-    return text
-
-
-def _status_row(row: dict[str, Any], *, bundled: bool) -> dict[str, Any]:
-    snapshot = Snapshot(source=row["source"], date=row["date"], sha256=row["sha256"])
-    return {
-        "snapshot": snapshot.id,
-        "source": row["source"],
-        "date": row["date"],
-        "sha256": row["sha256"],
-        "counts": row["counts"],
-        "total": sum(row["counts"].values()),
-        "replaced": row["replaced"],
-        "imported": iso_time(row["imported"]),
-        "imported_by": row["imported_by"],
-        "bundled": bundled or row["imported"] is None,
-    }
