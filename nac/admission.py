@@ -2,32 +2,31 @@
 
 ``Engine.handle(data, src=..., port=..., client=..., now=...)`` decodes and verifies a request
 (BlastRADIUS rules, RFC 5080 duplicate cache), identifies the device for MAB, asks the policy,
-and encodes the reply.  A :class:`~nac.errors.PacketError` means "drop this datagram"; any other
-exception while deciding becomes an Access-Reject (fail closed).
+and encodes the reply (whose parts nac/replies.py builds).  A :class:`~nac.errors.PacketError`
+means "drop this datagram"; any other exception while deciding becomes an Access-Reject (fail
+closed).
 """
 
 from __future__ import annotations
 
 from ipaddress import IPv6Address
-from typing import TYPE_CHECKING, Final, NamedTuple, TypeAlias
+from typing import TYPE_CHECKING, Final, TypeAlias
 
 from nac.clients import Client
-from nac.crypto import chap_matches, hidden_password_is, request_authenticator_valid, unhide_password
+from nac.crypto import chap_matches, hidden_password_is, unhide_password
 from nac.eap.keys import mppe_attributes
 from nac.eap.limits import port_key
 from nac.equipment.mab import read_mac
-from nac.equipment.reply import refuse_vlan_name, vlan_body
+from nac.equipment.reply import refuse_vlan_name
 from nac.errors import PacketError
 from nac.history.record import HistoryRecord
 from nac.mac import format_mac, try_parse_mac
 from nac.oui import VendorMatch
 from nac.packet import (
-    ACCESS_ACCEPT,
     ACCESS_CHALLENGE,
     ACCESS_REJECT,
     ACCESS_REQUEST,
     ACCOUNTING_REQUEST,
-    ACCOUNTING_RESPONSE,
     MAX_PACKET,
     STATUS_SERVER,
     Codes,
@@ -41,7 +40,23 @@ from nac.packet import (
 from nac.policy import Context, Decision, Policy
 from nac.profiling.effect import apply_profile
 from nac.profiling.sensor import SensorCodes
-from nac.sessions import SessionEvent
+from nac.replies import (
+    BAD_MAB_PASSWORD,
+    EAP_FAILED,
+    NO_MAB_PASSWORD,
+    NO_STATION_MAC,
+    NOT_A_MAC,
+    NOT_MAB,
+    REPLY_OVERHEAD,
+    accounting_reply,
+    decision_body,
+    eap_reply,
+    status_reply,
+    trimmed_body,
+)
+from nac.replies import REPLY_CODE as _REPLY_CODE
+from nac.replies import Outcome as Outcome  # noqa: PLC0414 - nac/server.py reads it here
+from nac.replies import reply_message as reply_message  # noqa: PLC0414 - tests read it here
 
 if TYPE_CHECKING:  # OpenSSL is imported only when 802.1X is configured
     from nac.eap.eap import EapServer
@@ -56,42 +71,11 @@ DUPLICATE_CACHE_MAX: Final = 500_000
 #: NAS-IP-Address values kept formatted; a spoofed spread of them only empties the memo.
 NAS_IP_CACHE_MAX: Final = 4096
 
+#: The fail-closed decision; the refusals' own rule ids and replies are in nac/replies.py.
 INTERNAL_ERROR: Final = Decision("reject", None, "builtin:internal-error", "internal error")
-NOT_A_MAC: Final = "builtin:invalid-mac"
-NOT_MAB: Final = "builtin:not-mab"
-BAD_MAB_PASSWORD: Final = "builtin:mab-password"  # noqa: S105 (a rule id)
-NO_MAB_PASSWORD: Final = "builtin:mab-no-password"  # noqa: S105 (a rule id)
-STATUS_REPLY_MESSAGE: Final = "nac is alive"
-EAP_FAILED: Final = "builtin:eap-failure"
-NO_STATION_MAC: Final = "builtin:no-calling-station-id"
-#: Refusals that tell the NAS only AUTHENTICATION_FAILED: their reasons name users and carry
-#: TLS and method details (FreeRADIUS says nothing of a wrong password).  History keeps them.
-AUTHENTICATION_FAILURES: Final = frozenset(
-    {NOT_A_MAC, NOT_MAB, BAD_MAB_PASSWORD, NO_MAB_PASSWORD, EAP_FAILED, NO_STATION_MAC}
-)
-AUTHENTICATION_FAILED: Final = "authentication failed"
-ACCESS_DENIED: Final = "access denied"
-
-#: Header and the Message-Authenticator that every Access-* reply starts with.
-REPLY_OVERHEAD: Final = 20 + 18
-_REPLY_CODE: Final = {"accept": ACCESS_ACCEPT, "quarantine": ACCESS_ACCEPT, "reject": ACCESS_REJECT}
-
 
 #: Builds a NamedTuple from a tuple of all its fields, without the Python-level __new__.
 _new: Final = tuple.__new__
-
-
-class Outcome(NamedTuple):
-    """What the server does with one datagram: send ``reply`` after ``record`` is committed."""
-
-    reply: bytes
-    record: HistoryRecord | None
-    kind: str  # "decision", "duplicate", "status", "accounting"
-    key: tuple[int, str, int, int] | None = None  # duplicate-cache key, to forget on failure
-    error: BaseException | None = None  # an internal error that was answered fail-closed
-    session: SessionEvent | None = None  # what an Accounting-Request says of a session
-    #: Device-sensor fields in an Accounting-Request (nac/profiling/sensor.py), for profiling.
-    sensed: dict[str, str] | None = None
 
 
 #: A cached reply: (expires, request, reply).  A plain tuple of immutable values, not a
@@ -174,30 +158,14 @@ class Engine:
             return Outcome(cached[2], None, "duplicate")
         code = req.code
         if code == STATUS_SERVER:
-            return self._status(req, client, service)
+            return status_reply(self.codes, req, client, access=service == AUTH)
         if code == ACCESS_REQUEST and service == AUTH:
             self._verify_access_request(req, client)
             outcome = self._decide(req, client, src, now, key)
         elif code == ACCOUNTING_REQUEST and service == ACCT:
-            self._verify_accounting_request(req, client)
-            reply = encode_reply(
-                ACCOUNTING_RESPONSE,
-                req,
-                b"",
-                key=client.key,
-                secret=client.secret,
-                proxy_state=req.proxy_state,
-                message_authenticator=False,
+            outcome = accounting_reply(
+                self.codes, self.sensor, req, client, key, nas_ip=self._nas_ip, host=src[0], now=now
             )
-            event = self.codes.accounting.event(
-                req.first,
-                client=client.name,
-                nas_ip=self._nas_ip(req.first, src[0]),
-                now=now,
-                attributes=req.attributes,
-            )
-            sensed = self.sensor.fields(req.attributes) if self.sensor is not None else None
-            outcome = Outcome(reply, None, "accounting", key, None, event, sensed or None)
         else:
             raise PacketError("unexpected-code", f"code {code} on the {service} port")
         self._remember(key, req, outcome.reply, now)
@@ -217,34 +185,6 @@ class Engine:
             raise PacketError("proxy-state-without-message-authenticator")
         if self.codes.eap_message in req.first:
             raise PacketError("eap-without-message-authenticator", "RFC 3579 §3.2")
-
-    def _verify_accounting_request(self, req: Request, client: Client) -> None:
-        if not request_authenticator_valid(req.data, client.secret):
-            raise PacketError("bad-authenticator", "wrong secret or altered packet")
-        if req.ma_offset >= 0 and not message_authenticator_valid(req, client.key):
-            raise PacketError("bad-message-authenticator", "wrong secret or altered packet")
-
-    def _status(self, req: Request, client: Client, service: str) -> Outcome:
-        """RFC 5997: Message-Authenticator required; never cached, answered every time."""
-        if req.ma_offset < 0:
-            raise PacketError("missing-message-authenticator", "Status-Server (RFC 5997 §3)")
-        if not message_authenticator_valid(req, client.key):
-            raise PacketError("bad-message-authenticator", "Status-Server")
-        # RFC 2865 §5.33: Proxy-State comes back unchanged and in order, as FreeRADIUS does, so
-        # a proxy between a switch and nac can match the answer to its health check.
-        proxy_state = req.proxy_state
-        if service == AUTH:
-            body = self.codes.reply_message_attributes(STATUS_REPLY_MESSAGE)
-            if REPLY_OVERHEAD + len(body) + len(proxy_state) > MAX_PACKET:
-                body = b""  # the Reply-Message is optional; the request's Proxy-States always fit
-            reply = encode_reply(
-                ACCESS_ACCEPT, req, body, key=client.key, secret=client.secret, proxy_state=proxy_state
-            )
-        else:
-            reply = encode_reply(
-                ACCOUNTING_RESPONSE, req, b"", key=client.key, secret=client.secret, proxy_state=proxy_state
-            )
-        return Outcome(reply, None, "status")
 
     def _decide(
         self, req: Request, client: Client, src: tuple[str, int], now: float, key: tuple[int, str, int, int]
@@ -272,11 +212,7 @@ class Engine:
             )
         body = self._body(decision, client)
         if REPLY_OVERHEAD + len(body) + len(proxy_state) > MAX_PACKET:
-            # A request at the size limit full of Proxy-State leaves no room for our
-            # Reply-Message; the VLAN attributes (if any) and the Proxy-States must go.
-            body = vlan_body(self.codes, client.reply, decision.vlan) if decision.vlan is not None else b""
-            if REPLY_OVERHEAD + len(body) + len(proxy_state) > MAX_PACKET:
-                raise PacketError("reply-too-large", "Proxy-State leaves no room for the reply")
+            body = trimmed_body(self.codes, decision, client, proxy_state)
         reply = encode_reply(
             _REPLY_CODE[decision.action],
             req,
@@ -449,7 +385,7 @@ class Engine:
                 method="eap",
                 vendor=profiled,
             )
-            return self._eap_reply(ACCESS_REJECT, req, body, client, record, key)
+            return eap_reply(ACCESS_REJECT, req, body, client, record, key)
         # A few conversations per wired port (nac/eap/limits.py): from the first round only.
         port = None
         if state is None:
@@ -465,7 +401,7 @@ class Engine:
         reply_eap = split_attribute(codes.eap_message, step.message)
         if step.kind == "challenge":
             body = reply_eap + (attribute(codes.state, step.state) if step.state is not None else b"")
-            return self._eap_reply(ACCESS_CHALLENGE, req, body, client, None, key, kind="challenge")
+            return eap_reply(ACCESS_CHALLENGE, req, body, client, None, key, kind="challenge")
         if step.kind == "success" and step.msk is not None:
             # EAP-MD5 derives no keys (an empty MSK): then there are no MPPE keys to send.
             keys = (
@@ -497,24 +433,7 @@ class Engine:
         )
         if step.identity is not None:
             record = record._replace(user_name=step.identity)  # who authenticated, not the outer name
-        return self._eap_reply(_REPLY_CODE[decision.action], req, body, client, record, key)
-
-    def _eap_reply(
-        self,
-        code: int,
-        req: Request,
-        body: bytes,
-        client: Client,
-        record: HistoryRecord | None,
-        key: tuple[int, str, int, int],
-        kind: str = "decision",
-    ) -> Outcome:
-        if REPLY_OVERHEAD + len(body) + len(req.proxy_state) > MAX_PACKET:
-            raise PacketError("reply-too-large", "Proxy-State leaves no room for the EAP reply")
-        reply = encode_reply(
-            code, req, body, key=client.key, secret=client.secret, proxy_state=req.proxy_state
-        )
-        return Outcome(reply, record, kind, key)
+        return eap_reply(_REPLY_CODE[decision.action], req, body, client, record, key)
 
     def _password_matches(
         self, req: Request, attrs: dict[int, bytes], client: Client, spelled: bytes, mac: int
@@ -552,15 +471,7 @@ class Engine:
         key = (decision, timeout, client.body_shape)  # the reply message mode and shape
         body = self._bodies.get(key)
         if body is None:
-            codes = self.codes
-            body = b""
-            if decision.vlan is not None:
-                body += vlan_body(codes, client.reply, decision.vlan)
-            if timeout is not None:
-                body += codes.session_timeout_attributes(timeout)
-            message = reply_message(decision, client.reply_message)
-            if message is not None:
-                body += codes.reply_message_attributes(message)
+            body = decision_body(self.codes, decision, client, timeout)
             if len(self._bodies) > 4096:  # rule sets change; keep the memo bounded
                 self._bodies.clear()
             self._bodies[key] = body
@@ -630,18 +541,6 @@ class Engine:
         if raw6 is not None and len(raw6) == 16:
             return str(IPv6Address(raw6))
         return host
-
-
-def reply_message(decision: Decision, mode: str) -> str | None:
-    """The Reply-Message of a refusal, by the client's `reply_message` setting: switches log
-    it and some show it to users, so it never names a user or carries method or TLS detail."""
-    if decision.action == "accept" or mode == "none":
-        return None
-    if decision.rule in AUTHENTICATION_FAILURES:
-        return AUTHENTICATION_FAILED
-    if mode == "generic":
-        return ACCESS_DENIED if decision.action == "reject" else None
-    return f"{decision.reason} (rule {decision.rule})"  # the vendor decision, as switch logs show it
 
 
 def _port_type(codes: Codes, raw: bytes | None) -> str | None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 NAC = Path(__file__).resolve().parent.parent / "nac"
-CORE = ["packet", "mac", "oui", "policy", "admission", "crypto", "history.record"]
+CORE = ["packet", "mac", "oui", "policy", "admission", "replies", "crypto", "history.record"]
 
 #: Modules that do I/O, run an event loop, reach the clock or the outside world.
 FORBIDDEN_MODULES = {
