@@ -18,6 +18,7 @@ import select
 import signal
 import socket
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -26,14 +27,19 @@ from nac import dbfile
 from nac.admission import Engine
 from nac.app import open_store
 from nac.clients import ClientTable
+from nac.coa_jobs import CoaDispatcher
 from nac.config import Config
 from nac.equipment.reply import vlan_name_conflicts
 from nac.errors import NacError
 from nac.families import Family
+from nac.history.writer import HistoryWriter
 from nac.observe import SyslogSink, sd_notify, watchdog_interval
 from nac.oui import Registry
 from nac.packet import SPEEDUPS, Codes
 from nac.policy import Policy
+from nac.profiling.sensor import SensorCodes
+from nac.profiling.service import Profiler
+from nac.reload import PolicyPoller
 from nac.resources import load_active_registry, load_dictionary, load_families
 from nac.server import Server
 from nac.store import Store, default_db_path
@@ -138,15 +144,55 @@ def build_server(config: Config, shared: Shared, configure: Callable[[], Config]
             "nac._speedups is not built (no C compiler when nac was installed): packets are "
             "decoded and signed in pure Python, with about 40% fewer requests/s"
         )
-    return Server(
+    counters: Counter[str] = Counter()
+    history = HistoryWriter(
+        store.conn,
+        store.path,
+        counters=counters,
+        on_failure=config.on_history_failure,
+        retention=config.history_retention,
+    )
+    policies = PolicyPoller(
         config,
         store=store,
         engine=engine,
         registry=shared.registry,
         families=shared.families,
         clients=ClientTable(config.clients),
+        history=history,
+        counters=counters,
         reload_config=configure,
         build_eap=lambda cfg: eap_server(cfg.eap, store),
+    )
+    # The clients in force when a job is sent: a reload may have changed their secrets.
+    coa = CoaDispatcher(
+        store=store,
+        engine=engine,
+        history=history,
+        counters=counters,
+        clients=lambda: policies.config.clients,
+    )
+    profiler = None
+    if config.profiling is not None and config.profiling.enabled:
+        engine.on_conflict = config.profiling.on_conflict
+        engine.sensor = SensorCodes.from_dictionary(load_dictionary())
+        profiler = Profiler(
+            config.profiling,
+            conn=store.conn,
+            profiles=engine.profiles,
+            policy=lambda: engine.policy,
+            sources=[client.network for client in config.clients],
+            counters=counters,
+            on_queued=coa.dispatch,  # a changed profile's re-authorization goes out at once
+        )
+    return Server(
+        store=store,
+        engine=engine,
+        policies=policies,
+        history=history,
+        coa=coa,
+        counters=counters,
+        profiler=profiler,
         syslog=SyslogSink(config.syslog_address, facility=config.syslog_facility)
         if config.syslog_address
         else None,

@@ -20,9 +20,9 @@ import signal
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from nac import session_store
 from nac.admission import ACCT, AUTH, Engine, Outcome
@@ -30,21 +30,15 @@ from nac.clients import ClientTable
 from nac.coa_jobs import JOB_POLL, CoaDispatcher
 from nac.config import Config
 from nac.errors import NacError, PacketError
-from nac.families import Family
 from nac.guard import AFTER_VERIFICATION, DropLog, RateLimits, Unverified, screen
 from nac.history.writer import HistoryWriter
 from nac.observe import LatencyHistogram, Metrics, SyslogSink, sd_notify, watchdog_interval
 from nac.oui import Registry
 from nac.packet import ACCESS_REJECT
-from nac.profiling.sensor import SensorCodes
 from nac.profiling.service import Profiler
 from nac.reload import PolicyPoller
-from nac.resources import load_dictionary
 from nac.sessions import SessionEvent
 from nac.store import Store
-
-if TYPE_CHECKING:
-    from nac.eap.eap import EapServer  # OpenSSL is loaded only when 802.1X is on
 
 try:  # recvmmsg/sendmmsg for IPv4 listeners (setup.py builds it where it can)
     from nac import _udp
@@ -87,23 +81,30 @@ class Listener:
 
 
 class Server:
+    """The shell: sockets, the group commit, signals and the loop's tick.  nac/run.py builds it
+    and hands it the owners of the rest (build_server)."""
+
     def __init__(
         self,
-        config: Config,
         *,
         store: Store,
         engine: Engine,
-        registry: Registry,
-        families: Mapping[str, Family],
-        clients: ClientTable,
-        reload_config: Callable[[], Config] | None = None,
-        build_eap: Callable[[Config], EapServer | None] | None = None,
+        policies: PolicyPoller,
+        history: HistoryWriter,
+        coa: CoaDispatcher,
+        counters: Counter[str],
+        profiler: Profiler | None = None,
         syslog: SyslogSink | None = None,
     ) -> None:
         self.store = store
         self.engine = engine
-        self.families = families
-        self.counters: Counter[str] = Counter()
+        #: Owns the configuration, clients and registry in force (a reload replaces them).
+        self.policies = policies
+        self.history = history
+        self.coa = coa  # queued Disconnect / re-authorize jobs
+        self.profiler = profiler
+        self.syslog = syslog
+        self.counters = counters
         self.listeners: list[Listener] = []
         self._drop_log = DropLog()
         self._stopping: asyncio.Event | None = None
@@ -116,48 +117,7 @@ class Server:
         self._last_commit = 0.0
         self._limits = RateLimits()  # per client rate_limit, spent by verified requests only
         self._delayed = 0  # Access-Rejects waiting out their reject_delay
-        self.history = HistoryWriter(
-            store.conn,
-            store.path,
-            counters=self.counters,
-            on_failure=config.on_history_failure,
-            retention=config.history_retention,
-        )
-        #: Owns the configuration, clients and registry in force (a reload replaces them).
-        self.policies = PolicyPoller(
-            config,
-            store=store,
-            engine=engine,
-            registry=registry,
-            families=families,
-            clients=clients,
-            history=self.history,
-            counters=self.counters,
-            reload_config=reload_config,
-            build_eap=build_eap,
-        )
-        self.coa = CoaDispatcher(
-            store=store,
-            engine=engine,
-            history=self.history,
-            counters=self.counters,
-            clients=lambda: self.config.clients,
-        )
-        self.profiler: Profiler | None = None
-        if config.profiling is not None and config.profiling.enabled:
-            engine.on_conflict = config.profiling.on_conflict
-            engine.sensor = SensorCodes.from_dictionary(load_dictionary())
-            self.profiler = Profiler(
-                config.profiling,
-                conn=store.conn,
-                profiles=engine.profiles,
-                policy=lambda: self.engine.policy,
-                sources=[client.network for client in config.clients],
-                counters=self.counters,
-                on_queued=self.coa.dispatch,
-            )
         self.worker: int | None = None
-        self.syslog = syslog
         self.latency = LatencyHistogram()
         self.metrics = Metrics(self.counters, self.latency)
         self.metrics.gauges.update(self.history.gauges)
