@@ -21,9 +21,11 @@ from nac.packet import (
     COA_ACK,
     COA_NAK,
     COA_REQUEST,
+    DEFAULT_SESSION,
     DISCONNECT_ACK,
     DISCONNECT_NAK,
     DISCONNECT_REQUEST,
+    REAUTHENTICATE,
     attribute,
     encode_request,
 )
@@ -75,17 +77,6 @@ _TEXT_CODES: Final = {
     "Called-Station-Id": CALLED_STATION_ID,
     "Acct-Session-Id": ACCT_SESSION_ID,
 }
-#: The identifying attributes a request carries unless the NAS's profile says otherwise (RFC 5176
-#: §3 suggests them): nac/equipment/coa.py names every one a profile may choose.
-DEFAULT_SESSION: Final = (
-    "NAS-IP-Address",
-    "NAS-Identifier",
-    "User-Name",
-    "Calling-Station-Id",
-    "Acct-Session-Id",
-)
-#: Cisco's re-authorization command (Cisco IOS-XE "RADIUS Change of Authorization").
-REAUTHENTICATE: Final = "reauthenticate"
 #: Seconds to wait for each try: three tries over seven seconds (RFC 5080 §2.2.1 back-off).
 RETRY_TIMEOUTS: Final = (1.0, 2.0, 4.0)
 

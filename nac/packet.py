@@ -361,3 +361,19 @@ def encode_request(
     header = _HEADER.pack(code, identifier, MIN_PACKET + 18 + len(attrs))
     ma = key.digest(header, authenticator, _MA_PLACEHOLDER, attrs)
     return header + authenticator + bytes((_MA_TYPE, 18)) + ma + attrs
+
+
+# -- Dynamic Authorization (RFC 5176) ----------------------------------------------------
+
+#: The identifying attributes a request carries unless the NAS's profile says otherwise (RFC 5176
+#: §3 suggests them): nac/equipment/coa.py names every one a profile may choose;
+#: nac/dynauth.py sends them.
+DEFAULT_SESSION: Final = (
+    "NAS-IP-Address",
+    "NAS-Identifier",
+    "User-Name",
+    "Calling-Station-Id",
+    "Acct-Session-Id",
+)
+#: Cisco's re-authorization command (Cisco IOS-XE "RADIUS Change of Authorization").
+REAUTHENTICATE: Final = "reauthenticate"

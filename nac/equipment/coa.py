@@ -6,12 +6,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final, NamedTuple
 
-# What a profile without `session` sends, and Cisco's re-authorization command: the CoA client's.
-from nac.dynauth import DEFAULT_SESSION as DEFAULT_SESSION  # noqa: PLC0414 - re-exported
-from nac.dynauth import REAUTHENTICATE as REAUTHENTICATE  # noqa: PLC0414 - re-exported
 from nac.errors import ConfigError
 from nac.mac import format_mac, try_parse_mac
 from nac.packet import COA_REQUEST, DISCONNECT_REQUEST
+
+# What a profile without `session` sends, and Cisco's re-authorization command.
+from nac.packet import DEFAULT_SESSION as DEFAULT_SESSION  # noqa: PLC0414 - re-exported
+from nac.packet import REAUTHENTICATE as REAUTHENTICATE  # noqa: PLC0414 - re-exported
 
 #: How a re-authorization is spelled: RFC 5176 §3.1 Service-Type Authorize-Only, Cisco's
 #: `subscriber:command=reauthenticate` AV-pair, or a Disconnect-Request for a NAS that takes no
