@@ -30,19 +30,10 @@ from nac.oui import Registry, normalize_name
 from nac.policy import ACTIONS, Context, Defaults, Policy, Rule, canonical_match
 from nac.policyfile import diff_policies, dump_policy, load_policy_file, rule_line, rule_table
 from nac.render import iso_time
-from nac.resources import default_policy_path, load_active_registry, load_families, load_registry_for
+from nac.resources import load_active_registry, load_families, load_registry_for
+from nac.resources import open_store as open_store  # noqa: PLC0414 - tests import it here
 from nac.simulate import simulate as replay
 from nac.store import Store, os_user
-
-
-def open_store(db: str | None) -> Store:
-    """Open (creating if need be) the database ``db``, or the one dbfile.locate() finds; a fresh
-    one takes the shipped policy."""
-    store = Store(dbfile.locate(db)[0])
-    if not store.initialized():
-        defaults, rules = load_policy_file(default_policy_path())
-        store.set_policy(defaults, rules, action="policy.init", subject=str(default_policy_path()))
-    return store
 
 
 def parse_when(text: str, *, now: datetime | None = None) -> float:

@@ -44,8 +44,8 @@ def users_add(
 
     Example: printf '%s\\n' 'correct horse' | nac users add alice
     """
-    from nac.app import open_store  # noqa: PLC0415
     from nac.eap.users import add_user, check_name  # noqa: PLC0415
+    from nac.resources import open_store  # noqa: PLC0415
 
     with _errors():
         check_name(name)
@@ -66,9 +66,9 @@ def users_list(db: DbOption = None, as_json: JsonOption = False) -> None:
 
     Example: nac users list --json
     """
-    from nac.app import open_store  # noqa: PLC0415
     from nac.eap.users import list_users  # noqa: PLC0415
     from nac.render import iso_time  # noqa: PLC0415
+    from nac.resources import open_store  # noqa: PLC0415
 
     with _errors():
         store = open_store(db)
@@ -90,8 +90,8 @@ def users_remove(name: Annotated[str, typer.Argument(metavar="NAME")], db: DbOpt
 
     Example: nac users remove alice
     """
-    from nac.app import open_store  # noqa: PLC0415
     from nac.eap.users import remove_user  # noqa: PLC0415
+    from nac.resources import open_store  # noqa: PLC0415
 
     with _errors():
         store = open_store(db)

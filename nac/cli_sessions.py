@@ -27,7 +27,7 @@ _TABLE: Final = (
 
 
 def _open(db: str | None) -> Any:
-    from nac.app import open_store  # noqa: PLC0415
+    from nac.resources import open_store  # noqa: PLC0415
 
     return open_store(db)
 

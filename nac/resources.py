@@ -17,10 +17,11 @@ from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from nac import registry_cache
+from nac import dbfile, registry_cache
 from nac.errors import ConfigError
 from nac.families import Family, parse_families
 from nac.oui import Registry, Snapshot, registry_from_manuf
+from nac.policyfile import load_policy_file
 from nac.store import Store
 
 if TYPE_CHECKING:
@@ -129,3 +130,13 @@ def load_registry_for(store: Store, mac: int) -> Registry:
         return Registry([(m.prefix, m.prefix_bits, m.organization, m.registry) for m in found], full.snapshot)
     with closing(conn):
         return Registry(registry_cache.entries_for(conn, blocks), registry_cache.snapshot(conn))
+
+
+def open_store(db: str | None) -> Store:
+    """Open (creating if need be) the database ``db``, or the one dbfile.locate() finds; a fresh
+    one takes the shipped policy."""
+    store = Store(dbfile.locate(db)[0])
+    if not store.initialized():
+        defaults, rules = load_policy_file(default_policy_path())
+        store.set_policy(defaults, rules, action="policy.init", subject=str(default_policy_path()))
+    return store

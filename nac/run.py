@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any, Final
 
 from nac import dbfile
 from nac.admission import Engine
-from nac.app import open_store
 from nac.clients import ClientTable
 from nac.coa_jobs import CoaDispatcher
 from nac.config import Config
@@ -40,7 +39,7 @@ from nac.policy import Policy
 from nac.profiling.sensor import SensorCodes
 from nac.profiling.service import Profiler
 from nac.reload import PolicyPoller
-from nac.resources import load_active_registry, load_dictionary, load_families
+from nac.resources import load_active_registry, load_dictionary, load_families, open_store
 from nac.server import Server
 from nac.store import Store, default_db_path
 
