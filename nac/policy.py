@@ -306,18 +306,19 @@ class Policy:
                 or by_28(mac >> 20)
                 or by_24(mac >> 24)
                 or by_vendor(match.position if match is not None else family)
-                or by_randomized(local)
+                or (by_randomized(local) if local else None)
             )
-            if type(slot) is not _Chain:
+            if type(slot) is Decision:
+                return slot, match
+            if slot is None:
                 break
             # Conditional or monitor rules: the first enforcing one that applies decides;
             # when none does, the levels below this one are tried.
-            decision, watched = _try(slot.entries, ctx or NO_CONTEXT, watched)
+            chain = cast(_Chain, slot)
+            decision, watched = _try(chain.entries, ctx or NO_CONTEXT, watched)
             if decision is not None:
                 return decision, match
-            levels = (_TRIED,) * (slot.level + 1) + levels[slot.level + 1 :]
-        if slot is not None:
-            return cast(Decision, slot), match
+            levels = (_TRIED,) * (chain.level + 1) + levels[chain.level + 1 :]
         if watched is None:
             return self.default, match
         return self._watched(watched), match
