@@ -9,7 +9,7 @@
 #
 # The `nac` script is resolved past a pyenv shim: the shim is a bash script that runs pyenv
 # (~75 ms here) before Python starts, which is not nac's time.  The bundled registry's compiled
-# form (nac/registry_cache.py) is made by the warm-up runs if it does not exist yet.
+# form (nac/registry/cache.py) is made by the warm-up runs if it does not exist yet.
 set -euo pipefail
 
 dir="${1:-$(mktemp -d)}"

@@ -136,7 +136,7 @@ def start_nac(*, port: int, cpu: str, workdir: Path, config: Path | None, worker
 def wait_ready(server: Server, *, within: float = 30.0) -> None:
     """Until one MAB request is answered (works for any server, no Status-Server needed)."""
     sys.path.insert(0, str(REPO))
-    from nac.bench import run  # noqa: PLC0415 - the repository root is on sys.path only now
+    from nac.bench.load import run  # noqa: PLC0415 - the repository root is on sys.path only now
 
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:

@@ -15,8 +15,11 @@ import tempfile
 import timeit
 from pathlib import Path
 
-from nac import bench, mac, packet, run
+from nac.bench import load as bench
 from nac.config import load_config
+from nac.radius import packet
+from nac.registry import mac
+from nac.serve import run
 
 CALLS = 200_000
 

@@ -29,11 +29,11 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from nac.app import Nac  # noqa: E402
-from nac.helpdesk import why  # noqa: E402
+from nac.app.facade import Nac  # noqa: E402
+from nac.helpdesk.queries import why  # noqa: E402
+from nac.helpdesk.web import WebServer  # noqa: E402
 from nac.history.record import COLUMNS, HISTORY_COLUMNS  # noqa: E402
 from nac.store import Store  # noqa: E402
-from nac.web import WebServer  # noqa: E402
 
 DAYS = 90
 DEVICES = 50_000

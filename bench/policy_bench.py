@@ -28,9 +28,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from nac.mac import format_mac  # noqa: E402
-from nac.oui import Registry  # noqa: E402
-from nac.policy import Context, Defaults, Policy, Rule  # noqa: E402
+from nac.policy.decide import Context, Defaults, Policy, Rule  # noqa: E402
+from nac.registry.mac import format_mac  # noqa: E402
+from nac.registry.oui import Registry  # noqa: E402
 from nac.resources import load_families, load_registry  # noqa: E402
 
 NOW = 1_800_000_000.0
@@ -127,9 +127,16 @@ def per_decision_ns(policies: Sequence[tuple[Any, Any]], macs: Sequence[int], re
 
 
 def load_policy_module(rev: str) -> ModuleType:
-    source = subprocess.run(
-        ["git", "show", f"{rev}:nac/policy.py"], cwd=ROOT, check=True, capture_output=True, text=True
-    ).stdout
+    # The module moved into the policy package; a revision from before has it at nac/policy.py.
+    for name in ("nac/policy/decide.py", "nac/policy.py"):
+        shown = subprocess.run(
+            ["git", "show", f"{rev}:{name}"], cwd=ROOT, capture_output=True, text=True, check=False
+        )
+        if shown.returncode == 0:
+            source = shown.stdout
+            break
+    else:
+        raise SystemExit(f"no policy module at {rev}")
     path = Path(tempfile.mkdtemp()) / "policy_at_rev.py"
     path.write_text(source)
     spec = importlib.util.spec_from_file_location("policy_at_rev", path)
@@ -148,7 +155,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=50_000, help="decisions per measurement")
     parser.add_argument("--repeat", type=int, default=25, help="take the best of this many runs")
     parser.add_argument("--json", action="store_true", help="print JSON")
-    parser.add_argument("--against", metavar="REV", help="also time nac/policy.py at this git revision")
+    parser.add_argument("--against", metavar="REV", help="also time the policy module at this git revision")
     args = parser.parse_args()
 
     registry = load_registry()

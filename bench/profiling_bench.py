@@ -31,11 +31,11 @@ from pathlib import Path
 
 from netaddr import IPNetwork
 
-from nac import session_store
-from nac.policy import Defaults, Policy
+from nac.policy.decide import Defaults, Policy
 from nac.profiling.service import Profiler, ProfilingConfig
 from nac.profiling.signatures import load_signatures
 from nac.resources import load_families, load_registry
+from nac.sessions import store as session_store
 
 SECRET = b"bench-secret"
 COOKIE = bytes((99, 130, 83, 99))

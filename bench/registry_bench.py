@@ -28,9 +28,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from nac.mac import format_mac, parse_mac  # noqa: E402
-from nac.oui import Registry, Snapshot  # noqa: E402
-from nac.policy import Defaults, Policy, Rule  # noqa: E402
+from nac.policy.decide import Defaults, Policy, Rule  # noqa: E402
+from nac.registry.mac import format_mac, parse_mac  # noqa: E402
+from nac.registry.oui import Registry, Snapshot  # noqa: E402
 from nac.resources import load_active_registry, load_families, load_registry  # noqa: E402
 from nac.store import Store  # noqa: E402
 

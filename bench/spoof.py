@@ -40,7 +40,7 @@ sys.path[:0] = [str(HERE), str(HERE.parent)]
 
 from compare import SECRET, group_cpu_seconds, running, start_nac  # noqa: E402
 
-from nac.bench import build_request  # noqa: E402
+from nac.bench.load import build_request  # noqa: E402
 
 NAS = "127.0.0.1"  # the embedded default client's address, shared by the NAS and the forger
 BURSTS_PER_SECOND = 100  # the forger sends its rate in 10 ms bursts

@@ -20,17 +20,17 @@ except ImportError:  # the regression tests replay crashes without the fuzzer
 with atheris.instrument_imports() if atheris is not None else contextlib.nullcontext():
     from netaddr import IPNetwork
 
-    from nac.admission import Engine
-    from nac.clients import Client
+    from nac.admission.engine import Engine
+    from nac.equipment.clients import Client
     from nac.errors import InvalidMacError, PacketError, PolicyError
-    from nac.mac import parse_mac, try_parse_mac, try_parse_mac_py
-    from nac.oui import parse_prefix
-    from nac.packet import Codes, decode, decode_py
-    from nac.policy import Defaults, Policy
-    from nac.policyfile import parse_policy
+    from nac.policy.decide import Defaults, Policy
+    from nac.policy.file import parse_policy
     from nac.profiling.dhcp import parse as parse_dhcp
     from nac.profiling.sensor import sensor_fields
     from nac.profiling.signatures import identify, load_signatures
+    from nac.radius.packet import Codes, decode, decode_py
+    from nac.registry.mac import parse_mac, try_parse_mac, try_parse_mac_py
+    from nac.registry.oui import parse_prefix
     from nac.resources import load_dictionary, load_registry
 
 _ENGINE: Engine | None = None
@@ -143,7 +143,7 @@ def _eap_engine() -> tuple[Engine, Client]:
 
 
 def _eap_request(engine: Engine, client: Client, message: bytes, state: bytes | None, ident: int) -> bytes:
-    from nac.packet import attribute, encode_request, split_attribute  # noqa: PLC0415
+    from nac.radius.packet import attribute, encode_request, split_attribute  # noqa: PLC0415
 
     codes = engine.codes
     attrs = (

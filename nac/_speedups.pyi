@@ -1,6 +1,6 @@
 """Types of the C speedups (nac/_speedups.c); each function's Python twin is the reference."""
 
-from nac.packet import Request
+from nac.radius.packet import Request
 
 def setup(request: type[Request], error: type[Exception], /) -> None: ...
 def decode(data: bytes, /) -> Request: ...

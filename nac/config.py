@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from nac.clients import REPLY_MESSAGE_MODES, Client, parse_network
+from nac.equipment.clients import REPLY_MESSAGE_MODES, Client, parse_network
 from nac.equipment.coa import DISCONNECT as COA_DISCONNECT
 from nac.equipment.coa import REAUTH as COA_REAUTH
 from nac.equipment.coa import check_session
@@ -75,7 +75,7 @@ class Config:
     syslog_facility: str = "local0"
     metrics_bind: str | None = None  # Prometheus text at http://ADDRESS:PORT/metrics
     history_retention: float | None = None  # seconds of history kept; None: everything
-    policy_watch: str | None = None  # a policy file or directory to follow (nac/watch.py)
+    policy_watch: str | None = None  # a policy file or directory to follow (nac/serve/watch.py)
     #: When history cannot be written: "withhold" replies (fail closed) or "answer" anyway and
     #: keep the rows in memory until the database takes them (fail open).
     on_history_failure: str = "withhold"
@@ -359,7 +359,7 @@ def _port(value: object, where: str) -> int:
     return value
 
 
-# -- settings that nac/observe.py acts on ------------------------------------------------
+# -- settings that nac/serve/observe.py acts on ------------------------------------------------
 
 #: RFC 5424 §6.2.1 facilities by name (local0..local7 are what SIEM collectors expect).
 FACILITIES: Final = {

@@ -23,7 +23,7 @@ DEFAULT_DB: Final = "nac.db"
 PACKAGED_CONFIG: Final = "/etc/nac/nac.toml"
 PACKAGED_STATE_DIR: Final = "/var/lib/nac"
 #: Files beside the database ``nac.db``: SQLite's WAL and shared-memory index, the recent
-#: history tier (nac/history/tiers.py) with its own, and the lock of `nac serve` (nac/server.py).
+#: history tier (nac/history/tiers.py) with its own, and the lock of `nac serve` (nac/serve/server.py).
 SIDE_SUFFIXES: Final = ("-wal", "-shm", "-recent", "-recent-wal", "-recent-shm", ".serve-lock")
 PRIVATE_MODE: Final = 0o600
 #: How long a writer waits for another (the CLI while the server commits) before failing.

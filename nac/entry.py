@@ -2,12 +2,12 @@
 
 `nac check`, `nac history`, `nac why` and `nac rules list` are what a helpdesk types while a
 user waits, so they answer without loading typer, click and pydantic (a quarter of a second):
-this module parses their options with argparse and calls the same functions in nac/cli_run.py
+this module parses their options with argparse and calls the same functions in nac/cli/fast.py
 that the typer commands call, so both print the same thing.  Anything it does not parse
 cleanly (`--help`, an unknown or malformed option, a subcommand) goes to nac.cli, whose
 typer commands give the usage and errors; tests/test_cli_fast.py checks both declare the same
 options, and the defaults and least values of their counts (`--latest`, `--limit`, `--offset`)
-are nac/cli_run.py's, read by both.  `nac --version` answers here too.
+are nac/cli/fast.py's, read by both.  `nac --version` answers here too.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, NoReturn
 from nac import __version__
 
 if TYPE_CHECKING:
-    from nac.cli_run import Count
+    from nac.cli.fast import Count
 
 #: The commands answered here, by their words (`rules list` is two).
 FAST_COMMANDS = ("check", "history", "why", "rules list")
@@ -36,7 +36,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     run = fast(args)
     if run is not None:
         _exit(run)
-    from nac.cli import main as cli_main  # noqa: PLC0415
+    from nac.cli.main import main as cli_main  # noqa: PLC0415
 
     cli_main(args)
 
@@ -52,7 +52,7 @@ def fast(args: list[str]) -> Callable[[], int] | None:
                 options = vars(parser(name).parse_args(args[len(words) :]))
             except _UnparsedError:
                 return None
-            from nac import cli_run  # noqa: PLC0415
+            from nac.cli import fast as cli_run  # noqa: PLC0415
 
             command = getattr(cli_run, name.replace(" ", "_"))
             return lambda: int(command(**options))
@@ -71,8 +71,8 @@ class _Parser(argparse.ArgumentParser):
 def parser(name: str) -> argparse.ArgumentParser:
     """The options of fast command ``name``: the typer command's, spelled for argparse."""
     # Both are imported by the command this parses for anyway (nac.app imports nac.policy).
-    from nac.cli_run import HISTORY_LIMIT, HISTORY_OFFSET, WHY_LATEST  # noqa: PLC0415
-    from nac.policy import ACTIONS  # noqa: PLC0415
+    from nac.cli.fast import HISTORY_LIMIT, HISTORY_OFFSET, WHY_LATEST  # noqa: PLC0415
+    from nac.policy.decide import ACTIONS  # noqa: PLC0415
 
     p = _Parser(prog=f"nac {name}", add_help=False, allow_abbrev=False)
     p.add_argument("--db", default=None)

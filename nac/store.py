@@ -19,12 +19,15 @@ from functools import cache, cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from nac import audit, dbfile, registry_store, session_store
+from nac import dbfile
 from nac.errors import DatabaseFileError, NacError, PolicyError
 from nac.history import tiers
-from nac.oui import Snapshot
-from nac.policy import Defaults, Rule
-from nac.policyfile import defaults_table, rule_table
+from nac.policy import audit
+from nac.policy.decide import Defaults, Rule
+from nac.policy.file import defaults_table, rule_table
+from nac.registry import store as registry_store
+from nac.registry.oui import Snapshot
+from nac.sessions import store as session_store
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -130,7 +133,7 @@ class Store:
             for column in _RULE_EXTRA_COLUMNS:
                 if column not in have:
                     conn.execute(f"ALTER TABLE rules ADD COLUMN {column} TEXT")
-            # Every policy change, hash-chained (nac/audit.py); `nac audit verify` walks it.
+            # Every policy change, hash-chained (nac/policy/audit.py); `nac audit verify` walks it.
             conn.execute(
                 """CREATE TABLE IF NOT EXISTS audit (
                     id INTEGER PRIMARY KEY,
@@ -413,7 +416,7 @@ class Store:
         base_entries: Iterable[tuple[int, int, str, str]] = (),
     ) -> None:
         """Make ``entries`` the active registry and record its snapshot, in one transaction,
-        audited; the registry replaced is kept for `nac oui rollback` (nac/registry_store.py).
+        audited; the registry replaced is kept for `nac oui rollback` (nac/registry/store.py).
 
         ``base`` is the registry the import started from; on the first import it is the
         bundled snapshot, recorded here (with ``base_entries``, its entries) so `nac oui

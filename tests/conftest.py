@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from nac.packet import Codes
+from nac.radius.packet import Codes
 from nac.resources import load_dictionary
 from tests.interop import NacServer, NacServerFactory, start_server
 

@@ -14,8 +14,8 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from nac.crypto import HmacMd5, hide_password, request_authenticator
-from nac.packet import ACCESS_REQUEST, ACCOUNTING_REQUEST, STATUS_SERVER, Codes, encode_request
+from nac.radius.crypto import HmacMd5, hide_password, request_authenticator
+from nac.radius.packet import ACCESS_REQUEST, ACCOUNTING_REQUEST, STATUS_SERVER, Codes, encode_request
 
 MA_TYPE = 80
 PROXY_STATE = 33

@@ -26,8 +26,8 @@ from typing import Any, Final, NamedTuple
 
 import pytest
 
-from nac.crypto import HmacMd5, hide_password, random_authenticator
-from nac.packet import ACCESS_REQUEST, STATUS_SERVER, encode_request
+from nac.radius.crypto import HmacMd5, hide_password, random_authenticator
+from nac.radius.packet import ACCESS_REQUEST, STATUS_SERVER, encode_request
 
 REPO: Final = Path(__file__).resolve().parent.parent
 SECRET: Final = "testing123"

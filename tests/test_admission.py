@@ -14,12 +14,12 @@ from hypothesis import strategies as st
 from netaddr import IPNetwork
 from pyrad import packet as pyrad_packet
 
-from nac.admission import DUPLICATE_TTL, NAS_IP_CACHE_MAX, Engine, Outcome
-from nac.clients import Client
+from nac.admission.engine import DUPLICATE_TTL, NAS_IP_CACHE_MAX, Engine, Outcome
+from nac.equipment.clients import Client
 from nac.errors import PacketError
-from nac.oui import Registry, registry_from_manuf
-from nac.packet import Codes
-from nac.policy import Defaults, Policy, Rule
+from nac.policy.decide import Defaults, Policy, Rule
+from nac.radius.packet import Codes
+from nac.registry.oui import Registry, registry_from_manuf
 from nac.resources import load_dictionary, load_registry
 
 ACCESS_ACCEPT, ACCESS_REJECT, ACCOUNTING_RESPONSE = 2, 3, 5

@@ -11,7 +11,7 @@ import pytest
 from test_policyfile import MINISTRY, Cli
 
 import nac.resources
-from nac.oui import Registry
+from nac.registry.oui import Registry
 from nac.store import os_user
 
 
@@ -89,7 +89,7 @@ def test_hand_edits_make_verify_fail(cli: Cli, sql: str, problem: str) -> None:
 
 def test_rehashing_a_row_still_breaks_the_next_link(cli: Cli) -> None:
     """An editor who recomputes the edited row's hash breaks the following row's link."""
-    from nac.audit import row_hash
+    from nac.policy.audit import row_hash
 
     conn = sqlite3.connect(cli.db)
     conn.row_factory = sqlite3.Row

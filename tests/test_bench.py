@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from nac.bench import BenchResult, build_request, default_macs, run
-from nac.cli import app
-from nac.crypto import HmacMd5, response_authenticator, unhide_password
+from nac.bench.load import BenchResult, build_request, default_macs, run
+from nac.cli.main import app
+from nac.radius.crypto import HmacMd5, response_authenticator, unhide_password
 from tests.interop import subprocess_env
 
 SECRET = b"testing123"

@@ -16,8 +16,8 @@ from collections.abc import Iterator
 import pytest
 
 from nac.errors import PacketError
-from nac.packet import Request
-from nac.server import RECV_SIZE
+from nac.radius.packet import Request
+from nac.serve.server import RECV_SIZE
 
 try:
     from nac import _speedups, _udp

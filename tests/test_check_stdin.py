@@ -13,9 +13,9 @@ import pytest
 from typer.testing import CliRunner
 
 import nac.resources
-from nac.cli import app
-from nac.inventory import FIELDS, mac_column
-from nac.oui import Registry, registry_from_manuf
+from nac.cli.main import app
+from nac.helpdesk.inventory import FIELDS, mac_column
+from nac.registry.oui import Registry, registry_from_manuf
 
 MANUF = "\n".join(
     [

@@ -19,12 +19,12 @@ import typer
 from typer.testing import CliRunner
 
 import nac.resources
-from nac.app import open_store
-from nac.cli import app
+from nac.app.facade import open_store
+from nac.cli.main import app
 from nac.history import tiers
 from nac.history.record import HistoryRecord, record_row
-from nac.oui import Registry, normalize_name
-from nac.policy import Defaults
+from nac.policy.decide import Defaults
+from nac.registry.oui import Registry, normalize_name
 from nac.store import Store
 
 CHECK_KEYS = {"mac", "randomized", "prefix", "prefix_bits", "vendor", "action", "vlan", "rule", "reason"}
@@ -237,7 +237,7 @@ def test_rules_add_bad_action_refused(nac_cli: Nac) -> None:
 
 
 def test_rules_remove_unknown_exits_1(nac_cli: Nac) -> None:
-    # nac/cli.py: "1 an operation failed (e.g. no such rule), 2 bad input".
+    # nac/cli/main.py: "1 an operation failed (e.g. no such rule), 2 bad input".
     result = nac_cli("rules", "remove", "no-such-rule", code=1)
     assert "no-such-rule" in result.stderr
 
@@ -490,7 +490,7 @@ def test_history_json_and_csv_exclude_each_other(nac_cli: Nac) -> None:
 
 
 def test_history_bad_since_is_bad_input_exit_2(nac_cli: Nac) -> None:
-    # nac/cli.py: "2 bad input (a bad MAC, prefix, flag or file)".
+    # nac/cli/main.py: "2 bad input (a bad MAC, prefix, flag or file)".
     result = nac_cli("history", "--since", "yesterday", code=2)
     assert "yesterday" in result.stderr
 

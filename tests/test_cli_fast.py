@@ -16,9 +16,10 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from nac import cli_run, entry
-from nac.app import Nac
-from nac.cli import app
+from nac import entry
+from nac.app.facade import Nac
+from nac.cli import fast as cli_run
+from nac.cli.main import app
 from tests.helpdesk_rows import decision, write
 from tests.interop import subprocess_env
 
@@ -83,7 +84,7 @@ def test_fast_path_declares_the_typer_commands_options(name: str) -> None:
 def test_fast_path_and_typer_share_each_counts_default_and_least(
     name: str, option: str, spec: cli_run.Count
 ) -> None:
-    """One definition (nac/cli_run.py) of what both parsers check: the default, and the least
+    """One definition (nac/cli/fast.py) of what both parsers check: the default, and the least
     value (one less goes to typer, which reports it)."""
     (param,) = [p for p in _typer_command(name).params if option in p.opts]
     assert (param.default, param.min, param.help) == (spec.default, spec.least, spec.help)

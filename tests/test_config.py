@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from netaddr import IPNetwork
 
-from nac.clients import Client, ClientTable, parse_network
 from nac.config import Config, default_clients, load_config
+from nac.equipment.clients import Client, ClientTable, parse_network
 from nac.errors import ConfigError
 
 VALID = """\

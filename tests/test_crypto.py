@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pyrad import packet as pyrad_packet
 
-from nac.crypto import (
+from nac.radius.crypto import (
     HmacMd5,
     chap_matches,
     hidden_password_is,

@@ -21,7 +21,7 @@ import pytest
 from typer.testing import CliRunner
 
 from nac import dbfile
-from nac.cli import app
+from nac.cli.main import app
 from nac.store import SCHEMA_VERSION, Store
 from tests import helpdesk_rows
 from tests.interop import exchange, mab_request, start_server, subprocess_env, udp_socket

@@ -15,9 +15,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from nac.cli import app
-from nac.ieee import MAX_REMOVED_SHARE
-from nac.registry_store import KEPT_SNAPSHOTS
+from nac.cli.main import app
+from nac.registry.ieee import MAX_REMOVED_SHARE
+from nac.registry.store import KEPT_SNAPSHOTS
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")

@@ -12,7 +12,7 @@ import pytest
 from fakenas import FakeNas, values
 from OpenSSL import SSL
 
-from nac.admission import Engine
+from nac.admission.engine import Engine
 from nac.eap import eap as eap_module
 from nac.eap import mschapv2
 from nac.eap import tls as tls_module
@@ -34,8 +34,8 @@ from nac.eap.ttls import (
     decode_avps,
     encode_avp,
 )
-from nac.oui import Registry, registry_from_manuf
-from nac.packet import Codes
+from nac.radius.packet import Codes
+from nac.registry.oui import Registry, registry_from_manuf
 from nac.resources import load_dictionary
 from tests.test_eap_radius import (
     ACCESS_ACCEPT,

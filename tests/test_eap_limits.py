@@ -10,16 +10,16 @@ from pathlib import Path
 import pytest
 from fakenas import FakeNas, attr, integer, values
 
-from nac.admission import Engine, Outcome
+from nac.admission.engine import Engine, Outcome
 from nac.eap import eap as eap_module
 from nac.eap import limits
 from nac.eap.certs import init as certs_init
 from nac.eap.eap import encode_eap
 from nac.eap.limits import ConversationIndex, port_key
-from nac.mac import parse_mac
-from nac.observe import LatencyHistogram, Metrics
-from nac.oui import Registry, registry_from_manuf
-from nac.packet import Codes
+from nac.radius.packet import Codes
+from nac.registry.mac import parse_mac
+from nac.registry.oui import Registry, registry_from_manuf
+from nac.serve.observe import LatencyHistogram, Metrics
 from tests.test_eap_radius import (
     ACCESS_ACCEPT,
     ACCESS_CHALLENGE,

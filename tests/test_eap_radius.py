@@ -11,9 +11,7 @@ from fakenas import FakeNas, attr, values
 from netaddr import IPNetwork
 from OpenSSL import SSL
 
-from nac.admission import Engine, Outcome
-from nac.clients import Client
-from nac.crypto import HmacMd5
+from nac.admission.engine import Engine, Outcome
 from nac.eap import eap as eap_module
 from nac.eap.certs import init as certs_init
 from nac.eap.config import EapConfig, settings
@@ -21,9 +19,11 @@ from nac.eap.eap import EapServer, encode_eap
 from nac.eap.keys import MppeCodes, decrypt_key
 from nac.eap.mschapv2 import nt_hash
 from nac.eap.ttls import encode_avp
-from nac.oui import Registry, registry_from_manuf
-from nac.packet import ACCESS_REQUEST, Codes, encode_request
-from nac.policy import Defaults, Policy, Rule
+from nac.equipment.clients import Client
+from nac.policy.decide import Defaults, Policy, Rule
+from nac.radius.crypto import HmacMd5
+from nac.radius.packet import ACCESS_REQUEST, Codes, encode_request
+from nac.registry.oui import Registry, registry_from_manuf
 from nac.resources import load_dictionary
 
 ACCESS_ACCEPT, ACCESS_REJECT, ACCESS_CHALLENGE = 2, 3, 11

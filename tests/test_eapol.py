@@ -13,8 +13,8 @@ from typing import Final
 
 import pytest
 
-from nac.crypto import HmacMd5
-from nac.packet import ACCESS_REQUEST, encode_request
+from nac.radius.crypto import HmacMd5
+from nac.radius.packet import ACCESS_REQUEST, encode_request
 from tests.interop import SECRET, NacServer, NacServerFactory, attribute, subprocess_env, udp_socket
 
 EAPOL_TIMEOUT: Final = 30

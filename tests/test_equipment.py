@@ -14,14 +14,14 @@ from fakenas import FakeNas
 from interop import NacServerFactory, exchange, parse_reply, udp_socket
 from netaddr import IPNetwork
 
-from nac.admission import BAD_MAB_PASSWORD, NOT_MAB, Engine
-from nac.clients import Client
+from nac.admission.engine import BAD_MAB_PASSWORD, NOT_MAB, Engine
 from nac.config import load_config
+from nac.equipment.clients import Client
 from nac.equipment.profiles import SHIPPED, client_shape, load_profiles
 from nac.errors import ConfigError
-from nac.oui import Registry, registry_from_manuf
-from nac.packet import Codes
-from nac.policy import Defaults, Policy, Rule
+from nac.policy.decide import Defaults, Policy, Rule
+from nac.radius.packet import Codes
+from nac.registry.oui import Registry, registry_from_manuf
 
 MANUF = "00:E0:FC\tHuaweiTechno\tHUAWEI TECHNOLOGIES CO.,LTD\n00:10:A4\tXircom\tXircom"
 HUAWEI = "00e0fc123456"

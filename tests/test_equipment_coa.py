@@ -20,15 +20,15 @@ from typing import Any, Final
 
 import pytest
 
-from nac import session_store
 from nac.config import load_config
-from nac.dynauth import Target, build_request
 from nac.equipment import coa
 from nac.equipment.profiles import load_profiles, parse_profiles
 from nac.errors import ConfigError
 from nac.history import tiers
-from nac.packet import Codes
+from nac.radius.dynauth import Target, build_request
+from nac.radius.packet import Codes
 from nac.resources import load_dictionary
+from nac.sessions import store as session_store
 from nac.store import Store
 from tests.fakenas import FakeNas, attr, attributes
 from tests.interop import SECRET, NacServerFactory, free_udp_ports, subprocess_env
@@ -359,9 +359,9 @@ def test_a_database_from_before_gets_the_new_columns(tmp_path: Path) -> None:
 
 
 def test_enforce_marks_a_new_vlan_but_not_a_ban(store: Store) -> None:
-    from nac.enforce import enforce
-    from nac.policy import Defaults, Policy, Rule
+    from nac.policy.decide import Defaults, Policy, Rule
     from nac.resources import load_registry
+    from nac.sessions.enforce import enforce
 
     _session(store, "00-10-a4-00-00-01", "a", "Gi1/0/1")  # Xircom
     _session(store, "00-e0-fc-00-00-02", "b", "Gi1/0/2")  # Huawei

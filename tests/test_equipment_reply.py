@@ -12,10 +12,9 @@ from fakenas import FakeNas, attr, attributes, values
 from interop import NacServerFactory, exchange, mab_request, parse_reply, udp_socket
 from netaddr import IPNetwork
 
-from nac.admission import Engine, Outcome
-from nac.clients import Client
+from nac.admission.engine import Engine, Outcome
 from nac.config import load_config
-from nac.crypto import HmacMd5
+from nac.equipment.clients import Client
 from nac.equipment.profiles import load_profiles, parse_profiles
 from nac.equipment.reply import (
     ROLES,
@@ -26,9 +25,10 @@ from nac.equipment.reply import (
     vlan_name_conflicts,
 )
 from nac.errors import ConfigError
-from nac.oui import Registry, registry_from_manuf
-from nac.packet import ACCESS_REQUEST, Codes, encode_request
-from nac.policy import Defaults, Policy, Rule
+from nac.policy.decide import Defaults, Policy, Rule
+from nac.radius.crypto import HmacMd5
+from nac.radius.packet import ACCESS_REQUEST, Codes, encode_request
+from nac.registry.oui import Registry, registry_from_manuf
 from nac.resources import load_dictionary
 
 MANUF = "00:E0:FC\tHuaweiTechno\tHUAWEI TECHNOLOGIES CO.,LTD\n00:10:A4\tXircom\tXircom"

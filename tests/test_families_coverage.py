@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from nac.errors import PolicyError
-from nac.families import parse_families
+from nac.registry.families import parse_families
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""The group commit's pacing (nac/server.py, Server.flush): a request after a quiet spell is
+"""The group commit's pacing (nac/serve/server.py, Server.flush): a request after a quiet spell is
 committed and answered at once; requests that follow within COMMIT_SPACING wait for one
 shared commit, and no reply leaves before its decision's history row is committed."""
 
@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from nac import bench, run, server
+from nac.bench import load as bench
 from nac.config import load_config
 from nac.history import tiers
-from nac.sessions import SessionEvent
+from nac.radius.accounting import SessionEvent
+from nac.serve import run, server
 from tests.interop import SECRET, free_udp_ports
 
 

@@ -1,4 +1,4 @@
-"""nac/guard.py: what unverifiable traffic may cost, with forged sources in mind."""
+"""nac/serve/guard.py: what unverifiable traffic may cost, with forged sources in mind."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import struct
 import pytest
 from netaddr import IPNetwork
 
-from nac import clients as clients_mod
-from nac.clients import Client, ClientTable
-from nac.guard import LOG_KEYS_MAX, SOURCES_MAX, DropLog, RateLimits, Unverified, screen
+from nac.equipment import clients as clients_mod
+from nac.equipment.clients import Client, ClientTable
+from nac.serve.guard import LOG_KEYS_MAX, SOURCES_MAX, DropLog, RateLimits, Unverified, screen
 
 
 def _header(code: int, length: int, size: int) -> bytes:

@@ -15,9 +15,9 @@ import pytest
 from typer.testing import CliRunner
 
 import nac.resources
-from nac.cli import app
-from nac.helpdesk import ssid_of
-from nac.oui import Registry
+from nac.cli.main import app
+from nac.helpdesk.queries import ssid_of
+from nac.registry.oui import Registry
 from tests.helpdesk_rows import decision, write
 
 CONTRACT_KEYS = {"time", "mac", "vendor", "action", "vlan", "rule", "reason", "client", "nas_ip", "method"}

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nac import helpdesk
+from nac.helpdesk import queries as helpdesk
 from nac.history import format as blob_format
 from nac.history import reader, tiers
 from nac.history.record import HISTORY_COLUMNS, HistoryRecord, record_row

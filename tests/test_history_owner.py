@@ -26,7 +26,7 @@ def _imports(path: Path) -> set[str]:
 
 
 def test_the_server_issues_no_sql_and_imports_neither_sqlite3_nor_the_tiers() -> None:
-    path = NAC / "server.py"
+    path = NAC / "serve" / "server.py"
     imported = _imports(path)
     assert "sqlite3" not in imported
     assert not {name for name in imported if name.startswith(("nac.history.indexer", "nac.history.tiers"))}
@@ -35,7 +35,7 @@ def test_the_server_issues_no_sql_and_imports_neither_sqlite3_nor_the_tiers() ->
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
         if isinstance(node, ast.Constant) and isinstance(node.value, str)
     ]
-    assert not [s for s in strings if SQL.match(s)], "SQL in nac/server.py"
+    assert not [s for s in strings if SQL.match(s)], "SQL in nac/serve/server.py"
 
 
 def test_only_the_history_package_syncs_the_recent_tier_or_touches_its_tables() -> None:

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from nac import helpdesk, run, server
 from nac.config import load_config
+from nac.helpdesk import queries as helpdesk
 from nac.history import indexer, prune, tiers, writer
 from nac.history.indexer import Indexer
 from nac.history.record import HISTORY_COLUMNS
@@ -29,6 +29,7 @@ from nac.history.tiers import (
     recent_path,
     sync_recent,
 )
+from nac.serve import run, server
 from nac.store import Store
 from tests.helpdesk_rows import decision
 

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from nac.errors import InvalidMacError
-from nac.mac import format_mac, is_multicast, is_randomized, parse_mac, try_parse_mac
+from nac.registry.mac import format_mac, is_multicast, is_randomized, parse_mac, try_parse_mac
 
 MAC = 0x0010A42319C0
 

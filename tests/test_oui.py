@@ -5,8 +5,15 @@ from __future__ import annotations
 import pytest
 
 from nac.errors import InvalidPrefixError, PolicyError
-from nac.mac import parse_mac
-from nac.oui import Registry, format_prefix, normalize_name, parse_manuf, parse_prefix, registry_from_manuf
+from nac.registry.mac import parse_mac
+from nac.registry.oui import (
+    Registry,
+    format_prefix,
+    normalize_name,
+    parse_manuf,
+    parse_prefix,
+    registry_from_manuf,
+)
 from nac.resources import load_registry
 
 # A manuf file in Wireshark's format: MA-M and MA-S blocks under 24-bit prefixes that the

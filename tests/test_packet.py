@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyrad import packet as pyrad_packet
 
-from nac.crypto import HmacMd5
 from nac.errors import PacketError
-from nac.packet import (
+from nac.radius.crypto import HmacMd5
+from nac.radius.packet import (
     ACCESS_ACCEPT,
     ACCESS_REJECT,
     ACCESS_REQUEST,

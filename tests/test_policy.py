@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from nac.errors import PolicyError
-from nac.families import parse_families
-from nac.mac import parse_mac
-from nac.oui import Registry, registry_from_manuf
-from nac.policy import MULTICAST, Decision, Defaults, Policy, Rule, canonical_match, check_vlan
+from nac.policy.decide import MULTICAST, Decision, Defaults, Policy, Rule, canonical_match, check_vlan
+from nac.registry.families import parse_families
+from nac.registry.mac import parse_mac
+from nac.registry.oui import Registry, registry_from_manuf
 
 MANUF = "\n".join(
     [

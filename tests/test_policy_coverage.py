@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from nac.errors import PolicyError
-from nac.mac import parse_mac
-from nac.oui import Registry, registry_from_manuf
-from nac.policy import Context, Defaults, Policy, Rule, method_class
+from nac.policy.decide import Context, Defaults, Policy, Rule, method_class
+from nac.registry.mac import parse_mac
+from nac.registry.oui import Registry, registry_from_manuf
 
 MANUF = "\n".join(
     [

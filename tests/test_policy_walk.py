@@ -1,13 +1,13 @@
 """Policy.decide's walk over the levels when a level's rules do not decide: the levels below
-are tried in turn, for plain and for profiled devices (nac/policy.py, "Precedence")."""
+are tried in turn, for plain and for profiled devices (nac/policy/decide.py, "Precedence")."""
 
 from __future__ import annotations
 
 import pytest
 
-from nac.mac import parse_mac
-from nac.oui import Registry, registry_from_manuf
-from nac.policy import MULTICAST, Context, Defaults, Policy, Rule
+from nac.policy.decide import MULTICAST, Context, Defaults, Policy, Rule
+from nac.registry.mac import parse_mac
+from nac.registry.oui import Registry, registry_from_manuf
 
 MANUF = "\n".join(
     [

@@ -10,11 +10,11 @@ import pytest
 from typer.testing import CliRunner
 
 import nac.resources
-from nac.cli import app
+from nac.cli.main import app
 from nac.errors import PolicyError
-from nac.oui import Registry
-from nac.policy import Defaults, Rule
-from nac.policyfile import dump_policy, parse_policy
+from nac.policy.decide import Defaults, Rule
+from nac.policy.file import dump_policy, parse_policy
+from nac.registry.oui import Registry
 from nac.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -16,12 +16,12 @@ from hypothesis import strategies as st
 from interop import NacServer, mab_attrs, wait_for_decision
 from typer.testing import CliRunner
 
-from nac.cli import app
-from nac.conflicts import find_conflicts
+from nac.cli.main import app
 from nac.isotime import parse_time
-from nac.mac import LOCAL_BIT, parse_mac
-from nac.oui import Registry, registry_from_manuf
-from nac.policy import STRICTNESS, Context, Defaults, Policy, Rule, port_class, rank
+from nac.policy.conflicts import find_conflicts
+from nac.policy.decide import STRICTNESS, Context, Defaults, Policy, Rule, port_class, rank
+from nac.registry.mac import LOCAL_BIT, parse_mac
+from nac.registry.oui import Registry, registry_from_manuf
 
 MANUF = "\n".join(
     [

@@ -20,20 +20,20 @@ from interop import NacServerFactory, free_udp_ports, mab_attrs, udp_socket, wai
 from netaddr import IPNetwork
 from test_profiling_dhcp import DISCOVER, message, option
 
-from nac import session_store
-from nac.admission import Engine
-from nac.clients import Client
+from nac.admission.engine import Engine
+from nac.equipment.clients import Client
 from nac.errors import ConfigError
-from nac.families import parse_families
-from nac.oui import Registry, registry_from_manuf
-from nac.packet import Codes
-from nac.policy import Defaults, Policy, Rule
+from nac.policy.decide import Defaults, Policy, Rule
 from nac.profiling import store
 from nac.profiling.effect import SPOOF_SUSPECTED
 from nac.profiling.sensor import SensorCodes, sensor_fields
 from nac.profiling.service import Profiler, ProfilingConfig, parse_profiling
 from nac.profiling.signatures import load_signatures
+from nac.radius.packet import Codes
+from nac.registry.families import parse_families
+from nac.registry.oui import Registry, registry_from_manuf
 from nac.resources import load_dictionary
+from nac.sessions import store as session_store
 from nac.tomlfile import Locator
 
 MANUF = "\n".join(

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from nac.cli import app
+from nac.cli.main import app
 from nac.history import prune, tiers
 from nac.store import Store
 from tests.helpdesk_rows import decision, write

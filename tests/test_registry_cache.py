@@ -1,4 +1,4 @@
-"""The bundled registry's compiled form (nac/registry_cache.py): the same entries and snapshot
+"""The bundled registry's compiled form (nac/registry/cache.py): the same entries and snapshot
 as parsing the source, rebuilt when the source or the file changes, skipped when unwritable."""
 
 from __future__ import annotations
@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from nac import registry_cache, resources
-from nac.oui import Registry, registry_from_manuf
+from nac import resources
+from nac.registry import cache as registry_cache
+from nac.registry.oui import Registry, registry_from_manuf
 from nac.store import Store
 
 MANUF = (

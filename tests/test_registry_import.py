@@ -11,10 +11,10 @@ import pytest
 from typer.testing import CliRunner
 
 import nac.resources
-from nac.app import open_store
-from nac.cli import app
-from nac.ieee import parse_registry_file
-from nac.oui import Registry
+from nac.app.facade import open_store
+from nac.cli.main import app
+from nac.registry.ieee import parse_registry_file
+from nac.registry.oui import Registry
 from nac.resources import load_active_registry
 from nac.store import Store
 

@@ -16,12 +16,12 @@ import pytest
 from typer.testing import CliRunner
 
 import nac.resources
-from nac.app import ImportRefusedError, Nac, open_store
-from nac.cli import app
+from nac.app.facade import ImportRefusedError, Nac, open_store
+from nac.cli.main import app
 from nac.errors import NacError
-from nac.ieee import MAX_REMOVED_SHARE, diff_registries, removal_refusal
-from nac.oui import Registry, Snapshot
-from nac.registry_store import KEPT_SNAPSHOTS
+from nac.registry.ieee import MAX_REMOVED_SHARE, diff_registries, removal_refusal
+from nac.registry.oui import Registry, Snapshot
+from nac.registry.store import KEPT_SNAPSHOTS
 from tests.interop import NacServer, NacServerFactory, exchange, mab_request, parse_reply, udp_socket
 
 HEADER = "Registry,Assignment,Organization Name,Organization Address\n"

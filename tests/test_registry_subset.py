@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from nac.mac import parse_mac
-from nac.policy import Defaults, Policy, Rule
+from nac.policy.decide import Defaults, Policy, Rule
+from nac.registry.mac import parse_mac
 from nac.resources import load_families, load_registry, load_registry_for
 from nac.store import Store
 

@@ -11,13 +11,13 @@ import pytest
 from fakenas import FakeNas, values
 from netaddr import IPNetwork
 
-from nac.admission import Engine, Outcome, reply_message
-from nac.clients import Client
+from nac.admission.engine import Engine, Outcome, reply_message
 from nac.config import load_config
+from nac.equipment.clients import Client
 from nac.errors import ConfigError
-from nac.oui import registry_from_manuf
-from nac.packet import Codes
-from nac.policy import Decision, Defaults, Policy, Rule
+from nac.policy.decide import Decision, Defaults, Policy, Rule
+from nac.radius.packet import Codes
+from nac.registry.oui import registry_from_manuf
 from nac.resources import load_dictionary
 
 ACCESS_ACCEPT, ACCESS_REJECT, REPLY_MESSAGE = 2, 3, 18

@@ -13,14 +13,14 @@ import pytest
 from fakenas import FakeNas
 from netaddr import IPNetwork
 
-from nac.admission import Engine
-from nac.clients import Client
+from nac.admission.engine import Engine
+from nac.equipment.clients import Client
 from nac.errors import PolicyError
 from nac.isotime import format_time, parse_time
-from nac.mac import parse_mac
-from nac.oui import Registry, registry_from_manuf
-from nac.packet import Codes
-from nac.policy import Context, Defaults, Policy, Rule, port_class, ssid_of
+from nac.policy.decide import Context, Defaults, Policy, Rule, port_class, ssid_of
+from nac.radius.packet import Codes
+from nac.registry.mac import parse_mac
+from nac.registry.oui import Registry, registry_from_manuf
 from nac.resources import load_dictionary
 
 MANUF = "\n".join(

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from netaddr import IPNetwork
 
-from nac.clients import Client
 from nac.config import Config
-from nac.dynauth import Target
 from nac.eap.eap import EapReply, EapSettings
 from nac.eap.method import Done
+from nac.equipment.clients import Client
+from nac.radius.dynauth import Target
 
 SECRET = b"Sup3r-s3cret-shared"
 NT_HASH = bytes.fromhex("8846f7eaee8fb117ad06bdd830b7586c")

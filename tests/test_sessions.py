@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from nac import session_store
-from nac.crypto import request_authenticator_valid
-from nac.dynauth import Target, build_request, parse_answer
 from nac.history import tiers
-from nac.packet import Codes
+from nac.radius.accounting import SessionEvent
+from nac.radius.crypto import request_authenticator_valid
+from nac.radius.dynauth import Target, build_request, parse_answer
+from nac.radius.packet import Codes
 from nac.resources import load_dictionary
-from nac.sessions import SessionEvent
+from nac.sessions import store as session_store
 from nac.store import Store
 from tests.interop import (
     SECRET,
@@ -321,9 +321,9 @@ def test_sessions_table_survives_sigkill(nac_server: NacServer) -> None:
 
 
 def test_enforce_queues_a_disconnect_for_newly_banned_and_reauth_for_new_vlan(store: Store) -> None:
-    from nac.enforce import enforce
-    from nac.policy import Defaults, Policy, Rule
+    from nac.policy.decide import Defaults, Policy, Rule
     from nac.resources import load_registry
+    from nac.sessions.enforce import enforce
 
     registry = load_registry()
     huawei = _event(1, "h", ts=1000.0)  # 00-E0-FC-01-02-03, a Huawei MAC

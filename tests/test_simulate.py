@@ -10,10 +10,10 @@ import pytest
 from test_policyfile import MINISTRY, Cli
 
 import nac.resources
-from nac.app import open_store
+from nac.app.facade import open_store
 from nac.history import tiers
 from nac.history.record import HistoryRecord, record_row
-from nac.oui import Registry
+from nac.registry.oui import Registry
 from nac.store import Store
 
 NOW = time.time()

@@ -17,9 +17,10 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from nac import crypto, mac, packet
-from nac.crypto import HmacMd5, hide_password
 from nac.errors import PacketError
+from nac.radius import crypto, packet
+from nac.radius.crypto import HmacMd5, hide_password
+from nac.registry import mac
 
 try:
     from nac import _speedups

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from nac.cli import app
+from nac.cli.main import app
 from tests.helpdesk_rows import decision, write
 
 HUAWEI = "00:e0:fc:12:34:56"

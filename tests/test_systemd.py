@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from nac.observe import sd_notify, watchdog_interval
+from nac.serve.observe import sd_notify, watchdog_interval
 
 UNIT = Path(__file__).resolve().parent.parent / "systemd" / "nac.service"
 

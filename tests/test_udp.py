@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from nac import server
-from nac.server import RECV_SIZE
+from nac.serve import server
+from nac.serve.server import RECV_SIZE
 
 try:
     from nac import _udp

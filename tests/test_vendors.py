@@ -11,12 +11,12 @@ import pytest
 from typer.testing import CliRunner
 
 import nac.resources
-from nac.app import open_store
-from nac.cli import app
-from nac.families import Family, parse_families
-from nac.oui import Registry, registry_from_manuf
+from nac.app.facade import open_store
+from nac.cli.main import app
+from nac.registry.families import Family, parse_families
+from nac.registry.oui import Registry, registry_from_manuf
+from nac.registry.vendors import review, show
 from nac.resources import load_families
-from nac.vendors import review, show
 
 # Every spelling drift and false friend the families have to get right, in manuf format.
 MANUF = "\n".join(

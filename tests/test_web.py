@@ -27,10 +27,10 @@ import pytest
 
 import nac.resources
 from nac.errors import ConfigError
-from nac.oui import Registry
+from nac.helpdesk.access import host_allowed, host_names, is_loopback
+from nac.helpdesk.web import WebServer
+from nac.registry.oui import Registry
 from nac.store import Store
-from nac.web import WebServer
-from nac.web_access import host_allowed, host_names, is_loopback
 from tests.helpdesk_rows import decision, write
 
 TOKEN = "s3cret-token"

@@ -11,9 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 import nac.resources
-from nac.app import open_store
-from nac.cli import app
-from nac.oui import Registry
+from nac.app.facade import open_store
+from nac.cli.main import app
+from nac.registry.oui import Registry
 from tests.helpdesk_rows import decision, write
 
 HUAWEI = "00:e0:fc:12:34:56"

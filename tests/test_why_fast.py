@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from nac.cli import app
+from nac.cli.main import app
 from nac.entry import main
 from nac.store import Store
 from tests.interop import subprocess_env

@@ -18,7 +18,7 @@ from collections import Counter
 from ipaddress import IPv4Address
 from typing import Final, NamedTuple, TypeVar
 
-from nac.mac import format_mac
+from nac.registry.mac import format_mac
 
 #: Conversations one Calling-Station-Id may hold.  One is what a supplicant uses; the second
 #: lets a NAS that gives up on a slow answer and sends the Identity again as a new request

@@ -7,12 +7,12 @@ from collections.abc import Mapping
 from typing import Any, Final, NamedTuple
 
 from nac.errors import ConfigError
-from nac.mac import format_mac, try_parse_mac
-from nac.packet import COA_REQUEST, DISCONNECT_REQUEST
+from nac.radius.packet import COA_REQUEST, DISCONNECT_REQUEST
 
 # What a profile without `session` sends, and Cisco's re-authorization command.
-from nac.packet import DEFAULT_SESSION as DEFAULT_SESSION  # noqa: PLC0414 - re-exported
-from nac.packet import REAUTHENTICATE as REAUTHENTICATE  # noqa: PLC0414 - re-exported
+from nac.radius.packet import DEFAULT_SESSION as DEFAULT_SESSION  # noqa: PLC0414 - re-exported
+from nac.radius.packet import REAUTHENTICATE as REAUTHENTICATE  # noqa: PLC0414 - re-exported
+from nac.registry.mac import format_mac, try_parse_mac
 
 #: How a re-authorization is spelled: RFC 5176 §3.1 Service-Type Authorize-Only, Cisco's
 #: `subscriber:command=reauthenticate` AV-pair, or a Disconnect-Request for a NAS that takes no

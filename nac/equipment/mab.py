@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final, NamedTuple
 
-from nac.mac import try_parse_mac
+from nac.registry.mac import try_parse_mac
 
 #: Where the device's MAC is read from in a MAB request.
 MAC_FROM: Final = ("user-name", "calling-station-id", "either")

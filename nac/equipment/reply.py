@@ -10,12 +10,12 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from nac.errors import ConfigError
-from nac.packet import ROLE_ATTRIBUTES
-from nac.policy import REASON_MAX, Decision, Policy
+from nac.policy.decide import REASON_MAX, Decision, Policy
+from nac.radius.packet import ROLE_ATTRIBUTES
 
 if TYPE_CHECKING:
-    from nac.clients import Client
-    from nac.packet import Codes
+    from nac.equipment.clients import Client
+    from nac.radius.packet import Codes
 
 #: How the VLAN rides: RFC 3580 §3.31 with tag 0 on all three attributes; the same with no tag
 #: octet on Tunnel-Private-Group-Id (optional on that string, RFC 2868 §3.6, and how FreeRADIUS

@@ -8,8 +8,8 @@ import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
-from nac.clients import Client
-from nac.mac import try_parse_mac
+from nac.equipment.clients import Client
+from nac.registry.mac import try_parse_mac
 from nac.render import iso_time
 
 

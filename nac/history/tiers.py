@@ -34,10 +34,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
-from nac import dbfile, session_store
+from nac import dbfile
 from nac.history import format as blob_format
 from nac.history.record import HISTORY_COLUMNS
-from nac.sessions import SessionEvent
+from nac.radius.accounting import SessionEvent
+from nac.sessions import store as session_store
 
 _HISTORY_TYPES: Final = {
     "ts": "REAL NOT NULL",

@@ -21,7 +21,7 @@ from nac.history import tiers
 from nac.history.indexer import BACKLOG_HIGH, WAL_HARD, WAL_HIGH, WAL_TAIL, Copier, Indexer, WalIndex
 from nac.history.prune import Retention
 from nac.history.record import HistoryRecord, record_row
-from nac.sessions import SessionEvent
+from nac.radius.accounting import SessionEvent
 
 log = logging.getLogger("nac.history")
 

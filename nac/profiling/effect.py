@@ -1,6 +1,6 @@
 """What a device's profile does to the policy's decision: pure, on the request path.
 
-The policy has decided with the profiled family (nac/policy.py applies vendor rules to it when
+The policy has decided with the profiled family (nac/policy/decide.py applies vendor rules to it when
 the MAC has no registry entry).  Here the decision's reason says so, and a profile that
 contradicts the MAC's registry entry (an OUI of one maker, DHCP evidence of another: a forged
 MAC) is flagged, or quarantined or rejected as ``on_conflict`` says.
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Final
 
-from nac.oui import VendorMatch
-from nac.policy import REASON_MAX, Decision, Policy
+from nac.policy.decide import REASON_MAX, Decision, Policy
+from nac.registry.oui import VendorMatch
 
 SPOOF_SUSPECTED: Final = "builtin:spoof-suspected"
 ON_CONFLICT: Final = ("flag", "quarantine", "reject")

@@ -8,12 +8,12 @@ import sqlite3
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from nac.families import Family
-from nac.mac import LOCAL_BIT, format_mac
-from nac.oui import Registry
-from nac.policy import Policy
+from nac.policy.decide import Policy
 from nac.profiling import store
 from nac.profiling.signatures import Signature
+from nac.registry.families import Family
+from nac.registry.mac import LOCAL_BIT, format_mac
+from nac.registry.oui import Registry
 from nac.render import iso_time
 
 

@@ -23,14 +23,14 @@ from typing import Final
 
 from netaddr import AddrFormatError, IPAddress, IPNetwork
 
-from nac import session_store
 from nac.errors import ConfigError, PacketError, PolicyError
-from nac.mac import format_mac
-from nac.policy import Context, Policy
+from nac.policy.decide import Context, Policy
 from nac.profiling import store
 from nac.profiling.dhcp import DhcpInfo, parse
 from nac.profiling.effect import ON_CONFLICT
 from nac.profiling.signatures import Signature, identify, load_signatures
+from nac.registry.mac import format_mac
+from nac.sessions import store as session_store
 from nac.tomlfile import Locator
 
 log = logging.getLogger("nac.profiling")

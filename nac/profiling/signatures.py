@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from nac.errors import ConfigError, PolicyError
-from nac.oui import normalize_name
+from nac.registry.oui import normalize_name
 
 FIELDS: Final = (
     "vendor_class",

@@ -13,8 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from nac.mac import format_mac
 from nac.profiling.signatures import Evidence, Identity
+from nac.registry.mac import format_mac
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS profiles (

@@ -1,0 +1,515 @@
+"""The library the CLI fronts: one object per database, one method per command.
+
+Keeps SQL and policy logic out of the CLI (sqlite-utils' cli.py over its db.py).
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from nac import dbfile
+from nac.app.registry import ImportRefusedError as ImportRefusedError  # noqa: PLC0414 - cli imports it here
+from nac.app.registry import import_registry, registry_status, rollback_registry
+from nac.errors import NacError, PolicyError
+from nac.helpdesk import inventory
+from nac.helpdesk import queries as helpdesk
+from nac.history import prune as history_prune
+from nac.history import reader as history_reader
+from nac.isotime import format_time, parse_span, parse_time, span_seconds
+from nac.policy.audit import Verdict, verify_chain
+from nac.policy.conflicts import find_conflicts, shadowed_by
+from nac.policy.decide import ACTIONS, Context, Defaults, Policy, Rule, canonical_match
+from nac.policy.file import diff_policies, dump_policy, load_policy_file, rule_line, rule_table
+from nac.policy.simulate import simulate as replay
+from nac.registry import vendors
+from nac.registry.families import Family
+from nac.registry.mac import format_mac, is_multicast, is_randomized, parse_mac
+from nac.registry.oui import Registry, normalize_name
+from nac.render import iso_time
+from nac.resources import load_active_registry, load_families, load_registry_for
+from nac.resources import open_store as open_store  # noqa: PLC0414 - tests import it here
+from nac.sessions.enforce import Change, enforce
+from nac.store import Store, os_user
+
+
+def parse_when(text: str, *, now: datetime | None = None) -> float:
+    """An ISO 8601 time (naive means UTC) or a span back from now: ``15m``, ``2h``, ``7d``."""
+    now = now or datetime.now(UTC)
+    span = span_seconds(text)
+    if span is not None:
+        return (now - timedelta(seconds=span)).timestamp()
+    try:
+        when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        # Bad input (exit 2), like a bad MAC: the operator typed it.
+        raise PolicyError(
+            f"{text!r} is neither an ISO 8601 time (2026-11-28T09:00) nor a span (15m, 2h, 7d)"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()
+
+
+class Nac:
+    def __init__(self, db: str | None = None) -> None:
+        self.store = open_store(db)
+
+    @classmethod
+    def readonly(cls, db: str | None = None) -> Nac:
+        """For readers that must never write (`nac web`, `nac history`, ...): an existing
+        database, sqlite mode=ro; they never create one."""
+        nac = cls.__new__(cls)
+        nac.store = Store.readonly(dbfile.existing(*dbfile.locate(db)))
+        return nac
+
+    def close(self) -> None:
+        self.store.close()
+
+    @cached_property
+    def registry(self) -> Registry:
+        return load_active_registry(self.store)
+
+    @cached_property
+    def families(self) -> dict[str, Family]:
+        return load_families()
+
+    def policy(self) -> Policy:
+        return Policy(
+            self.store.rules(), registry=self.registry, defaults=self.store.defaults(), families=self.families
+        )
+
+    # -- rules -----------------------------------------------------------------------------
+
+    def enforce_change(self, before: Policy, *, reason: str) -> list[tuple[Change, list[int]]]:
+        """Queue Disconnect / re-authorize for active sessions the rules changed since
+        ``before`` (the running server sends them); returns each change with its job ids."""
+        return enforce(
+            self.store.conn, before, self.policy(), reason=reason, requested_by=os_user(), now=time.time()
+        )
+
+    def add_rule(
+        self,
+        *,
+        kind: str,
+        value: str,
+        action: str,
+        vlan: str | None = None,
+        reason: str = "",
+        rule_id: str | None = None,
+        **scope: Any,
+    ) -> tuple[Rule, int]:
+        """Validate, store and return the rule with how many registry entries it covers.
+
+        ``scope``: see :meth:`make_rule`."""
+        rule, covered = self.make_rule(
+            kind=kind, value=value, action=action, vlan=vlan, reason=reason, rule_id=rule_id, **scope
+        )
+        for conflict in find_conflicts([*self.store.rules(), rule], self.store.defaults()):
+            if conflict.kind == "duplicate" and conflict.rule is rule:
+                raise PolicyError(conflict.message(self.store.defaults()))
+        self.store.add_rule(rule)
+        return rule, covered
+
+    def conflicts(self, rule_id: str | None = None) -> list[str]:
+        """Warnings about shadowed rules (all, or those involving ``rule_id``)."""
+        defaults = self.store.defaults()
+        return [
+            c.message(defaults)
+            for c in find_conflicts(self.store.rules(), defaults)
+            if rule_id is None or rule_id in (c.rule.id, c.by.id)
+        ]
+
+    def make_rule(
+        self,
+        *,
+        kind: str,
+        value: str,
+        action: str,
+        vlan: str | None = None,
+        reason: str = "",
+        rule_id: str | None = None,
+        clients: Sequence[str] = (),
+        ssids: Sequence[str] = (),
+        port_type: str | None = None,
+        method: str | None = None,
+        mode: str | None = None,
+        starts: str | None = None,
+        expires: str | None = None,
+    ) -> tuple[Rule, int]:
+        """A rule from `nac rules add` flags, checked against the rules in force (not stored).
+
+        ``starts``/``expires`` take an ISO 8601 time or a span *ahead* of now (``7d``: an
+        exemption for a week)."""
+        if action not in ACTIONS:
+            raise PolicyError(f"--action must be one of {', '.join(ACTIONS)}")
+        canonical = canonical_match(kind, value)
+        rule = Rule(
+            id=rule_id or self._new_id(kind, canonical, action),
+            kind=kind,
+            value=canonical,
+            action=action,
+            vlan=vlan,
+            reason=reason,
+            clients=tuple(clients),
+            ssids=tuple(ssids),
+            port_type=port_type,
+            method=method,
+            mode=mode,
+            starts=_ahead(starts, "--starts") if starts is not None else None,
+            expires=_ahead(expires, "--expires") if expires is not None else None,
+        )
+        if rule.expires is not None and parse_time(rule.expires, where="--expires") <= time.time():
+            raise PolicyError(
+                f"--expires {expires} is in the past ({rule.expires}): the rule would never apply"
+            )
+        rules = [*self.store.rules(), rule]
+        policy = Policy(rules, registry=self.registry, defaults=self.store.defaults(), families=self.families)
+        covered = 0
+        if kind == "vendor":
+            covered = len(policy.covered(canonical))
+            if not covered:
+                raise PolicyError(
+                    f"vendor {value!r} matches no organisation in the registry "
+                    f"({self.registry.snapshot.id}); see `nac vendors search`"
+                )
+        return rule, covered
+
+    def _new_id(self, kind: str, value: str, action: str) -> str:
+        slug = {
+            "randomized": "randomized",
+            "vendor": re.sub(r"[^a-z0-9]+", "-", normalize_name(value))[:40].strip("-"),
+            "oui": value.replace(":", "").lower(),
+            "mac": value.replace(":", ""),
+        }[kind]
+        base = f"{action}-{kind}-{slug}" if kind != "randomized" else f"{action}-randomized"
+        taken = {rule.id for rule in self.store.rules()}
+        candidate, n = base, 2
+        while candidate in taken:
+            candidate, n = f"{base}-{n}", n + 1
+        return candidate
+
+    def rules(self) -> list[dict[str, Any]]:
+        """The stored rules, each with ``shadowed_by``: the rule that always decides in its
+        place (same match, wider scope, first in precedence), else ``None``."""
+        marks = shadowed_by(self.store.rules(), self.store.defaults())
+        return [{**row, "shadowed_by": marks.get(row["id"])} for row in self.store.rule_rows()]
+
+    def remove_rule(self, rule_id: str) -> Rule:
+        return self.store.remove_rule(rule_id)
+
+    # -- policy files, the audit trail and simulation -------------------------------------
+
+    def load_policy(self, path: str | Path) -> tuple[Defaults, list[Rule]]:
+        """Read and check a policy file whole: syntax, every rule, and the policy compiled
+        against the registry (quarantine VLANs, vendors that match nothing)."""
+        defaults, rules = load_policy_file(path)
+        text = Path(path).read_text(encoding="utf-8")
+        try:
+            policy = Policy(rules, registry=self.registry, defaults=defaults, families=self.families)
+        except PolicyError as exc:
+            rule_id = next((r.id for r in rules if str(exc).startswith(f"rule {r.id}:")), None)
+            raise PolicyError(f"{rule_line(text, str(path), rule_id)}: {exc}") from None
+        errors = [  # all of them at once, like the file's own errors
+            f"{rule_line(text, str(path), rule.id)}: rule {rule.id}: vendor {rule.value!r} matches no"
+            f" organisation in the registry ({self.registry.snapshot.id}); see `nac vendors search`"
+            for rule in rules
+            if rule.kind == "vendor" and not policy.covered(rule.value)
+        ]
+        errors += [
+            f"{rule_line(text, str(path), c.rule.id)}: {c.message(defaults)}"
+            for c in find_conflicts(rules, defaults)
+            if c.kind == "duplicate"
+        ]
+        if errors:
+            raise PolicyError("\n".join(errors))
+        return defaults, rules
+
+    def policy_warnings(self, path: str | Path, defaults: Defaults, rules: Sequence[Rule]) -> list[str]:
+        """Shadowed rules in a policy file, each with its file and line."""
+        text = Path(path).read_text(encoding="utf-8")
+        return [
+            f"{rule_line(text, str(path), c.rule.id)}: {c.message(defaults)}"
+            for c in find_conflicts(rules, defaults)
+            if c.kind == "shadowed"
+        ]
+
+    def policy_check(self, path: str | Path) -> dict[str, Any]:
+        defaults, rules = self.load_policy(path)
+        return {
+            "file": str(path),
+            "rules": len(rules),
+            "groups": len(defaults.groups),
+            "default": defaults.action,
+            "monitor": defaults.monitor,
+            "warnings": self.policy_warnings(path, defaults, rules),
+        }
+
+    def policy_diff(self, path: str | Path) -> dict[str, Any]:
+        """What importing ``path`` would change: rules added, removed and changed, defaults."""
+        defaults, rules = self.load_policy(path)
+        return diff_policies(self.store.defaults(), self.store.rules(), defaults, rules)
+
+    def policy_import(self, path: str | Path) -> dict[str, Any]:
+        """Replace the defaults and every rule with the file's, in one transaction (all or
+        nothing); running servers apply it within 2 seconds."""
+        defaults, rules = self.load_policy(path)
+        diff = diff_policies(self.store.defaults(), self.store.rules(), defaults, rules)
+        self.store.set_policy(defaults, rules, action="policy.import", subject=str(path))
+        return {
+            **diff,
+            "file": str(path),
+            "rules": len(rules),
+            "rules_version": self.store.rules_version(),
+            "warnings": self.policy_warnings(path, defaults, rules),
+        }
+
+    def policy_export(self) -> str:
+        header = (
+            f"nac policy exported from {self.store.path} (rules version {self.store.rules_version()}).\n"
+            "`nac policy import` this file to restore exactly these defaults, groups and rules."
+        )
+        return dump_policy(self.store.defaults(), self.store.rules(), header=header)
+
+    def audit(self) -> list[dict[str, Any]]:
+        return self.store.audit_rows()
+
+    def audit_verify(self) -> Verdict:
+        return verify_chain(self.store.audit_rows(), self.store.audit_head())
+
+    def simulate(
+        self, *, since: str, rule: Rule | None = None, path: str | Path | None = None
+    ) -> dict[str, Any]:
+        """Replay history since ``since`` through the rules in force and through the candidate
+        (the rules in force plus ``rule``, or the policy file ``path``)."""
+        since_ts = parse_when(since)
+        current = self.policy()
+        if path is not None:
+            defaults, rules = self.load_policy(path)
+            candidate = Policy(rules, registry=self.registry, defaults=defaults, families=self.families)
+        elif rule is not None:
+            candidate = Policy(
+                [*current.rules, rule],
+                registry=self.registry,
+                defaults=current.defaults,
+                families=self.families,
+            )
+        else:
+            raise PolicyError("give a candidate rule (rule flags) or --file POLICY")
+        rows = history_reader.replay(self.store.conn, since_ts)
+        report = replay(rows, current=current, candidate=candidate)
+        shown = str(path) if path is not None else rule_table(rule) if rule is not None else None
+        return {"since": iso_time(since_ts), "candidate": shown, **report}
+
+    # -- profiles ----------------------------------------------------------------------------
+
+    def profile(self, text: str) -> dict[str, Any]:
+        """`nac profile MAC`: the device's profile beside its registry entry."""
+        from nac.profiling.report import profile_row  # noqa: PLC0415 - only this command needs it
+
+        return profile_row(
+            self.store.conn, parse_mac(text.strip()), registry=self.registry, policy=self.policy(),
+            families=self.families,
+        )  # fmt: skip
+
+    # -- lookups ---------------------------------------------------------------------------
+
+    def check(self, text: str) -> dict[str, Any]:
+        """What the current rules decide for one MAC, and why (`nac check`)."""
+        mac = parse_mac(text.strip())
+        # No request context: a rule limited to clients, SSIDs, ports or a method does not
+        # apply here; a validity window counts as of now.
+        now = datetime.now(UTC).timestamp()
+        profile = self._profile(mac)
+        family = profile["family"] if profile is not None else None
+        # A profiled maker is matched against whole vendor families: the full registry then.
+        policy = self.policy() if family is not None and is_randomized(mac) else self._policy_for(mac)
+        decision, match = policy.decide(mac, Context(now=now), family)
+        matched = [
+            {"rule": v.rule.id, "action": v.rule.action, "decided": v.decided, "why": v.why}
+            for v in policy.explain(mac, Context(now=now), family)
+        ]
+        vendor = match.organization if match else None
+        if profile is not None:
+            profile["conflict"] = policy.spoofed(match, family)
+            if match is None and profile["vendor"] is not None:
+                vendor = f"{profile['vendor']} (profiled)"
+        return {
+            "mac": format_mac(mac),
+            "randomized": is_randomized(mac),
+            "multicast": is_multicast(mac),
+            "prefix": match.prefix_text if match else None,
+            "prefix_bits": match.prefix_bits if match else None,
+            "vendor": vendor,
+            "registry": match.registry if match else None,
+            "action": decision.action,
+            "vlan": decision.vlan,
+            "rule": decision.rule,
+            "reason": decision.reason,
+            "snapshot": policy.snapshot_id,
+            # Every rule whose match covers the MAC: the one that decided and why the others lost.
+            "matched": matched,
+            # What DHCP and the switches said of the device (None: nothing seen).
+            "profile": profile,
+        }
+
+    def _profile(self, mac: int) -> dict[str, Any] | None:
+        """The device's profile in brief, or None (no profile, or no profiling table)."""
+        conn = self.store.conn
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'profiles'").fetchone() is None:
+            return None  # profiling never ran here: not even its module is loaded
+        from nac.profiling import store as profiles  # noqa: PLC0415 - off `nac check`'s import path
+
+        try:
+            found = profiles.get(conn, mac)
+        except sqlite3.OperationalError:  # the table went away under us
+            return None
+        if found is None:
+            return None
+        known = self.families.get(found.family) if found.family is not None else None
+        return {
+            "family": found.family,
+            "vendor": known.name if known is not None else found.family,
+            "source": found.source,
+            "evidence": "; ".join(f"{e.field} {e.value!r} matches {e.pattern!r}" for e in found.evidence),
+            "last_seen": iso_time(found.last_seen),
+        }
+
+    def _policy_for(self, mac: int) -> Policy:
+        """The rules in force compiled against only ``mac``'s registry entries: deciding for
+        one MAC needs nothing else, and three indexed reads beat loading 58,000 entries."""
+        registry = self.__dict__.get("registry") or load_registry_for(self.store, mac)
+        return Policy(
+            self.store.rules(), registry=registry, defaults=self.store.defaults(), families=self.families
+        )
+
+    def history(
+        self,
+        *,
+        mac: str | None = None,
+        action: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        limit: int | None = 50,
+        **filters: Any,
+    ) -> list[dict[str, Any]]:
+        """Decisions, newest first; ``filters`` are :class:`nac.helpdesk.HistoryFilter`'s other
+        fields (vendor, client, port, ssid, rule, method, before, offset)."""
+        if action is not None and action not in ACTIONS:
+            raise NacError(f"--action must be one of {', '.join(ACTIONS)}")
+        query = helpdesk.HistoryFilter(
+            mac=format_mac(parse_mac(mac.strip())) if mac is not None else None,
+            action=action,
+            since=parse_when(since) if since is not None else None,
+            until=parse_when(until) if until is not None else None,
+            limit=limit,
+            **filters,
+        )
+        return helpdesk.query_history(self.store.conn, query)
+
+    def why(self, text: str, *, latest: int = helpdesk.WHY_LATEST) -> dict[str, Any]:
+        """`nac why`: one device's latest decisions and what the current rules would say."""
+        mac = parse_mac(text.strip())
+        policy = self._policy_for(mac)
+        return helpdesk.why(
+            self.store.conn,
+            format_mac(mac),
+            decide=lambda ctx: policy.decide(mac, ctx)[0],
+            now=datetime.now(UTC).timestamp(),
+            latest=latest,
+        )
+
+    def stats(self, *, since: str | None = None, top: int = helpdesk.STATS_TOP) -> dict[str, Any]:
+        since_ts = parse_when(since) if since is not None else None
+        report = helpdesk.stats(self.store.conn, since=since_ts, top=top)
+        from nac.profiling import store as profiles  # noqa: PLC0415 - off the other commands' path
+
+        try:  # devices whose maker came from DHCP or device-sensor data, by maker
+            report["profiled"] = profiles.counts(self.store.conn)
+        except sqlite3.OperationalError:  # profiling never ran on this database
+            report["profiled"] = {}
+        return report
+
+    def prune(self, older_than: str) -> int:
+        """`nac history prune`: delete decisions older than a span (``90d``), in batches."""
+        return history_prune.prune(self.store.conn, parse_span(older_than))
+
+    def check_lines(self, lines: Iterable[str]) -> Iterator[dict[str, Any]]:
+        """`nac check -`: one result per MAC line (or CSV row); the policy is built once."""
+        return inventory.check_lines(self.policy(), lines, now=time.time())
+
+    def check_csv(self, lines: Iterable[str]) -> Iterator[tuple[str, bool]]:
+        """`nac check - --csv`: the same results as CSV lines (header first), each with
+        whether its MAC was valid."""
+        return inventory.csv_lines(self.policy(), lines, now=time.time())
+
+    def vendors_search(self, text: str) -> list[dict[str, Any]]:
+        """The organisations a ``--vendor TEXT`` rule covers, with prefix counts per registry."""
+        if not normalize_name(text):
+            raise NacError(f"{text!r} has no letters or digits to search for")
+        return vendors.summarize(self.policy().covered(text))
+
+    def _family(self, name: str) -> Family:
+        family = self.families.get(normalize_name(name))
+        if family is None:
+            raise NacError(f"no vendor family {name!r}; known families: {', '.join(sorted(self.families))}")
+        return family
+
+    def vendors_show(self, name: str) -> dict[str, Any]:
+        """A family's basis, patterns and exclusions, and exactly what it covers."""
+        return vendors.show(self._family(name), self.registry)
+
+    def vendors_review(self) -> dict[str, Any]:
+        """Look-alike organisations no family covers, and family entries matching nothing."""
+        return vendors.review(self.families, self.registry)
+
+    # -- the registry (nac/app/registry.py) --------------------------------------------------
+
+    def oui_status(self) -> dict[str, Any]:
+        """The active registry snapshot (source, date, sha256, counts, import time) and older ones."""
+        return registry_status(self.store, lambda: self.registry.snapshot)
+
+    def oui_import(
+        self,
+        paths: Sequence[str | Path],
+        *,
+        on: str | None = None,
+        replace: bool = False,
+        dry_run: bool = False,
+    ) -> dict[str, Any]:
+        """Validate every file, then make them the registry in one transaction (or refuse:
+        :func:`nac.app_registry.import_registry`); returns what changed (or would change)."""
+        report, new = import_registry(
+            self.store, self.registry, self.families, paths, on=on, replace=replace, dry_run=dry_run
+        )
+        if new is not None:
+            self.__dict__["registry"] = new
+        return report
+
+    def oui_rollback(self) -> dict[str, Any]:
+        """Restore the registry the last import (or rollback) replaced."""
+        report = rollback_registry(self.store)
+        self.__dict__.pop("registry", None)
+        return report
+
+
+def _ahead(text: str, flag: str) -> str:
+    """``--starts``/``--expires``: an ISO 8601 time, or a span ahead of now (``7d``)."""
+    span = span_seconds(text)
+    if span is not None:
+        return format_time(datetime.now(UTC).timestamp() + span)
+    return format_time(parse_when(text)) if _looks_iso(text) else _bad_when(text, flag)
+
+
+def _looks_iso(text: str) -> bool:
+    return bool(re.match(r"\s*\d{4}-\d{2}-\d{2}", text))
+
+
+def _bad_when(text: str, flag: str) -> str:
+    raise PolicyError(f"{flag} {text!r}: use an ISO 8601 time (2026-05-01T00:00Z) or a span ahead (7d, 12h)")

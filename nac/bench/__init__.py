@@ -1,0 +1,1 @@
+"""The load generator behind `nac bench` (and `python -m nac.bench`)."""

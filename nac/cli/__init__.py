@@ -1,0 +1,1 @@
+"""The `nac` command line: one module of shared options, one per group of commands."""

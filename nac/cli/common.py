@@ -1,0 +1,92 @@
+"""What every `nac` command module shares: the common options, the error-to-exit mapping and
+the output helpers.  Command modules import this, never nac.cli, which assembles them.
+
+Exit codes: 0 success, 1 an operation failed (e.g. no such rule), 2 bad input (a bad MAC,
+prefix, flag or file), as the README promises for MAC arguments.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from enum import StrEnum
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from nac.cli import fast as cli_run
+from nac.errors import ConfigError, InvalidMacError, InvalidPrefixError, NacError, PolicyError
+from nac.render import table
+
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        help="SQLite database (default: $NAC_DB, else the db of /etc/nac/nac.toml, else ./nac.db).",
+        show_default=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+CsvOption = Annotated[bool, typer.Option("--csv", help="Print CSV.")]
+
+
+class Apply(StrEnum):
+    """What a rule change does to devices already on the network (nac/sessions/enforce.py)."""
+
+    now = "now"
+    next = "next"
+    ask = "ask"
+
+
+ApplyOption = Annotated[
+    Apply,
+    typer.Option(
+        "--apply",
+        help="now: disconnect or re-authorize devices on the network the change affects; "
+        "next: at their next authentication; ask: list them and ask.",
+    ),
+]
+
+
+class Action(StrEnum):
+    reject = "reject"
+    quarantine = "quarantine"
+    accept = "accept"
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    raise typer.Exit(cli_run.fail(message, code))
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Turn the library's errors into one clear line and an exit code."""
+    try:
+        yield
+    except (InvalidMacError, InvalidPrefixError, ConfigError, PolicyError) as exc:
+        _fail(str(exc), 2)
+    except NacError as exc:
+        _fail(str(exc), 1)
+
+
+def _app(db: str | None, *, readonly: bool = False) -> Any:
+    """The library over ``db``.  Commands that only read pass ``readonly``: the database is
+    then opened with SQLite's mode=ro, so they work where they may read but not write, and
+    never create an empty one."""
+    from nac.app.facade import Nac  # noqa: PLC0415 - keeps `nac --help` fast
+
+    return Nac.readonly(db) if readonly else Nac(db)
+
+
+def _print_json(data: object) -> None:
+    typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def _print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
+    for line in table(rows, columns):
+        typer.echo(line)
+
+
+def _registries(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))

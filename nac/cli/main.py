@@ -1,0 +1,370 @@
+"""The `nac` command: parse arguments, call one library method, render, map errors to exits.
+
+This module assembles the command line from the command modules (nac/cli_*.py), which share
+their options and helpers through nac/cli/common.py; exit codes are documented there.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from nac.cli import bench as cli_bench
+from nac.cli import eap as cli_eap
+from nac.cli import equipment as cli_equipment
+from nac.cli import fast as cli_run
+from nac.cli import helpdesk as cli_helpdesk
+from nac.cli import policy as cli_policy
+from nac.cli import profile as cli_profile
+from nac.cli import registry as cli_registry
+from nac.cli import sessions as cli_sessions
+from nac.cli.common import (
+    Action,
+    Apply,
+    ApplyOption,
+    CsvOption,
+    DbOption,
+    JsonOption,
+    _app,
+    _errors,
+    _fail,
+    _print_json,
+    _registries,
+)
+
+app = typer.Typer(  # its help is _main()'s docstring
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    # Plain help: rich markup would eat "[eap]" and show every flag as "--json <bool>".
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from nac import __version__  # noqa: PLC0415
+
+        typer.echo(f"nac {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", "-V", callback=_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """nac: a RADIUS server that admits, quarantines or rejects devices by manufacturer.
+
+    Example: nac check 00:e0:fc:12:34:56
+    """
+
+
+rules_app = typer.Typer(help="Manage vendor, prefix, MAC and randomized-MAC rules.", no_args_is_help=True)
+vendors_app = typer.Typer(help="Explore the IEEE registry's organisations.", no_args_is_help=True)
+
+# The command modules' top-level commands, then the groups, in the order `nac --help` lists them
+# (typer lists a group's own commands first, whatever the order of these calls).
+app.add_typer(cli_bench.app)
+app.add_typer(cli_equipment.app)
+app.add_typer(cli_helpdesk.app)
+app.add_typer(cli_profile.app)
+app.add_typer(cli_sessions.app)
+app.add_typer(rules_app, name="rules")
+app.add_typer(vendors_app, name="vendors")
+app.add_typer(cli_registry.oui_app, name="oui")
+app.add_typer(cli_helpdesk.history_app, name="history")
+app.add_typer(cli_policy.policy_app, name="policy")
+app.add_typer(cli_policy.audit_app, name="audit")
+app.add_typer(cli_eap.users_app, name="users")
+app.add_typer(cli_eap.certs_app, name="certs")
+rules_app.add_typer(cli_policy.rules_app)  # `nac rules simulate`
+
+
+# -- serve --------------------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    config: Annotated[Path | None, typer.Option("--config", help="TOML configuration file.")] = None,
+    db: DbOption = None,
+    bind: Annotated[
+        list[str] | None, typer.Option("--bind", help="Address to listen on (repeat for several).")
+    ] = None,
+    auth_port: Annotated[int | None, typer.Option("--auth-port", help="Authentication port (1812).")] = None,
+    acct_port: Annotated[int | None, typer.Option("--acct-port", help="Accounting port (1813).")] = None,
+    log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "info",
+    workers: Annotated[
+        int,
+        typer.Option("--workers", min=0, help="Processes sharing the ports (0: one per core). Default 1."),
+    ] = 1,
+) -> None:
+    """Run the RADIUS server.
+
+    Example: nac serve --config /etc/nac/nac.toml --workers 0
+    """
+    level = getattr(logging, log_level.upper(), None)
+    if not isinstance(level, int):
+        _fail(f"--log-level must be debug, info, warning or error, not {log_level!r}", 2)
+    with _errors():
+        from nac.config import Config, load_config  # noqa: PLC0415
+        from nac.serve.observe import setup_logging  # noqa: PLC0415
+        from nac.serve.run import serve as run_server  # noqa: PLC0415
+
+        def configure() -> Config:
+            return load_config(config, db=db, bind=bind, auth_port=auth_port, acct_port=acct_port)
+
+        cfg = configure()
+        setup_logging(fmt=cfg.log_format, level=level)
+        run_server(cfg, configure, workers=workers or os.cpu_count() or 1)
+
+
+# -- rules --------------------------------------------------------------------------------
+
+
+@rules_app.command("add")
+def rules_add(
+    action: Annotated[Action, typer.Option("--action", help="What to do with matching devices.")],
+    vendor: Annotated[
+        str | None, typer.Option("--vendor", help="IEEE organisation name or vendor family.")
+    ] = None,
+    oui: Annotated[
+        str | None, typer.Option("--oui", help="24-, 28- or 36-bit prefix, e.g. 00:E0:FC.")
+    ] = None,
+    mac: Annotated[str | None, typer.Option("--mac", help="One device's MAC (an exception).")] = None,
+    randomized: Annotated[bool, typer.Option("--randomized", help="Locally administered MACs.")] = False,
+    vlan: Annotated[str | None, typer.Option("--vlan", help="VLAN id (1-4094) or name.")] = None,
+    reason: Annotated[
+        str, typer.Option("--reason", help="Why; shown to the device's NAS and helpdesk.")
+    ] = "",
+    rule_id: Annotated[
+        str | None, typer.Option("--id", help="Rule id (default: made from the match).")
+    ] = None,
+    mode: Annotated[
+        str | None, typer.Option("--mode", help="monitor (log what it would do, admit) or enforce.")
+    ] = None,
+    starts: Annotated[
+        str | None, typer.Option("--starts", help="Applies from: ISO 8601, or a span ahead (2h).")
+    ] = None,
+    expires: Annotated[
+        str | None, typer.Option("--expires", help="Lapses by itself at: ISO 8601, or a span ahead (7d).")
+    ] = None,
+    client: Annotated[
+        list[str] | None, typer.Option("--client", help="Only on this NAS client or group (repeat).")
+    ] = None,
+    ssid: Annotated[list[str] | None, typer.Option("--ssid", help="Only on this SSID (repeat).")] = None,
+    port_type: Annotated[
+        str | None, typer.Option("--port-type", help="Only on wired or wireless ports.")
+    ] = None,
+    method: Annotated[str | None, typer.Option("--method", help="Only for mab or dot1x.")] = None,
+    apply: ApplyOption = Apply.next,
+    db: DbOption = None,
+) -> None:
+    """Add a rule; a running server applies it within 2 seconds.
+
+    Example: nac rules add --vendor huawei --action reject --reason "ministry ban 2026-04"
+
+    Example: nac rules add --mac 00:e0:fc:12:34:56 --action accept --expires 7d --client lab-sw1
+    """
+    given = [(k, v) for k, v in (("vendor", vendor), ("oui", oui), ("mac", mac)) if v is not None]
+    if randomized:
+        given.append(("randomized", ""))
+    if len(given) != 1:
+        _fail("give exactly one of --vendor, --oui, --mac or --randomized", 2)
+    kind, value = given[0]
+    with _errors():
+        nac = _app(db)
+        try:
+            before = nac.policy() if apply != Apply.next else None
+            rule, covered = nac.add_rule(
+                kind=kind,
+                value=value,
+                action=action.value,
+                vlan=vlan,
+                reason=reason,
+                rule_id=rule_id,
+                mode=mode,
+                starts=starts,
+                expires=expires,
+                clients=client or (),
+                ssids=ssid or (),
+                port_type=port_type,
+                method=method,
+            )
+            detail = f" ({covered} registry prefixes)" if kind == "vendor" else ""
+            vlan_text = f" vlan {rule.vlan}" if rule.vlan else ""
+            typer.echo(f"added rule {rule.id}: {rule.describe()} -> {rule.action}{vlan_text}{detail}")
+            for warning in nac.conflicts(rule.id):
+                typer.echo(f"warning: {warning}", err=True)
+            if before is not None:
+                from nac.cli.sessions import enforce_after  # noqa: PLC0415
+
+                enforce_after(nac, before, apply.value, reason=f"rule {rule.id}")
+        finally:
+            nac.close()
+
+
+@rules_app.command("list")
+def rules_list(db: DbOption = None, as_json: JsonOption = False) -> None:
+    """List the rules in force, in the order they were added.
+
+    Example: nac rules list --json
+    """
+    raise typer.Exit(cli_run.rules_list(db=db, as_json=as_json))
+
+
+@rules_app.command("remove")
+def rules_remove(rule_id: Annotated[str, typer.Argument(metavar="ID")], db: DbOption = None) -> None:
+    """Remove a rule by id.
+
+    Example: nac rules remove reject-vendor-huawei
+    """
+    with _errors():
+        nac = _app(db)
+        try:
+            rule = nac.remove_rule(rule_id)
+        finally:
+            nac.close()
+    typer.echo(f"removed rule {rule.id}: {rule.describe()} -> {rule.action}")
+
+
+# -- lookups ------------------------------------------------------------------------------
+
+
+@app.command()
+def check(
+    mac: Annotated[
+        str, typer.Argument(metavar="MAC", help="In any common spelling; - reads MACs from stdin.")
+    ],
+    db: DbOption = None,
+    as_json: JsonOption = False,
+    as_csv: CsvOption = False,
+) -> None:
+    """Explain what the current rules decide for a MAC, or for every MAC on stdin (`-`).
+
+    Stdin holds one MAC per line, or a CSV whose header has a column mac, mac_address or
+    Calling-Station-Id.  Each line gets a result; a line that is not a MAC gets an error
+    result, and the exit code is then 2 once every line has been checked.
+
+    Example: nac check 0010.a423.19c0
+
+    Example: nac check - --csv < devices.csv > audit.csv
+    """
+    raise typer.Exit(cli_run.check(mac, db=db, as_json=as_json, as_csv=as_csv))
+
+
+@vendors_app.command("search")
+def vendors_search(
+    text: Annotated[str, typer.Argument(metavar="TEXT")], db: DbOption = None, as_json: JsonOption = False
+) -> None:
+    """List the organisations (and prefix counts) a `--vendor TEXT` rule would cover.
+
+    Example: nac vendors search huawei
+    """
+    with _errors():
+        nac = _app(db, readonly=True)
+        try:
+            rows = nac.vendors_search(text)
+        finally:
+            nac.close()
+    if as_json:
+        _print_json(rows)
+        return
+    if not rows:
+        typer.echo(f"no organisation matches {text!r}")
+        return
+    _print_organizations(rows)
+
+
+def _print_organizations(rows: Sequence[dict[str, Any]], indent: str = "") -> None:
+    for row in rows:
+        typer.echo(f"{indent}{row['prefixes']:>6}  {row['organization']}  ({_registries(row['registries'])})")
+    typer.echo(f"{indent}{sum(r['prefixes'] for r in rows):>6}  prefixes in all")
+
+
+@vendors_app.command("show")
+def vendors_show(
+    family: Annotated[str, typer.Argument(metavar="FAMILY")], db: DbOption = None, as_json: JsonOption = False
+) -> None:
+    """Show a vendor family: why it is there, its patterns and exclusions, and exactly which
+    organisations and how many prefixes per registry it covers.
+
+    Example: nac vendors show dahua
+    """
+    with _errors():
+        nac = _app(db, readonly=True)
+        try:
+            report = nac.vendors_show(family)
+        finally:
+            nac.close()
+    if as_json:
+        _print_json(report)
+        return
+    typer.echo(f"{report['name']} (family {report['family']}, registry {report['snapshot']})")
+    typer.echo(f"basis: {report['basis']}")
+    typer.echo("organisation patterns:")
+    for row in report["organization_patterns"]:
+        typer.echo(
+            f"  {row['pattern']!r}: {row['prefixes']} prefixes, {len(row['organizations'])} organisations"
+        )
+    for row in report["prefixes"]:
+        typer.echo(f"  prefix {row['prefix']}: {row['organization'] or '(not in the registry)'}")
+    if report["exclude_organizations"] or report["exclude_prefixes"]:
+        typer.echo("exclusions:")
+    for row in report["exclude_organizations"]:
+        names = "; ".join(row["organizations"]) or "(matches nothing)"
+        typer.echo(f"  {row['pattern']!r}: {row['prefixes']} prefixes: {names}")
+    for row in report["exclude_prefixes"]:
+        typer.echo(f"  prefix {row['prefix']}: {row['organization'] or '(not in the registry)'}")
+    total = report["total"]
+    typer.echo(
+        f"covers {total['prefixes']} prefixes ({_registries(total['registries'])}) "
+        f"of {total['organizations']} organisations:"
+    )
+    _print_organizations(report["covered"], indent="  ")
+
+
+@vendors_app.command("review")
+def vendors_review(db: DbOption = None, as_json: JsonOption = False) -> None:
+    """List registry organisations that look like a vendor family but are not covered by it,
+    and family patterns or prefixes that match nothing in the current registry.
+
+    Example: nac vendors review --json
+    """
+    with _errors():
+        nac = _app(db, readonly=True)
+        try:
+            report = nac.vendors_review()
+        finally:
+            nac.close()
+    if as_json:
+        _print_json(report)
+        return
+    typer.echo(f"registry {report['snapshot']}")
+    typer.echo("look-alikes not covered (decide: add to the family, or exclude):")
+    for row in report["uncovered"]:
+        note = "  [excluded by the family]" if row["excluded"] else ""
+        typer.echo(
+            f"  {row['family']:<10} {row['organization']}  ({_registries(row['registries'])}; "
+            f"shares {', '.join(row['shared_words'])}){note}"
+        )
+    if not report["uncovered"]:
+        typer.echo("  none")
+    typer.echo("family entries that match nothing in this registry:")
+    for row in report["unmatched"]:
+        typer.echo(f"  {row['family']:<10} {row['field']}: {row['value']}")
+    if not report["unmatched"]:
+        typer.echo("  none")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    command: Callable[..., Any] = typer.main.get_command(app)
+    command(args=list(argv) if argv is not None else None, prog_name="nac")

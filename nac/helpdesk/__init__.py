@@ -1,0 +1,1 @@
+"""Answers for people: history searches, `nac why`, statistics, inventory, the web page."""

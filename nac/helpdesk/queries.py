@@ -1,0 +1,385 @@
+"""Helpdesk questions over the history table: find decisions, explain one device, summarise.
+
+Library code shared by `nac history|why|stats` and `nac web`: functions take a sqlite3
+connection (the web page's is read-only) and return plain dicts; the wording of `why` lives
+here so the CLI and the web page say the same thing.  ``history`` is the view over both tiers
+(nac/history/tiers.py), read through nac/history/reader.py.  Every query is shaped for the
+indexes history keeps — (ts) and (mac, ts, action) on the indexed tier, (ts) on the small
+recent one — so that it stays fast at ten million rows (bench/helpdesk_bench.py measures it).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+from nac.errors import PolicyError
+from nac.history import reader
+from nac.isotime import parse_span as parse_span  # noqa: PLC0414 - nac/config.py reads it here
+from nac.policy.decide import Context, Decision, method_class
+from nac.policy.decide import ssid_of as _rule_ssid
+from nac.registry.mac import try_parse_mac
+from nac.render import iso_time
+
+#: The action that refuses a device (quarantine admits it, to a VLAN of its own).
+REFUSED: Final = "reject"
+#: `nac why` lists this many of the device's latest decisions.
+WHY_LATEST: Final = 5
+#: `nac stats` lists this many top refused devices.
+STATS_TOP: Final = 10
+
+#: Output order: the documented columns first, then the rest, then what helps paging.
+_FIRST: Final = ("time", "mac", "vendor", "action", "vlan", "rule", "reason", "client", "nas_ip", "method")
+_VERBS: Final = {"accept": "accepted", "quarantine": "quarantined", "reject": "rejected"}
+
+
+def ssid_of(called_station_id: str | None) -> str | None:
+    """The SSID in a Called-Station-Id of the form ``AP-MAC:SSID`` (RFC 3580 §3.20); None if
+    there is none.  The same reading as an `--ssid` rule's (nac.policy), so that what a rule
+    matched and what `nac history --ssid` finds agree."""
+    return _rule_ssid(called_station_id) or None
+
+
+# -- finding decisions -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class HistoryFilter:
+    """What `nac history` and the web page's search can ask for; None means any."""
+
+    mac: str | None = None  # canonical spelling (nac.mac.format_mac)
+    vendor: str | None = None  # substring of the organisation name, any case
+    client: str | None = None  # the NAS's name (or its NAS-IP-Address)
+    port: str | None = None  # NAS-Port (a number) or NAS-Port-Id (Gi1/0/7, or its tail 1/0/7)
+    ssid: str | None = None  # from Called-Station-Id, any case
+    action: str | None = None
+    rule: str | None = None
+    method: str | None = None
+    since: float | None = None  # ts >= since
+    until: float | None = None  # ts < until
+    before: int | None = None  # id of a row: only rows older than it (keyset paging)
+    limit: int | None = 50
+    offset: int = 0
+
+
+def _like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _where(f: HistoryFilter, conn: sqlite3.Connection) -> tuple[list[str], list[object]]:
+    where: list[str] = []
+    params: list[object] = []
+
+    def add(sql: str, *values: object) -> None:
+        where.append(sql)
+        params.extend(values)
+
+    if f.mac is not None:
+        add("mac = ?", f.mac)
+    if f.action is not None:
+        add("action = ?", f.action)
+    if f.rule is not None:
+        add("rule = ?", f.rule)
+    if f.method is not None:
+        add("method = ?", f.method.lower())
+    if f.client is not None:
+        add("(client = ? COLLATE NOCASE OR nas_ip = ?)", f.client, f.client)
+    if f.vendor is not None:
+        add("vendor LIKE ? ESCAPE '\\'", f"%{_like(f.vendor)}%")
+    if f.port is not None:
+        port = f.port.strip()
+        if port.isascii() and port.isdigit():
+            add("(nas_port = ? OR nas_port_id = ?)", int(port), port)
+        else:  # "1/0/7" finds "Gi1/0/7" and "GigabitEthernet1/0/7"
+            add("nas_port_id LIKE ? ESCAPE '\\'", f"%{_like(port)}")
+    if f.ssid is not None:
+        # LIKE narrows in C; the function (the AP MAC must parse) decides.
+        conn.create_function("nac_ssid", 1, ssid_of, deterministic=True)
+        add(
+            "called_station_id LIKE ? ESCAPE '\\' AND lower(nac_ssid(called_station_id)) = lower(?)",
+            f"%:{_like(f.ssid)}",
+            f.ssid,
+        )
+    if f.since is not None:
+        add("ts >= ?", f.since)
+    if f.until is not None:
+        add("ts < ?", f.until)
+    if f.before is not None:
+        # Newest first is (ts DESC, id DESC); the ts index holds (ts, rowid), so this is a range.
+        row = reader.execute(conn, "SELECT ts FROM history WHERE id = ?", (f.before,)).fetchone()
+        if row is None:
+            raise PolicyError(f"--before {f.before}: no decision with that id (pruned?)")
+        add("ts <= ? AND (ts < ? OR id < ?)", row[0], row[0], f.before)
+    return where, params
+
+
+def query_history(conn: sqlite3.Connection, f: HistoryFilter) -> list[dict[str, Any]]:
+    """Decisions matching ``f``, newest first, as :func:`history_row` shapes them."""
+    where, params = _where(f, conn)
+    sql = "SELECT * FROM history"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY ts DESC, id DESC"
+    if f.limit is not None or f.offset:
+        sql += " LIMIT ? OFFSET ?"
+        params += [-1 if f.limit is None else f.limit, f.offset]
+    return [history_row(row) for row in _dicts(reader.execute(conn, sql, params))]
+
+
+def _dicts(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor]
+
+
+def history_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A history row as the README names it: ``time`` first; ``port`` and ``ssid`` spelled out
+    for people; ``id`` last (what ``--before`` pages by); internal ``ts`` dropped."""
+    out = {key: row.get(key) for key in _FIRST}
+    out["time"] = iso_time(row["ts"] if row.get("ts") is not None else row.get("time"))
+    out.update({k: v for k, v in row.items() if k not in out and k not in ("id", "ts")})
+    out["port"] = row.get("nas_port_id") or (None if row.get("nas_port") is None else str(row["nas_port"]))
+    out["ssid"] = ssid_of(row.get("called_station_id"))
+    out["id"] = row.get("id")
+    return out
+
+
+# -- why ---------------------------------------------------------------------------------------
+
+
+def why(
+    conn: sqlite3.Connection,
+    mac: str,
+    *,
+    decide: Callable[[Context], Decision] | None,
+    now: float,
+    latest: int = WHY_LATEST,
+) -> dict[str, Any]:
+    """The story of one device: its latest decisions, how long the latest answer has held and
+    how often it was refused, and whether the current rules (``decide``, the device's policy
+    decision) would answer its latest request differently.  ``lines`` tells it in plain words."""
+    rows = query_history(conn, HistoryFilter(mac=mac, limit=latest))
+    report: dict[str, Any] = {"mac": mac, "decisions": rows, "streak": None, "refused": None}
+    if rows:
+        last = rows[0]
+        # The latest row with another answer bounds the run; then count the run on (mac, ts).
+        other = reader.execute(
+            conn,
+            "SELECT ts, action, time FROM history WHERE mac = ? AND +action != ? ORDER BY ts DESC LIMIT 1",
+            (mac, last["action"]),
+        ).fetchone()
+        count, first_ts = reader.execute(
+            conn,
+            "SELECT COUNT(*), MIN(ts) FROM history WHERE mac = ? AND ts > ?",
+            (mac, other[0] if other else float("-inf")),
+        ).fetchone()
+        report["streak"] = {
+            "action": last["action"],
+            "count": count,
+            "since": iso_time(first_ts),
+            "since_ts": first_ts,
+            "before": None if other is None else _other(other),
+        }
+        refused, first, last_refused = reader.execute(
+            conn,
+            # "+action": the (mac, ts, action) index, never (action, ts), which holds every refusal.
+            "SELECT COUNT(*), MIN(ts), MAX(ts) FROM history WHERE mac = ? AND +action = ?",
+            (mac, REFUSED),
+        ).fetchone()
+        report["refused"] = {
+            "count": refused,
+            "first": iso_time(first) if refused else None,
+            "last": iso_time(last_refused) if refused else None,
+        }
+    current: dict[str, Any] | None = None
+    if decide is not None:
+        # Asked as for the latest request: a rule scoped to a switch, SSID, port type or
+        # method applies to this device only there.
+        ctx = Context(now=now)
+        if rows:
+            row = rows[0]
+            ctx = Context(
+                row["client"],
+                row["called_station_id"],
+                row["nas_port_type"],
+                method_class(row["method"]),
+                now,
+            )
+        decision = decide(ctx)
+        current = {
+            "action": decision.action,
+            "vlan": decision.vlan,
+            "rule": decision.rule,
+            "reason": decision.reason,
+        }
+    report["now"] = current
+    report["changed"] = bool(rows and current is not None and _differs(rows[0], current))
+    report["lines"] = explain(report, now=now)
+    return report
+
+
+def _differs(row: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
+    return (row["action"], row["vlan"], row["rule"]) != (current["action"], current["vlan"], current["rule"])
+
+
+def explain(report: Mapping[str, Any], *, now: float) -> list[str]:
+    """`nac why` in plain words, one sentence a line (the web page shows the same lines)."""
+    mac = report["mac"]
+    rows: Sequence[Mapping[str, Any]] = report["decisions"]
+    current = report["now"]
+    if not rows:
+        lines = [f"No decision for {mac} is on record: the device has not asked, or its rows were pruned."]
+        if current is not None:
+            lines.append(f"The current rules would {_decision_text(current)}.")
+        return lines
+    last = rows[0]
+    lines = [f"{mac} is {_device_text(last)}."]
+    lines.append(
+        f"Last decision {iso_time(_ts(last))} ({_ago(now - _ts(last))}) {_where_text(last)}: "
+        f"{_VERBS.get(last['action'], last['action'])}{_vlan(last)} by rule {last['rule']}: {last['reason']}"
+    )
+    streak = report["streak"]
+    verb = _VERBS.get(streak["action"], streak["action"])
+    times = "once" if streak["count"] == 1 else f"{streak['count']} times"
+    run = f"{verb.capitalize()} {times} since {iso_time(streak['since_ts'])}"
+    before = streak["before"]
+    if before is None:
+        run += ", every decision on record"
+    else:
+        run += f"; before that {_VERBS.get(before['action'], before['action'])} {iso_time(before['ts'])}"
+    lines.append(run + ".")
+    refused = report["refused"]
+    if streak["action"] != REFUSED and refused["count"]:
+        lines.append(f"Refused {refused['count']} times in the history kept, last at {refused['last']}.")
+    if current is not None:
+        if report["changed"]:
+            lines.append(f"The rules have changed since: now they would {_decision_text(current)}.")
+        else:
+            lines.append(f"The current rules still {_decision_text(current)}.")
+    return lines
+
+
+def _other(row: Sequence[Any]) -> dict[str, Any]:
+    """The latest decision with another answer, from ``SELECT ts, action, ...``."""
+    return {"action": row[1], "time": iso_time(row[0]), "ts": row[0]}
+
+
+def _ts(row: Mapping[str, Any]) -> float:
+    return datetime.fromisoformat(str(row["time"]).replace("Z", "+00:00")).timestamp()
+
+
+def _ago(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            n = seconds // size
+            return f"{n} {unit}{'s' if n != 1 else ''} ago"
+    return "just now"
+
+
+def _vlan(row: Mapping[str, Any]) -> str:
+    return f" to VLAN {row['vlan']}" if row.get("vlan") else ""
+
+
+def _device_text(row: Mapping[str, Any]) -> str:
+    if row.get("vendor"):
+        entry = f"registry prefix {row['prefix']}/{row['prefix_bits']}" if row.get("prefix") else "registry"
+        return f"a {row['vendor']} device ({entry}, snapshot {row['snapshot']})"
+    mac = try_parse_mac(str(row["mac"]))
+    if mac is not None and mac & (1 << 41):
+        return "a randomized (locally administered) MAC, which names no vendor"
+    return f"not in the IEEE registry (snapshot {row['snapshot']})"
+
+
+def _where_text(row: Mapping[str, Any]) -> str:
+    nas = f"{row['client']} ({row['nas_ip']})" if row.get("nas_ip") else str(row["client"])
+    place = f"on switch {nas}"
+    ssid = row.get("ssid")
+    if ssid:
+        place = f"on access point/controller {nas}, SSID {ssid}"
+    if row.get("port"):
+        place += f", port {row['port']}"
+    return f"{place}, by {str(row['method']).upper()}"
+
+
+def _decision_text(current: Mapping[str, Any]) -> str:
+    verb = {"accept": "accept it", "quarantine": "quarantine it", "reject": "reject it"}.get(
+        current["action"], current["action"]
+    )
+    vlan = f" to VLAN {current['vlan']}" if current.get("vlan") else ""
+    return f"{verb}{vlan} (rule {current['rule']}: {current['reason']})"
+
+
+# -- stats ---------------------------------------------------------------------------------------
+
+
+def stats(conn: sqlite3.Connection, *, since: float | None = None, top: int = STATS_TOP) -> dict[str, Any]:
+    """Decisions by action, vendor, client, rule and method; the most refused devices; and each
+    client's Message-Authenticator habit (BlastRADIUS, CVE-2024-3596: who is ready to enforce)."""
+    where, params = ("WHERE ts >= ?", [since]) if since is not None else ("", [])
+    # One pass over the range: a handful of groups, summed per dimension in Python.
+    rows = reader.execute(
+        conn,
+        "SELECT action, vendor, client, rule, method, nas_ip, message_authenticator, COUNT(*)"  # noqa: S608
+        f" FROM history {where} GROUP BY 1, 2, 3, 4, 5, 6, 7",
+        params,
+    ).fetchall()
+    dims: dict[str, dict[str, dict[str, int]]] = {
+        k: {} for k in ("action", "vendor", "client", "rule", "method")
+    }
+    clients: dict[str, dict[str, Any]] = {}
+    total = 0
+    for action, vendor, client, rule, method, nas_ip, with_ma, count in rows:
+        total += count
+        for dim, key in (
+            ("action", action),
+            ("vendor", vendor or "(none)"),
+            ("client", client),
+            ("rule", rule),
+            ("method", method),
+        ):
+            slot = dims[dim].setdefault(key, {"decisions": 0, "rejected": 0})
+            slot["decisions"] += count
+            slot["rejected"] += count if action == REFUSED else 0
+        seen = clients.setdefault(
+            client, {"client": client, "nas_ips": set(), "requests": 0, "without_message_authenticator": 0}
+        )
+        seen["nas_ips"].add(nas_ip)
+        seen["requests"] += count
+        seen["without_message_authenticator"] += 0 if with_ma else count
+    refused_sql = (
+        "SELECT mac, MAX(vendor), COUNT(*), MIN(ts), MAX(ts) FROM history WHERE action = ?"  # noqa: S608
+        f"{' AND ts >= ?' if since is not None else ''} GROUP BY mac ORDER BY 3 DESC, 5 DESC LIMIT ?"
+    )
+    top_refused = [
+        {"mac": mac, "vendor": vendor, "rejected": count, "first": iso_time(first), "last": iso_time(last)}
+        for mac, vendor, count, first, last in reader.execute(conn, refused_sql, [REFUSED, *params, top])
+    ]
+    client_rows = []
+    for seen in clients.values():
+        without = seen["without_message_authenticator"]
+        client_rows.append(
+            {
+                **seen,
+                "nas_ips": sorted(seen["nas_ips"]),
+                "ready": without == 0,
+                "never_sends": without == seen["requests"],
+            }
+        )
+    return {
+        "since": iso_time(since),
+        "decisions": total,
+        **{f"by_{dim}": _ranked(counts) for dim, counts in dims.items()},
+        "top_refused": top_refused,
+        "message_authenticator": sorted(client_rows, key=lambda r: (r["ready"], r["client"])),
+        "not_ready": sorted(r["client"] for r in client_rows if r["never_sends"]),
+    }
+
+
+def _ranked(counts: Mapping[str, Mapping[str, int]]) -> list[dict[str, Any]]:
+    return [
+        {"name": name, **value}
+        for name, value in sorted(counts.items(), key=lambda item: (-item[1]["decisions"], item[0]))
+    ]
