@@ -17,7 +17,7 @@ import typer
 
 from nac.cli import fast as cli_run
 from nac.errors import ConfigError, InvalidMacError, InvalidPrefixError, NacError, PolicyError
-from nac.render import table
+from nac.render import table, to_json
 
 DbOption = Annotated[
     str | None,
@@ -32,7 +32,8 @@ CsvOption = Annotated[bool, typer.Option("--csv", help="Print CSV.")]
 
 
 class Apply(StrEnum):
-    """What a rule change does to devices already on the network (nac/sessions/enforce.py)."""
+    """What a rule change does to devices already on the network: enforce.APPLY_MODES, and
+    "ask" (tests/test_cli_choices.py holds them equal)."""
 
     now = "now"
     next = "next"
@@ -50,6 +51,8 @@ ApplyOption = Annotated[
 
 
 class Action(StrEnum):
+    """policy.ACTIONS as typer's choices (tests/test_cli_choices.py holds them equal)."""
+
     reject = "reject"
     quarantine = "quarantine"
     accept = "accept"
@@ -80,7 +83,7 @@ def _app(db: str | None, *, readonly: bool = False) -> Any:
 
 
 def _print_json(data: object) -> None:
-    typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+    typer.echo(to_json(data))
 
 
 def _print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
