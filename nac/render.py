@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -64,11 +65,51 @@ def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> list[str]:
     return lines
 
 
-def to_json(data: object) -> str:
-    return json.dumps(data, indent=2, ensure_ascii=False)
+@dataclass(frozen=True, kw_only=True)
+class Record(Mapping[str, Any]):
+    """Base of the typed results the CLI and the web page render.  ``to_json()`` is the JSON
+    object ``--json`` prints: the fields in declared order, nested records converted.  A record
+    also reads as that object (``row["id"]``, ``{**row}``), so tables and templates that take
+    mappings take records too."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {f.name: plain(getattr(self, f.name)) for f in fields(self)}
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self.__dataclass_fields__:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.__dataclass_fields__)
+
+    def __len__(self) -> int:
+        return len(self.__dataclass_fields__)
 
 
-def why_text(report: dict[str, Any]) -> list[str]:
+def plain(value: object) -> Any:
+    """``value`` with every :class:`Record` in it turned into its JSON object."""
+    if isinstance(value, Record):
+        return value.to_json()
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    return value
+
+
+def json_default(value: object) -> Any:
+    """``json.dumps``'s ``default``: a record is written as its JSON object."""
+    if isinstance(value, Record):
+        return value.to_json()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def to_json(data: object, *, indent: int | None = 2) -> str:
+    return json.dumps(data, indent=indent, ensure_ascii=False, default=json_default)
+
+
+def why_text(report: Mapping[str, Any]) -> list[str]:
     """`nac why` in plain words, then its latest decisions as a table."""
     lines = [printable(line) for line in report["lines"]]
     if report["decisions"]:

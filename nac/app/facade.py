@@ -17,6 +17,7 @@ from typing import Any
 from nac import dbfile
 from nac.app.registry import ImportRefusedError as ImportRefusedError  # noqa: PLC0414 - cli imports it here
 from nac.app.registry import import_registry, registry_status, rollback_registry
+from nac.app.results import AuditRow, PolicyCheck, RegistryStatus, RuleRow
 from nac.errors import NacError, PolicyError
 from nac.helpdesk import inventory
 from nac.helpdesk import queries as helpdesk
@@ -195,11 +196,11 @@ class Nac:
             candidate, n = f"{base}-{n}", n + 1
         return candidate
 
-    def rules(self) -> list[dict[str, Any]]:
+    def rules(self) -> list[RuleRow]:
         """The stored rules, each with ``shadowed_by``: the rule that always decides in its
         place (same match, wider scope, first in precedence), else ``None``."""
         marks = shadowed_by(self.store.rules(), self.store.defaults())
-        return [{**row, "shadowed_by": marks.get(row["id"])} for row in self.store.rule_rows()]
+        return [RuleRow.from_row(row, shadowed_by=marks.get(row["id"])) for row in self.store.rule_rows()]
 
     def remove_rule(self, rule_id: str) -> Rule:
         return self.store.remove_rule(rule_id)
@@ -240,16 +241,16 @@ class Nac:
             if c.kind == "shadowed"
         ]
 
-    def policy_check(self, path: str | Path) -> dict[str, Any]:
+    def policy_check(self, path: str | Path) -> PolicyCheck:
         defaults, rules = self.load_policy(path)
-        return {
-            "file": str(path),
-            "rules": len(rules),
-            "groups": len(defaults.groups),
-            "default": defaults.action,
-            "monitor": defaults.monitor,
-            "warnings": self.policy_warnings(path, defaults, rules),
-        }
+        return PolicyCheck(
+            file=str(path),
+            rules=len(rules),
+            groups=len(defaults.groups),
+            default=defaults.action,
+            monitor=defaults.monitor,
+            warnings=self.policy_warnings(path, defaults, rules),
+        )
 
     def policy_diff(self, path: str | Path) -> dict[str, Any]:
         """What importing ``path`` would change: rules added, removed and changed, defaults."""
@@ -277,8 +278,8 @@ class Nac:
         )
         return dump_policy(self.store.defaults(), self.store.rules(), header=header)
 
-    def audit(self) -> list[dict[str, Any]]:
-        return self.store.audit_rows()
+    def audit(self) -> list[AuditRow]:
+        return [AuditRow.from_row(row) for row in self.store.audit_rows()]
 
     def audit_verify(self) -> Verdict:
         return verify_chain(self.store.audit_rows(), self.store.audit_head())
@@ -471,7 +472,7 @@ class Nac:
 
     # -- the registry (nac/app/registry.py) --------------------------------------------------
 
-    def oui_status(self) -> dict[str, Any]:
+    def oui_status(self) -> RegistryStatus:
         """The active registry snapshot (source, date, sha256, counts, import time) and older ones."""
         return registry_status(self.store, lambda: self.registry.snapshot)
 

@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Final
 
+from nac.app.results import OlderSnapshot, RegistryStatus, SnapshotStatus
 from nac.errors import NacError, PolicyError
 from nac.policy.decide import Policy
 from nac.registry import ieee, vendors
@@ -34,7 +35,7 @@ class ImportRefusedError(NacError):
         self.report = report
 
 
-def registry_status(store: Store, bundled: Callable[[], Snapshot]) -> dict[str, Any]:
+def registry_status(store: Store, bundled: Callable[[], Snapshot]) -> RegistryStatus:
     """The active registry snapshot (source, date, sha256, counts, import time) and older ones;
     ``bundled`` gives the shipped registry's snapshot when nothing was ever imported."""
     rows = store.registry_snapshots()
@@ -52,15 +53,15 @@ def registry_status(store: Store, bundled: Callable[[], Snapshot]) -> dict[str, 
             "active": True,
         }
     kept = registry_store.kept_ids(store.conn)
-    return {
-        "active": _status_row(active, bundled=not rows),
-        "older": [
-            {**_status_row(row, bundled=False), "kept": row["id"] in kept}
+    return RegistryStatus(
+        active=SnapshotStatus(**_status_row(active, bundled=not rows)),
+        older=[
+            OlderSnapshot(**_status_row(row, bundled=False), kept=row["id"] in kept)
             for row in rows
             if not row["active"]
         ],
-        "registry_version": store.registry_version(),
-    }
+        registry_version=store.registry_version(),
+    )
 
 
 def import_registry(

@@ -7,7 +7,6 @@ prefix, flag or file), as the README promises for MAC arguments.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from enum import StrEnum

@@ -10,16 +10,17 @@ operation failed, 2 for bad input (README).  No typer here.
 from __future__ import annotations
 
 import csv
-import json
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from nac.errors import ConfigError, InvalidMacError, InvalidPrefixError, NacError, PolicyError
-from nac.render import DECISION_COLUMNS, decision_cells, iso_time, table, why_text
+from nac.render import DECISION_COLUMNS, decision_cells, iso_time, table, to_json, why_text
 
 if TYPE_CHECKING:
     from nac.app.facade import Nac
+    from nac.app.results import RuleRow
 
 #: Columns of `nac history --csv` when no row gives them.
 HISTORY_CSV_COLUMNS: Final = (
@@ -78,7 +79,7 @@ def reading(db: str | None, call: Callable[[Nac], Any]) -> Any:
 
 
 def print_json(data: object) -> None:
-    print(json.dumps(data, indent=2, ensure_ascii=False))
+    print(to_json(data))
 
 
 def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
@@ -220,7 +221,7 @@ def why(mac: str, *, latest: int, as_json: bool, db: str | None) -> int:
 
 def rules_list(*, db: str | None, as_json: bool) -> int:
     def body() -> int:
-        rows = [{**row, "created": iso_time(row["created"])} for row in reading(db, lambda nac: nac.rules())]
+        rows = [replace(row, created=iso_time(row.created)) for row in reading(db, lambda nac: nac.rules())]
         if as_json:
             print_json(rows)
         elif not rows:
@@ -232,24 +233,24 @@ def rules_list(*, db: str | None, as_json: bool) -> int:
     return guarded(body)
 
 
-def _rule_cells(row: dict[str, Any]) -> dict[str, Any]:
+def _rule_cells(row: RuleRow) -> dict[str, Any]:
     """A rule as one table line: its scope (clients, SSIDs, port type, method) and validity
     folded into a column each, so a conditional rule reads as one at a glance."""
     scope = [
-        *(f"client {c}" for c in row.get("clients") or ()),
-        *(f"ssid {s}" for s in row.get("ssids") or ()),
-        *((f"{row['port_type']} ports",) if row.get("port_type") else ()),
-        *((row["method"],) if row.get("method") else ()),
+        *(f"client {c}" for c in row.clients),
+        *(f"ssid {s}" for s in row.ssids),
+        *((f"{row.port_type} ports",) if row.port_type else ()),
+        *((row.method,) if row.method else ()),
     ]
     valid = " ".join(
         part
         for part in (
-            f"from {row['starts']}" if row.get("starts") else "",
-            f"until {row['expires']}" if row.get("expires") else "",
+            f"from {row.starts}" if row.starts else "",
+            f"until {row.expires}" if row.expires else "",
         )
         if part
     )
-    mode = row.get("mode") or ""
-    if row.get("shadowed_by"):  # the rule never decides: say so where the operator looks
-        mode = f"{mode} SHADOWED by {row['shadowed_by']}".strip()
+    mode = row.mode or ""
+    if row.shadowed_by:  # the rule never decides: say so where the operator looks
+        mode = f"{mode} SHADOWED by {row.shadowed_by}".strip()
     return {**row, "scope": ", ".join(scope) or "all", "mode": mode, "valid": valid}

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from nac.app.results import AuditRow
 from nac.cli.common import (
     Action,
     Apply,
@@ -54,13 +56,13 @@ def policy_check(
             report = nac.policy_check(file)
         finally:
             nac.close()
-    for warning in report["warnings"]:
+    for warning in report.warnings:
         typer.echo(f"warning: {warning}", err=True)
-    monitor = ", monitor mode" if report["monitor"] else ""
-    counts = f"{report['rules']} rules, {report['groups']} groups"
-    warned = f", {len(report['warnings'])} warnings" if report["warnings"] else ""
-    typer.echo(f"{file}: ok: {counts}, default {report['default']}{monitor}{warned}")
-    if strict and report["warnings"]:
+    monitor = ", monitor mode" if report.monitor else ""
+    counts = f"{report.rules} rules, {report.groups} groups"
+    warned = f", {len(report.warnings)} warnings" if report.warnings else ""
+    typer.echo(f"{file}: ok: {counts}, default {report.default}{monitor}{warned}")
+    if strict and report.warnings:
         raise typer.Exit(1)
 
 
@@ -187,7 +189,7 @@ def audit(ctx: typer.Context, db: DbOption = None, as_json: JsonOption = False) 
     with _errors():
         nac = _app(db, readonly=True)
         try:
-            rows = [{**row, "time": iso_time(row["time"])} for row in nac.audit()]
+            rows = [replace(row, time=iso_time(row.time)) for row in nac.audit()]
         finally:
             nac.close()
     if as_json:
@@ -199,11 +201,11 @@ def audit(ctx: typer.Context, db: DbOption = None, as_json: JsonOption = False) 
     _print_table(rows, ("id", "time", "user", "action", "subject"))
 
 
-def _decoded(row: dict[str, Any]) -> dict[str, Any]:
+def _decoded(row: AuditRow) -> dict[str, Any]:
     return {
-        **row,
-        "before": json.loads(row["before"]) if row["before"] else None,
-        "after": json.loads(row["after"]) if row["after"] else None,
+        **row.to_json(),
+        "before": json.loads(row.before) if row.before else None,
+        "after": json.loads(row.after) if row.after else None,
     }
 
 

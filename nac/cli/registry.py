@@ -166,19 +166,19 @@ def oui_status(db: DbOption = None, as_json: JsonOption = False) -> None:
     if as_json:
         _print_json(status)
         return
-    active = status["active"]
-    typer.echo(f"active     {active['snapshot']}")
-    typer.echo(f"source     {active['source']}{' (bundled)' if active['bundled'] else ''}")
-    typer.echo(f"date       {active['date']}")
-    typer.echo(f"sha256     {active['sha256']}")
-    typer.echo(f"entries    {active['total']} ({_registries(active['counts'])})")
-    if active["imported"]:
-        typer.echo(f"imported   {active['imported']} by {active['imported_by']}")
-    if active["replaced"]:
-        typer.echo(f"replaced   {', '.join(active['replaced'])}")
-    if status["older"]:
+    active = status.active
+    typer.echo(f"active     {active.snapshot}")
+    typer.echo(f"source     {active.source}{' (bundled)' if active.bundled else ''}")
+    typer.echo(f"date       {active.date}")
+    typer.echo(f"sha256     {active.sha256}")
+    typer.echo(f"entries    {active.total} ({_registries(active.counts)})")
+    if active.imported:
+        typer.echo(f"imported   {active.imported} by {active.imported_by}")
+    if active.replaced:
+        typer.echo(f"replaced   {', '.join(active.replaced)}")
+    if status.older:
         typer.echo("older snapshots:")
-        for row in status["older"]:
-            when = f"imported {row['imported']}" if row["imported"] else "bundled"
-            kept = ", kept for rollback" if row["kept"] else ""
-            typer.echo(f"  {row['snapshot']}  dated {row['date']}, {row['total']} entries, {when}{kept}")
+        for row in status.older:
+            when = f"imported {row.imported}" if row.imported else "bundled"
+            kept = ", kept for rollback" if row.kept else ""
+            typer.echo(f"  {row.snapshot}  dated {row.date}, {row.total} entries, {when}{kept}")

@@ -22,7 +22,6 @@ import csv
 import hashlib
 import hmac
 import io
-import json
 import logging
 import re
 import socket
@@ -38,6 +37,7 @@ from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 from nac.app.facade import Nac
 from nac.errors import ConfigError, InvalidMacError, NacError, PolicyError
 from nac.helpdesk.access import check_token, host_allowed, host_names, is_loopback
+from nac.render import to_json
 
 log = logging.getLogger("nac.web")
 
@@ -435,7 +435,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _json(self, status: HTTPStatus, data: object, *, body: bool = True) -> None:
         # "<" escaped too: the JSON stays inert even if something renders it as HTML.
-        text = json.dumps(data, ensure_ascii=False).replace("<", "\\u003c")
+        text = to_json(data, indent=None).replace("<", "\\u003c")
         self._send(status, text.encode(), "application/json; charset=utf-8", body=body)
 
     def _send(
