@@ -9,6 +9,7 @@ import re
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
@@ -17,7 +18,16 @@ from typing import Any
 from nac import dbfile
 from nac.app.registry import ImportRefusedError as ImportRefusedError  # noqa: PLC0414 - cli imports it here
 from nac.app.registry import import_registry, registry_status, rollback_registry
-from nac.app.results import AuditRow, PolicyCheck, RegistryStatus, RuleRow
+from nac.app.results import (
+    AuditRow,
+    CheckResult,
+    DeviceProfile,
+    MatchedRule,
+    PolicyCheck,
+    RegistryStatus,
+    RuleRow,
+    WhyReport,
+)
 from nac.errors import NacError, PolicyError
 from nac.helpdesk import inventory
 from nac.helpdesk import queries as helpdesk
@@ -321,47 +331,48 @@ class Nac:
 
     # -- lookups ---------------------------------------------------------------------------
 
-    def check(self, text: str) -> dict[str, Any]:
+    def check(self, text: str) -> CheckResult:
         """What the current rules decide for one MAC, and why (`nac check`)."""
         mac = parse_mac(text.strip())
         # No request context: a rule limited to clients, SSIDs, ports or a method does not
         # apply here; a validity window counts as of now.
         now = datetime.now(UTC).timestamp()
         profile = self._profile(mac)
-        family = profile["family"] if profile is not None else None
+        family = profile.family if profile is not None else None
         # A profiled maker is matched against whole vendor families: the full registry then.
         policy = self.policy() if family is not None and is_randomized(mac) else self._policy_for(mac)
         decision, match = policy.decide(mac, Context(now=now), family)
         matched = [
-            {"rule": v.rule.id, "action": v.rule.action, "decided": v.decided, "why": v.why}
+            MatchedRule(rule=v.rule.id, action=v.rule.action, decided=v.decided, why=v.why)
             for v in policy.explain(mac, Context(now=now), family)
         ]
         vendor = match.organization if match else None
         if profile is not None:
-            profile["conflict"] = policy.spoofed(match, family)
-            if match is None and profile["vendor"] is not None:
-                vendor = f"{profile['vendor']} (profiled)"
-        return {
-            "mac": format_mac(mac),
-            "randomized": is_randomized(mac),
-            "multicast": is_multicast(mac),
-            "prefix": match.prefix_text if match else None,
-            "prefix_bits": match.prefix_bits if match else None,
-            "vendor": vendor,
-            "registry": match.registry if match else None,
-            "action": decision.action,
-            "vlan": decision.vlan,
-            "rule": decision.rule,
-            "reason": decision.reason,
-            "snapshot": policy.snapshot_id,
+            profile = replace(profile, conflict=policy.spoofed(match, family))
+            if match is None and profile.vendor is not None:
+                vendor = f"{profile.vendor} (profiled)"
+        return CheckResult(
+            mac=format_mac(mac),
+            randomized=is_randomized(mac),
+            multicast=is_multicast(mac),
+            prefix=match.prefix_text if match else None,
+            prefix_bits=match.prefix_bits if match else None,
+            vendor=vendor,
+            registry=match.registry if match else None,
+            action=decision.action,
+            vlan=decision.vlan,
+            rule=decision.rule,
+            reason=decision.reason,
+            snapshot=policy.snapshot_id,
             # Every rule whose match covers the MAC: the one that decided and why the others lost.
-            "matched": matched,
+            matched=matched,
             # What DHCP and the switches said of the device (None: nothing seen).
-            "profile": profile,
-        }
+            profile=profile,
+        )
 
-    def _profile(self, mac: int) -> dict[str, Any] | None:
-        """The device's profile in brief, or None (no profile, or no profiling table)."""
+    def _profile(self, mac: int) -> DeviceProfile | None:
+        """The device's profile in brief (``conflict`` still to be judged), or None (no
+        profile, or no profiling table)."""
         conn = self.store.conn
         if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'profiles'").fetchone() is None:
             return None  # profiling never ran here: not even its module is loaded
@@ -374,13 +385,14 @@ class Nac:
         if found is None:
             return None
         known = self.families.get(found.family) if found.family is not None else None
-        return {
-            "family": found.family,
-            "vendor": known.name if known is not None else found.family,
-            "source": found.source,
-            "evidence": "; ".join(f"{e.field} {e.value!r} matches {e.pattern!r}" for e in found.evidence),
-            "last_seen": iso_time(found.last_seen),
-        }
+        return DeviceProfile(
+            family=found.family,
+            vendor=known.name if known is not None else found.family,
+            source=found.source,
+            evidence="; ".join(f"{e.field} {e.value!r} matches {e.pattern!r}" for e in found.evidence),
+            last_seen=iso_time(found.last_seen),
+            conflict=False,
+        )
 
     def _policy_for(self, mac: int) -> Policy:
         """The rules in force compiled against only ``mac``'s registry entries: deciding for
@@ -414,7 +426,7 @@ class Nac:
         )
         return helpdesk.query_history(self.store.conn, query)
 
-    def why(self, text: str, *, latest: int = helpdesk.WHY_LATEST) -> dict[str, Any]:
+    def why(self, text: str, *, latest: int = helpdesk.WHY_LATEST) -> WhyReport:
         """`nac why`: one device's latest decisions and what the current rules would say."""
         mac = parse_mac(text.strip())
         policy = self._policy_for(mac)

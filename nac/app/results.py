@@ -134,3 +134,106 @@ class PolicyCheck(Record):
     default: str
     monitor: bool
     warnings: list[str]
+
+
+# -- nac check ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class MatchedRule(Record):
+    """A rule whose match covers the MAC: whether it decided, and why (or why it lost)."""
+
+    rule: str
+    action: str
+    decided: bool
+    why: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeviceProfile(Record):
+    """What DHCP and the switches said of a device, in brief, and whether that maker
+    contradicts its OUI's (a spoof suspected)."""
+
+    family: str | None
+    vendor: str | None
+    source: str
+    evidence: str
+    last_seen: str | None
+    conflict: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class CheckResult(Record):
+    """`nac check MAC`: the registry entry, what the rules in force decide and why, every rule
+    that matched, and the device's profile (None: nothing seen)."""
+
+    mac: str
+    randomized: bool
+    multicast: bool
+    prefix: str | None
+    prefix_bits: int | None
+    vendor: str | None
+    registry: str | None
+    action: str
+    vlan: str | None
+    rule: str
+    reason: str
+    snapshot: str
+    matched: list[MatchedRule]
+    profile: DeviceProfile | None
+
+
+# -- nac why -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class EarlierDecision(Record):
+    """The latest decision that answered otherwise, which bounds the current run."""
+
+    action: str
+    time: str | None
+    ts: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class Streak(Record):
+    """How long the latest answer has held: ``count`` decisions since ``since``."""
+
+    action: str
+    count: int
+    since: str | None
+    since_ts: float
+    before: EarlierDecision | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Refusals(Record):
+    """How often the device was refused in the history kept, first and last."""
+
+    count: int
+    first: str | None
+    last: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class CurrentDecision(Record):
+    """What the rules in force would answer the device's latest request."""
+
+    action: str
+    vlan: str | None
+    rule: str
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class WhyReport(Record):
+    """`nac why MAC`: the latest decisions (history rows, newest first), the run and the
+    refusals behind them, what the rules would say now, and ``lines``, all of it in words."""
+
+    mac: str
+    decisions: list[dict[str, Any]]
+    streak: Streak | None
+    refused: Refusals | None
+    now: CurrentDecision | None
+    changed: bool
+    lines: list[str]

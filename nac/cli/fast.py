@@ -20,7 +20,7 @@ from nac.render import DECISION_COLUMNS, decision_cells, iso_time, table, to_jso
 
 if TYPE_CHECKING:
     from nac.app.facade import Nac
-    from nac.app.results import RuleRow
+    from nac.app.results import CheckResult, RuleRow
 
 #: Columns of `nac history --csv` when no row gives them.
 HISTORY_CSV_COLUMNS: Final = (
@@ -103,42 +103,41 @@ def check(mac: str, *, db: str | None, as_json: bool, as_csv: bool) -> int:
     return guarded(body)
 
 
-def _check_one(result: dict[str, Any], *, as_json: bool, as_csv: bool) -> None:
+def _check_one(result: CheckResult, *, as_json: bool, as_csv: bool) -> None:
     if as_json:
         print_json(result)
         return
     if as_csv:
-        fields = [key for key in result if key != "matched"]  # a list; --json carries it
+        row = result.to_json()
+        fields = [key for key in row if key != "matched"]  # a list; --json carries it
         writer = csv.DictWriter(sys.stdout, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
-        writer.writerow(result)
+        writer.writerow(row)
         return
-    vendor = result["vendor"] or (
-        "(randomized: no vendor)" if result["randomized"] else "(not in the registry)"
-    )
-    prefix = f"{result['prefix']}/{result['prefix_bits']} {result['registry']}" if result["prefix"] else "-"
-    vlan = f" vlan {result['vlan']}" if result["vlan"] else ""
+    vendor = result.vendor or ("(randomized: no vendor)" if result.randomized else "(not in the registry)")
+    prefix = f"{result.prefix}/{result.prefix_bits} {result.registry}" if result.prefix else "-"
+    vlan = f" vlan {result.vlan}" if result.vlan else ""
     for label, value in (
-        ("mac", result["mac"]),
-        ("randomized", "yes" if result["randomized"] else "no"),
+        ("mac", result.mac),
+        ("randomized", "yes" if result.randomized else "no"),
         ("vendor", vendor),
         ("prefix", prefix),
-        ("decision", f"{result['action']}{vlan}"),
-        ("rule", result["rule"]),
-        ("reason", result["reason"]),
+        ("decision", f"{result.action}{vlan}"),
+        ("rule", result.rule),
+        ("reason", result.reason),
     ):
         print(f"{label:<11}{value}")
-    profile = result.get("profile")
+    profile = result.profile
     if profile is not None:
-        maker = profile["vendor"] or "undecided"
-        conflict = "; CONFLICT with the OUI (spoof suspected)" if profile["conflict"] else ""
-        evidence = profile["evidence"] or "no signature matched"
-        print(f"{'profile':<11}{maker} from {profile['source']} ({evidence}){conflict}")
-    lost = [m for m in result.get("matched", ()) if not m["decided"]]
+        maker = profile.vendor or "undecided"
+        conflict = "; CONFLICT with the OUI (spoof suspected)" if profile.conflict else ""
+        evidence = profile.evidence or "no signature matched"
+        print(f"{'profile':<11}{maker} from {profile.source} ({evidence}){conflict}")
+    lost = [m for m in result.matched if not m.decided]
     if lost:
         print("also matched, but lost:")
         for m in lost:
-            print(f"  {m['rule']} ({m['action']}): {m['why']}")
+            print(f"  {m.rule} ({m.action}): {m.why}")
 
 
 def _check_stdin(nac: Nac, *, as_json: bool, as_csv: bool) -> int:

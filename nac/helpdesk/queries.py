@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Final
 
+from nac.app.results import CurrentDecision, EarlierDecision, Refusals, Streak, WhyReport
 from nac.errors import PolicyError
 from nac.history import reader
 from nac.isotime import parse_span as parse_span  # noqa: PLC0414 - nac/config.py reads it here
@@ -156,12 +157,13 @@ def why(
     decide: Callable[[Context], Decision] | None,
     now: float,
     latest: int = WHY_LATEST,
-) -> dict[str, Any]:
+) -> WhyReport:
     """The story of one device: its latest decisions, how long the latest answer has held and
     how often it was refused, and whether the current rules (``decide``, the device's policy
     decision) would answer its latest request differently.  ``lines`` tells it in plain words."""
     rows = query_history(conn, HistoryFilter(mac=mac, limit=latest))
-    report: dict[str, Any] = {"mac": mac, "decisions": rows, "streak": None, "refused": None}
+    streak: Streak | None = None
+    refusals: Refusals | None = None
     if rows:
         last = rows[0]
         # The latest row with another answer bounds the run; then count the run on (mac, ts).
@@ -175,25 +177,25 @@ def why(
             "SELECT COUNT(*), MIN(ts) FROM history WHERE mac = ? AND ts > ?",
             (mac, other[0] if other else float("-inf")),
         ).fetchone()
-        report["streak"] = {
-            "action": last["action"],
-            "count": count,
-            "since": iso_time(first_ts),
-            "since_ts": first_ts,
-            "before": None if other is None else _other(other),
-        }
+        streak = Streak(
+            action=last["action"],
+            count=count,
+            since=iso_time(first_ts),
+            since_ts=first_ts,
+            before=None if other is None else _other(other),
+        )
         refused, first, last_refused = reader.execute(
             conn,
             # "+action": the (mac, ts, action) index, never (action, ts), which holds every refusal.
             "SELECT COUNT(*), MIN(ts), MAX(ts) FROM history WHERE mac = ? AND +action = ?",
             (mac, REFUSED),
         ).fetchone()
-        report["refused"] = {
-            "count": refused,
-            "first": iso_time(first) if refused else None,
-            "last": iso_time(last_refused) if refused else None,
-        }
-    current: dict[str, Any] | None = None
+        refusals = Refusals(
+            count=refused,
+            first=iso_time(first) if refused else None,
+            last=iso_time(last_refused) if refused else None,
+        )
+    current: CurrentDecision | None = None
     if decide is not None:
         # Asked as for the latest request: a rule scoped to a switch, SSID, port type or
         # method applies to this device only there.
@@ -208,27 +210,30 @@ def why(
                 now,
             )
         decision = decide(ctx)
-        current = {
-            "action": decision.action,
-            "vlan": decision.vlan,
-            "rule": decision.rule,
-            "reason": decision.reason,
-        }
-    report["now"] = current
-    report["changed"] = bool(rows and current is not None and _differs(rows[0], current))
-    report["lines"] = explain(report, now=now)
-    return report
+        current = CurrentDecision(
+            action=decision.action, vlan=decision.vlan, rule=decision.rule, reason=decision.reason
+        )
+    report = WhyReport(
+        mac=mac,
+        decisions=rows,
+        streak=streak,
+        refused=refusals,
+        now=current,
+        changed=bool(rows and current is not None and _differs(rows[0], current)),
+        lines=[],
+    )
+    return replace(report, lines=explain(report, now=now))
 
 
-def _differs(row: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
-    return (row["action"], row["vlan"], row["rule"]) != (current["action"], current["vlan"], current["rule"])
+def _differs(row: Mapping[str, Any], current: CurrentDecision) -> bool:
+    return (row["action"], row["vlan"], row["rule"]) != (current.action, current.vlan, current.rule)
 
 
-def explain(report: Mapping[str, Any], *, now: float) -> list[str]:
+def explain(report: WhyReport, *, now: float) -> list[str]:
     """`nac why` in plain words, one sentence a line (the web page shows the same lines)."""
-    mac = report["mac"]
-    rows: Sequence[Mapping[str, Any]] = report["decisions"]
-    current = report["now"]
+    mac = report.mac
+    rows: Sequence[Mapping[str, Any]] = report.decisions
+    current = report.now
     if not rows:
         lines = [f"No decision for {mac} is on record: the device has not asked, or its rows were pruned."]
         if current is not None:
@@ -240,30 +245,31 @@ def explain(report: Mapping[str, Any], *, now: float) -> list[str]:
         f"Last decision {iso_time(_ts(last))} ({_ago(now - _ts(last))}) {_where_text(last)}: "
         f"{_VERBS.get(last['action'], last['action'])}{_vlan(last)} by rule {last['rule']}: {last['reason']}"
     )
-    streak = report["streak"]
-    verb = _VERBS.get(streak["action"], streak["action"])
-    times = "once" if streak["count"] == 1 else f"{streak['count']} times"
-    run = f"{verb.capitalize()} {times} since {iso_time(streak['since_ts'])}"
-    before = streak["before"]
+    streak, refused = report.streak, report.refused
+    assert streak is not None  # a device with decisions has a run of them
+    assert refused is not None
+    verb = _VERBS.get(streak.action, streak.action)
+    times = "once" if streak.count == 1 else f"{streak.count} times"
+    run = f"{verb.capitalize()} {times} since {iso_time(streak.since_ts)}"
+    before = streak.before
     if before is None:
         run += ", every decision on record"
     else:
-        run += f"; before that {_VERBS.get(before['action'], before['action'])} {iso_time(before['ts'])}"
+        run += f"; before that {_VERBS.get(before.action, before.action)} {iso_time(before.ts)}"
     lines.append(run + ".")
-    refused = report["refused"]
-    if streak["action"] != REFUSED and refused["count"]:
-        lines.append(f"Refused {refused['count']} times in the history kept, last at {refused['last']}.")
+    if streak.action != REFUSED and refused.count:
+        lines.append(f"Refused {refused.count} times in the history kept, last at {refused.last}.")
     if current is not None:
-        if report["changed"]:
+        if report.changed:
             lines.append(f"The rules have changed since: now they would {_decision_text(current)}.")
         else:
             lines.append(f"The current rules still {_decision_text(current)}.")
     return lines
 
 
-def _other(row: Sequence[Any]) -> dict[str, Any]:
+def _other(row: Sequence[Any]) -> EarlierDecision:
     """The latest decision with another answer, from ``SELECT ts, action, ...``."""
-    return {"action": row[1], "time": iso_time(row[0]), "ts": row[0]}
+    return EarlierDecision(action=row[1], time=iso_time(row[0]), ts=row[0])
 
 
 def _ts(row: Mapping[str, Any]) -> float:
@@ -304,12 +310,12 @@ def _where_text(row: Mapping[str, Any]) -> str:
     return f"{place}, by {str(row['method']).upper()}"
 
 
-def _decision_text(current: Mapping[str, Any]) -> str:
+def _decision_text(current: CurrentDecision) -> str:
     verb = {"accept": "accept it", "quarantine": "quarantine it", "reject": "reject it"}.get(
-        current["action"], current["action"]
+        current.action, current.action
     )
-    vlan = f" to VLAN {current['vlan']}" if current.get("vlan") else ""
-    return f"{verb}{vlan} (rule {current['rule']}: {current['reason']})"
+    vlan = f" to VLAN {current.vlan}" if current.vlan else ""
+    return f"{verb}{vlan} (rule {current.rule}: {current.reason})"
 
 
 # -- stats ---------------------------------------------------------------------------------------
