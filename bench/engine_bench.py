@@ -18,6 +18,7 @@ from pathlib import Path
 from nac.bench import load as bench
 from nac.config import load_config
 from nac.radius import packet
+from nac.radius.crypto import HmacMd5, hide_password
 from nac.registry import mac
 from nac.serve import run
 
@@ -37,15 +38,16 @@ def main() -> int:
         user = attrs[engine.codes.user_name]
         device = mac.try_parse_mac(user.decode("latin-1"))
         assert device is not None
-        decision, match, _ = engine._policy_decide(device, attrs, client, "mab", 0.0)
+        decision, match, _ = engine._policy_decide(device, req, client, "mab", 0.0)
         body = engine._body(decision, client)
         src = ("127.0.0.1", 5000)
+        aruba = packet.decode(_aruba_request(engine.codes, b"testing123"))
         parts = {
             "decode": lambda: packet.decode(data),
             "Message-Authenticator check": lambda: engine._verify_access_request(req, client),
             "MAC parse": lambda: mac.try_parse_mac(user.decode("latin-1")),
             "password check": lambda: engine._password_matches(req, attrs, client, user, device),
-            "policy": lambda: engine._policy_decide(device, attrs, client, "mab", 0.0),
+            "policy": lambda: engine._policy_decide(device, req, client, "mab", 0.0),
             "history record": lambda: engine._record(
                 req,
                 attrs=attrs,
@@ -64,12 +66,36 @@ def main() -> int:
             "whole decision (_decide)": lambda: engine._decide(
                 req, client, src, 1.0, (0, "127.0.0.1", 5000, 7)
             ),
+            "whole decision, ArubaOS SSID": lambda: engine._decide(
+                aruba, client, src, 1.0, (0, "127.0.0.1", 5000, 8)
+            ),
         }
         for name, call in parts.items():
             best = min(timeit.repeat(call, number=CALLS, repeat=3))
             print(f"{name:30s} {best / CALLS * 1e6:6.2f} µs")
         server.store.close()
     return 0
+
+
+def _aruba_request(codes: packet.Codes, secret: bytes) -> bytes:
+    """A MAB request as an ArubaOS controller sends it: its MAC alone in Called-Station-Id,
+    the SSID in Aruba-Essid-Name beside Aruba-Location-Id and Aruba-AP-Group."""
+    station = b"001e10123456"
+    authenticator = os.urandom(16)
+    vendor, essid = codes.aruba_essid_name
+    vsas = b"".join(
+        packet.attribute(codes.vendor_specific, vendor.to_bytes(4, "big") + packet.attribute(kind, value))
+        for kind, value in ((6, b"ap-lobby"), (essid, b"corp"), (10, b"default"))
+    )
+    body = (
+        packet.attribute(codes.user_name, station)
+        + packet.attribute(codes.user_password, hide_password(station, secret, authenticator))
+        + packet.attribute(codes.calling_station_id, station)
+        + packet.attribute(codes.called_station_id, b"000b86aabbcc")
+        + packet.attribute(codes.nas_port_type, (19).to_bytes(4, "big"))
+        + vsas
+    )
+    return packet.encode_request(packet.ACCESS_REQUEST, 8, authenticator, body, key=HmacMd5(secret))
 
 
 if __name__ == "__main__":

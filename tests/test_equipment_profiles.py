@@ -142,9 +142,10 @@ EQUIPMENT: Final = {
     ),
     # ArubaOS controller: the SSID, AP name and AP group in Aruba VSAs (vendor 14823:
     # Aruba-Essid-Name 5, Aruba-Location-Id 6, Aruba-AP-Group 10, as in FreeRADIUS's
-    # dictionary.aruba); Called-Station-Id here a MAC alone, so history reads no SSID from it.
+    # dictionary.aruba); Called-Station-Id here a MAC alone, so history takes the SSID from
+    # Aruba-Essid-Name.
     "aruba-controller": Equipment(
-        index=5, mac_style="bare", port_type="Wireless-802.11",
+        index=5, mac_style="bare", port_type="Wireless-802.11", ssid="corp",
         attrs=(
             (NAS_ID, "mc7210"), (NAS_PORT, 0), (NAS_PORT_TYPE, WIRELESS), (CALLED, "001a1e000105"),
             (26, vsa(ARUBA, 5, "corp")), (26, vsa(ARUBA, 6, "ap-lobby")), (26, vsa(ARUBA, 10, "default")),

@@ -34,6 +34,7 @@ from nac.eap.limits import port_key
 from nac.equipment.clients import Client
 from nac.equipment.mab import read_mac
 from nac.equipment.reply import refuse_vlan_name
+from nac.equipment.ssid import CalledStation
 from nac.errors import PacketError
 from nac.history.record import HistoryRecord
 from nac.policy.decide import Context, Decision, Policy
@@ -107,6 +108,8 @@ class Engine:
         self._cache: dict[tuple[int, str, int, int], _Cached] = {}
         self._bodies: dict[tuple[Decision, int | None, str], bytes] = {}
         self._nas_ips: dict[bytes, str] = {}  # NAS-IP-Address octets -> dotted quad
+        #: Called-Station-Id, with the SSID of Aruba-Essid-Name when the NAS put none in it.
+        self.called = CalledStation(codes)
         self._authorize_only = codes.service_type_authorize_only.to_bytes(4, "big")
         #: MAC -> the manufacturer family its DHCP profile names (None: signals seen, nothing
         #: decided); kept current by nac/profiling.  Empty: profiling is off, no lookup made.
@@ -300,7 +303,7 @@ class Engine:
                 match=None,
                 method="mab",
             )
-        decision, match, profiled = self._policy_decide(mac, attrs, client, "mab", now)
+        decision, match, profiled = self._policy_decide(mac, req, client, "mab", now)
         return decision, self._record(
             req,
             attrs=attrs,
@@ -315,7 +318,7 @@ class Engine:
         )
 
     def _policy_decide(
-        self, mac: int, attrs: dict[int, bytes], client: Client, method: str, now: float
+        self, mac: int, req: Request, client: Client, method: str, now: float
     ) -> tuple[Decision, VendorMatch | None, str | None]:
         """The policy's decision, the registry entry, and the manufacturer named by the
         device's profile when the decision rests on it (for history's vendor column)."""
@@ -327,9 +330,10 @@ class Engine:
         else:
             # Some rule is scoped or time-limited, or the device is profiled.
             codes = self.codes
+            attrs = req.first
             ctx = Context(
                 client.name,
-                _text(attrs.get(codes.called_station_id)),
+                self.called.text(req),
                 _port_type(codes, attrs.get(codes.nas_port_type)),
                 method,
                 now,
@@ -366,7 +370,7 @@ class Engine:
             reason = "802.1X request without a MAC address in Calling-Station-Id"
             decision = Decision("reject", None, NO_STATION_MAC, reason)
         else:
-            decision, match, profiled = self._policy_decide(mac, attrs, client, "dot1x", now)
+            decision, match, profiled = self._policy_decide(mac, req, client, "dot1x", now)
         if mac is None or decision.action == "reject":
             if state is not None:
                 eap.discard(state)
@@ -515,7 +519,9 @@ class Engine:
             method=method,
             user_name=_text(attrs.get(codes.user_name)),
             calling_station_id=_text(attrs.get(codes.calling_station_id)),
-            called_station_id=_text(attrs.get(codes.called_station_id)),
+            called_station_id=self.called.text(req)
+            if codes.vendor_specific in attrs
+            else _text(attrs.get(codes.called_station_id)),
             nas_port=int.from_bytes(nas_port, "big") if nas_port is not None and len(nas_port) == 4 else None,
             nas_port_id=_text(attrs.get(codes.nas_port_id)),
             nas_port_type=_port_type(codes, port_type),

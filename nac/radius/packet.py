@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Final, NamedTuple
 
@@ -173,6 +173,27 @@ def attribute(kind: int, value: bytes) -> bytes:
     return bytes((kind, len(value) + 2)) + value
 
 
+def vendor_attribute(
+    attributes: Iterable[tuple[int, bytes]], vendor_specific: int, wanted: tuple[int, int]
+) -> bytes | None:
+    """The first value of a vendor's attribute ``wanted`` = (vendor id, type): RFC 2865 §5.26's
+    Vendor-Id, then type-length-value sub-attributes.  A malformed one is passed over."""
+    vendor = wanted[0].to_bytes(4, "big")
+    kind = wanted[1]
+    for code, value in attributes:
+        if code != vendor_specific or value[:4] != vendor:
+            continue
+        pos, end = 4, len(value)
+        while pos + 2 <= end:
+            sub, length = value[pos], value[pos + 1]
+            if length < 2 or pos + length > end:
+                break
+            if sub == kind:
+                return value[pos + 2 : pos + length]
+            pos += length
+    return None
+
+
 def split_attribute(kind: int, value: bytes) -> bytes:
     """A long value as consecutive attributes of at most 253 octets (EAP-Message, RFC 3579 §3.1)."""
     return b"".join(
@@ -215,6 +236,9 @@ class Codes:
     tunnel_type_vlan: int
     tunnel_medium_ieee_802: int
     vendor_specific: int
+    #: Aruba-Essid-Name (vendor id, type): the SSID ArubaOS controllers send while their
+    #: Called-Station-Id, by default, names no SSID.
+    aruba_essid_name: tuple[int, int]
     #: Role and ACL attributes a reply may carry (nac/equipment/reply.py), by dictionary name:
     #: (vendor id, type); vendor 0 is a standard attribute.
     role_attributes: dict[str, tuple[int, int]]
@@ -270,6 +294,7 @@ class Codes:
             tunnel_type_vlan=value("Tunnel-Type", "VLAN"),
             tunnel_medium_ieee_802=value("Tunnel-Medium-Type", "IEEE-802"),
             vendor_specific=code("Vendor-Specific"),
+            aruba_essid_name=vendor_code("Aruba-Essid-Name"),
             role_attributes={name: vendor_code(name) for name in ROLE_ATTRIBUTES},
             nas_port_type_names={int.from_bytes(v, "big"): k for k, v in port_types.items()},
             accounting=AccountingCodes.from_dictionary(dictionary),
