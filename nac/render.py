@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 #: Text-table columns of decisions (`nac history`, `nac why`); --json and --csv have them all.
 DECISION_COLUMNS: Final = (
@@ -46,7 +46,7 @@ def printable(text: object) -> str:
     return "" if text is None else str(text).translate(_CONTROL)
 
 
-def decision_cells(rows: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
+def decision_cells(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
     out = []
     for row in rows:
         cells = {c: printable(row.get(c)) for c in DECISION_COLUMNS}
@@ -56,7 +56,7 @@ def decision_cells(rows: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
     return out
 
 
-def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> list[str]:
+def table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> list[str]:
     """Aligned columns with an upper-case header, one string per line."""
     cells = [[("" if row.get(c) is None else str(row.get(c))) for c in columns] for row in rows]
     widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
@@ -72,16 +72,20 @@ class Record(Mapping[str, Any]):
     also reads as that object (``row["id"]``, ``{**row}``), so tables and templates that take
     mappings take records too."""
 
+    #: JSON keys that cannot be field names (``from``), by field.
+    json_keys: ClassVar[Mapping[str, str]] = {}
+
     def to_json(self) -> dict[str, Any]:
-        return {f.name: plain(getattr(self, f.name)) for f in fields(self)}
+        return {self.json_keys.get(f.name, f.name): plain(getattr(self, f.name)) for f in fields(self)}
 
     def __getitem__(self, key: str) -> Any:
-        if key not in self.__dataclass_fields__:
-            raise KeyError(key)
-        return getattr(self, key)
+        for name in self.__dataclass_fields__:
+            if self.json_keys.get(name, name) == key:
+                return getattr(self, name)
+        raise KeyError(key)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self.__dataclass_fields__)
+        return (self.json_keys.get(name, name) for name in self.__dataclass_fields__)
 
     def __len__(self) -> int:
         return len(self.__dataclass_fields__)

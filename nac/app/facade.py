@@ -24,8 +24,10 @@ from nac.app.results import (
     DeviceProfile,
     MatchedRule,
     PolicyCheck,
+    RegistryRollback,
     RegistryStatus,
     RuleRow,
+    StatsReport,
     WhyReport,
 )
 from nac.errors import NacError, PolicyError
@@ -438,16 +440,15 @@ class Nac:
             latest=latest,
         )
 
-    def stats(self, *, since: str | None = None, top: int = helpdesk.STATS_TOP) -> dict[str, Any]:
+    def stats(self, *, since: str | None = None, top: int = helpdesk.STATS_TOP) -> StatsReport:
         since_ts = parse_when(since) if since is not None else None
-        report = helpdesk.stats(self.store.conn, since=since_ts, top=top)
         from nac.profiling import store as profiles  # noqa: PLC0415 - off the other commands' path
 
         try:  # devices whose maker came from DHCP or device-sensor data, by maker
-            report["profiled"] = profiles.counts(self.store.conn)
+            profiled = profiles.counts(self.store.conn)
         except sqlite3.OperationalError:  # profiling never ran on this database
-            report["profiled"] = {}
-        return report
+            profiled = {}
+        return helpdesk.stats(self.store.conn, since=since_ts, top=top, profiled=profiled)
 
     def prune(self, older_than: str) -> int:
         """`nac history prune`: delete decisions older than a span (``90d``), in batches."""
@@ -505,7 +506,7 @@ class Nac:
             self.__dict__["registry"] = new
         return report
 
-    def oui_rollback(self) -> dict[str, Any]:
+    def oui_rollback(self) -> RegistryRollback:
         """Restore the registry the last import (or rollback) replaced."""
         report = rollback_registry(self.store)
         self.__dict__.pop("registry", None)

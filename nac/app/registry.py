@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from nac.app.results import OlderSnapshot, RegistryStatus, SnapshotStatus
+from nac.app.results import OlderSnapshot, RegistryRollback, RegistryStatus, SnapshotStatus
 from nac.errors import NacError, PolicyError
 from nac.policy.decide import Policy
 from nac.registry import ieee, vendors
@@ -136,15 +136,15 @@ def import_registry(
     return {**report, "registry_version": store.registry_version()}, new
 
 
-def rollback_registry(store: Store) -> dict[str, Any]:
+def rollback_registry(store: Store) -> RegistryRollback:
     """Restore the registry the last import (or rollback) replaced; a second rollback goes
     one further back, as far as the snapshots kept (nac/registry/store.py)."""
     before, after = store.rollback_registry()
-    return {
-        "from": _status_row(before, bundled=False),
-        "to": _status_row(after, bundled=False),
-        "registry_version": store.registry_version(),
-    }
+    return RegistryRollback(
+        discarded=SnapshotStatus(**_status_row(before, bundled=False)),
+        restored=SnapshotStatus(**_status_row(after, bundled=False)),
+        registry_version=store.registry_version(),
+    )
 
 
 def _watch(

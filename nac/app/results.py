@@ -6,8 +6,9 @@ Each is a :class:`~nac.render.Record`: typed fields, and ``to_json()`` the exact
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from nac.render import Record
 
@@ -237,3 +238,78 @@ class WhyReport(Record):
     now: CurrentDecision | None
     changed: bool
     lines: list[str]
+
+
+# -- nac stats ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Tally(Record):
+    """Decisions for one action, vendor, client, rule or method, and how many were refusals."""
+
+    name: str
+    decisions: int
+    rejected: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class RefusedDevice(Record):
+    """A device among the most refused: how often, first and last."""
+
+    mac: str
+    vendor: str | None
+    rejected: int
+    first: str | None
+    last: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClientReadiness(Record):
+    """A NAS client's Message-Authenticator habit (BlastRADIUS, CVE-2024-3596): ``ready`` when
+    every request carried one, ``never_sends`` when none did."""
+
+    client: str
+    nas_ips: list[str]
+    requests: int
+    without_message_authenticator: int
+    ready: bool
+    never_sends: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class StatsReport(Record):
+    """`nac stats`: decisions counted five ways, the most refused devices, each client's
+    Message-Authenticator readiness, and profiled devices by maker."""
+
+    since: str | None
+    decisions: int
+    by_action: list[Tally]
+    by_vendor: list[Tally]
+    by_client: list[Tally]
+    by_rule: list[Tally]
+    by_method: list[Tally]
+    top_refused: list[RefusedDevice]
+    message_authenticator: list[ClientReadiness]
+    not_ready: list[str]
+    profiled: dict[str, int]
+
+
+@dataclass(frozen=True, kw_only=True)
+class DecisionsPage(Record):
+    """What the helpdesk page fetches: the decisions its filters match, newest first (history
+    rows), and for one MAC the `why` story."""
+
+    rows: list[dict[str, Any]]
+    why: WhyReport | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RegistryRollback(Record):
+    """`nac oui rollback`: the snapshot discarded (``from`` in JSON), the one restored
+    (``to``), and the registry version a running server polls."""
+
+    json_keys: ClassVar[Mapping[str, str]] = {"discarded": "from", "restored": "to"}
+
+    discarded: SnapshotStatus
+    restored: SnapshotStatus
+    registry_version: int

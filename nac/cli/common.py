@@ -7,7 +7,7 @@ prefix, flag or file), as the README promises for MAC arguments.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from enum import StrEnum
 from typing import Annotated, Any, NoReturn
@@ -85,7 +85,7 @@ def _print_json(data: object) -> None:
     typer.echo(to_json(data))
 
 
-def _print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
+def _print_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> None:
     for line in table(rows, columns):
         typer.echo(line)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
@@ -82,7 +82,7 @@ def print_json(data: object) -> None:
     print(to_json(data))
 
 
-def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
+def print_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> None:
     for line in table(rows, columns):
         print(line)
 

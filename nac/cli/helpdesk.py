@@ -157,30 +157,30 @@ def stats(
     if as_json:
         _print_json(report)
         return
-    span = f"since {report['since']}" if report["since"] else "in all history kept"
-    typer.echo(f"{report['decisions']} decisions {span}")
+    span = f"since {report.since}" if report.since else "in all history kept"
+    typer.echo(f"{report.decisions} decisions {span}")
     for dim in ("action", "vendor", "client", "rule", "method"):
-        rows = report[f"by_{dim}"][:top]
+        tallies = report[f"by_{dim}"][:top]
         typer.echo(f"\nby {dim}:")
-        _print_table([{dim: printable(r["name"]), **r} for r in rows], (dim, "decisions", "rejected"))
-    if report["profiled"]:
+        _print_table([{dim: printable(t.name), **t} for t in tallies], (dim, "decisions", "rejected"))
+    if report.profiled:
         typer.echo("\nprofiled devices (maker from DHCP or device-sensor data):")
-        rows = [{"maker": maker, "devices": n} for maker, n in report["profiled"].items()]
+        rows = [{"maker": maker, "devices": n} for maker, n in report.profiled.items()]
         _print_table(rows, ("maker", "devices"))
     typer.echo("\nmost refused devices:")
-    if report["top_refused"]:
-        _print_table(report["top_refused"], ("mac", "vendor", "rejected", "first", "last"))
+    if report.top_refused:
+        _print_table(report.top_refused, ("mac", "vendor", "rejected", "first", "last"))
     else:
         typer.echo("  none")
     typer.echo("\nclients and Message-Authenticator (BlastRADIUS, CVE-2024-3596):")
-    for row in report["message_authenticator"]:
-        if row["never_sends"]:
+    for client in report.message_authenticator:
+        if client.never_sends:
             state = "never sends it: not ready for strict enforcement"
-        elif row["without_message_authenticator"]:
-            state = f"{row['without_message_authenticator']} of {row['requests']} requests without it"
+        elif client.without_message_authenticator:
+            state = f"{client.without_message_authenticator} of {client.requests} requests without it"
         else:
             state = "always sends it: ready"
-        typer.echo(f"  {printable(row['client'])} ({', '.join(row['nas_ips'])}): {state}")
+        typer.echo(f"  {printable(client.client)} ({', '.join(client.nas_ips)}): {state}")
 
 
 @app.command()

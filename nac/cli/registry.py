@@ -142,12 +142,12 @@ def oui_rollback(db: DbOption = None, as_json: JsonOption = False) -> None:
     if as_json:
         _print_json(report)
         return
-    before, after = report["from"], report["to"]
+    before, after = report.discarded, report.restored
     typer.echo(
-        f"registry rolled back to {after['snapshot']} (dated {after['date']}, {after['total']} entries: "
-        f"{_registries(after['counts'])})"
+        f"registry rolled back to {after.snapshot} (dated {after.date}, {after.total} entries: "
+        f"{_registries(after.counts)})"
     )
-    typer.echo(f"discarded {before['snapshot']} (dated {before['date']}); import its files again to return")
+    typer.echo(f"discarded {before.snapshot} (dated {before.date}); import its files again to return")
 
 
 @oui_app.command("status")

@@ -16,7 +16,17 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Final
 
-from nac.app.results import CurrentDecision, EarlierDecision, Refusals, Streak, WhyReport
+from nac.app.results import (
+    ClientReadiness,
+    CurrentDecision,
+    EarlierDecision,
+    Refusals,
+    RefusedDevice,
+    StatsReport,
+    Streak,
+    Tally,
+    WhyReport,
+)
 from nac.errors import PolicyError
 from nac.history import reader
 from nac.isotime import parse_span as parse_span  # noqa: PLC0414 - nac/config.py reads it here
@@ -321,9 +331,16 @@ def _decision_text(current: CurrentDecision) -> str:
 # -- stats ---------------------------------------------------------------------------------------
 
 
-def stats(conn: sqlite3.Connection, *, since: float | None = None, top: int = STATS_TOP) -> dict[str, Any]:
+def stats(
+    conn: sqlite3.Connection,
+    *,
+    since: float | None = None,
+    top: int = STATS_TOP,
+    profiled: dict[str, int] | None = None,
+) -> StatsReport:
     """Decisions by action, vendor, client, rule and method; the most refused devices; and each
-    client's Message-Authenticator habit (BlastRADIUS, CVE-2024-3596: who is ready to enforce)."""
+    client's Message-Authenticator habit (BlastRADIUS, CVE-2024-3596: who is ready to enforce).
+    ``profiled``: devices by maker from profiling, reported alongside."""
     where, params = ("WHERE ts >= ?", [since]) if since is not None else ("", [])
     # One pass over the range: a handful of groups, summed per dimension in Python.
     rows = reader.execute(
@@ -349,43 +366,46 @@ def stats(conn: sqlite3.Connection, *, since: float | None = None, top: int = ST
             slot = dims[dim].setdefault(key, {"decisions": 0, "rejected": 0})
             slot["decisions"] += count
             slot["rejected"] += count if action == REFUSED else 0
-        seen = clients.setdefault(
-            client, {"client": client, "nas_ips": set(), "requests": 0, "without_message_authenticator": 0}
-        )
+        seen = clients.setdefault(client, {"nas_ips": set(), "requests": 0, "without": 0})
         seen["nas_ips"].add(nas_ip)
         seen["requests"] += count
-        seen["without_message_authenticator"] += 0 if with_ma else count
+        seen["without"] += 0 if with_ma else count
     refused_sql = (
         "SELECT mac, MAX(vendor), COUNT(*), MIN(ts), MAX(ts) FROM history WHERE action = ?"  # noqa: S608
         f"{' AND ts >= ?' if since is not None else ''} GROUP BY mac ORDER BY 3 DESC, 5 DESC LIMIT ?"
     )
     top_refused = [
-        {"mac": mac, "vendor": vendor, "rejected": count, "first": iso_time(first), "last": iso_time(last)}
+        RefusedDevice(mac=mac, vendor=vendor, rejected=count, first=iso_time(first), last=iso_time(last))
         for mac, vendor, count, first, last in reader.execute(conn, refused_sql, [REFUSED, *params, top])
     ]
-    client_rows = []
-    for seen in clients.values():
-        without = seen["without_message_authenticator"]
-        client_rows.append(
-            {
-                **seen,
-                "nas_ips": sorted(seen["nas_ips"]),
-                "ready": without == 0,
-                "never_sends": without == seen["requests"],
-            }
+    client_rows = [
+        ClientReadiness(
+            client=client,
+            nas_ips=sorted(seen["nas_ips"]),
+            requests=seen["requests"],
+            without_message_authenticator=seen["without"],
+            ready=seen["without"] == 0,
+            never_sends=seen["without"] == seen["requests"],
         )
-    return {
-        "since": iso_time(since),
-        "decisions": total,
-        **{f"by_{dim}": _ranked(counts) for dim, counts in dims.items()},
-        "top_refused": top_refused,
-        "message_authenticator": sorted(client_rows, key=lambda r: (r["ready"], r["client"])),
-        "not_ready": sorted(r["client"] for r in client_rows if r["never_sends"]),
-    }
+        for client, seen in clients.items()
+    ]
+    return StatsReport(
+        since=iso_time(since),
+        decisions=total,
+        by_action=_ranked(dims["action"]),
+        by_vendor=_ranked(dims["vendor"]),
+        by_client=_ranked(dims["client"]),
+        by_rule=_ranked(dims["rule"]),
+        by_method=_ranked(dims["method"]),
+        top_refused=top_refused,
+        message_authenticator=sorted(client_rows, key=lambda r: (r.ready, r.client)),
+        not_ready=sorted(r.client for r in client_rows if r.never_sends),
+        profiled=dict(profiled or {}),
+    )
 
 
-def _ranked(counts: Mapping[str, Mapping[str, int]]) -> list[dict[str, Any]]:
+def _ranked(counts: Mapping[str, Mapping[str, int]]) -> list[Tally]:
     return [
-        {"name": name, **value}
+        Tally(name=name, decisions=value["decisions"], rejected=value["rejected"])
         for name, value in sorted(counts.items(), key=lambda item: (-item[1]["decisions"], item[0]))
     ]

@@ -35,6 +35,7 @@ from typing import Any, Final
 from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 
 from nac.app.facade import Nac
+from nac.app.results import DecisionsPage
 from nac.errors import ConfigError, InvalidMacError, NacError, PolicyError
 from nac.helpdesk.access import check_token, host_allowed, host_names, is_loopback
 from nac.render import to_json
@@ -242,7 +243,7 @@ class Helpdesk:
         if first:
             log.warning("nac web: " + message + " (logged once, all counted)", args)
 
-    def decisions(self, query: Mapping[str, str], *, limit: int = PAGE_ROWS) -> dict[str, Any]:
+    def decisions(self, query: Mapping[str, str], *, limit: int = PAGE_ROWS) -> DecisionsPage:
         """The rows for the page's filters and, for one MAC, the `why` story."""
         mac = query.get("mac", "").strip() or None
         action = query.get("action") or None
@@ -255,7 +256,7 @@ class Helpdesk:
                 _ = self.nac.registry
             rows = self.nac.history(mac=mac, action=action, since=since, limit=limit)
             why = self.nac.why(mac) if mac else None
-        return {"rows": rows, "why": why}
+        return DecisionsPage(rows=rows, why=why)
 
 
 class _Server(ThreadingHTTPServer):
