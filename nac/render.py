@@ -79,16 +79,16 @@ class Record(Mapping[str, Any]):
         return {self.json_keys.get(f.name, f.name): plain(getattr(self, f.name)) for f in fields(self)}
 
     def __getitem__(self, key: str) -> Any:
-        for name in self.__dataclass_fields__:
-            if self.json_keys.get(name, name) == key:
-                return getattr(self, name)
+        for f in fields(self):  # fields(), not __dataclass_fields__: that holds json_keys too
+            if self.json_keys.get(f.name, f.name) == key:
+                return getattr(self, f.name)
         raise KeyError(key)
 
     def __iter__(self) -> Iterator[str]:
-        return (self.json_keys.get(name, name) for name in self.__dataclass_fields__)
+        return (self.json_keys.get(f.name, f.name) for f in fields(self))
 
     def __len__(self) -> int:
-        return len(self.__dataclass_fields__)
+        return len(fields(self))
 
 
 def plain(value: object) -> Any:
