@@ -27,6 +27,7 @@ LOCATION_ID = 6  # Aruba-Location-Id
 CISCO = 9
 VENDOR_SPECIFIC = 26
 CALLED_STATION_ID = 30
+NAS_PORT_ID = 87
 INTEL_MAC = "001b21aabbcc"  # ArubaOS: the MAC as User-Name and password, 12 hex digits
 CONTROLLER = "000b86aabbcc"  # the controller's MAC, with no ":SSID"
 T0 = 1_777_593_600.0
@@ -130,6 +131,8 @@ def test_called_station_id_with_its_own_ssid_wins(engine: Engine, controller: Cl
         ((essid(b""),), CONTROLLER, CONTROLLER, "default"),
         ((CUT_SHORT,), CONTROLLER, CONTROLLER, "default"),
         ((attr(VENDOR_SPECIFIC, b"\x00\x00"),), CONTROLLER, CONTROLLER, "default"),
+        # Aruba-Essid-Name's octets inside another attribute's value are not an attribute.
+        ((attr(NAS_PORT_ID, essid(b"corp")), vsa(CISCO, (1, b"a=b"))), CONTROLLER, CONTROLLER, "default"),
     ],
 )
 def test_essid_name_shapes(

@@ -181,16 +181,15 @@ def vendor_attribute(
     vendor = wanted[0].to_bytes(4, "big")
     kind = wanted[1]
     for code, value in attributes:
-        if code != vendor_specific or value[:4] != vendor:
-            continue
-        pos, end = 4, len(value)
-        while pos + 2 <= end:
-            sub, length = value[pos], value[pos + 1]
-            if length < 2 or pos + length > end:
-                break
-            if sub == kind:
-                return value[pos + 2 : pos + length]
-            pos += length
+        if code == vendor_specific and value.startswith(vendor):
+            pos, end = 4, len(value)
+            while pos + 2 <= end:
+                sub, length = value[pos], value[pos + 1]
+                if length < 2 or pos + length > end:
+                    break
+                if sub == kind:
+                    return value[pos + 2 : pos + length]
+                pos += length
     return None
 
 
