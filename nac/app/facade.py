@@ -13,7 +13,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nac import dbfile
 from nac.app.registry import ImportRefusedError as ImportRefusedError  # noqa: PLC0414 - cli imports it here
@@ -50,6 +50,9 @@ from nac.resources import load_active_registry, load_families, load_registry_for
 from nac.resources import open_store as open_store  # noqa: PLC0414 - tests import it here
 from nac.sessions.enforce import Change, enforce
 from nac.store import Store, os_user
+
+if TYPE_CHECKING:
+    from nac.profiling.report import ProfileReport
 
 
 def parse_when(text: str, *, now: datetime | None = None) -> float:
@@ -322,7 +325,7 @@ class Nac:
 
     # -- profiles ----------------------------------------------------------------------------
 
-    def profile(self, text: str) -> dict[str, Any]:
+    def profile(self, text: str) -> ProfileReport:
         """`nac profile MAC`: the device's profile beside its registry entry."""
         from nac.profiling.report import profile_row  # noqa: PLC0415 - only this command needs it
 

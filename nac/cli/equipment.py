@@ -41,11 +41,16 @@ def clients(
     if as_json:
         _print_json(rows)
         return
-    for row in rows:
-        row["last mab"] = row["last_mab_shape"] or "-"
-        row["without M-A"] = f"{row['without_message_authenticator']}/{row['requests']}"
-        row["coa answers"] = ", ".join(f"{k}={v}" for k, v in sorted(row["coa"].items())) or "-"
+    cells = [
+        {
+            **row,
+            "last mab": row.last_mab_shape or "-",
+            "without M-A": f"{row.without_message_authenticator}/{row.requests}",
+            "coa answers": ", ".join(f"{k}={v}" for k, v in sorted(row.coa.items())) or "-",
+        }
+        for row in rows
+    ]
     columns = (
         "name", "address", "profile", "mab", "reply", "last_seen", "last mab", "without M-A", "coa answers",
     )  # fmt: skip
-    _print_table(rows, columns)
+    _print_table(cells, columns)

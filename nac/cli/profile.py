@@ -49,22 +49,22 @@ def profile(
     if as_json:
         _print_json(row)
         return
-    if row["source"] is None:
-        typer.echo(f"{row['mac']}: no DHCP or device-sensor data seen for this device")
+    if row.source is None:
+        typer.echo(f"{row.mac}: no DHCP or device-sensor data seen for this device")
         return
-    decided = row["vendor"] or ("undecided (conflicting signatures)" if row["ambiguous"] else "undecided")
+    decided = row.vendor or ("undecided (conflicting signatures)" if row.ambiguous else "undecided")
     for label, value in (
-        ("mac", row["mac"]),
+        ("mac", row.mac),
         ("vendor", decided),
-        ("oui vendor", row["oui_vendor"] or "-"),
-        ("conflict", "yes: spoof suspected (the OUI's maker differs)" if row["conflict"] else "no"),
-        ("source", row["source"]),
-        ("first seen", row["first_seen"]),
-        ("last seen", row["last_seen"]),
+        ("oui vendor", row.oui_vendor or "-"),
+        ("conflict", "yes: spoof suspected (the OUI's maker differs)" if row.conflict else "no"),
+        ("source", row.source),
+        ("first seen", row.first_seen),
+        ("last seen", row.last_seen),
     ):
         typer.echo(f"{label:<12}{value}")
-    for name, value in sorted(row["fields"].items()):
+    for name, value in sorted(row.fields.items()):
         typer.echo(f"{name:<12}{value}")
-    for e in row["evidence"]:
+    for e in row.evidence:
         match = f"{e['field']} {e['value']!r} matches {e['pattern']!r}"
         typer.echo(f"evidence    {match}: {e['family']} ({e['strength']})")

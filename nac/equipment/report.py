@@ -6,34 +6,55 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from nac.equipment.clients import Client
 from nac.registry.mac import try_parse_mac
-from nac.render import iso_time
+from nac.render import Record, iso_time
 
 
-def client_rows(clients: Iterable[Client], conn: sqlite3.Connection | None) -> list[dict[str, Any]]:
+@dataclass(frozen=True, kw_only=True)
+class ClientRow(Record):
+    """A NAS client as configured (its equipment profile and the shapes it implies), and what
+    history last saw from it: when, how many requests and how many without
+    Message-Authenticator, its last MAB request's shape, and its CoA answers by kind."""
+
+    name: str
+    address: str
+    profile: str
+    mab: str
+    reply: str
+    reauth: str
+    require_message_authenticator: bool
+    last_seen: str | None
+    requests: int
+    without_message_authenticator: int
+    last_mab_shape: str | None
+    coa: dict[str, int]
+
+
+def client_rows(clients: Iterable[Client], conn: sqlite3.Connection | None) -> list[ClientRow]:
     """One row per client; the history part is empty without a database (or history)."""
     seen = _seen(conn) if conn is not None else {}
     rows = []
     for client in clients:
         history = seen.get(client.name, {})
         rows.append(
-            {
-                "name": client.name,
-                "address": str(client.network),
-                "profile": client.profile,
-                "mab": client.mab.describe(),
-                "reply": client.reply.describe(),
-                "reauth": client.reauth,
-                "require_message_authenticator": client.require_message_authenticator,
-                "last_seen": history.get("last_seen"),
-                "requests": history.get("requests", 0),
-                "without_message_authenticator": history.get("without_message_authenticator", 0),
-                "last_mab_shape": history.get("last_mab_shape"),
-                "coa": history.get("coa", {}),
-            }
+            ClientRow(
+                name=client.name,
+                address=str(client.network),
+                profile=client.profile,
+                mab=client.mab.describe(),
+                reply=client.reply.describe(),
+                reauth=client.reauth,
+                require_message_authenticator=client.require_message_authenticator,
+                last_seen=history.get("last_seen"),
+                requests=history.get("requests", 0),
+                without_message_authenticator=history.get("without_message_authenticator", 0),
+                last_mab_shape=history.get("last_mab_shape"),
+                coa=history.get("coa", {}),
+            )
         )
     return rows
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Mapping
-from typing import Any
+from dataclasses import dataclass
 
 from nac.policy.decide import Policy
 from nac.profiling import store
@@ -14,12 +14,30 @@ from nac.profiling.signatures import Signature
 from nac.registry.families import Family
 from nac.registry.mac import LOCAL_BIT, format_mac
 from nac.registry.oui import Registry
-from nac.render import iso_time
+from nac.render import Record, iso_time
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProfileReport(Record):
+    """`nac profile MAC`: what DHCP and the switches said of the device (None and empty when
+    nothing was seen), beside its OUI's maker, and whether the two disagree (a spoof suspected)."""
+
+    mac: str
+    vendor: str | None
+    family: str | None
+    source: str | None
+    evidence: list[dict[str, str]]
+    fields: dict[str, str]
+    first_seen: str | None
+    last_seen: str | None
+    ambiguous: bool
+    oui_vendor: str | None
+    conflict: bool
 
 
 def profile_row(
     conn: sqlite3.Connection, mac: int, *, registry: Registry, policy: Policy, families: Mapping[str, Family]
-) -> dict[str, Any]:
+) -> ProfileReport:
     """``nac profile MAC --json``: the keys are fixed (``mac``, ``vendor``, ``family``,
     ``source``, ``evidence``, ``first_seen``, ``last_seen``, ``conflict``) and null when no
     profile exists."""
@@ -30,19 +48,19 @@ def profile_row(
     match = None if mac & LOCAL_BIT else registry.lookup(mac)
     family = found.family if found is not None else None
     known = families.get(family) if family is not None else None
-    return {
-        "mac": format_mac(mac),
-        "vendor": (known.name if known is not None else family) if family is not None else None,
-        "family": family,
-        "source": found.source if found is not None else None,
-        "evidence": [store.evidence_row(e) for e in found.evidence] if found is not None else [],
-        "fields": found.fields if found is not None else {},
-        "first_seen": iso_time(found.first_seen) if found is not None else None,
-        "last_seen": iso_time(found.last_seen) if found is not None else None,
-        "ambiguous": found.ambiguous if found is not None else False,
-        "oui_vendor": match.organization if match is not None else None,
-        "conflict": policy.spoofed(match, family),
-    }
+    return ProfileReport(
+        mac=format_mac(mac),
+        vendor=(known.name if known is not None else family) if family is not None else None,
+        family=family,
+        source=found.source if found is not None else None,
+        evidence=[store.evidence_row(e) for e in found.evidence] if found is not None else [],
+        fields=found.fields if found is not None else {},
+        first_seen=iso_time(found.first_seen) if found is not None else None,
+        last_seen=iso_time(found.last_seen) if found is not None else None,
+        ambiguous=found.ambiguous if found is not None else False,
+        oui_vendor=match.organization if match is not None else None,
+        conflict=policy.spoofed(match, family),
+    )
 
 
 def signature_rows(signatures: Iterable[Signature]) -> list[dict[str, str]]:
