@@ -29,9 +29,9 @@ fi
 if [[ ! -f "$NAC_DB" ]]; then
     python3 - "$NAC_DB" <<'EOF'
 import random, sys, time
-from nac.app import Nac
-from nac.records import HistoryRecord
-from nac.store import collect_recent, move_recent, record_row
+from nac.app.facade import Nac
+from nac.history.record import HistoryRecord, record_row
+from nac.history.tiers import collect_recent, history_count, move_recent, write_batch
 
 nac = Nac(sys.argv[1])
 nac.add_rule(kind="vendor", value="huawei", action="reject", reason="ministry ban")
@@ -51,11 +51,11 @@ for i in range(20_000):
         "reply": 3 if action == "reject" else 2, "snapshot": "bench@0"})
     rows.append(record_row(record, 100))
 for start in range(0, len(rows), 1000):
-    nac.store.write_history(rows[start:start + 1000])
+    write_batch(nac.store.conn, rows[start:start + 1000], ())
 while move_recent(nac.store.conn, 100_000):
     pass
 collect_recent(nac.store.conn, 1_000_000)
-assert nac.store.history_count() == len(rows), "the indexer dropped rows"
+assert history_count(nac.store.conn) == len(rows), "the indexer dropped rows"
 nac.close()
 EOF
 fi
