@@ -24,6 +24,7 @@ from nac.app.results import (
     DeviceProfile,
     MatchedRule,
     PolicyCheck,
+    PolicyImport,
     RegistryRollback,
     RegistryStatus,
     RuleRow,
@@ -39,7 +40,8 @@ from nac.isotime import format_time, parse_span, parse_time, span_seconds
 from nac.policy.audit import Verdict, verify_chain
 from nac.policy.conflicts import find_conflicts, shadowed_by
 from nac.policy.decide import ACTIONS, Context, Defaults, Policy, Rule, canonical_match
-from nac.policy.file import diff_policies, dump_policy, load_policy_file, rule_line, rule_table
+from nac.policy.file import PolicyDiff, diff_policies, dump_policy, load_policy_file, rule_line, rule_table
+from nac.policy.simulate import Simulation
 from nac.policy.simulate import simulate as replay
 from nac.registry import vendors
 from nac.registry.families import Family
@@ -267,24 +269,28 @@ class Nac:
             warnings=self.policy_warnings(path, defaults, rules),
         )
 
-    def policy_diff(self, path: str | Path) -> dict[str, Any]:
+    def policy_diff(self, path: str | Path) -> PolicyDiff:
         """What importing ``path`` would change: rules added, removed and changed, defaults."""
         defaults, rules = self.load_policy(path)
         return diff_policies(self.store.defaults(), self.store.rules(), defaults, rules)
 
-    def policy_import(self, path: str | Path) -> dict[str, Any]:
+    def policy_import(self, path: str | Path) -> PolicyImport:
         """Replace the defaults and every rule with the file's, in one transaction (all or
         nothing); running servers apply it within 2 seconds."""
         defaults, rules = self.load_policy(path)
         diff = diff_policies(self.store.defaults(), self.store.rules(), defaults, rules)
         self.store.set_policy(defaults, rules, action="policy.import", subject=str(path))
-        return {
-            **diff,
-            "file": str(path),
-            "rules": len(rules),
-            "rules_version": self.store.rules_version(),
-            "warnings": self.policy_warnings(path, defaults, rules),
-        }
+        return PolicyImport(
+            added=diff.added,
+            removed=diff.removed,
+            changed=diff.changed,
+            defaults=diff.defaults,
+            unchanged=diff.unchanged,
+            file=str(path),
+            rules=len(rules),
+            rules_version=self.store.rules_version(),
+            warnings=self.policy_warnings(path, defaults, rules),
+        )
 
     def policy_export(self) -> str:
         header = (
@@ -301,7 +307,7 @@ class Nac:
 
     def simulate(
         self, *, since: str, rule: Rule | None = None, path: str | Path | None = None
-    ) -> dict[str, Any]:
+    ) -> Simulation:
         """Replay history since ``since`` through the rules in force and through the candidate
         (the rules in force plus ``rule``, or the policy file ``path``)."""
         since_ts = parse_when(since)
@@ -319,9 +325,8 @@ class Nac:
         else:
             raise PolicyError("give a candidate rule (rule flags) or --file POLICY")
         rows = history_reader.replay(self.store.conn, since_ts)
-        report = replay(rows, current=current, candidate=candidate)
         shown = str(path) if path is not None else rule_table(rule) if rule is not None else None
-        return {"since": iso_time(since_ts), "candidate": shown, **report}
+        return replay(rows, current=current, candidate=candidate, since=iso_time(since_ts), shown=shown)
 
     # -- profiles ----------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from nac.policy.file import PolicyDiff
 from nac.render import Record
 
 
@@ -134,6 +135,17 @@ class PolicyCheck(Record):
     groups: int
     default: str
     monitor: bool
+    warnings: list[str]
+
+
+@dataclass(frozen=True, kw_only=True)
+class PolicyImport(PolicyDiff):
+    """`nac policy import`: what changed, then the file, the rules now in force, the rules
+    version a running server polls, and the file's warnings."""
+
+    file: str
+    rules: int
+    rules_version: int
     warnings: list[str]
 
 

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
@@ -25,6 +24,8 @@ from nac.cli.common import (
     _print_json,
     _print_table,
 )
+from nac.policy.file import PolicyDiff
+from nac.policy.simulate import Simulation
 from nac.render import iso_time
 
 policy_app = typer.Typer(help="Check, import, export and compare policy files.", no_args_is_help=True)
@@ -84,21 +85,19 @@ def policy_diff(file: FileArgument, db: DbOption = None, as_json: JsonOption = F
     _print_diff(diff)
 
 
-def _print_diff(diff: dict[str, Any]) -> None:
-    for key, change in diff["defaults"].items():
-        typer.echo(f"~ defaults {key}: {_show(change['before'])} -> {_show(change['after'])}")
-    for rule in diff["added"]:
+def _print_diff(diff: PolicyDiff) -> None:
+    for key, change in diff.defaults.items():
+        typer.echo(f"~ defaults {key}: {_show(change.before)} -> {_show(change.after)}")
+    for rule in diff.added:
         typer.echo(f"+ {rule['id']}: {_summary(rule)}")
-    for rule in diff["removed"]:
+    for rule in diff.removed:
         typer.echo(f"- {rule['id']}: {_summary(rule)}")
-    for rule in diff["changed"]:
-        fields = "; ".join(
-            f"{k} {_show(v['before'])} -> {_show(v['after'])}" for k, v in rule["fields"].items()
-        )
-        typer.echo(f"~ {rule['id']}: {fields}")
+    for changed in diff.changed:
+        fields = "; ".join(f"{k} {_show(v.before)} -> {_show(v.after)}" for k, v in changed.fields.items())
+        typer.echo(f"~ {changed.id}: {fields}")
     typer.echo(
-        f"{len(diff['added'])} added, {len(diff['removed'])} removed, {len(diff['changed'])} changed, "
-        f"{diff['unchanged']} unchanged"
+        f"{len(diff.added)} added, {len(diff.removed)} removed, {len(diff.changed)} changed, "
+        f"{diff.unchanged} unchanged"
     )
 
 
@@ -133,9 +132,9 @@ def policy_import(
                 _print_json(report)
             else:
                 _print_diff(report)
-                version = report["rules_version"]
-                typer.echo(f"imported {file}: {report['rules']} rules in force (rules version {version})")
-            for warning in report["warnings"]:
+                version = report.rules_version
+                typer.echo(f"imported {file}: {report.rules} rules in force (rules version {version})")
+            for warning in report.warnings:
                 typer.echo(f"warning: {warning}", err=True)
             if before is not None:
                 from nac.cli.sessions import enforce_after  # noqa: PLC0415
@@ -299,27 +298,25 @@ def rules_simulate(
     _print_simulation(report)
 
 
-def _print_simulation(report: dict[str, Any]) -> None:
-    typer.echo(
-        f"replayed {report['requests']} requests from {report['devices']} devices since {report['since']}"
-    )
-    typer.echo(f"would change: {report['changed_devices']} devices, {report['changed_requests']} requests")
-    for label in ("changes", "clients", "ssids"):
-        counts = report[label]
+def _print_simulation(report: Simulation) -> None:
+    typer.echo(f"replayed {report.requests} requests from {report.devices} devices since {report.since}")
+    typer.echo(f"would change: {report.changed_devices} devices, {report.changed_requests} requests")
+    for label, counts in (("change", report.changes), ("client", report.clients), ("ssid", report.ssids)):
         if counts:
-            typer.echo(f"by {label.rstrip('s') if label != 'changes' else 'change'}:")
+            typer.echo(f"by {label}:")
             for key, count in counts.items():
                 typer.echo(f"  {count:>7}  {key}")
-    devices: Sequence[dict[str, Any]] = report["device_list"]
-    if devices:
+    if report.device_list:
         rows = [
             {
-                **d,
-                "change": f"{d['before']} -> {d['after']}",
-                "clients": ",".join(d["clients"]),
-                "ssids": ",".join(d["ssids"]),
-                "last_seen": iso_time(d["last_seen"]),
+                "mac": d.mac,
+                "change": f"{d.before} -> {d.after}",
+                "rule_after": d.rule_after,
+                "requests": d.requests,
+                "clients": ",".join(d.clients),
+                "ssids": ",".join(d.ssids),
+                "last_seen": iso_time(d.last_seen),
             }
-            for d in devices
+            for d in report.device_list
         ]
         _print_table(rows, ("mac", "change", "rule_after", "requests", "clients", "ssids", "last_seen"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import tomllib
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -16,6 +17,7 @@ from typing import Any, Final
 from nac.errors import PolicyError
 from nac.isotime import canonical_time
 from nac.policy.decide import Defaults, Rule, canonical_match
+from nac.render import Record
 from nac.tomlfile import Locator
 
 _MATCH_KEYS: Final = ("mac", "oui", "vendor", "randomized")
@@ -249,9 +251,37 @@ def _key(name: str) -> str:
 # -- comparing -------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, kw_only=True)
+class SettingChange(Record):
+    """One setting's value before and after (None: not set)."""
+
+    before: Any
+    after: Any
+
+
+@dataclass(frozen=True, kw_only=True)
+class RuleChange(Record):
+    """A rule kept by id whose settings differ: the differing ones, in policy-file order."""
+
+    id: str
+    fields: dict[str, SettingChange]
+
+
+@dataclass(frozen=True, kw_only=True)
+class PolicyDiff(Record):
+    """`nac policy diff`: rules (as policy-file tables) added and removed, rules changed,
+    defaults changed, and how many rules stay as they are."""
+
+    added: list[dict[str, Any]]
+    removed: list[dict[str, Any]]
+    changed: list[RuleChange]
+    defaults: dict[str, SettingChange]
+    unchanged: int
+
+
 def diff_policies(
     old_defaults: Defaults, old_rules: Iterable[Rule], new_defaults: Defaults, new_rules: Iterable[Rule]
-) -> dict[str, Any]:
+) -> PolicyDiff:
     """What replacing the old policy with the new one changes, rule by rule (keyed by id)."""
     old = {rule.id: rule_table(rule) for rule in old_rules}
     new = {rule.id: rule_table(rule) for rule in new_rules}
@@ -261,23 +291,23 @@ def diff_policies(
         if before != after:
             keys = sorted((before.keys() | after.keys()) - {"id"}, key=_RULE_ORDER.index)
             fields = {
-                k: {"before": before.get(k), "after": after.get(k)}
+                k: SettingChange(before=before.get(k), after=after.get(k))
                 for k in keys
                 if before.get(k) != after.get(k)
             }
-            changed.append({"id": rule_id, "fields": fields})
+            changed.append(RuleChange(id=rule_id, fields=fields))
     old_table, new_table = defaults_table(old_defaults), defaults_table(new_defaults)
-    return {
-        "added": [new[i] for i in new if i not in old],
-        "removed": [old[i] for i in old if i not in new],
-        "changed": sorted(changed, key=lambda c: c["id"]),
-        "defaults": {
-            k: {"before": old_table.get(k), "after": new_table.get(k)}
+    return PolicyDiff(
+        added=[new[i] for i in new if i not in old],
+        removed=[old[i] for i in old if i not in new],
+        changed=sorted(changed, key=lambda c: c.id),
+        defaults={
+            k: SettingChange(before=old_table.get(k), after=new_table.get(k))
             for k in sorted(old_table.keys() | new_table.keys())
             if old_table.get(k) != new_table.get(k)
         },
-        "unchanged": sum(1 for i in old.keys() & new.keys() if old[i] == new[i]),
-    }
+        unchanged=sum(1 for i in old.keys() & new.keys() if old[i] == new[i]),
+    )
 
 
 def rule_line(text: str, origin: str, rule_id: str | None) -> str:

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 
 from nac.policy.decide import Context, Decision, Policy, method_class, ssid_of
 from nac.registry.mac import try_parse_mac
+from nac.render import Record
 
 #: Devices listed in the report (the counts cover them all).
 DEVICES_MAX: Final = 1000
@@ -31,13 +33,55 @@ class ReplayRow(NamedTuple):
     method: str
 
 
+@dataclass(frozen=True, kw_only=True)
+class ChangedDevice(Record):
+    """A device the candidate would answer differently: both answers and rules, how often it
+    asked, where from, and when (Unix times)."""
+
+    mac: str
+    before: str
+    after: str
+    rule_before: str | None
+    rule_after: str | None
+    requests: int
+    clients: list[str]
+    ssids: list[str]
+    first_seen: float
+    last_seen: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class Simulation(Record):
+    """`nac rules simulate`: the replay's window and candidate (a policy file, or a rule as its
+    policy-file table), what it read, and what would change, counted and by device."""
+
+    since: str | None
+    candidate: str | dict[str, Any] | None
+    requests: int
+    devices: int
+    changed_requests: int
+    changed_devices: int
+    changes: dict[str, int]
+    clients: dict[str, int]
+    ssids: dict[str, int]
+    device_list: list[ChangedDevice]
+
+
 def _outcome(decision: Decision) -> str:
     """What the device would get: the action and its VLAN (monitor decisions are accepts)."""
     return decision.action if decision.vlan is None else f"{decision.action} vlan {decision.vlan}"
 
 
-def simulate(rows: Iterable[Sequence[Any]], *, current: Policy, candidate: Policy) -> dict[str, Any]:
-    """Replay ``rows`` (ReplayRow fields) through both policies; report what changes."""
+def simulate(
+    rows: Iterable[Sequence[Any]],
+    *,
+    current: Policy,
+    candidate: Policy,
+    since: str | None = None,
+    shown: str | dict[str, Any] | None = None,
+) -> Simulation:
+    """Replay ``rows`` (ReplayRow fields) through both policies; report what changes.
+    ``since`` and ``shown`` (the candidate as the report names it) are only reported."""
     requests = changed_requests = 0
     devices: dict[str, dict[str, Any]] = {}
     seen_devices: set[str] = set()
@@ -92,15 +136,29 @@ def simulate(rows: Iterable[Sequence[Any]], *, current: Policy, candidate: Polic
         device["first_seen"] = min(device["first_seen"], ts)
         device["last_seen"] = max(device["last_seen"], ts)
     listed = sorted(devices.values(), key=lambda d: (-d["requests"], d["mac"]))
-    return {
-        "requests": requests,
-        "devices": len(seen_devices),
-        "changed_requests": changed_requests,
-        "changed_devices": len(devices),
-        "changes": dict(by_change.most_common()),
-        "clients": dict(by_client.most_common()),
-        "ssids": dict(by_ssid.most_common()),
-        "device_list": [
-            {**d, "clients": sorted(d["clients"]), "ssids": sorted(d["ssids"])} for d in listed[:DEVICES_MAX]
+    return Simulation(
+        since=since,
+        candidate=shown,
+        requests=requests,
+        devices=len(seen_devices),
+        changed_requests=changed_requests,
+        changed_devices=len(devices),
+        changes=dict(by_change.most_common()),
+        clients=dict(by_client.most_common()),
+        ssids=dict(by_ssid.most_common()),
+        device_list=[
+            ChangedDevice(
+                mac=d["mac"],
+                before=d["before"],
+                after=d["after"],
+                rule_before=d["rule_before"],
+                rule_after=d["rule_after"],
+                requests=d["requests"],
+                clients=sorted(d["clients"]),
+                ssids=sorted(d["ssids"]),
+                first_seen=d["first_seen"],
+                last_seen=d["last_seen"],
+            )
+            for d in listed[:DEVICES_MAX]
         ],
-    }
+    )
