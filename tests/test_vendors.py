@@ -15,7 +15,7 @@ from nac.app.facade import open_store
 from nac.cli.main import app
 from nac.registry.families import Family, parse_families
 from nac.registry.oui import Registry, registry_from_manuf
-from nac.registry.vendors import review, show
+from nac.registry.vendors import Coverage, PatternHits, review, show
 from nac.resources import load_families
 
 # Every spelling drift and false friend the families have to get right, in manuf format.
@@ -112,20 +112,20 @@ def test_show_lists_patterns_exclusions_and_counts_per_registry(
     registry: Registry, families: dict[str, Family]
 ) -> None:
     report = show(families["dahua"], registry)
-    assert report["name"] == "Dahua"
-    assert "FCC" in report["basis"]
-    assert report["organization_patterns"][0]["pattern"] == "zhejiang dahua"
-    assert report["organization_patterns"][0]["prefixes"] == 3
-    assert report["exclude_organizations"] == [
-        {
-            "pattern": "shanghai dahua scale factory",
-            "organizations": ["Shanghai Dahua Scale Factory"],
-            "prefixes": 1,
-        }
+    assert report.name == "Dahua"
+    assert "FCC" in report.basis
+    assert report.organization_patterns[0].pattern == "zhejiang dahua"
+    assert report.organization_patterns[0].prefixes == 3
+    assert report.exclude_organizations == [
+        PatternHits(
+            pattern="shanghai dahua scale factory",
+            organizations=["Shanghai Dahua Scale Factory"],
+            prefixes=1,
+        )
     ]
-    assert report["total"] == {"organizations": 3, "prefixes": 3, "registries": {"MA-L": 3}}
+    assert report.total == Coverage(organizations=3, prefixes=3, registries={"MA-L": 3})
     hik = show(families["hikvision"], registry)
-    assert hik["total"]["registries"] == {"MA-L": 2, "MA-S": 1}
+    assert hik.total.registries == {"MA-L": 2, "MA-S": 1}
 
 
 def test_review_finds_look_alikes_and_family_entries_matching_nothing(

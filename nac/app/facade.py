@@ -471,7 +471,7 @@ class Nac:
         whether its MAC was valid."""
         return inventory.csv_lines(self.policy(), lines, now=time.time())
 
-    def vendors_search(self, text: str) -> list[dict[str, Any]]:
+    def vendors_search(self, text: str) -> list[vendors.OrganizationCount]:
         """The organisations a ``--vendor TEXT`` rule covers, with prefix counts per registry."""
         if not normalize_name(text):
             raise NacError(f"{text!r} has no letters or digits to search for")
@@ -483,11 +483,11 @@ class Nac:
             raise NacError(f"no vendor family {name!r}; known families: {', '.join(sorted(self.families))}")
         return family
 
-    def vendors_show(self, name: str) -> dict[str, Any]:
+    def vendors_show(self, name: str) -> vendors.FamilyReport:
         """A family's basis, patterns and exclusions, and exactly what it covers."""
         return vendors.show(self._family(name), self.registry)
 
-    def vendors_review(self) -> dict[str, Any]:
+    def vendors_review(self) -> vendors.VendorReview:
         """Look-alike organisations no family covers, and family entries matching nothing."""
         return vendors.review(self.families, self.registry)
 

@@ -149,7 +149,7 @@ def rollback_registry(store: Store) -> RegistryRollback:
 
 def _watch(
     store: Store, families: dict[str, Family], registry: Registry, entries: Sequence[Any]
-) -> list[dict[str, Any]]:
+) -> list[vendors.WatchEntry]:
     """New or reassigned entries that a vendor rule covers or that look like a family one
     targets: what an operator should read before the new registry decides."""
     rules = [rule for rule in store.rules() if rule.kind == "vendor"]

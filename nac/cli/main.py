@@ -10,7 +10,7 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -36,6 +36,9 @@ from nac.cli.common import (
     _print_json,
     _registries,
 )
+
+if TYPE_CHECKING:
+    from nac.registry.vendors import OrganizationCount
 
 app = typer.Typer(  # its help is _main()'s docstring
     no_args_is_help=True,
@@ -284,10 +287,10 @@ def vendors_search(
     _print_organizations(rows)
 
 
-def _print_organizations(rows: Sequence[dict[str, Any]], indent: str = "") -> None:
+def _print_organizations(rows: Sequence[OrganizationCount], indent: str = "") -> None:
     for row in rows:
-        typer.echo(f"{indent}{row['prefixes']:>6}  {row['organization']}  ({_registries(row['registries'])})")
-    typer.echo(f"{indent}{sum(r['prefixes'] for r in rows):>6}  prefixes in all")
+        typer.echo(f"{indent}{row.prefixes:>6}  {row.organization}  ({_registries(row.registries)})")
+    typer.echo(f"{indent}{sum(r.prefixes for r in rows):>6}  prefixes in all")
 
 
 @vendors_app.command("show")
@@ -308,28 +311,26 @@ def vendors_show(
     if as_json:
         _print_json(report)
         return
-    typer.echo(f"{report['name']} (family {report['family']}, registry {report['snapshot']})")
-    typer.echo(f"basis: {report['basis']}")
+    typer.echo(f"{report.name} (family {report.family}, registry {report.snapshot})")
+    typer.echo(f"basis: {report.basis}")
     typer.echo("organisation patterns:")
-    for row in report["organization_patterns"]:
-        typer.echo(
-            f"  {row['pattern']!r}: {row['prefixes']} prefixes, {len(row['organizations'])} organisations"
-        )
-    for row in report["prefixes"]:
-        typer.echo(f"  prefix {row['prefix']}: {row['organization'] or '(not in the registry)'}")
-    if report["exclude_organizations"] or report["exclude_prefixes"]:
+    for hits in report.organization_patterns:
+        typer.echo(f"  {hits.pattern!r}: {hits.prefixes} prefixes, {len(hits.organizations)} organisations")
+    for entry in report.prefixes:
+        typer.echo(f"  prefix {entry.prefix}: {entry.organization or '(not in the registry)'}")
+    if report.exclude_organizations or report.exclude_prefixes:
         typer.echo("exclusions:")
-    for row in report["exclude_organizations"]:
-        names = "; ".join(row["organizations"]) or "(matches nothing)"
-        typer.echo(f"  {row['pattern']!r}: {row['prefixes']} prefixes: {names}")
-    for row in report["exclude_prefixes"]:
-        typer.echo(f"  prefix {row['prefix']}: {row['organization'] or '(not in the registry)'}")
-    total = report["total"]
+    for hits in report.exclude_organizations:
+        names = "; ".join(hits.organizations) or "(matches nothing)"
+        typer.echo(f"  {hits.pattern!r}: {hits.prefixes} prefixes: {names}")
+    for entry in report.exclude_prefixes:
+        typer.echo(f"  prefix {entry.prefix}: {entry.organization or '(not in the registry)'}")
+    total = report.total
     typer.echo(
-        f"covers {total['prefixes']} prefixes ({_registries(total['registries'])}) "
-        f"of {total['organizations']} organisations:"
+        f"covers {total.prefixes} prefixes ({_registries(total.registries)}) "
+        f"of {total.organizations} organisations:"
     )
-    _print_organizations(report["covered"], indent="  ")
+    _print_organizations(report.covered, indent="  ")
 
 
 @vendors_app.command("review")
@@ -348,20 +349,20 @@ def vendors_review(db: DbOption = None, as_json: JsonOption = False) -> None:
     if as_json:
         _print_json(report)
         return
-    typer.echo(f"registry {report['snapshot']}")
+    typer.echo(f"registry {report.snapshot}")
     typer.echo("look-alikes not covered (decide: add to the family, or exclude):")
-    for row in report["uncovered"]:
-        note = "  [excluded by the family]" if row["excluded"] else ""
+    for alike in report.uncovered:
+        note = "  [excluded by the family]" if alike.excluded else ""
         typer.echo(
-            f"  {row['family']:<10} {row['organization']}  ({_registries(row['registries'])}; "
-            f"shares {', '.join(row['shared_words'])}){note}"
+            f"  {alike.family:<10} {alike.organization}  ({_registries(alike.registries)}; "
+            f"shares {', '.join(alike.shared_words)}){note}"
         )
-    if not report["uncovered"]:
+    if not report.uncovered:
         typer.echo("  none")
     typer.echo("family entries that match nothing in this registry:")
-    for row in report["unmatched"]:
-        typer.echo(f"  {row['family']:<10} {row['field']}: {row['value']}")
-    if not report["unmatched"]:
+    for entry in report.unmatched:
+        typer.echo(f"  {entry.family:<10} {entry.field}: {entry.value}")
+    if not report.unmatched:
         typer.echo("  none")
 
 
