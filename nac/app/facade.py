@@ -25,6 +25,7 @@ from nac.app.results import (
     MatchedRule,
     PolicyCheck,
     PolicyImport,
+    RegistryImport,
     RegistryRollback,
     RegistryStatus,
     RuleRow,
@@ -504,7 +505,7 @@ class Nac:
         on: str | None = None,
         replace: bool = False,
         dry_run: bool = False,
-    ) -> dict[str, Any]:
+    ) -> RegistryImport:
         """Validate every file, then make them the registry in one transaction (or refuse:
         :func:`nac.app_registry.import_registry`); returns what changed (or would change)."""
         report, new = import_registry(

@@ -9,11 +9,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import fields
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from nac.app.results import OlderSnapshot, RegistryRollback, RegistryStatus, SnapshotStatus
+from nac.app.results import (
+    FileRead,
+    OlderSnapshot,
+    RegistryImport,
+    RegistryImportPlan,
+    RegistryRollback,
+    RegistryStatus,
+    SnapshotStatus,
+)
 from nac.errors import NacError, PolicyError
 from nac.policy.decide import Policy
 from nac.registry import ieee, vendors
@@ -30,7 +39,7 @@ class ImportRefusedError(NacError):
     """An import that would remove too much of the registry, refused until ``--replace``;
     ``report`` is the diff, so the operator sees what would have been lost."""
 
-    def __init__(self, message: str, report: dict[str, Any]) -> None:
+    def __init__(self, message: str, report: RegistryImportPlan) -> None:
         super().__init__(message)
         self.report = report
 
@@ -73,7 +82,7 @@ def import_registry(
     on: str | None = None,
     replace: bool = False,
     dry_run: bool = False,
-) -> tuple[dict[str, Any], Registry | None]:
+) -> tuple[RegistryImport, Registry | None]:
     """Validate every file, then make them the registry in one transaction.
 
     Each registry a file contains (MA-L, MA-M, MA-S, IAB) is replaced whole; the others
@@ -97,43 +106,50 @@ def import_registry(
     diff = ieee.diff_registries(old, new)
     watch = _watch(store, families, new, [*diff.added, *(n for _, n in diff.reassigned)])
     refusal = ieee.removal_refusal(old, diff, sources=[Path(f.name).name for f in files])
-    report = {
-        "snapshot": snapshot.id,
-        "source": snapshot.source,
-        "date": snapshot.date,
-        "sha256": snapshot.sha256,
-        "counts": snapshot.counts,
-        "replaced": replaced,
-        "previous": old.snapshot.id,
-        "files": [
-            {
-                "file": Path(f.name).name,
-                "format": f.format,
-                "registries": sorted(f.registries, key=ieee.REGISTRIES.index),
-                "assignments": len(f.assignments),
-                "duplicates": f.duplicates,
-            }
+    plan = RegistryImportPlan(
+        snapshot=snapshot.id,
+        source=snapshot.source,
+        date=snapshot.date,
+        sha256=snapshot.sha256,
+        counts=snapshot.counts,
+        replaced=replaced,
+        previous=old.snapshot.id,
+        files=[
+            FileRead(
+                file=Path(f.name).name,
+                format=f.format,
+                registries=sorted(f.registries, key=ieee.REGISTRIES.index),
+                assignments=len(f.assignments),
+                duplicates=f.duplicates,
+            )
             for f in files
         ],
-        "added": [ieee.entry_row(e) for e in diff.added],
-        "removed": [ieee.entry_row(e) for e in diff.removed],
-        "reassigned": ieee.change_rows(diff.reassigned),
-        "renamed": ieee.change_rows(diff.renamed),
-        "by_registry": ieee.by_registry(old, new, diff),
-        "watch": watch,
-        "dry_run": dry_run,
-        "refused": None if replace else refusal,
-    }
+        added=[ieee.entry_row(e) for e in diff.added],
+        removed=[ieee.entry_row(e) for e in diff.removed],
+        reassigned=ieee.change_rows(diff.reassigned),
+        renamed=ieee.change_rows(diff.renamed),
+        by_registry=ieee.by_registry(old, new, diff),
+        watch=watch,
+        dry_run=dry_run,
+        refused=None if replace else refusal,
+    )
     if refusal is not None and not replace:
-        raise ImportRefusedError(refusal, report)
+        raise ImportRefusedError(refusal, plan)
     if dry_run:
-        return {**report, "registry_version": store.registry_version()}, None
+        return _done(plan, store), None
     base = [(e.prefix, e.prefix_bits, e.organization, e.registry) for e in old.entries]
     now = datetime.now(UTC).timestamp()
     store.replace_registry(
         entries, snapshot=snapshot, replaced=replaced, base=old.snapshot, base_entries=base, now=now
     )
-    return {**report, "registry_version": store.registry_version()}, new
+    return _done(plan, store), new
+
+
+def _done(plan: RegistryImportPlan, store: Store) -> RegistryImport:
+    """``plan`` with the registry version now in force."""
+    return RegistryImport(
+        **{f.name: getattr(plan, f.name) for f in fields(plan)}, registry_version=store.registry_version()
+    )
 
 
 def rollback_registry(store: Store) -> RegistryRollback:

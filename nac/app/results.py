@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from nac.policy.file import PolicyDiff
+from nac.registry.ieee import ChangeRow, EntryRow, RegistryChanges
+from nac.registry.vendors import WatchEntry
 from nac.render import Record
 
 
@@ -324,4 +326,46 @@ class RegistryRollback(Record):
 
     discarded: SnapshotStatus
     restored: SnapshotStatus
+    registry_version: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class FileRead(Record):
+    """A registry file `nac oui import` read: its format, the registries it holds, its
+    assignments, and repeated blocks ignored."""
+
+    file: str
+    format: str
+    registries: list[str]
+    assignments: int
+    duplicates: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class RegistryImportPlan(Record):
+    """What `nac oui import` makes (or would make, or refused to make) the registry: the new
+    snapshot, the registries it replaces, the files read, and every entry that changes."""
+
+    snapshot: str
+    source: str
+    date: str
+    sha256: str
+    counts: dict[str, int]
+    replaced: list[str]
+    previous: str
+    files: list[FileRead]
+    added: list[EntryRow]
+    removed: list[EntryRow]
+    reassigned: list[ChangeRow]
+    renamed: list[ChangeRow]
+    by_registry: dict[str, RegistryChanges]
+    watch: list[WatchEntry]
+    dry_run: bool
+    refused: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RegistryImport(RegistryImportPlan):
+    """An import done (or a dry run), with the registry version a running server polls."""
+
     registry_version: int

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import TYPE_CHECKING, Annotated, Final
 
 import typer
 
@@ -19,6 +19,9 @@ from nac.cli.common import (
     _print_table,
     _registries,
 )
+
+if TYPE_CHECKING:
+    from nac.app.results import RegistryImportPlan
 
 oui_app = typer.Typer(help="Import and inspect the IEEE registry data.", no_args_is_help=True)
 
@@ -60,6 +63,7 @@ def oui_import(
     from nac.app.facade import ImportRefusedError  # noqa: PLC0415 - keeps `nac --help` fast
 
     refused: ImportRefusedError | None = None
+    report: RegistryImportPlan
     with _errors():
         nac = _app(db)
         try:
@@ -78,46 +82,37 @@ def oui_import(
         typer.echo("dry run: nothing changed")
 
 
-def _print_import(report: dict[str, Any]) -> None:
-    for f in report["files"]:
-        dupes = f", {f['duplicates']} repeated blocks ignored" if f["duplicates"] else ""
+def _print_import(report: RegistryImportPlan) -> None:
+    for f in report.files:
+        dupes = f", {f.duplicates} repeated blocks ignored" if f.duplicates else ""
         typer.echo(
-            f"read {f['file']}: {f['format']}, {f['assignments']} assignments "
-            f"({', '.join(f['registries'])}){dupes}"
+            f"read {f.file}: {f.format}, {f.assignments} assignments ({', '.join(f.registries)}){dupes}"
         )
-    verb = "would replace" if report["dry_run"] or report["refused"] else "replaces"
+    verb = "would replace" if report.dry_run or report.refused else "replaces"
     typer.echo(
-        f"registry {report['snapshot']} (dated {report['date']}) {verb} {report['previous']} "
-        f"for {', '.join(report['replaced'])}: {_registries(report['counts'])}"
+        f"registry {report.snapshot} (dated {report.date}) {verb} {report.previous} "
+        f"for {', '.join(report.replaced)}: {_registries(report.counts)}"
     )
     _print_table(
-        [{"registry": name, **row} for name, row in report["by_registry"].items()], _BY_REGISTRY_COLUMNS
+        [{"registry": name, **row} for name, row in report.by_registry.items()], _BY_REGISTRY_COLUMNS
     )
-    for label, mark, rows in (("added", "+", report["added"]), ("removed", "-", report["removed"])):
-        typer.echo(f"{label}: {len(rows)}")
-        for row in rows[:_EXAMPLES]:
+    for label, mark, entries in (("added", "+", report.added), ("removed", "-", report.removed)):
+        typer.echo(f"{label}: {len(entries)}")
+        for entry in entries[:_EXAMPLES]:
+            typer.echo(f"  {mark} {entry.prefix}/{entry.prefix_bits} {entry.registry}  {entry.organization}")
+        _more(entries)
+    for label, changes in (("reassigned", report.reassigned), ("renamed", report.renamed)):
+        typer.echo(f"{label}: {len(changes)}")
+        for change in changes[:_EXAMPLES]:
             typer.echo(
-                f"  {mark} {row['prefix']}/{row['prefix_bits']} {row['registry']}  {row['organization']}"
+                f"  ~ {change.prefix}/{change.prefix_bits} {change.registry}  {change.old} -> {change.new}"
             )
-        _more(rows)
-    for label, rows in (("reassigned", report["reassigned"]), ("renamed", report["renamed"])):
-        typer.echo(f"{label}: {len(rows)}")
-        for row in rows[:_EXAMPLES]:
-            typer.echo(
-                f"  ~ {row['prefix']}/{row['prefix_bits']} {row['registry']}  {row['old']} -> {row['new']}"
-            )
-        _more(rows)
-    typer.echo(
-        f"to review (covered by a vendor rule, or like a family a rule targets): {len(report['watch'])}"
-    )
-    for row in report["watch"]:
-        why = [f"rule {r}" for r in row["rules"]] + [
-            f"looks like {k}, not covered" for k in row["looks_like"]
-        ]
-        typer.echo(
-            f"  ! {row['prefix']}/{row['prefix_bits']} {row['registry']}  {row['organization']}: "
-            + "; ".join(why)
-        )
+        _more(changes)
+    typer.echo(f"to review (covered by a vendor rule, or like a family a rule targets): {len(report.watch)}")
+    for watch in report.watch:
+        why = [f"rule {r}" for r in watch.rules] + [f"looks like {k}, not covered" for k in watch.looks_like]
+        where = f"{watch.prefix}/{watch.prefix_bits} {watch.registry}  {watch.organization}"
+        typer.echo(f"  ! {where}: " + "; ".join(why))
 
 
 def _more(rows: Sequence[object]) -> None:

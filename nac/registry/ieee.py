@@ -16,12 +16,14 @@ from __future__ import annotations
 import csv
 import hashlib
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final, NamedTuple
 
 from nac.errors import PolicyError
 from nac.registry.oui import Registry, VendorMatch, normalize_name, parse_manuf, registry_name
+from nac.render import Record
 
 REGISTRIES: Final = ("MA-L", "MA-M", "MA-S", "IAB")
 IEEE_HEADER: Final = ("Registry", "Assignment", "Organization Name", "Organization Address")
@@ -183,24 +185,57 @@ def diff_registries(old: Registry, new: Registry) -> RegistryDiff:
     return RegistryDiff(added=added, removed=removed, reassigned=reassigned, renamed=renamed)
 
 
-def entry_row(entry: VendorMatch) -> dict[str, object]:
-    return {
-        "prefix": entry.prefix_text,
-        "prefix_bits": entry.prefix_bits,
-        "registry": entry.registry,
-        "organization": entry.organization,
-    }
+@dataclass(frozen=True, kw_only=True)
+class EntryRow(Record):
+    """A registry assignment an import adds or removes."""
+
+    prefix: str
+    prefix_bits: int
+    registry: str
+    organization: str
 
 
-def change_rows(pairs: Iterable[tuple[VendorMatch, VendorMatch]]) -> list[dict[str, object]]:
+@dataclass(frozen=True, kw_only=True)
+class ChangeRow(Record):
+    """A block an import gives to another organisation, or whose organisation it renames."""
+
+    prefix: str
+    prefix_bits: int
+    registry: str
+    old: str
+    new: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class RegistryChanges(Record):
+    """One registry's (MA-L, ...) entries before and after an import, and what changed."""
+
+    before: int
+    after: int
+    added: int
+    removed: int
+    reassigned: int
+    renamed: int
+
+
+def entry_row(entry: VendorMatch) -> EntryRow:
+    return EntryRow(
+        prefix=entry.prefix_text,
+        prefix_bits=entry.prefix_bits,
+        registry=entry.registry,
+        organization=entry.organization,
+    )
+
+
+def change_rows(pairs: Iterable[tuple[VendorMatch, VendorMatch]]) -> list[ChangeRow]:
     return [
-        {
-            "prefix": new.prefix_text,
-            "prefix_bits": new.prefix_bits,
-            "registry": new.registry,
-            "old": old.organization,
-            "new": new.organization,
-        }
+        ChangeRow(
+            prefix=new.prefix_text,
+            prefix_bits=new.prefix_bits,
+            registry=new.registry,
+            old=old.organization,
+            new=new.organization,
+        )
         for old, new in pairs
     ]
 
@@ -213,24 +248,26 @@ MAX_REMOVED_SHARE: Final = 0.05
 EXAMPLES: Final = 3
 
 
-def by_registry(old: Registry, new: Registry, diff: RegistryDiff) -> dict[str, dict[str, int]]:
+def by_registry(old: Registry, new: Registry, diff: RegistryDiff) -> dict[str, RegistryChanges]:
     """Per registry (MA-L, MA-M, MA-S, IAB): entries before and after, and how many were
     added, removed, reassigned to another organisation and renamed."""
     before, after = old.counts(), new.counts()
-    out: dict[str, dict[str, int]] = {
-        name: dict.fromkeys(("before", "after", "added", "removed", "reassigned", "renamed"), 0)
+    added = Counter(e.registry for e in diff.added)
+    removed = Counter(e.registry for e in diff.removed)
+    reassigned = Counter(e.registry for _, e in diff.reassigned)
+    renamed = Counter(e.registry for _, e in diff.renamed)
+    return {
+        name: RegistryChanges(
+            before=before.get(name, 0),
+            after=after.get(name, 0),
+            added=added[name],
+            removed=removed[name],
+            reassigned=reassigned[name],
+            renamed=renamed[name],
+        )
         for name in REGISTRIES
         if name in before or name in after
     }
-    for name, row in out.items():
-        row["before"], row["after"] = before.get(name, 0), after.get(name, 0)
-    for key, entries in (("added", diff.added), ("removed", diff.removed)):
-        for entry in entries:
-            out[entry.registry][key] += 1
-    for key, pairs in (("reassigned", diff.reassigned), ("renamed", diff.renamed)):
-        for _, entry in pairs:
-            out[entry.registry][key] += 1
-    return out
 
 
 def removal_refusal(old: Registry, diff: RegistryDiff, *, sources: Sequence[str]) -> str | None:
