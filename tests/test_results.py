@@ -11,10 +11,15 @@ from nac.app.results import (
     CheckResult,
     DeviceProfile,
     MatchedRule,
+    PolicyImport,
+    RegistryImport,
+    RegistryImportPlan,
     RegistryRollback,
     RuleRow,
     SnapshotStatus,
 )
+from nac.policy.file import RuleChange, SettingChange
+from nac.policy.simulate import ChangedDevice, Simulation
 from nac.render import to_json
 
 
@@ -65,3 +70,40 @@ def test_a_json_key_a_field_cannot_be_named_reads_and_prints_under_that_key() ->
         pass
     else:
         raise AssertionError("a renamed field must not read under its Python name")
+
+
+def test_a_policy_import_is_the_diff_then_what_was_imported() -> None:
+    report = PolicyImport(
+        added=[{"id": "ban", "vendor": "huawei", "action": "reject"}], removed=[],
+        changed=[RuleChange(id="lab", fields={"vlan": SettingChange(before=None, after=30)})],
+        defaults={"action": SettingChange(before="accept", after="reject")}, unchanged=2,
+        file="site.toml", rules=3, rules_version=7, warnings=[],
+    )  # fmt: skip
+    plain = report.to_json()
+    assert list(plain) == [
+        "added", "removed", "changed", "defaults", "unchanged", "file", "rules", "rules_version", "warnings"
+    ]  # fmt: skip
+    assert plain["changed"] == [{"id": "lab", "fields": {"vlan": {"before": None, "after": 30}}}]
+    assert plain["defaults"] == {"action": {"before": "accept", "after": "reject"}}
+
+
+def test_a_simulation_names_its_window_and_candidate_first() -> None:
+    device = ChangedDevice(
+        mac="00:e0:fc:12:34:56", before="accept", after="reject", rule_before=None, rule_after="ban",
+        requests=2, clients=["sw1"], ssids=[], first_seen=1.0, last_seen=2.0,
+    )  # fmt: skip
+    report = Simulation(
+        since="2026-11-01T00:00:00Z", candidate={"id": "ban"}, requests=2, devices=1,
+        changed_requests=2, changed_devices=1, changes={"accept -> reject": 2}, clients={"sw1": 2},
+        ssids={}, device_list=[device],
+    )  # fmt: skip
+    plain = report.to_json()
+    assert list(plain)[:3] == ["since", "candidate", "requests"]
+    assert plain["device_list"][0]["rule_after"] == "ban"
+    assert json.loads(to_json(report)) == plain
+
+
+def test_a_refused_registry_import_has_no_registry_version_and_a_done_one_ends_with_it() -> None:
+    plan = [f.name for f in fields(RegistryImportPlan)]
+    assert plan[-3:] == ["watch", "dry_run", "refused"]
+    assert [f.name for f in fields(RegistryImport)] == [*plan, "registry_version"]

@@ -306,9 +306,7 @@ class Nac:
     def audit_verify(self) -> Verdict:
         return verify_chain(self.store.audit_rows(), self.store.audit_head())
 
-    def simulate(
-        self, *, since: str, rule: Rule | None = None, path: str | Path | None = None
-    ) -> Simulation:
+    def simulate(self, *, since: str, rule: Rule | None = None, path: str | Path | None = None) -> Simulation:
         """Replay history since ``since`` through the rules in force and through the candidate
         (the rules in force plus ``rule``, or the policy file ``path``)."""
         since_ts = parse_when(since)
