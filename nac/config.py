@@ -38,7 +38,7 @@ TEST_SECRET: Final = "testing123"  # noqa: S105 (documented, warned about)
 RULES_POLL_SECONDS: Final = 1.0  # a rule change applies within 2 seconds (README)
 
 _SERVER_KEYS: Final = {
-    "bind", "auth_port", "acct_port", "db", "duplicate_ttl", "on_history_failure", "equipment",
+    "bind", "auth_port", "acct_port", "db", "duplicate_ttl", "on_history_failure", "equipment", "node",
 }  # fmt: skip
 _CLIENT_KEYS: Final = {
     "name",
@@ -67,6 +67,9 @@ class Config:
     auth_port: int = DEFAULT_AUTH_PORT
     acct_port: int = DEFAULT_ACCT_PORT
     db: str | None = None  # None: $NAC_DB, else ./nac.db
+    #: This server's name on every history row and session it records: which server a device
+    #: asked, when several share a database.
+    node: str = field(default_factory=lambda: socket.gethostname() or "nac")
     duplicate_ttl: float = 5.0
     rules_poll: float = RULES_POLL_SECONDS
     clients: tuple[Client, ...] = field(default_factory=tuple)
@@ -175,6 +178,11 @@ def _parse(data: Mapping[str, Any], loc: Locator) -> tuple[dict[str, Any], tuple
         if not isinstance(server["db"], str) or not server["db"]:
             raise ConfigError(f"{loc.where('server', 'db')}: a file path")
         values["db"] = server["db"]
+    if "node" in server:
+        node = server["node"]
+        if not isinstance(node, str) or not node.strip() or len(node) > 64 or not node.isprintable():
+            raise ConfigError(f"{loc.where('server', 'node')}: a name of 1 to 64 printable characters")
+        values["node"] = node.strip()
     if "on_history_failure" in server:
         if server["on_history_failure"] not in ("withhold", "answer"):
             raise ConfigError(f'{loc.where("server", "on_history_failure")}: "withhold" or "answer"')

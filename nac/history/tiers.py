@@ -58,10 +58,14 @@ _HISTORY_TYPES: Final = {
 }
 RECENT_SUFFIX: Final = "-recent"
 _INDEXED_UPTO: Final = "SELECT CAST(value AS INTEGER) FROM main.meta WHERE key = 'history_indexed_upto'"
-# Every stored column of a history row with its type (`id` and the generated `time` aside).
-_COLUMN_DEFS: Final = ", ".join(f"{name} {_HISTORY_TYPES.get(name, 'TEXT')}" for name in HISTORY_COLUMNS)
-_ID_AND_COLUMNS: Final = ", ".join(("id", *HISTORY_COLUMNS))
-_ID_AND_PARAMS: Final = ", ".join("?" * (1 + len(HISTORY_COLUMNS)))
+#: Every stored column of a history row (`id` and the generated `time` aside): the record's, then
+#: the server that made it, kept per batch (every decision of a group commit is one server's).
+STORED_COLUMNS: Final = (*HISTORY_COLUMNS, "node")
+_COLUMN_DEFS: Final = ", ".join(f"{name} {_HISTORY_TYPES.get(name, 'TEXT')}" for name in STORED_COLUMNS)
+_ID_AND_COLUMNS: Final = ", ".join(("id", *STORED_COLUMNS))
+_ID_AND_PARAMS: Final = ", ".join("?" * (1 + len(STORED_COLUMNS)))
+#: A row as the tier before batches kept it (no node).
+_ID_AND_RECORD: Final = ", ".join(("id", *HISTORY_COLUMNS))
 #: At low load every decision is a commit of its own, which writes the table's last page to the
 #: WAL: 1 KiB pages make that WAL (and the checkpoints' copying) a quarter of 4 KiB pages'.
 #: A large batch's blob fills overflow pages of either size.
@@ -71,7 +75,7 @@ RECENT_PAGE_SIZE: Final = 1024
 RECENT_CACHE_KIB: Final = -512
 _RECENT_TABLES: Final = (
     "CREATE TABLE IF NOT EXISTS recent.history_batches (id INTEGER PRIMARY KEY, last INTEGER NOT NULL,"
-    " ts_first REAL NOT NULL, ts_last REAL NOT NULL, rows BLOB NOT NULL)",
+    " ts_first REAL NOT NULL, ts_last REAL NOT NULL, rows BLOB NOT NULL, node TEXT)",
     "CREATE TABLE IF NOT EXISTS recent.history_seq"
     " (one INTEGER PRIMARY KEY CHECK (one = 1), last INTEGER NOT NULL)",
 )
@@ -80,8 +84,8 @@ _TOP: Final = (
     " COALESCE((SELECT last FROM recent.history_seq), 0))"
 )
 _APPEND: Final = (
-    "INSERT INTO recent.history_batches (id, last, ts_first, ts_last, rows)"  # noqa: S608 - constants
-    f" SELECT top + 1, top + ?, ?, ?, ? FROM (SELECT {_TOP} AS top) RETURNING id"
+    "INSERT INTO recent.history_batches (id, last, ts_first, ts_last, rows, node)"  # noqa: S608 - constants
+    f" SELECT top + 1, top + ?, ?, ?, ?, ? FROM (SELECT {_TOP} AS top) RETURNING id"
 )
 #: Collection and prune keep the id floor before they delete batches (perhaps the newest).
 _KEEP_FLOOR: Final = f"UPDATE recent.history_seq SET last = {_TOP}"  # noqa: S608 - constants
@@ -104,8 +108,10 @@ _INSERT_SEEN: Final = (
     f"INSERT OR IGNORE INTO temp.recent_history ({_ID_AND_COLUMNS}) VALUES ({_ID_AND_PARAMS})"  # noqa: S608
 )
 _HISTORY_VIEW: Final = (
-    "CREATE TEMP VIEW IF NOT EXISTS history AS SELECT * FROM main.history UNION ALL"  # noqa: S608
-    f" SELECT * FROM temp.recent_history WHERE id > COALESCE(({_INDEXED_UPTO}), 0)"
+    # Columns named: a database from before node has it after `time` (ALTER TABLE appends).
+    f"CREATE TEMP VIEW IF NOT EXISTS history AS SELECT {_ID_AND_COLUMNS}, time FROM main.history"  # noqa: S608
+    f" UNION ALL SELECT {_ID_AND_COLUMNS}, time FROM temp.recent_history"
+    f" WHERE id > COALESCE(({_INDEXED_UPTO}), 0)"
 )
 
 
@@ -129,6 +135,8 @@ def _history_table(qualified: str) -> str:
 def ensure_schema(conn: sqlite3.Connection) -> None:
     """main.history and its indexes, in the caller's transaction."""
     conn.execute(_history_table("main.history"))
+    if "node" not in {row[1] for row in conn.execute("PRAGMA main.table_info(history)")}:
+        conn.execute("ALTER TABLE main.history ADD COLUMN node TEXT")  # made before nodes
     conn.execute("CREATE INDEX IF NOT EXISTS history_ts ON history (ts)")
     # (mac, ts, action), not (mac, ts): `nac why` finds how long a device has had the same
     # answer from the index alone, not by reading every row of a device refused for months
@@ -169,6 +177,8 @@ def attach_recent(conn: sqlite3.Connection, path: str | Path, *, readonly: bool 
         with conn:
             for ddl in _RECENT_TABLES:
                 conn.execute(ddl)
+            if "node" not in {row[1] for row in conn.execute("PRAGMA recent.table_info(history_batches)")}:
+                conn.execute("ALTER TABLE recent.history_batches ADD COLUMN node TEXT")
             _convert_row_tier(conn)
             _convert_marshal_batches(conn)
             # Above every id ever indexed too: main's newest rows may have been pruned.
@@ -194,8 +204,8 @@ def _convert_row_tier(conn: sqlite3.Connection) -> None:
         return
     upto = indexed_upto(conn)
     moved = conn.execute(
-        f"INSERT OR IGNORE INTO main.history ({_ID_AND_COLUMNS})"  # noqa: S608 - constants
-        f" SELECT {_ID_AND_COLUMNS} FROM recent.history WHERE id > ?",
+        f"INSERT OR IGNORE INTO main.history ({_ID_AND_RECORD})"  # noqa: S608 - constants
+        f" SELECT {_ID_AND_RECORD} FROM recent.history WHERE id > ?",
         (upto,),
     ).rowcount
     high = conn.execute("SELECT MAX(id) FROM recent.history").fetchone()[0]
@@ -267,17 +277,21 @@ def _set_indexed_upto(conn: sqlite3.Connection, high: int) -> None:
     )
 
 
-def append_history(conn: sqlite3.Connection, rows: Sequence[Sequence[object]]) -> None:
-    """Append ``rows`` (``HISTORY_COLUMNS``, oldest first) to the recent tier as one batch, in
-    the caller's transaction: the caller commits."""
-    conn.execute(_APPEND, (len(rows), rows[0][0], rows[-1][0], blob_format.encode(rows))).fetchall()
+def append_history(
+    conn: sqlite3.Connection, rows: Sequence[Sequence[object]], node: str | None = None
+) -> None:
+    """Append ``rows`` (``HISTORY_COLUMNS``, oldest first), decided by the server ``node``, to
+    the recent tier as one batch, in the caller's transaction: the caller commits."""
+    blob = blob_format.encode(rows)
+    conn.execute(_APPEND, (len(rows), rows[0][0], rows[-1][0], blob, node)).fetchall()
 
 
-def _unpack(first: int, blob: bytes, above: int) -> list[tuple[object, ...]]:
-    """The rows of the batch whose first id is ``first``, with their ids; those above ``above`` only."""
+def _unpack(first: int, blob: bytes, above: int, node: str | None) -> list[tuple[object, ...]]:
+    """The rows of the batch whose first id is ``first``, with their ids and node; those above
+    ``above`` only."""
     rows = blob_format.decode(blob, len(HISTORY_COLUMNS))
     skip = max(0, above + 1 - first)
-    return [(first + i, *row) for i, row in enumerate(rows) if i >= skip]
+    return [(first + i, *row, node) for i, row in enumerate(rows) if i >= skip]
 
 
 def sync_recent(conn: sqlite3.Connection) -> int:
@@ -304,11 +318,11 @@ def sync_recent(conn: sqlite3.Connection) -> int:
                 conn.execute("DELETE FROM temp.recent_history WHERE id BETWEEN ? AND ?", (at, high))
         above = max(upto, high or 0)
         added = 0
-        for first, blob in conn.execute(
-            f"SELECT id, rows FROM recent.history_batches WHERE {_AFTER} ORDER BY id",  # noqa: S608
+        for first, blob, node in conn.execute(
+            f"SELECT id, rows, node FROM recent.history_batches WHERE {_AFTER} ORDER BY id",  # noqa: S608
             (above,),
         ).fetchall():
-            rows = _unpack(first, blob, above)
+            rows = _unpack(first, blob, above, node)
             conn.executemany(_INSERT_SEEN, rows)
             added += len(rows)
     return added
@@ -349,11 +363,11 @@ def move_recent(conn: sqlite3.Connection, batch: int) -> int:
     One executemany per batch: the GIL is released around every row's insert, and never held
     for long by a thread at idle priority, which the event loop would then wait for."""
     upto = indexed_upto(conn)
-    taken: list[tuple[int, int, bytes]] = []
+    taken: list[tuple[int, int, bytes, str | None]] = []
     count = 0
     try:
         cursor = conn.execute(
-            f"SELECT id, last, rows FROM recent.history_batches WHERE {_AFTER} ORDER BY id",  # noqa: S608
+            f"SELECT id, last, rows, node FROM recent.history_batches WHERE {_AFTER} ORDER BY id",  # noqa: S608
             (upto,),
         )
         while count < batch:
@@ -366,8 +380,8 @@ def move_recent(conn: sqlite3.Connection, batch: int) -> int:
         conn.commit()
         if not taken:
             return 0
-        for first, _, blob in taken:
-            conn.executemany(_INSERT_MAIN, _unpack(first, blob, upto))
+        for first, _, blob, node in taken:
+            conn.executemany(_INSERT_MAIN, _unpack(first, blob, upto, node))
         _set_indexed_upto(conn, taken[-1][1])
         conn.commit()
     except BaseException:
@@ -413,9 +427,10 @@ def write_batch(
     events: Sequence[SessionEvent],
     *,
     collect: tuple[int, int] | None = None,
+    node: str | None = None,
 ) -> int:
-    """History rows and accounting events of one server batch, in one transaction: the
-    group commit that comes before any of the batch's replies is sent.
+    """History rows and accounting events of one server batch (the server ``node``'s), in one
+    transaction: the group commit that comes before any of the batch's replies is sent.
 
     ``collect`` = (indexed_upto, limit): first delete up to ``limit`` recent batches that the
     indexer has copied (through ``indexed_upto``), in the same commit: collection a few rows
@@ -429,9 +444,9 @@ def write_batch(
             log.debug("collecting indexed history in the group commit: %s", exc)
     try:
         if rows:
-            append_history(conn, rows)
+            append_history(conn, rows, node)
         if events:
-            session_store.apply_events(conn, events)
+            session_store.apply_events(conn, events, node=node)
         conn.commit()
     except BaseException:
         conn.rollback()

@@ -62,6 +62,7 @@ class HistoryWriter:
         counters: Counter[str],
         on_failure: str = "withhold",
         retention: float | None = None,
+        node: str | None = None,
     ) -> None:
         if on_failure not in ON_FAILURE:
             raise ValueError(f"on_failure: {on_failure!r}")
@@ -70,6 +71,7 @@ class HistoryWriter:
         self.counters = counters
         self.on_failure = on_failure
         self.retention = retention  # seconds; None keeps history for ever
+        self.node = node  # this server's name on every row and session it writes
         #: Why the last commit failed (for the caller's drop log); None after a good one.
         self.error: str | None = None
         self.indexer = Indexer(path)
@@ -175,12 +177,12 @@ class HistoryWriter:
         events: Sequence[SessionEvent],
         collect: tuple[int, int] | None,
     ) -> int:
-        return tiers.write_batch(self.conn, rows, events, collect=collect)
+        return tiers.write_batch(self.conn, rows, events, collect=collect, node=self.node)
 
     def record(self, record: HistoryRecord) -> None:
         """One decision outside the request path (a CoA result), committed now; raises
         sqlite3.Error when the database refuses it."""
-        tiers.write_batch(self.conn, [record_row(record, 0)], ())
+        tiers.write_batch(self.conn, [record_row(record, 0)], (), node=self.node)
 
     @property
     def pending(self) -> bool:

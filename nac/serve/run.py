@@ -150,6 +150,7 @@ def build_server(config: Config, shared: Shared, configure: Callable[[], Config]
         counters=counters,
         on_failure=config.on_history_failure,
         retention=config.history_retention,
+        node=config.node,
     )
     policies = PolicyPoller(
         config,

@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS sessions (
     output_packets INTEGER,
     terminate_cause TEXT,
     audit_session_id TEXT,            -- Cisco's, from Cisco-AVPair audit-session-id
+    node TEXT,                        -- the server that last had its accounting
     UNIQUE (client, nas_ip, session_id)
 );
 CREATE INDEX IF NOT EXISTS sessions_mac ON sessions (mac, status);
@@ -66,11 +67,11 @@ _UPSERT: Final = """
 INSERT INTO sessions (client, nas_ip, session_id, nas_identifier, mac, user_name, nas_port,
     nas_port_id, called_station_id, calling_station_id, framed_ip, vlan, status, started, updated, stopped,
     session_time, input_octets, output_octets, input_packets, output_packets, terminate_cause,
-    audit_session_id)
+    audit_session_id, node)
 VALUES (:client, :nas_ip, :session_id, :nas_identifier, :mac, :user_name, :nas_port,
     :nas_port_id, :called_station_id, :calling_station_id, :framed_ip, :vlan, :status, :started, :ts,
     :stopped, :session_time, :input_octets, :output_octets, :input_packets, :output_packets, :terminate_cause,
-    :audit_session_id)
+    :audit_session_id, :node)
 ON CONFLICT (client, nas_ip, session_id) DO UPDATE SET
     nas_identifier = COALESCE(excluded.nas_identifier, nas_identifier),
     mac = COALESCE(excluded.mac, mac),
@@ -91,7 +92,8 @@ ON CONFLICT (client, nas_ip, session_id) DO UPDATE SET
     input_packets = COALESCE(excluded.input_packets, input_packets),
     output_packets = COALESCE(excluded.output_packets, output_packets),
     terminate_cause = excluded.terminate_cause,
-    audit_session_id = COALESCE(excluded.audit_session_id, audit_session_id)
+    audit_session_id = COALESCE(excluded.audit_session_id, audit_session_id),
+    node = COALESCE(excluded.node, node)
 """
 # Accounting-On / -Off (RFC 2866 §5.1): the NAS (re)started or is going down; every session it
 # had is over, whether or not its Stop ever arrives.
@@ -106,15 +108,21 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
     # Databases made before re-authorizations said whether the VLAN changes.
     if "vlan_change" not in {row[1] for row in conn.execute("PRAGMA table_info(coa_jobs)")}:
         conn.execute("ALTER TABLE coa_jobs ADD COLUMN vlan_change INTEGER NOT NULL DEFAULT 0")
-    # Databases made before sessions kept Cisco's Audit-Session-Id.
-    if "audit_session_id" not in {row[1] for row in conn.execute("PRAGMA table_info(sessions)")}:
-        conn.execute("ALTER TABLE sessions ADD COLUMN audit_session_id TEXT")
+    # Databases made before sessions kept Cisco's Audit-Session-Id, and the server's node.
+    have = {row[1] for row in conn.execute("PRAGMA table_info(sessions)")}
+    for column in ("audit_session_id", "node"):
+        if column not in have:
+            conn.execute(f"ALTER TABLE sessions ADD COLUMN {column} TEXT")
 
 
-def apply_events(conn: sqlite3.Connection, events: Iterable[SessionEvent]) -> None:
-    """Apply events in arrival order, inside the caller's transaction."""
+def apply_events(
+    conn: sqlite3.Connection, events: Iterable[SessionEvent], *, node: str | None = None
+) -> None:
+    """Apply events in arrival order, inside the caller's transaction; ``node``: the server
+    that received them."""
     for event in events:
         row = event._asdict()
+        row["node"] = node
         if event.status in ("accounting-on", "accounting-off"):
             cause = "NAS-Reboot (Accounting-On)" if event.status == "accounting-on" else "Accounting-Off"
             conn.execute(

@@ -1,0 +1,91 @@
+"""Which server decided: `[server] node` (default: the host name) on every history row and
+session a server records, through both history tiers."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+
+from nac.config import load_config
+from nac.errors import ConfigError
+from nac.history import reader, tiers
+from nac.history.record import HistoryRecord, record_row
+from nac.radius.packet import Codes
+from nac.resources import load_dictionary
+from nac.store import Store
+from tests.fakenas import FakeNas
+from tests.interop import NacServerFactory, exchange, mab_request, udp_socket
+
+DATA = Path(__file__).parent / "data"
+
+
+def _config(tmp_path: Path, server: str) -> Path:
+    path = tmp_path / "nac.toml"
+    path.write_text(f"[server]\n{server}")
+    return path
+
+
+def test_the_node_defaults_to_the_host_name_and_may_be_named(tmp_path: Path) -> None:
+    assert load_config(_config(tmp_path, "")).node == (socket.gethostname() or "nac")
+    assert load_config(_config(tmp_path, 'node = "nac-paris-1"\n')).node == "nac-paris-1"
+
+
+@pytest.mark.parametrize("value", ['""', '"   "', f'"{"x" * 65}"', '"a\\tb"', "3"])
+def test_a_bad_node_is_refused_naming_the_setting(tmp_path: Path, value: str) -> None:
+    with pytest.raises(ConfigError, match=r"\[server\] node.*1 to 64 printable"):
+        load_config(_config(tmp_path, f"node = {value}\n"))
+
+
+def test_decisions_and_sessions_carry_the_node_in_both_tiers(
+    nac_server_factory: NacServerFactory,
+) -> None:
+    server = nac_server_factory(server_settings='node = "nac-a"\n')
+    sock = udp_socket()
+    try:
+        data, _ = mab_request("00-10-A4-23-19-C0")
+        assert exchange(sock, data, server.auth_port) is not None
+        switch = FakeNas(Codes.from_dictionary(load_dictionary()), secret=b"testing123")
+        start = switch.accounting_request("00-10-a4-23-19-c0", session_id="S-1")
+        assert exchange(sock, start, server.acct_port) is not None
+    finally:
+        sock.close()
+    [row] = server.history("--mac", "00:10:a4:23:19:c0")
+    assert row["node"] == "nac-a"  # in the recent tier
+    sessions = json.loads(server.cli_ok("sessions", "--json"))
+    assert [s["node"] for s in sessions] == ["nac-a"]
+    server.stop()  # indexes what is left: the row moves to the MAC-indexed tier
+    store = Store(server.db)
+    try:
+        assert tiers.recent_backlog(store.conn) == 0
+        nodes = reader.execute(store.conn, "SELECT node FROM main.history").fetchall()
+        assert nodes == [("nac-a",)]
+    finally:
+        store.close()
+
+
+def test_a_database_from_before_nodes_reads_with_no_node(tmp_path: Path) -> None:
+    for file in (DATA / "history-v1").iterdir():
+        shutil.copy(file, tmp_path / file.name)
+        (tmp_path / file.name).chmod(0o600)
+    store = Store(tmp_path / "nac.db")  # gains the column in both tiers
+    try:
+        rows = reader.execute(store.conn, "SELECT mac, node FROM history ORDER BY id").fetchall()
+        assert len(rows) == 12
+        assert {node for _, node in rows} == {None}
+        tiers.write_batch(store.conn, [record_row(_decision(), 40)], (), node="nac-b")
+        newest = reader.execute(store.conn, "SELECT node FROM history ORDER BY id DESC LIMIT 1").fetchone()
+        assert newest == ("nac-b",)
+    finally:
+        store.close()
+
+
+def _decision() -> HistoryRecord:
+    fields = dict.fromkeys(HistoryRecord._fields)
+    fields.update(ts=1_800_000_000.0, mac="00:10:a4:23:19:c0", action="accept", rule="default", reason="r",
+                  client="sw1", nas_ip="192.0.2.1", method="mab", src="192.0.2.1:1645",
+                  message_authenticator=1, reply=2, snapshot="bundled")  # fmt: skip
+    return HistoryRecord(**fields)
