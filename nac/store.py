@@ -545,3 +545,23 @@ def os_user() -> str:
         return getpass.getuser()
     except (KeyError, OSError):  # no passwd entry (containers)
         return f"uid:{os.getuid()}"
+
+
+def upgrade(path: str) -> list[str]:
+    """Bring the database at ``path`` up to this nac's layout, as any writing command does on
+    its way; returns what changed (nothing: it was up to date).  DatabaseFileError for a file
+    that is not nac's, or one a newer nac made."""
+    try:
+        conn = _open_readonly(path)
+    except (OSError, sqlite3.Error) as exc:
+        raise dbfile.open_error(path, exc) from None
+    try:
+        missing = sorted(_current_layout() - _table_layout(conn))
+        old_format = tiers.outdated(conn)
+    finally:
+        conn.close()
+    Store(path).close()
+    changes = [f"added {table}.{column}" for table, column in missing]
+    if old_format:
+        changes.append(f"history batches in format {tiers.FORMAT_VERSION}")
+    return changes

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import shutil
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,7 @@ from nac.radius.packet import Codes
 from nac.resources import load_dictionary
 from nac.store import Store
 from tests.fakenas import FakeNas
-from tests.interop import NacServerFactory, exchange, mab_request, udp_socket
+from tests.interop import NacServerFactory, exchange, mab_request, subprocess_env, udp_socket
 
 DATA = Path(__file__).parent / "data"
 
@@ -89,3 +91,46 @@ def _decision() -> HistoryRecord:
                   client="sw1", nas_ip="192.0.2.1", method="mab", src="192.0.2.1:1645",
                   message_authenticator=1, reply=2, snapshot="bundled")  # fmt: skip
     return HistoryRecord(**fields)
+
+
+def _nac(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "nac", *args], capture_output=True, text=True, timeout=60, check=False,
+        env=subprocess_env(),
+    )  # fmt: skip
+
+
+def test_db_upgrade_says_what_it_changed_then_that_the_database_is_up_to_date(tmp_path: Path) -> None:
+    """A database of the nac before (marshal batches, no node columns) upgraded on its own."""
+    for file in (DATA / "history-marshal").iterdir():
+        shutil.copy(file, tmp_path / file.name)
+        (tmp_path / file.name).chmod(0o600)
+    db = str(tmp_path / "nac.db")
+    first = _nac("db", "upgrade", "--db", db)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == (
+        f"upgraded {db}: added history.node; added sessions.node; history batches in format 1"
+    )
+    again = _nac("db", "upgrade", "--db", db, "--json")
+    assert json.loads(again.stdout) == {"db": db, "schema_version": 1, "changes": []}
+    store = Store.readonly(db)  # a reader now finds nothing to upgrade, and every decision
+    try:
+        assert reader.count(store.conn) == 12
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(None, "no database at"), (b"not a database", "not a nac database")],
+)
+def test_db_upgrade_refuses_what_is_not_a_nac_database(
+    tmp_path: Path, content: bytes | None, message: str
+) -> None:
+    db = tmp_path / "nac.db"
+    if content is not None:
+        db.write_bytes(content)
+    result = _nac("db", "upgrade", "--db", str(db))
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert (content is None) == (not db.exists())  # nothing created

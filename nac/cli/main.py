@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from nac.cli import bench as cli_bench
+from nac.cli import db as cli_db
 from nac.cli import eap as cli_eap
 from nac.cli import equipment as cli_equipment
 from nac.cli import fast as cli_run
@@ -86,6 +87,7 @@ app.add_typer(vendors_app, name="vendors")
 app.add_typer(cli_registry.oui_app, name="oui")
 app.add_typer(cli_helpdesk.history_app, name="history")
 app.add_typer(cli_policy.policy_app, name="policy")
+app.add_typer(cli_db.db_app, name="db")
 app.add_typer(cli_policy.audit_app, name="audit")
 app.add_typer(cli_eap.users_app, name="users")
 app.add_typer(cli_eap.certs_app, name="certs")

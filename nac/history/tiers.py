@@ -115,6 +115,9 @@ _HISTORY_VIEW: Final = (
 )
 
 
+#: The recent tier's batch format this nac writes (nac/history/format.py).
+FORMAT_VERSION: Final = blob_format.VERSION
+
 log = logging.getLogger("nac.history")
 
 

@@ -1,0 +1,32 @@
+"""`nac db upgrade`: bring a database up to this nac's layout.  A thin front end (registered
+by nac/cli/main.py)."""
+
+from __future__ import annotations
+
+import typer
+
+from nac.cli.common import DbOption, JsonOption, _errors, _print_json
+
+#: The `nac db` group; nac/cli/main.py adds it to `nac`.
+db_app = typer.Typer(help="The database itself: its layout and version.", no_args_is_help=True)
+
+
+@db_app.command("upgrade")
+def upgrade(db: DbOption = None, as_json: JsonOption = False) -> None:
+    """Add what this nac's layout has and the database lacks, and rewrite history batches an
+    older nac wrote.  Any writing command (and `nac serve`) does it on its way; this does it
+    alone, before a rollout, and says what changed.
+
+    Example: nac db upgrade --db /var/lib/nac/nac.db
+    """
+    from nac import dbfile, store  # noqa: PLC0415 - keeps `nac --help` fast
+
+    with _errors():
+        path, origin = dbfile.locate(db)
+        changes = store.upgrade(dbfile.existing(path, origin))  # an upgrade creates nothing
+    if as_json:
+        _print_json({"db": path, "schema_version": store.SCHEMA_VERSION, "changes": changes})
+    elif changes:
+        typer.echo(f"upgraded {path}: " + "; ".join(changes))
+    else:
+        typer.echo(f"{path} is up to date (schema version {store.SCHEMA_VERSION})")
