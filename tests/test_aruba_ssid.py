@@ -17,7 +17,8 @@ from nac.equipment.clients import Client
 from nac.equipment.profiles import load_profiles
 from nac.history.record import HistoryRecord
 from nac.policy.decide import Defaults, Policy, Rule, ssid_of
-from nac.radius.packet import Codes, vendor_attribute
+from nac.radius.packet import Codes
+from nac.radius.vsa import vendor_attribute
 from nac.registry.oui import Registry, registry_from_manuf
 from tests.interop import NacServerFactory, mab_attrs
 

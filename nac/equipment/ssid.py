@@ -12,7 +12,8 @@ from __future__ import annotations
 from typing import Final
 
 from nac.policy.decide import ssid_of
-from nac.radius.packet import Codes, Request, vendor_attribute
+from nac.radius.packet import Codes, Request
+from nac.radius.vsa import vendor_attribute
 
 #: (Called-Station-Id, Aruba-Essid-Name) pairs kept joined: a site's controllers times its SSIDs.
 CACHE_MAX: Final = 4096

@@ -26,6 +26,7 @@ from nac.profiling.dhcp import (
     VENDOR_CLASS,
     text_field,
 )
+from nac.radius.vsa import sub_attributes
 
 if TYPE_CHECKING:
     from pyrad.dictionary import Dictionary
@@ -127,20 +128,7 @@ class SensorCodes:
                 continue
             vendor = int.from_bytes(value[:4], "big")
             if vendor == self.cisco:
-                avpairs += _sub_attributes(value[4:], self.cisco_avpair)
+                avpairs += sub_attributes(value[4:], self.cisco_avpair)
             elif vendor == self.aruba:
-                device_types += _sub_attributes(value[4:], self.aruba_device_type)
+                device_types += sub_attributes(value[4:], self.aruba_device_type)
         return sensor_fields(avpairs, device_types) if avpairs or device_types else {}
-
-
-def _sub_attributes(data: bytes, wanted: int) -> list[bytes]:
-    """RFC 2865 §5.26: one or more (type, length, value) inside a Vendor-Specific."""
-    found, pos = [], 0
-    while pos + 2 <= len(data):
-        kind, length = data[pos], data[pos + 1]
-        if length < 2 or pos + length > len(data):
-            break
-        if kind == wanted:
-            found.append(data[pos + 2 : pos + length])
-        pos += length
-    return found

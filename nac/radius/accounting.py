@@ -13,6 +13,7 @@ from typing import Final, NamedTuple
 
 from pyrad.dictionary import Dictionary
 
+from nac.radius.vsa import sub_attributes
 from nac.registry.mac import format_mac, try_parse_mac
 
 #: A session with no accounting for this long has lost its Stop (NAS rebooted without
@@ -157,20 +158,13 @@ class AccountingCodes:
         )
 
     def _audit_session_id(self, attributes: Iterable[tuple[int, bytes]]) -> str | None:
-        """The value of a Cisco-AVPair "audit-session-id=..." (RFC 2865 §5.26 sub-attributes)."""
+        """The value of a Cisco-AVPair "audit-session-id=..."."""
         for kind, value in attributes:
             if kind != self.vendor_specific or int.from_bytes(value[:4], "big") != self.cisco:
                 continue
-            pos = 4
-            while pos + 2 <= len(value):
-                sub, length = value[pos], value[pos + 1]
-                if length < 2 or pos + length > len(value):
-                    break
-                pair = value[pos + 2 : pos + length]
-                if sub == self.cisco_avpair and pair.startswith(AUDIT_SESSION_ID):
-                    found = pair[len(AUDIT_SESSION_ID) :].decode(errors="replace")
-                    return found or None
-                pos += length
+            for pair in sub_attributes(value[4:], self.cisco_avpair):
+                if pair.startswith(AUDIT_SESSION_ID):
+                    return pair[len(AUDIT_SESSION_ID) :].decode(errors="replace") or None
         return None
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, NamedTuple
 
@@ -171,26 +171,6 @@ def attribute(kind: int, value: bytes) -> bytes:
     if len(value) > MAX_ATTR_VALUE:
         raise ValueError(f"attribute {kind} value of {len(value)} octets exceeds {MAX_ATTR_VALUE}")
     return bytes((kind, len(value) + 2)) + value
-
-
-def vendor_attribute(
-    attributes: Iterable[tuple[int, bytes]], vendor_specific: int, wanted: tuple[int, int]
-) -> bytes | None:
-    """The first value of a vendor's attribute ``wanted`` = (vendor id, type): RFC 2865 §5.26's
-    Vendor-Id, then type-length-value sub-attributes.  A malformed one is passed over."""
-    vendor = wanted[0].to_bytes(4, "big")
-    kind = wanted[1]
-    for code, value in attributes:
-        if code == vendor_specific and value.startswith(vendor):
-            pos, end = 4, len(value)
-            while pos + 2 <= end:
-                sub, length = value[pos], value[pos + 1]
-                if length < 2 or pos + length > end:
-                    break
-                if sub == kind:
-                    return value[pos + 2 : pos + length]
-                pos += length
-    return None
 
 
 def split_attribute(kind: int, value: bytes) -> bytes:
