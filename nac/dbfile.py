@@ -31,7 +31,7 @@ BUSY_TIMEOUT_MS: Final = 5000
 #: The WAL files are reused from the start after each checkpoint; past this size a rewound one
 #: is also truncated, so a burst's WAL does not keep its disk (or WAL-index memory) for ever.
 #: Above the server's own rewind mark (nac/history/indexer.py WAL_HARD, checked there), so no
-#: group commit ever has to truncate (30-55 ms on ext4 mounted with discard).
+#: group commit ever has to truncate (a stall of tens of milliseconds on some file systems).
 WAL_SIZE_LIMIT: Final = 128 * 1024 * 1024
 _HINT: Final = "point at the server's database with --db PATH or NAC_DB=PATH"
 

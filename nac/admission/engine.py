@@ -82,9 +82,8 @@ _new: Final = tuple.__new__
 #: A cached reply: (expires, request, reply).  A plain tuple of immutable values, not a
 #: NamedTuple: the collector stops tracking such a tuple the first time it sees it, while a
 #: tuple subclass stays tracked for as long as it lives, and every full collection walks it.
-#: With many NASes and ports the cache holds up to duplicate_ttl's worth of replies (200,000
-#: at 40,000 requests/s): a full collection took 29.6 ms with them as NamedTuples, 1.3 ms as
-#: tuples (gc.collect() beside 200,000 entries, this machine).
+#: At full load the cache holds duplicate_ttl's worth of replies, and a full collection over
+#: them as NamedTuples took twenty times as long (bench/README.md, "Garbage collection").
 _Cached: TypeAlias = tuple[float, bytes, bytes]
 
 
@@ -541,8 +540,8 @@ class Engine:
     def _nas_ip(self, attrs: dict[int, bytes], host: str) -> str:
         raw = attrs.get(self.codes.nas_ip_address)
         if raw is not None and len(raw) == 4:
-            # A deployment has a few hundred NAS addresses at most: formatting each once saves
-            # 0.4 µs a request (py-spy had this line at 2.5 % of the event loop).
+            # A deployment has a few hundred NAS addresses at most: each is formatted once, not
+            # on every request.
             text = self._nas_ips.get(raw)
             if text is None:
                 if len(self._nas_ips) >= NAS_IP_CACHE_MAX:
