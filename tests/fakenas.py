@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import socket
 import struct
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Final
 
-from nac.radius.crypto import HmacMd5, hide_password, request_authenticator
+from nac.radius.crypto import HmacMd5, hide_password, request_authenticator, request_authenticator_valid
 from nac.radius.packet import ACCESS_REQUEST, ACCOUNTING_REQUEST, STATUS_SERVER, Codes, encode_request
 
 MA_TYPE = 80
@@ -231,3 +235,67 @@ class FakeNas:
             ma = next(value for kind, value in attrs if kind == MA_TYPE)
             assert ma == hmac_md5(secret, signed), "Message-Authenticator does not verify"
         return attrs
+
+
+# -- the NAS's Dynamic Authorization Server (RFC 5176) -------------------------------------------
+
+
+def das_answer(request: bytes, code: int, secret: bytes, error_cause: int | None = None) -> bytes:
+    """An ACK or NAK (``code``) to ``request``, signed as RFC 5176 §2.3 says."""
+    attrs = b"" if error_cause is None else bytes((101, 6)) + struct.pack("!I", error_cause)
+    header = struct.pack("!BBH", code, request[1], 20 + len(attrs))
+    auth = hashlib.md5(header + request[4:20] + attrs + secret).digest()
+    return header + auth + attrs
+
+
+#: The ACK to each request code: Disconnect-ACK, CoA-ACK.
+ACK: Final = {40: 41, 43: 44}
+
+
+class DasListener:
+    """A NAS's Dynamic Authorization Server on ``address``:``port``: records every request and
+    answers those signed with ``secret``: ``answer`` is a code, "ack" (the ACK matching the
+    request), or None (never answers)."""
+
+    def __init__(
+        self,
+        port: int,
+        *,
+        secret: bytes,
+        address: str = "127.0.0.1",
+        answer: int | str | None = "ack",
+        error_cause: int | None = None,
+    ) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((address, port))
+        self.sock.settimeout(0.2)
+        self.secret = secret
+        self.answer = answer
+        self.error_cause = error_cause
+        self.received: list[bytes] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data, addr = self.sock.recvfrom(4096)
+            except TimeoutError:
+                continue
+            self.received.append(data)
+            if self.answer is None or not request_authenticator_valid(data, self.secret):
+                continue
+            code = ACK[data[0]] if self.answer == "ack" else int(self.answer)
+            self.sock.sendto(das_answer(data, code, self.secret, self.error_cause), addr)
+
+    def wait(self, count: int, timeout: float = 10.0) -> list[bytes]:
+        deadline = time.monotonic() + timeout
+        while len(self.received) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return list(self.received)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sock.close()

@@ -12,7 +12,6 @@ import sqlite3
 import struct
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,7 +29,7 @@ from nac.radius.packet import Codes
 from nac.resources import load_dictionary
 from nac.sessions import store as session_store
 from nac.store import Store
-from tests.fakenas import FakeNas, attr, attributes
+from tests.fakenas import DasListener, FakeNas, attr, attributes
 from tests.interop import SECRET, NacServerFactory, free_udp_ports, subprocess_env
 
 NOW: Final = 1_800_000_000
@@ -394,45 +393,6 @@ def test_enforce_marks_a_new_vlan_but_not_a_ban(store: Store) -> None:
 CISCO_ADDRESS: Final = "127.0.0.4"
 
 
-class CiscoNas:
-    """A Cisco switch's CoA listener on loopback: records each request, checks it is signed with
-    the shared secret, and answers CoA-ACK (or Disconnect-ACK)."""
-
-    def __init__(self, port: int) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind((CISCO_ADDRESS, port))
-        self.sock.settimeout(0.2)
-        self.received: list[bytes] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data, addr = self.sock.recvfrom(4096)
-            except TimeoutError:
-                continue
-            self.received.append(data)
-            expected = hashlib.md5(data[:4] + bytes(16) + data[20:] + SECRET.encode()).digest()
-            if not hmac.compare_digest(expected, data[4:20]):
-                continue
-            code = {40: 41, 43: 44}[data[0]]
-            header = struct.pack("!BBH", code, data[1], 20)
-            self.sock.sendto(header + hashlib.md5(header + data[4:20] + SECRET.encode()).digest(), addr)
-
-    def wait(self, count: int, timeout: float = 10.0) -> list[bytes]:
-        deadline = time.monotonic() + timeout
-        while len(self.received) < count and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return list(self.received)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.sock.close()
-
-
 def _cli(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "nac", *args, "--db", str(db)],
@@ -444,7 +404,7 @@ def test_cisco_client_gets_reauthenticate_then_bounce_from_a_running_server(
     nac_server_factory: NacServerFactory,
 ) -> None:
     (coa_port,) = free_udp_ports(1, host=CISCO_ADDRESS)
-    nas = CiscoNas(coa_port)
+    nas = DasListener(coa_port, secret=SECRET.encode(), address=CISCO_ADDRESS)
     try:
         extra = (
             f'\n[[client]]\nname = "cat9k"\naddress = "{CISCO_ADDRESS}/32"\nsecret = "{SECRET}"\n'

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
-import socket
 import sqlite3
 import struct
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +21,7 @@ from nac.radius.packet import Codes
 from nac.resources import load_dictionary
 from nac.sessions import store as session_store
 from nac.store import Store
+from tests.fakenas import DasListener, das_answer
 from tests.interop import (
     SECRET,
     NacServer,
@@ -185,52 +183,15 @@ def test_disconnect_request_is_signed_as_rfc_5176_says() -> None:
 def test_answer_is_verified_against_the_request() -> None:
     target = Target(nas_ip="10.0.0.1", port=3799, secret=b"s3cret", client="sw1", session_id="s1")
     request = build_request(40, 9, target, now=0)
-    nak = _answer(request, 42, b"s3cret", error_cause=503)
+    nak = das_answer(request, 42, b"s3cret", error_cause=503)
     answer = parse_answer(nak, request, b"s3cret")
     assert answer is not None
     assert (answer.status, answer.error_cause) == ("nak", 503)
     assert "Session-Context-Not-Found" in answer.detail
     assert parse_answer(nak, request, b"wrong") is None
     assert (
-        parse_answer(_answer(request, 44, b"s3cret"), request, b"s3cret") is None
+        parse_answer(das_answer(request, 44, b"s3cret"), request, b"s3cret") is None
     )  # CoA-ACK to a Disconnect
-
-
-def _answer(request: bytes, code: int, secret: bytes, error_cause: int | None = None) -> bytes:
-    attrs = b"" if error_cause is None else bytes((101, 6)) + struct.pack("!I", error_cause)
-    header = struct.pack("!BBH", code, request[1], 20 + len(attrs))
-    auth = hashlib.md5(header + request[4:20] + attrs + secret).digest()
-    return header + auth + attrs
-
-
-class FakeNas:
-    """A Dynamic Authorization Server on loopback that checks what it gets and answers as told."""
-
-    def __init__(self, port: int, *, answer: int | None, error_cause: int | None = None) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", port))
-        self.sock.settimeout(0.2)
-        self.answer = answer
-        self.error_cause = error_cause
-        self.received: list[bytes] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data, addr = self.sock.recvfrom(4096)
-            except TimeoutError:
-                continue
-            self.received.append(data)
-            if self.answer is not None and request_authenticator_valid(data, SECRET.encode()):
-                self.sock.sendto(_answer(data, self.answer, SECRET.encode(), self.error_cause), addr)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.sock.close()
 
 
 def _start_session(server: NacServer, mac: str, session: str) -> None:
@@ -266,7 +227,7 @@ def test_nac_disconnect_reaches_the_nas_and_records_the_answer(
     text: str,
 ) -> None:
     (coa_port,) = free_udp_ports(1)
-    nas = FakeNas(coa_port, answer=answer, error_cause=error_cause)
+    nas = DasListener(coa_port, secret=SECRET.encode(), answer=answer, error_cause=error_cause)
     try:
         server = nac_server_factory(coa_port=coa_port)
         _start_session(server, "00-e0-fc-0a-0b-0c", "sess-1")
@@ -289,7 +250,7 @@ def test_nac_disconnect_reaches_the_nas_and_records_the_answer(
 
 def test_nas_that_never_answers_is_retried_and_reported(nac_server_factory: NacServerFactory) -> None:
     (coa_port,) = free_udp_ports(1)
-    nas = FakeNas(coa_port, answer=None)
+    nas = DasListener(coa_port, secret=SECRET.encode(), answer=None)
     try:
         server = nac_server_factory(coa_port=coa_port)
         _start_session(server, "00-e0-fc-0a-0b-0d", "sess-2")
