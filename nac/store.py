@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from nac import dbfile
 from nac.errors import DatabaseFileError, NacError, PolicyError
-from nac.history import tiers
+from nac.history import macindex, tiers
 from nac.policy import audit
 from nac.policy.decide import Defaults, Rule
 from nac.policy.file import defaults_table, rule_table
@@ -556,12 +556,21 @@ def upgrade(path: str) -> list[str]:
     except (OSError, sqlite3.Error) as exc:
         raise dbfile.open_error(path, exc) from None
     try:
-        missing = sorted(_current_layout() - _table_layout(conn))
+        had = _table_layout(conn)
+        missing = sorted(_current_layout() - had)
         old_format = tiers.outdated(conn)
+        unindexed = 0
+        if ("history", "id") in had and not macindex.present(conn):
+            unindexed = int(conn.execute("SELECT COUNT(*) FROM main.history").fetchone()[0])
     finally:
         conn.close()
     Store(path).close()
-    changes = [f"added {table}.{column}" for table, column in missing]
+    tables = {table for table, _ in had}
+    new_tables = sorted({table for table, _ in missing if table not in tables})
+    changes = [f"added table {table}" for table in new_tables]
+    changes += [f"added {table}.{column}" for table, column in missing if table in tables]
+    if unindexed:
+        changes.append(f"MAC index built for {unindexed} decisions")
     if old_format:
         changes.append(f"history batches in format {tiers.FORMAT_VERSION}")
     return changes

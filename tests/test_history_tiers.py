@@ -18,7 +18,7 @@ import pytest
 
 from nac.config import load_config
 from nac.helpdesk import queries as helpdesk
-from nac.history import indexer, prune, tiers, writer
+from nac.history import indexer, macindex, prune, tiers, writer
 from nac.history.indexer import Indexer
 from nac.history.record import HISTORY_COLUMNS
 from nac.history.tiers import (
@@ -92,11 +92,9 @@ def test_a_decision_is_visible_at_once_and_keeps_its_id_when_indexed(db: str) ->
     expected = decision(0, "00:00:00:00:00:03")
     assert [row[c] for c in HISTORY_COLUMNS if c != "ts"] == list(expected[1:])
     assert row["time"].endswith("Z")
-    # The MAC index is main's, as before.
-    plan = " ".join(
-        r[3] for r in conn.execute("EXPLAIN QUERY PLAN SELECT * FROM main.history WHERE mac = 'x'")
-    )
-    assert "history_mac_action" in plan
+    # The MAC index holds each decision once, and main.history no per-row MAC index.
+    assert [p.id for p in macindex.lookup(conn, "00:00:00:00:00:03")] == [3]
+    assert "history_mac_action" not in {r[1] for r in conn.execute("PRAGMA main.index_list(history)")}
     conn.close()
 
 
@@ -106,7 +104,8 @@ def test_a_reader_keeps_up_with_new_indexed_and_pruned_batches(db: str) -> None:
     now = time.time()
     _write(db, ["00:00:00:00:00:01"], ts=now - 100 * DAY)
     _write(db, ["00:00:00:00:00:02", "00:00:00:00:00:03"])
-    reader = Store.readonly(db)  # syncs as it opens
+    reader = Store.readonly(db)
+    assert sync_recent(reader.conn) == 3  # its first read (it syncs no sooner: `nac why` never does)
     assert reader.conn.execute("SELECT COUNT(*) FROM temp.recent_history").fetchone() == (3,)
     assert sync_recent(reader.conn) == 0  # nothing new
     assert _ids(reader.conn, "history") == [1, 2, 3]
@@ -332,24 +331,32 @@ def nac(db: str) -> Iterator[server.Server]:
     built.close_store()
 
 
-def test_past_the_high_water_mark_the_event_loop_indexes_until_under_it(
+def test_past_the_high_water_mark_the_event_loop_indexes_the_macs_and_leaves_the_rows(
     nac: server.Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Under load that never lets up the SCHED_IDLE indexer gets no core: the server's tick
-    indexes instead (and so slows down), until the backlog is under BACKLOG_HIGH."""
+    puts every decision into the MAC index itself once POST_HIGH wait, and leaves the rows,
+    which cost more than deciding, for an idle core."""
     for start in range(0, 3000, 100):  # 30 group commits
         macs = [f"00:00:00:00:{i // 256:02x}:{i % 256:02x}" for i in range(start, start + 100)]
         tiers.write_batch(nac.store.conn, [decision(time.time(), mac) for mac in macs], [])
-    monkeypatch.setattr(writer, "BACKLOG_HIGH", 1000)
+    monkeypatch.setattr(writer, "POST_HIGH", 1000)
     nac.history.tend()  # the indexer thread was never started: only the loop indexes
     assert nac.counters["history_index_assists"] == 1
-    assert 0 < recent_backlog(nac.store.conn) <= 1000
     assert nac.history.indexer.loop_indexes  # the idle thread stays out meanwhile
-    assert nac.metrics.gauges["history_unindexed"]() == recent_backlog(nac.store.conn)
-    monkeypatch.setattr(writer, "BACKLOG_HIGH", 400_000)
+    assert nac.metrics.gauges["history_unindexed"]() == 0
+    assert nac.metrics.gauges["history_unstored"]() == 3000
+    assert recent_backlog(nac.store.conn) == 3000  # no row written
+    conn = nac.store.conn
+    assert [p.id for p in macindex.lookup(conn, "00:00:00:00:0b:b7")] == [3000]
+    tiers.write_batch(conn, [decision(time.time(), "00:00:00:00:0b:b7")], [])
+    monkeypatch.setattr(writer, "POST_HIGH", 400_000)
     nac.history.tend()  # under the mark: the thread's job, not the loop's
     assert nac.counters["history_index_assists"] == 1
     assert not nac.history.indexer.loop_indexes
+    assert nac.metrics.gauges["history_unindexed"]() == 1
+    # Found all the same, from the recent tier's batch.
+    assert [p.id for p in macindex.lookup(conn, "00:00:00:00:0b:b7")] == [3000, 3001]
 
 
 @pytest.fixture

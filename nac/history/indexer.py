@@ -1,13 +1,15 @@
-"""Moves decisions from the recent history tier into the MAC-indexed one, and checkpoints both
-WALs, off the request path.
+"""Moves decisions from the recent history tier into the MAC index and the rows table, and
+checkpoints both WALs, off the request path.
 
 The server's group commit appends a batch to the recent tier (nac/history/tiers.py explains
-the two tiers); this thread unpacks those batches into ``main.history``.  It runs at
-``SCHED_IDLE``: it gets the core only when the event loop has nothing to do, so a burst (a switch stack
-rebooting, 5,000 ports re-authenticating) is answered at the speed of the append alone and
-indexed afterwards.  Under load that never lets up, the event loop itself moves a batch per
-tick once the backlog passes ``BACKLOG_HIGH``: the backlog stays bounded and the server slows
-down instead of growing the recent tier without end.
+the tiers); this thread puts those batches into the MAC index (nac/history/macindex.py), then
+unpacks them into ``main.history``, then merges the index's segments.  It runs at
+``SCHED_IDLE``: it gets the core only when the event loop has nothing to do, so a burst (a
+switch stack rebooting, 5,000 ports re-authenticating) is answered at the speed of the append
+alone and indexed afterwards.  Under load that never lets up, the event loop itself indexes
+the MACs on every tick once more than ``POST_HIGH`` decisions wait: that costs a small part of
+deciding, so the server keeps its rate and every decision is in the MAC index within a second
+or two.  The rows wait for an idle core, in the recent tier, where every reader sees them.
 
 The same thread checkpoints the two WAL files every ``CHECKPOINT_INTERVAL``: at normal priority
 the checkpoints took the core from the event loop (bench/README.md).  A thread at idle priority
@@ -33,7 +35,7 @@ from collections.abc import Callable
 from typing import Final
 
 from nac import dbfile
-from nac.history import tiers
+from nac.history import macindex, tiers
 
 log = logging.getLogger("nac.history.indexer")
 
@@ -43,9 +45,11 @@ INTERVAL: Final = 0.5
 TARGET_SECONDS: Final = 0.05
 MIN_BATCH: Final = 200
 MAX_BATCH: Final = 20_000
-#: Above this many rows waiting, the event loop indexes itself on every tick: bounds the recent
-#: tier's size and the unindexed part a helpdesk search reads (bench/README.md).
-BACKLOG_HIGH: Final = 1_000_000
+#: Above this many decisions not in the MAC index, the event loop indexes them itself on every
+#: tick: bounds the part a MAC lookup reads batch by batch (a second or two of full load).
+POST_HIGH: Final = 50_000
+#: Seconds of merging the MAC index's segments per pass of the thread when it has nothing else.
+MERGE_SECONDS: Final = 0.05
 #: Seconds between checkpoints.
 CHECKPOINT_INTERVAL: Final = 0.5
 #: The recent tier's WAL holding more than this (bytes of frames), of which at most WAL_TAIL not
@@ -189,12 +193,13 @@ class Indexer:
         self.interval = interval
         self.backlog = 0
         self.moved = 0
+        self.posted = 0
         self.upto = 0  # the watermark after this thread's (or the event loop's) last batch
         self.failures = 0
         self._batch = 2_000
         self._lock = threading.Lock()  # one move at a time: this thread's or the event loop's
         self._stop = threading.Event()
-        # Set while the event loop indexes itself (over BACKLOG_HIGH): then this thread, which
+        # Set while the event loop indexes itself (over POST_HIGH): then this thread, which
         # gets the core only in moments, would start a batch and hold its read snapshot for
         # as long as the load lasts, and no checkpoint could ever rewind the WALs.
         self._loop_indexes = threading.Event()
@@ -233,9 +238,17 @@ class Indexer:
         conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
         self._last_checkpoint = time.monotonic()
 
+    def post(self, conn: sqlite3.Connection, limit: int = MAX_BATCH * 10) -> int:
+        """Put what was committed since the last pass into the MAC index (one segment);
+        returns how many decisions."""
+        with self._lock:
+            posted = macindex.post(conn, limit)
+            self.posted += posted
+        return posted
+
     def step(self, conn: sqlite3.Connection) -> int:
-        """Move one batch with ``conn`` (which has the recent tier attached); returns how many
-        rows left the recent tier."""
+        """Move one batch with ``conn`` (which has the recent tier attached) into the rows
+        table, indexing it first if need be; returns how many rows left the recent tier."""
         with self._lock:
             batch = self._batch
             started = time.monotonic()
@@ -263,7 +276,7 @@ class Indexer:
     def _run(self) -> None:
         lower_priority()
         try:
-            conn = tiers.connect(self.path)
+            conn = tiers.connect(self.path, sync=False)
             conn.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints are explicit, below
             # Small caches (KiB): the batch in transit needs ~1 MiB; the MAC index's pages are
             # too many to keep anyway, and every MiB here counts in the server's RSS.
@@ -282,7 +295,12 @@ class Indexer:
                 if self._loop_indexes.is_set():  # asked between the check and the clear
                     continue
                 try:
+                    # The MAC index first (cheap, and what the helpdesk searches), then rows;
+                    # merges when nothing else is left.
+                    self.post(conn)
                     moved = self.step(conn)
+                    if moved < MIN_BATCH:
+                        macindex.merge(conn, within=MERGE_SECONDS)
                 except sqlite3.Error as exc:
                     # Busy (a long CLI transaction) or a full disk: the rows stay in the recent
                     # tier, where the helpdesk already sees them; try again later.

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Final
 
 from nac.errors import PolicyError
-from nac.history import tiers
+from nac.history import macindex, tiers
 
 log = logging.getLogger("nac.history")
 
@@ -61,6 +61,8 @@ def prune(
             if batches < max(1, batch // 100):
                 break
             sleep(pause)
+    if macindex.present(conn):
+        macindex.mark_pruned(conn, cutoff)
     return deleted
 
 
@@ -84,7 +86,7 @@ class Retention:
 
     def _run(self, older_than_seconds: float) -> None:
         try:
-            conn = tiers.connect(self.path)
+            conn = tiers.connect(self.path, sync=False)
         except sqlite3.Error as exc:
             log.warning("history retention: %s", exc)
             return

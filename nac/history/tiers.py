@@ -9,10 +9,13 @@
   after ``recent.history_seq``, the floor that collection and prune raise before they delete
   the newest batch) in the statement that appends it, under the write lock: server workers
   sharing the file never collide.
-* ``main.history``: indexed by MAC and time for the helpdesk.  The indexer
+* ``main.history``: a row per decision, indexed by time, for SQL.  The indexer
   (nac/history/indexer.py) unpacks batches into it and raises a watermark (meta
   ``history_indexed_upto``) in the same transaction; the writer deletes indexed batches from
-  the recent tier a few at a time.  The indexer never writes the recent file: a thread at idle
+  the recent tier a few at a time.  Writing rows costs more than deciding, so under load that
+  never lets up they wait for an idle core, and the recent tier grows meanwhile.
+* the MAC index (nac/history/macindex.py): cheap enough to keep pace with any load; a batch
+  is indexed there before its rows are written.  The indexer never writes the recent file: a thread at idle
   priority holding the server's write lock would stall its commits.
 
 Readers see both through a TEMP VIEW named ``history`` (it shadows main.history): main's rows
@@ -36,6 +39,7 @@ from typing import Final
 
 from nac import dbfile
 from nac.history import format as blob_format
+from nac.history import macindex
 from nac.history.record import HISTORY_COLUMNS
 from nac.radius.accounting import SessionEvent
 from nac.sessions import store as session_store
@@ -57,6 +61,9 @@ _HISTORY_TYPES: Final = {
     "latency_us": "INTEGER",
 }
 RECENT_SUFFIX: Final = "-recent"
+_MAC: Final = HISTORY_COLUMNS.index("mac")
+_TS: Final = HISTORY_COLUMNS.index("ts")
+_ACTION: Final = HISTORY_COLUMNS.index("action")
 _INDEXED_UPTO: Final = "SELECT CAST(value AS INTEGER) FROM main.meta WHERE key = 'history_indexed_upto'"
 #: Every stored column of a history row (`id` and the generated `time` aside): the record's, then
 #: the server that made it, kept per batch (every decision of a group commit is one server's).
@@ -75,7 +82,7 @@ RECENT_PAGE_SIZE: Final = 1024
 RECENT_CACHE_KIB: Final = -512
 _RECENT_TABLES: Final = (
     "CREATE TABLE IF NOT EXISTS recent.history_batches (id INTEGER PRIMARY KEY, last INTEGER NOT NULL,"
-    " ts_first REAL NOT NULL, ts_last REAL NOT NULL, rows BLOB NOT NULL, node TEXT)",
+    " ts_first REAL NOT NULL, ts_last REAL NOT NULL, rows BLOB NOT NULL, node TEXT, keys BLOB)",
     "CREATE TABLE IF NOT EXISTS recent.history_seq"
     " (one INTEGER PRIMARY KEY CHECK (one = 1), last INTEGER NOT NULL)",
 )
@@ -84,8 +91,8 @@ _TOP: Final = (
     " COALESCE((SELECT last FROM recent.history_seq), 0))"
 )
 _APPEND: Final = (
-    "INSERT INTO recent.history_batches (id, last, ts_first, ts_last, rows, node)"  # noqa: S608 - constants
-    f" SELECT top + 1, top + ?, ?, ?, ?, ? FROM (SELECT {_TOP} AS top) RETURNING id"
+    "INSERT INTO recent.history_batches (id, last, ts_first, ts_last, rows, node, keys)"  # noqa: S608
+    f" SELECT top + 1, top + ?, ?, ?, ?, ?, ? FROM (SELECT {_TOP} AS top) RETURNING id"
 )
 #: Collection and prune keep the id floor before they delete batches (perhaps the newest).
 _KEEP_FLOOR: Final = f"UPDATE recent.history_seq SET last = {_TOP}"  # noqa: S608 - constants
@@ -127,7 +134,7 @@ def recent_path(path: str | Path) -> str:
     return ":memory:" if path == ":memory:" else path + RECENT_SUFFIX
 
 
-def _history_table(qualified: str) -> str:
+def history_table(qualified: str) -> str:
     return f"""CREATE TABLE IF NOT EXISTS {qualified} (
         id INTEGER PRIMARY KEY,
         {_COLUMN_DEFS},
@@ -137,18 +144,15 @@ def _history_table(qualified: str) -> str:
 
 def ensure_schema(conn: sqlite3.Connection) -> None:
     """main.history and its indexes, in the caller's transaction."""
-    conn.execute(_history_table("main.history"))
+    conn.execute(history_table("main.history"))
     if "node" not in {row[1] for row in conn.execute("PRAGMA main.table_info(history)")}:
         conn.execute("ALTER TABLE main.history ADD COLUMN node TEXT")  # made before nodes
     conn.execute("CREATE INDEX IF NOT EXISTS history_ts ON history (ts)")
-    # (mac, ts, action), not (mac, ts): `nac why` finds how long a device has had the same
-    # answer from the index alone, not by reading every row of a device refused for months
-    # (bench/helpdesk_bench.py).  An existing database is migrated once here.
+    # MACs are indexed by nac/history/macindex.py, not by a B-tree on this table (an index page
+    # written per row); nor actions, which `--action` filters read through the ts index.
     conn.execute("DROP INDEX IF EXISTS history_mac")
-    conn.execute("CREATE INDEX IF NOT EXISTS history_mac_action ON history (mac, ts, action)")
-    # (action, ts) cost a third of the indexer's insert (one more B-tree page written per row);
-    # `--action` filters read the ts index instead.
     conn.execute("DROP INDEX IF EXISTS history_action")
+    macindex.ensure(conn)
 
 
 def attach_recent(conn: sqlite3.Connection, path: str | Path, *, readonly: bool = False) -> bool:
@@ -180,8 +184,11 @@ def attach_recent(conn: sqlite3.Connection, path: str | Path, *, readonly: bool 
         with conn:
             for ddl in _RECENT_TABLES:
                 conn.execute(ddl)
-            if "node" not in {row[1] for row in conn.execute("PRAGMA recent.table_info(history_batches)")}:
+            columns = {row[1] for row in conn.execute("PRAGMA recent.table_info(history_batches)")}
+            if "node" not in columns:
                 conn.execute("ALTER TABLE recent.history_batches ADD COLUMN node TEXT")
+            if "keys" not in columns:  # batches before the MAC index: it decodes their rows
+                conn.execute("ALTER TABLE recent.history_batches ADD COLUMN keys BLOB")
             _convert_row_tier(conn)
             _convert_marshal_batches(conn)
             # Above every id ever indexed too: main's newest rows may have been pruned.
@@ -191,11 +198,9 @@ def attach_recent(conn: sqlite3.Connection, path: str | Path, *, readonly: bool 
                 conn.execute("INSERT INTO recent.history_seq (one, last) VALUES (1, ?)", (top,))
             elif seq[0] < top:
                 conn.execute("UPDATE recent.history_seq SET last = ?", (top,))
-    conn.execute(_history_table("temp.recent_history"))
+    conn.execute(history_table("temp.recent_history"))
     conn.execute("CREATE INDEX IF NOT EXISTS temp.recent_history_ts ON recent_history (ts)")
     conn.execute(_HISTORY_VIEW)
-    if readonly:  # a reader's view is current from the start (a writer's syncs when it reads)
-        sync_recent(conn)
     return True
 
 
@@ -248,15 +253,17 @@ def _convert_marshal_batches(conn: sqlite3.Connection) -> None:
         log.info("history: %d recent batches rewritten in format %d", converted, blob_format.VERSION)
 
 
-def connect(path: str | Path) -> sqlite3.Connection:
+def connect(path: str | Path, *, sync: bool = True) -> sqlite3.Connection:
     """A plain sqlite3 connection to the database at ``path`` (WAL, the recent tier attached,
     the ``history`` view over both tiers as of now): for threads and scripts that use SQL
     directly.  A connection kept open must call sync_recent() before it reads ``history``
-    again, or it misses the decisions committed since."""
+    again, or it misses the decisions committed since.  ``sync=False``: a connection that never
+    reads the view (the indexer's) skips unpacking the unindexed batches into it."""
     conn = sqlite3.connect(path, timeout=dbfile.BUSY_TIMEOUT_MS / 1000)
     dbfile.use_wal(conn)
     attach_recent(conn, path)
-    sync_recent(conn)
+    if sync:
+        sync_recent(conn)
     return conn
 
 
@@ -286,7 +293,8 @@ def append_history(
     """Append ``rows`` (``HISTORY_COLUMNS``, oldest first), decided by the server ``node``, to
     the recent tier as one batch, in the caller's transaction: the caller commits."""
     blob = blob_format.encode(rows)
-    conn.execute(_APPEND, (len(rows), rows[0][0], rows[-1][0], blob, node)).fetchall()
+    keys = blob_format.encode_keys(rows, _MAC, _TS, _ACTION)
+    conn.execute(_APPEND, (len(rows), rows[0][0], rows[-1][0], blob, node, keys)).fetchall()
 
 
 def _unpack(first: int, blob: bytes, above: int, node: str | None) -> list[tuple[object, ...]]:
@@ -346,6 +354,11 @@ def history_count(conn: sqlite3.Connection) -> int:
     return total
 
 
+def top_id(conn: sqlite3.Connection) -> int:
+    """The newest decision's id (0 for none)."""
+    return int(conn.execute(f"SELECT {_TOP}").fetchone()[0])
+
+
 def recent_backlog(conn: sqlite3.Connection) -> int:
     """Rows waiting for the indexer (from the id range: exact unless a prune removed some)."""
     top = conn.execute(f"SELECT {_TOP}").fetchone()[0]
@@ -358,20 +371,26 @@ def move_recent(conn: sqlite3.Connection, batch: int) -> int:
     many rows it took.  The batches stay in the recent tier, hidden by the view, until
     collect_recent() deletes them.
 
+    Only batches the MAC index holds are moved (it indexes them first if need be): a batch
+    collected from the recent tier must be in both.
+
     The batches are read (a short read transaction on the recent tier) before main's write
-    transaction begins: the long part, the random MAC-index inserts, holds main's write lock
-    but no snapshot of the recent tier.  The indexer runs at idle priority and can be stopped
+    transaction begins: the long part, the row inserts, holds main's write lock but no
+    snapshot of the recent tier.  The indexer runs at idle priority and can be stopped
     anywhere for as long as a burst lasts; a snapshot held that long would keep every
     checkpoint from rewinding the recent tier's WAL, which the server appends to at full speed.
     One executemany per batch: the GIL is released around every row's insert, and never held
     for long by a thread at idle priority, which the event loop would then wait for."""
+    macindex.post(conn, batch)  # rows only for what the MAC index holds: see collect_recent
     upto = indexed_upto(conn)
+    posted = macindex.upto(conn)
     taken: list[tuple[int, int, bytes, str | None]] = []
     count = 0
     try:
         cursor = conn.execute(
-            f"SELECT id, last, rows, node FROM recent.history_batches WHERE {_AFTER} ORDER BY id",  # noqa: S608
-            (upto,),
+            f"SELECT id, last, rows, node FROM recent.history_batches WHERE {_AFTER} AND last <= ?2"  # noqa: S608
+            " ORDER BY id",
+            (upto, posted),
         )
         while count < batch:
             got = cursor.fetchone()

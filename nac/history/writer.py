@@ -17,8 +17,8 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Final
 
-from nac.history import tiers
-from nac.history.indexer import BACKLOG_HIGH, WAL_HARD, WAL_HIGH, WAL_TAIL, Copier, Indexer, WalIndex
+from nac.history import macindex, tiers
+from nac.history.indexer import POST_HIGH, WAL_HARD, WAL_HIGH, WAL_TAIL, Copier, Indexer, WalIndex
 from nac.history.prune import Retention
 from nac.history.record import HistoryRecord, record_row
 from nac.radius.accounting import SessionEvent
@@ -33,8 +33,9 @@ BACKLOG_MAX: Final = 200_000
 COMMIT_BUSY_MS: Final = 250
 #: Seconds a stopping server spends indexing the recent tier.
 FLUSH_ON_STOP: Final = 10.0
-#: Longest the event loop indexes per tick when the backlog is over BACKLOG_HIGH.
-ASSIST_SECONDS: Final = 0.2
+#: Segments of the MAC index past which the event loop merges some too when it indexes: the
+#: thread that merges them gets no core under load that never lets up.
+SEGMENTS_HIGH: Final = 256
 #: The interpreter's switch interval while the history threads run (CPython's default is 5 ms):
 #: the idle-priority indexer, which runs Python between its SQLite calls, otherwise keeps the
 #: GIL that long whenever the event loop returns from a system call (bench/README.md).
@@ -80,7 +81,8 @@ class HistoryWriter:
         self._wal_index: WalIndex | None = None  # the recent tier's; see close()
         self._wal_index_failed = False
         self._collected_upto = 0  # recent batches through this id are collected
-        self._unindexed = 0
+        self._unindexed = 0  # decisions not in the MAC index
+        self._unstored = 0  # decisions not in the rows table
         self._backlog_rows: list[Sequence[object]] = []
         self._backlog_events: list[SessionEvent] = []
         self._backlog_since: float | None = None
@@ -92,8 +94,10 @@ class HistoryWriter:
     def gauges(self) -> dict[str, Callable[[], float]]:
         """What the metrics show of history."""
         return {
-            # Decisions on disk and visible, waiting for the indexer.
+            # Decisions on disk and visible, not yet in the MAC index.
             "history_unindexed": lambda: float(self._unindexed),
+            # Decisions on disk and visible, not yet in the rows table (written when idle).
+            "history_unstored": lambda: float(self._unstored),
             "history_indexer_failures": lambda: float(
                 self.indexer.failures
                 + self.indexer.checkpoint_failures
@@ -201,16 +205,18 @@ class HistoryWriter:
                 self._retention.start(self.retention)
 
     def tend(self) -> None:
-        """Delete up to COLLECT_CHUNK batches the indexer has copied and read the backlog.
-        Past BACKLOG_HIGH, index here, at the event loop's priority, until the backlog is back
-        under it or ASSIST_SECONDS have passed: the idle thread gets no core under load that
-        never lets up, and then the server must slow down to what it can index.  Past WAL_HIGH
-        or WAL_HARD, checkpoint the recent tier here (see nac/history/indexer.py)."""
+        """Delete up to COLLECT_CHUNK batches the indexer has copied and read the backlogs.
+        Past POST_HIGH decisions outside the MAC index, index them here, at the event loop's
+        priority: the idle thread gets no core under load that never lets up, and a device's
+        story must not wait for the load to end.  Past WAL_HIGH or WAL_HARD, checkpoint the
+        recent tier here (see nac/history/indexer.py)."""
         conn = self.conn
         indexer = self.indexer
         try:
             tiers.collect_recent(conn, COLLECT_CHUNK)
-            self._unindexed = tiers.recent_backlog(conn)
+            top = tiers.top_id(conn)
+            self._unstored = max(0, top - tiers.indexed_upto(conn))
+            self._unindexed = macindex.backlog(conn, top)
             if _wal_long(self._recent_wal_index(), tiers.recent_path(self.path)):
                 # The recent tier's alone: the thread has copied most of its frames already and
                 # the event loop is its only writer, so this pass ends with every frame copied
@@ -218,21 +224,20 @@ class HistoryWriter:
                 # rewind (it writes main), or the loop's below when it indexes itself.
                 conn.execute("PRAGMA recent.wal_checkpoint(PASSIVE)").fetchall()
                 self.counters["history_wal_rewinds"] += 1
-            if self._unindexed <= BACKLOG_HIGH:
+            if self._unindexed <= POST_HIGH:
                 indexer.hand_back()
                 return
             if not indexer.loop_indexes:
-                log.warning(
-                    "history: %d decisions unindexed: the server indexes itself until it catches up",
+                log.info(
+                    "history: %d decisions outside the MAC index: the server indexes them itself",
                     self._unindexed,
                 )
             indexer.take_over(within=0.2)
             self.counters["history_index_assists"] += 1
-            until = time.monotonic() + ASSIST_SECONDS
-            while self._unindexed > BACKLOG_HIGH and time.monotonic() < until:
-                if not indexer.step(conn):
-                    break
-                self._unindexed = indexer.backlog
+            indexer.post(conn, self._unindexed)
+            self._unindexed = macindex.backlog(conn, top)
+            if macindex.segments(conn) > SEGMENTS_HIGH:
+                macindex.merge_step(conn)
             indexer.checkpoint(conn)
         except sqlite3.Error as exc:
             log.warning("history tiers (event loop): %s", exc)
@@ -264,6 +269,7 @@ class HistoryWriter:
         if self._switch_interval is not None:
             sys.setswitchinterval(self._switch_interval)  # the thread is gone
         try:
+            self.indexer.post(self.conn, tiers.top_id(self.conn))  # the MAC index first: cheap
             moved = self.indexer.flush(self.conn, within=FLUSH_ON_STOP)
             while tiers.collect_recent(self.conn, COLLECT_CHUNK * 10):
                 pass
