@@ -3,9 +3,10 @@
 Library code shared by `nac history|why|stats` and `nac web`: functions take a sqlite3
 connection (the web page's is read-only) and return plain dicts; the wording of `why` lives
 here so the CLI and the web page say the same thing.  ``history`` is the view over both tiers
-(nac/history/tiers.py), read through nac/history/reader.py.  Every query is shaped for the
-indexes history keeps — (ts) and (mac, ts, action) on the indexed tier, (ts) on the small
-recent one — so that it stays fast at ten million rows (bench/helpdesk_bench.py measures it).
+(nac/history/tiers.py), read through nac/history/reader.py.  One device's questions go
+through the MAC index (nac/history/macindex.py) and read that device's rows alone; the others
+are shaped for the (ts) index, so that they stay fast at ten million rows
+(bench/helpdesk_bench.py measures it).
 """
 
 from __future__ import annotations
@@ -80,7 +81,9 @@ def _like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _where(f: HistoryFilter, conn: sqlite3.Connection) -> tuple[list[str], list[object]]:
+def _where(
+    f: HistoryFilter, conn: sqlite3.Connection, before_ts: float | None
+) -> tuple[list[str], list[object]]:
     where: list[str] = []
     params: list[object] = []
 
@@ -118,26 +121,59 @@ def _where(f: HistoryFilter, conn: sqlite3.Connection) -> tuple[list[str], list[
         add("ts >= ?", f.since)
     if f.until is not None:
         add("ts < ?", f.until)
-    if f.before is not None:
+    if before_ts is not None:
         # Newest first is (ts DESC, id DESC); the ts index holds (ts, rowid), so this is a range.
-        row = reader.execute(conn, "SELECT ts FROM history WHERE id = ?", (f.before,)).fetchone()
-        if row is None:
-            raise PolicyError(f"--before {f.before}: no decision with that id (pruned?)")
-        add("ts <= ? AND (ts < ? OR id < ?)", row[0], row[0], f.before)
+        add("ts <= ? AND (ts < ? OR id < ?)", before_ts, before_ts, f.before)
     return where, params
 
 
-def query_history(conn: sqlite3.Connection, f: HistoryFilter) -> list[dict[str, Any]]:
-    """Decisions matching ``f``, newest first, as :func:`history_row` shapes them."""
-    where, params = _where(f, conn)
-    sql = "SELECT * FROM history"
+def query_history(
+    conn: sqlite3.Connection, f: HistoryFilter, *, postings: Sequence[reader.Posting] | None = None
+) -> list[dict[str, Any]]:
+    """Decisions matching ``f``, newest first, as :func:`history_row` shapes them.  With a MAC,
+    over that device's decisions alone (found in the MAC index; ``postings`` if the caller has
+    them already)."""
+    before_ts = None
+    if f.before is not None:
+        before_ts = reader.decision_ts(conn, f.before)
+        if before_ts is None:
+            raise PolicyError(f"--before {f.before}: no decision with that id (pruned?)")
+    table = "history" if f.mac is None else _device_scope(conn, f, postings, before_ts)
+    where, params = _where(f, conn, before_ts)
+    sql = f"SELECT * FROM {table}"  # noqa: S608 - one of two names
     if where:
         sql += " WHERE " + " AND ".join(where)
     sql += " ORDER BY ts DESC, id DESC"
     if f.limit is not None or f.offset:
         sql += " LIMIT ? OFFSET ?"
         params += [-1 if f.limit is None else f.limit, f.offset]
-    return [history_row(row) for row in _dicts(reader.execute(conn, sql, params))]
+    cursor = reader.execute(conn, sql, params) if f.mac is None else conn.execute(sql, params)
+    return [history_row(row) for row in _dicts(cursor)]
+
+
+def _device_scope(
+    conn: sqlite3.Connection,
+    f: HistoryFilter,
+    postings: Sequence[reader.Posting] | None,
+    before_ts: float | None,
+) -> str:
+    """The table holding the rows ``f`` may select of one device: what the MAC index knows
+    (time, action, id) narrows them first; only the rows that can be in the answer are read."""
+    assert f.mac is not None
+    found = reader.mac_decisions(conn, f.mac) if postings is None else postings
+    keep = [
+        p
+        for p in found
+        if (f.action is None or p.action == f.action)
+        and (f.since is None or p.ts >= f.since)
+        and (f.until is None or p.ts < f.until)
+        and (before_ts is None or p.ts < before_ts or (p.ts == before_ts and p.id < (f.before or 0)))
+    ]
+    keep.sort(key=lambda p: (p.ts, p.id), reverse=True)
+    row_filters = (f.vendor, f.client, f.port, f.ssid, f.rule, f.method)
+    if f.limit is not None and all(x is None for x in row_filters):
+        keep = keep[: f.offset + f.limit]
+    return reader.load(conn, (p.id for p in keep))
 
 
 def _dicts(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:
@@ -171,39 +207,30 @@ def why(
     """The story of one device: its latest decisions, how long the latest answer has held and
     how often it was refused, and whether the current rules (``decide``, the device's policy
     decision) would answer its latest request differently.  ``lines`` tells it in plain words."""
-    rows = query_history(conn, HistoryFilter(mac=mac, limit=latest))
+    found = reader.mac_decisions(conn, mac)  # (id, ts, action) of every decision, by id
+    rows = query_history(conn, HistoryFilter(mac=mac, limit=latest), postings=found)
     streak: Streak | None = None
     refusals: Refusals | None = None
     if rows:
         last = rows[0]
-        # The latest row with another answer bounds the run; then count the run on (mac, ts).
-        other = reader.execute(
-            conn,
-            "SELECT ts, action, time FROM history WHERE mac = ? AND +action != ? ORDER BY ts DESC LIMIT 1",
-            (mac, last["action"]),
-        ).fetchone()
-        count, first_ts = reader.execute(
-            conn,
-            "SELECT COUNT(*), MIN(ts) FROM history WHERE mac = ? AND ts > ?",
-            (mac, other[0] if other else float("-inf")),
-        ).fetchone()
+        # The latest decision with another answer bounds the run.
+        other = max(
+            ((p.ts, p.id, p.action) for p in found if p.action != last["action"]), default=None
+        )
+        run = [p.ts for p in found if other is None or p.ts > other[0]]
+        first_ts = min(run) if run else _ts(last)
         streak = Streak(
             action=last["action"],
-            count=count,
+            count=len(run),
             since=iso_time(first_ts),
             since_ts=first_ts,
             before=None if other is None else _other(other),
         )
-        refused, first, last_refused = reader.execute(
-            conn,
-            # "+action": the (mac, ts, action) index, never (action, ts), which holds every refusal.
-            "SELECT COUNT(*), MIN(ts), MAX(ts) FROM history WHERE mac = ? AND +action = ?",
-            (mac, REFUSED),
-        ).fetchone()
+        refused = [p.ts for p in found if p.action == REFUSED]
         refusals = Refusals(
-            count=refused,
-            first=iso_time(first) if refused else None,
-            last=iso_time(last_refused) if refused else None,
+            count=len(refused),
+            first=iso_time(min(refused)) if refused else None,
+            last=iso_time(max(refused)) if refused else None,
         )
     current: CurrentDecision | None = None
     if decide is not None:
@@ -277,9 +304,9 @@ def explain(report: WhyReport, *, now: float) -> list[str]:
     return lines
 
 
-def _other(row: Sequence[Any]) -> EarlierDecision:
-    """The latest decision with another answer, from ``SELECT ts, action, ...``."""
-    return EarlierDecision(action=row[1], time=iso_time(row[0]), ts=row[0])
+def _other(found: tuple[float, int, str]) -> EarlierDecision:
+    """The latest decision with another answer, as (ts, id, action)."""
+    return EarlierDecision(action=found[2], time=iso_time(found[0]), ts=found[0])
 
 
 def _ts(row: Mapping[str, Any]) -> float:

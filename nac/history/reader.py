@@ -2,16 +2,31 @@
 
 The ``history`` view (nac/history/tiers.py) shows the recent tier as of the connection's last
 sync; :func:`execute` syncs first, so a connection kept open (`nac web`, a thread) never
-misses what was committed since.  A sync costs three indexed lookups when nothing changed.
+misses what was committed since.  A sync costs three indexed lookups when nothing changed, and
+unpacks every batch not yet in the rows table otherwise.
+
+One device's decisions never need that: :func:`mac_decisions` reads the MAC index
+(nac/history/macindex.py), and :func:`load` puts the rows of the ids it found, from either
+tier, into the TEMP table ``mac_history`` alone, for SQL over them.  So a device's story takes
+milliseconds even while a load that never lets up keeps the rows table behind.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, Final
 
-from nac.history import tiers
+from nac.history import format as blob_format
+from nac.history import macindex, tiers
+from nac.history.macindex import Posting as Posting  # noqa: PLC0414 - the helpdesk's type
+from nac.history.record import HISTORY_COLUMNS
+
+#: The TEMP table :func:`load` fills: the ``history`` view's columns.
+MAC_SCOPE: Final = "mac_history"
+_COLUMNS: Final = ", ".join(("id", *tiers.STORED_COLUMNS))
+_PARAMS: Final = ", ".join("?" * (1 + len(tiers.STORED_COLUMNS)))
 
 
 def execute(conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
@@ -34,3 +49,77 @@ def replay(conn: sqlite3.Connection, since: float) -> list[tuple[Any, ...]]:
         " WHERE ts >= ? AND mac IS NOT NULL ORDER BY ts, id",
         (since,),
     ).fetchall()
+
+
+def mac_decisions(conn: sqlite3.Connection, mac: str) -> list[Posting]:
+    """Every decision of ``mac`` (canonical spelling) as (id, ts, action), by id."""
+    if macindex.present(conn):
+        return macindex.lookup(conn, mac, recent=tiers.has_recent(conn))
+    # A read-only open of a database no nac with the MAC index has opened: its rows' own index.
+    return [
+        Posting._make(row)
+        for row in execute(conn, "SELECT id, ts, action FROM history WHERE mac = ? ORDER BY id", (mac,))
+    ]
+
+
+def _rows(conn: sqlite3.Connection, ids: Iterable[int]) -> list[tuple[Any, ...]]:
+    """The stored rows (id, then ``tiers.STORED_COLUMNS``) of ``ids`` still kept, from either
+    tier.  The recent tier is read first, in one read transaction with main: a batch above the
+    rows table's watermark as read before stays in the recent tier until that watermark passes
+    it, so the watermark read after it leaves no id out and takes none twice."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return []
+    recent = tiers.has_recent(conn)
+    first_look = tiers.indexed_upto(conn) if recent else 0
+    conn.commit()
+    found: dict[int, tuple[Any, ...]] = {}  # from main
+    tail_found: dict[int, tuple[Any, ...]] = {}  # from the recent tier
+    try:
+        conn.execute("BEGIN")
+        if recent:
+            tail = [i for i in wanted if i > first_look]
+            at = 0
+            while at < len(tail):
+                got = conn.execute(
+                    "SELECT id, last, rows, node FROM recent.history_batches"
+                    " WHERE id <= ? ORDER BY id DESC LIMIT 1",
+                    (tail[at],),
+                ).fetchone()
+                if got is None or got[1] < tail[at]:  # pruned, or in no batch: skip it
+                    at += 1
+                    continue
+                first, last, blob, node = got
+                decoded = blob_format.decode(blob, len(HISTORY_COLUMNS))
+                while at < len(tail) and tail[at] <= last:
+                    tail_found[tail[at]] = (tail[at], *decoded[tail[at] - first], node)
+                    at += 1
+        upto = tiers.indexed_upto(conn) if recent else wanted[-1]
+        in_main = [i for i in wanted if i <= upto]
+        for start in range(0, len(in_main), 10_000):
+            for row in conn.execute(
+                f"SELECT {_COLUMNS} FROM main.history WHERE id IN (SELECT value FROM json_each(?))",  # noqa: S608
+                (json.dumps(in_main[start : start + 10_000]),),
+            ):
+                found[row[0]] = row
+        in_tail = {i: row for i, row in tail_found.items() if i > upto}
+        return [row for i in wanted if (row := found.get(i) if i <= upto else in_tail.get(i)) is not None]
+    finally:
+        conn.commit()
+
+
+def load(conn: sqlite3.Connection, ids: Iterable[int]) -> str:
+    """Put the decisions ``ids`` (those still kept) into the TEMP table :data:`MAC_SCOPE`,
+    alone; returns its name, for SQL that reads it as it would ``history``."""
+    rows = _rows(conn, ids)
+    with conn:
+        conn.execute(tiers.history_table(f"temp.{MAC_SCOPE}"))
+        conn.execute(f"DELETE FROM temp.{MAC_SCOPE}")  # noqa: S608 - a constant
+        conn.executemany(f"INSERT INTO temp.{MAC_SCOPE} ({_COLUMNS}) VALUES ({_PARAMS})", rows)  # noqa: S608
+    return MAC_SCOPE
+
+
+def decision_ts(conn: sqlite3.Connection, id_: int) -> float | None:
+    """When decision ``id_`` was made; None if there is none (pruned)."""
+    rows = _rows(conn, [id_])
+    return float(rows[0][1]) if rows else None
