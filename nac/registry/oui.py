@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from array import array
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -124,10 +125,13 @@ class Registry:
         self.snapshot = snapshot
         self.entries: list[VendorMatch] = []
         by_bits: dict[int, dict[int, VendorMatch]] = {bits: {} for bits in PREFIX_BITS}
+        # One string object per organisation and per registry name: rows read from SQLite
+        # bring a copy each, and the server keeps every entry for its lifetime.
+        shared: dict[str, str] = {}
         for entry in entries:
-            prefix, bits, org = entry[0], entry[1], entry[2]
+            prefix, bits, org = entry[0], entry[1], shared.setdefault(entry[2], entry[2])
             # An IEEE CSV names the registry; a manuf file leaves it to be worked out.
-            kind = entry[3] if len(entry) > 3 else registry_name(prefix, bits)
+            kind = shared.setdefault(entry[3], entry[3]) if len(entry) > 3 else registry_name(prefix, bits)
             match = VendorMatch(prefix, bits, org, kind, len(self.entries), format_prefix(prefix, bits))
             self.entries.append(match)
             by_bits[bits][prefix] = match
@@ -135,7 +139,7 @@ class Registry:
         self._m28 = by_bits[28]
         self._m24 = by_bits[24]
         self._org_tokens: dict[str, tuple[str, ...]] | None = None
-        self._search: tuple[str, list[int], list[str], dict[str, list[int]]] | None = None
+        self._search: _SearchIndex | None = None
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -172,29 +176,49 @@ class Registry:
         words = normalize_name(text).split()
         if not words:
             return
-        joined, starts, orgs, by_org = self._search_index()
+        index = self._search_index()
         # Whole words in order, separated by anything but a letter, a digit or the newline that
         # ends each organisation: the same match as comparing normalize_name() word lists, done
         # by one regex pass in C over every name instead of Python code per organisation.
         phrase = _WORD_GAP.join(map(re.escape, words))
         pattern = re.compile(rf"(?<![0-9a-z]){phrase}(?![0-9a-z])")
-        hits = {bisect_right(starts, m.start()) - 1 for m in pattern.finditer(joined)}
+        starts, first, order = index.starts, index.first, index.order
+        hits = {bisect_right(starts, m.start()) - 1 for m in pattern.finditer(index.joined)}
         entries = self.entries
-        for position in sorted(p for i in hits for p in by_org[orgs[i]]):
+        for position in sorted(p for i in hits for p in order[first[i] : first[i + 1]]):
             yield entries[position]
 
-    def _search_index(self) -> tuple[str, list[int], list[str], dict[str, list[int]]]:
-        """Every organisation lower-cased in one string (one per line) with where each starts,
-        and organisation → entry positions; built once, on the first vendor lookup."""
+    def _search_index(self) -> _SearchIndex:
+        """Built once, on the first vendor lookup (see :class:`_SearchIndex`)."""
         if self._search is None:
-            by_org: dict[str, list[int]] = {}
-            for entry in self.entries:
-                by_org.setdefault(entry.organization, []).append(entry.position)
-            orgs = list(by_org)
-            lowered = [org.lower().replace("\n", " ") for org in orgs]
-            starts = list(accumulate((len(name) + 1 for name in lowered[:-1]), initial=0))
-            self._search = ("\n".join(lowered), starts, orgs, by_org)
+            number: dict[str, int] = {}  # organisation -> its number, in order of first entry
+            owner = [number.setdefault(entry.organization, len(number)) for entry in self.entries]
+            sizes = [0] * len(number)
+            for i in owner:
+                sizes[i] += 1
+            lowered = [org.lower().replace("\n", " ") for org in number]
+            self._search = _SearchIndex(
+                joined="\n".join(lowered),
+                starts=array("I", accumulate((len(name) + 1 for name in lowered[:-1]), initial=0)),
+                first=array("I", accumulate(sizes, initial=0)),
+                # sorted() is stable: each organisation's positions stay in registry order.
+                order=array("I", sorted(range(len(owner)), key=owner.__getitem__)),
+            )
         return self._search
+
+
+class _SearchIndex(NamedTuple):
+    """Every organisation lower-cased in one string, one per line, and the entries of each.
+
+    Organisation ``i`` (numbered in order of its first entry) starts at ``joined[starts[i]]``;
+    its entries' positions are ``order[first[i] : first[i + 1]]``.  Flat arrays rather than a
+    dict of lists of ints: far less memory, and the server keeps the index as long as the registry.
+    """
+
+    joined: str
+    starts: array[int]
+    first: array[int]
+    order: array[int]
 
 
 def parse_manuf(text: str, *, origin: str = "manuf") -> Iterator[tuple[int, int, str]]:
