@@ -87,7 +87,7 @@ def test_a_torn_file_is_rebuilt(source: Path) -> None:
     conn = registry_cache.open_compiled(source, lambda: _build(source, calls))
     assert conn is not None
     assert calls == [1]
-    assert len(registry_cache.entries(conn)) == 4
+    assert len(list(registry_cache.entries(conn))) == 4
     conn.close()
 
 

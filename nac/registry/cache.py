@@ -18,7 +18,7 @@ import json
 import os
 import sqlite3
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Final
 
@@ -86,11 +86,10 @@ def snapshot(conn: sqlite3.Connection) -> Snapshot:
     return Snapshot(source=source, date=date, sha256=sha256, counts=json.loads(counts))
 
 
-def entries(conn: sqlite3.Connection) -> list[Entry]:
-    """Every entry, in the source's order."""
-    return conn.execute(
-        "SELECT prefix, bits, organization, registry FROM entries ORDER BY position"
-    ).fetchall()
+def entries(conn: sqlite3.Connection) -> Iterator[Entry]:
+    """Every entry, in the source's order, read as they are consumed (no list of all the rows
+    beside the registry built from them: the server's memory peak and fragmentation)."""
+    return iter(conn.execute("SELECT prefix, bits, organization, registry FROM entries ORDER BY position"))
 
 
 def entries_for(conn: sqlite3.Connection, blocks: Iterable[tuple[int, int]]) -> list[Entry]:
