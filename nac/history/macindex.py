@@ -149,12 +149,14 @@ def _write_segment(
 
 
 def batch_keys(
-    first: int, keys: bytes | None, rows: bytes, skip_to: int
+    first: int, keys: bytes | None, rows: bytes | None, skip_to: int
 ) -> Iterable[tuple[int, object, object, object]]:
     """(id, mac, ts, action) of each decision in a recent batch above ``skip_to``: from its
     keys blob, or from its rows for a batch written before batches had keys."""
     if keys is not None:
         macs, stamps, actions = blob_format.decode_keys(keys)
+    elif rows is None:
+        raise blob_format.FormatError("a history batch without rows")
     else:
         decoded = blob_format.decode(rows, len(HISTORY_COLUMNS))
         macs = [row[_MAC] for row in decoded]
@@ -175,11 +177,11 @@ def post(conn: sqlite3.Connection, limit: int) -> int:
     batches all the same."""
     start = upto(conn)
     conn.commit()
-    taken: list[tuple[int, int, bytes | None, bytes]] = []
+    taken: list[tuple[int, int, bytes | None, bytes | None]] = []
     count = 0
     try:
-        cursor = conn.execute(
-            "SELECT id, last, keys, rows FROM recent.history_batches"
+        cursor = conn.execute(  # a batch's rows only if it has no keys
+            "SELECT id, last, keys, CASE WHEN keys IS NULL THEN rows END FROM recent.history_batches"
             " WHERE id >= COALESCE((SELECT MAX(id) FROM recent.history_batches WHERE id <= ?1), 0)"
             " AND last > ?1 ORDER BY id",
             (start,),
@@ -228,7 +230,7 @@ def lookup(conn: sqlite3.Connection, mac: str, *, recent: bool = True) -> list[P
         conn.execute("BEGIN")
         tail = (
             conn.execute(
-                "SELECT id, keys, rows FROM recent.history_batches"
+                "SELECT id, keys, CASE WHEN keys IS NULL THEN rows END FROM recent.history_batches"
                 " WHERE id >= COALESCE((SELECT MAX(id) FROM recent.history_batches WHERE id <= ?1), 0)"
                 " AND last > ?1 ORDER BY id",
                 (seen,),
