@@ -30,6 +30,10 @@ sys.path.insert(0, str(HERE))
 from compare import SECRET, running, start_nac  # noqa: E402
 
 from nac.bench.load import run  # noqa: E402
+from nac.bench.request import default_macs  # noqa: E402
+from nac.helpdesk import queries  # noqa: E402
+from nac.registry.mac import format_mac, parse_mac  # noqa: E402
+from nac.store import Store  # noqa: E402
 
 PORT = 19812
 METRICS = "127.0.0.1:19899"
@@ -51,6 +55,20 @@ def _rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def _why(db: Path) -> tuple[float, int]:
+    """Milliseconds `nac why` takes (a read-only open, as the CLI's) for one of the load's MACs,
+    and how many decisions it counted."""
+    mac = format_mac(parse_mac(default_macs(1)[0]))
+    started = time.perf_counter()
+    store = Store.readonly(db)
+    try:
+        report = queries.why(store.conn, mac, decide=None, now=time.time())
+    finally:
+        store.close()
+    took = (time.perf_counter() - started) * 1000
+    return took, report.streak.count if report.streak is not None else 0
 
 
 def main() -> int:
@@ -98,6 +116,7 @@ def main() -> int:
                 time.sleep(0.5)
             catch_up = time.monotonic() - stopped
             peak_rss = max(_rss_mb(server.process.pid), *(w["rss_mb"] for w in windows))
+            why_ms, why_decisions = _why(workdir / "nac.db")
     first, last = windows[0]["rate"], windows[-1]["rate"]
     ratio = last / first if first else 0.0
     summary = {
@@ -107,13 +126,16 @@ def main() -> int:
         "last_over_first": ratio,
         "index_caught_up_s": catch_up,
         "peak_rss_mb": peak_rss,
+        "why_ms": why_ms,
+        "why_decisions": why_decisions,
     }
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
         print(
             f"last window {last:.0f}/s = {100 * ratio:.0f} % of the first ({first:.0f}/s);"
-            f" MAC index caught up {catch_up:.1f} s after the load; peak RSS {peak_rss:.1f} MB"
+            f" MAC index caught up {catch_up:.1f} s after the load; peak RSS {peak_rss:.1f} MB;"
+            f" nac why {why_ms:.0f} ms for a device with {why_decisions} decisions"
         )
     return 0
 
