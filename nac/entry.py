@@ -8,6 +8,9 @@ cleanly (`--help`, an unknown or malformed option, a subcommand) goes to nac.cli
 typer commands give the usage and errors; tests/test_cli_fast.py checks both declare the same
 options, and the defaults and least values of their counts (`--latest`, `--limit`, `--offset`)
 are nac/cli/fast.py's, read by both.  `nac --version` answers here too.
+
+`nac serve` is parsed here as well: typer, click and pydantic, once loaded, would stay in the
+server's memory for as long as it runs, unused.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ if TYPE_CHECKING:
     from nac.cli.fast import Count
 
 #: The commands answered here, by their words (`rules list` is two).
-FAST_COMMANDS = ("check", "history", "why", "rules list")
+FAST_COMMANDS = ("check", "history", "why", "rules list", "serve")
 _HELP = frozenset({"-h", "--help"})
 
 
@@ -71,11 +74,19 @@ class _Parser(argparse.ArgumentParser):
 def parser(name: str) -> argparse.ArgumentParser:
     """The options of fast command ``name``: the typer command's, spelled for argparse."""
     # Both are imported by the command this parses for anyway (nac.app imports nac.policy).
-    from nac.cli.fast import HISTORY_LIMIT, HISTORY_OFFSET, WHY_LATEST  # noqa: PLC0415
+    from nac.cli.fast import HISTORY_LIMIT, HISTORY_OFFSET, SERVE_WORKERS, WHY_LATEST  # noqa: PLC0415
     from nac.policy.decide import ACTIONS  # noqa: PLC0415
 
     p = _Parser(prog=f"nac {name}", add_help=False, allow_abbrev=False)
     p.add_argument("--db", default=None)
+    if name == "serve":
+        p.add_argument("--config", default=None)
+        p.add_argument("--bind", action="append", default=None)
+        p.add_argument("--auth-port", type=int, default=None)
+        p.add_argument("--acct-port", type=int, default=None)
+        p.add_argument("--log-level", default="info")
+        _count(p, "--workers", SERVE_WORKERS)
+        return p
     p.add_argument("--json", dest="as_json", action="store_true")
     if name == "check":
         p.add_argument("mac")

@@ -79,6 +79,7 @@ def test_fast_path_declares_the_typer_commands_options(name: str) -> None:
         ("why", "--latest", cli_run.WHY_LATEST),
         ("history", "--limit", cli_run.HISTORY_LIMIT),
         ("history", "--offset", cli_run.HISTORY_OFFSET),
+        ("serve", "--workers", cli_run.SERVE_WORKERS),
     ],
 )
 def test_fast_path_and_typer_share_each_counts_default_and_least(

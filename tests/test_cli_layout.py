@@ -4,13 +4,19 @@ which share nac/cli/common.py and never import nac.cli; the server never loads t
 from __future__ import annotations
 
 import ast
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.interop import free_udp_ports, subprocess_env
+
 NAC = Path(__file__).resolve().parent.parent / "nac"
+#: What a server would hold for its whole life without using it: the CLI's parsers (typer,
+#: click, pydantic, rich), and the TLS libraries that only 802.1X with an [eap] section needs.
+SERVER_NEVER_LOADS = ("typer", "click", "pydantic", "pydantic_core", "rich", "OpenSSL", "cryptography")
 COMMAND_MODULES = sorted(p for p in (NAC / "cli").glob("*.py") if p.stem not in ("__init__", "main"))
 
 
@@ -49,3 +55,32 @@ def test_server_assembly_loads_neither_the_cli_nor_typer() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=NAC.parent
     )
     assert run.stdout.strip() == "[]"
+
+
+def test_nac_serve_as_typed_loads_neither_typer_nor_tls_libraries(tmp_path: Path) -> None:
+    """`nac serve` through the command's own entry point (nac/entry.py), up to where its event
+    loop would start: the server is built, its sockets bound, and these were never imported."""
+    auth, acct = free_udp_ports(2)
+    argv = ["serve", "--db", str(tmp_path / "nac.db"), "--bind", "127.0.0.1"]
+    argv += ["--auth-port", str(auth), "--acct-port", str(acct)]
+    code = (
+        "import json, sys\n"
+        "from nac.serve.server import Server\n"
+        "async def report(self):\n"
+        "    print(json.dumps(sorted(sys.modules)))\n"
+        "Server.serve = report\n"
+        "from nac.entry import main\n"
+        f"main({argv!r})\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=subprocess_env(),
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    modules = set(json.loads(run.stdout))
+    assert {"nac.serve.server", "nac.admission.engine", "nac.registry.oui"} <= modules  # it got there
+    assert not {m for m in modules if m.split(".")[0] in SERVER_NEVER_LOADS or m.startswith("nac.cli.main")}

@@ -1,15 +1,19 @@
-"""The helpdesk's lookups: `nac check`, `nac history`, `nac why`, `nac rules list`.
+"""The helpdesk's lookups: `nac check`, `nac history`, `nac why`, `nac rules list`; and `nac serve`.
 
 A helpdesk types these while a user waits, and loading typer (with click and pydantic) costs a
 quarter of a second, so nac/entry.py parses their options itself and calls these functions;
 the typer commands call the same ones (for `--help`, and for any input entry.py leaves to
 them).  Each opens the library read-only, prints, and returns its exit code: 0, 1 when an
-operation failed, 2 for bad input (README).  No typer here.
+operation failed, 2 for bad input (README).  No typer here.  `nac serve` is here not for speed
+but for memory: a server started through typer would hold typer, click and pydantic for its
+whole life without using them.
 """
 
 from __future__ import annotations
 
 import csv
+import logging
+import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -19,6 +23,8 @@ from nac.errors import ConfigError, InvalidMacError, InvalidPrefixError, NacErro
 from nac.render import DECISION_COLUMNS, decision_cells, iso_time, table, to_json, why_text
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from nac.app.facade import Nac
     from nac.app.results import CheckResult, RuleRow
 
@@ -41,6 +47,9 @@ class Count(NamedTuple):
 HISTORY_LIMIT: Final = Count(default=50, least=1, help="At most this many rows.")
 HISTORY_OFFSET: Final = Count(default=0, least=0, help="Skip this many rows first.")
 WHY_LATEST: Final = Count(default=5, least=1, help="List this many decisions.")
+SERVE_WORKERS: Final = Count(
+    default=1, least=0, help="Processes sharing the ports (0: one per core). Default 1."
+)
 _CHECK_COLUMNS: Final = ("line", "mac", "vendor", "prefix", "randomized", "action", "vlan", "rule", "reason")
 _RULE_COLUMNS: Final = (
     *("id", "kind", "value", "action", "vlan", "scope", "mode", "valid", "reason"),
@@ -210,6 +219,40 @@ def why(mac: str, *, latest: int, as_json: bool, db: str | None) -> int:
             print_json(report)
         else:
             print("\n".join(why_text(report)))
+        return 0
+
+    return guarded(body)
+
+
+# -- nac serve ---------------------------------------------------------------------------------
+
+
+def serve(
+    *,
+    config: str | Path | None,
+    db: str | None,
+    bind: list[str] | None,
+    auth_port: int | None,
+    acct_port: int | None,
+    log_level: str,
+    workers: int,
+) -> int:
+    """Run the RADIUS server until it is stopped (a signal); its exit code."""
+    level = getattr(logging, log_level.upper(), None)
+    if not isinstance(level, int):
+        return fail(f"--log-level must be debug, info, warning or error, not {log_level!r}", 2)
+
+    def body() -> int:
+        from nac.config import Config, load_config  # noqa: PLC0415 - the server's, not the CLI's
+        from nac.serve.observe import setup_logging  # noqa: PLC0415
+        from nac.serve.run import serve as run_server  # noqa: PLC0415
+
+        def configure() -> Config:
+            return load_config(config, db=db, bind=bind, auth_port=auth_port, acct_port=acct_port)
+
+        cfg = configure()
+        setup_logging(fmt=cfg.log_format, level=level)
+        run_server(cfg, configure, workers=workers or os.cpu_count() or 1)
         return 0
 
     return guarded(body)

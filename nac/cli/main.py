@@ -6,8 +6,6 @@ their options and helpers through nac/cli/common.py; exit codes are documented t
 
 from __future__ import annotations
 
-import logging
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -109,27 +107,23 @@ def serve(
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "info",
     workers: Annotated[
         int,
-        typer.Option("--workers", min=0, help="Processes sharing the ports (0: one per core). Default 1."),
-    ] = 1,
+        typer.Option("--workers", min=cli_run.SERVE_WORKERS.least, help=cli_run.SERVE_WORKERS.help),
+    ] = cli_run.SERVE_WORKERS.default,
 ) -> None:
     """Run the RADIUS server.
 
     Example: nac serve --config /etc/nac/nac.toml --workers 0
     """
-    level = getattr(logging, log_level.upper(), None)
-    if not isinstance(level, int):
-        _fail(f"--log-level must be debug, info, warning or error, not {log_level!r}", 2)
-    with _errors():
-        from nac.config import Config, load_config  # noqa: PLC0415
-        from nac.serve.observe import setup_logging  # noqa: PLC0415
-        from nac.serve.run import serve as run_server  # noqa: PLC0415
-
-        def configure() -> Config:
-            return load_config(config, db=db, bind=bind, auth_port=auth_port, acct_port=acct_port)
-
-        cfg = configure()
-        setup_logging(fmt=cfg.log_format, level=level)
-        run_server(cfg, configure, workers=workers or os.cpu_count() or 1)
+    code = cli_run.serve(
+        config=config,
+        db=db,
+        bind=bind,
+        auth_port=auth_port,
+        acct_port=acct_port,
+        log_level=log_level,
+        workers=workers,
+    )
+    raise typer.Exit(code)
 
 
 # -- rules --------------------------------------------------------------------------------
