@@ -159,3 +159,28 @@ FIELD = st.one_of(
 @given(st.lists(st.tuples(*[FIELD] * 4), min_size=1, max_size=20))
 def test_any_row_of_nones_integers_floats_and_text_round_trips(rows: list[tuple[object, ...]]) -> None:
     assert blob_format.decode(blob_format.encode(rows), 4) == rows
+
+
+def test_a_database_with_the_mac_index_of_format_1_is_read_whole(tmp_path: Path) -> None:
+    """tests/data/history-macindex-v1: the twelve decisions in four group commits, the first
+    two in the rows table, the first three in the MAC index (a segment each: posting lists
+    and batch keys in format 1), the fourth in its batch alone."""
+    db = _copy("history-macindex-v1", tmp_path)
+    raw = sqlite3.connect(db)
+    postings = [blob for (blob,) in raw.execute("SELECT postings FROM history_mac")]
+    raw.close()
+    assert len(postings) == 9
+    assert all(blob[:5] == b"NACP\x01" for blob in postings)
+    assert _every_row(db) == EXPECTED
+    ts, action = HISTORY_COLUMNS.index("ts"), HISTORY_COLUMNS.index("action")
+    for store in (Store.readonly(db), Store(db)):
+        try:
+            for i, row in enumerate(EXPECTED, start=1):
+                mac = f"00:e0:fc:00:00:{i:02x}"
+                assert reader.mac_decisions(store.conn, mac) == [(i, row[ts], row[action])]
+                found = helpdesk.query_history(store.conn, helpdesk.HistoryFilter(mac=mac))
+                assert [(r["id"], r["reason"], r["node"]) for r in found] == [
+                    (i, f"fixture {i}: ü", "fixture")
+                ]
+        finally:
+            store.close()
