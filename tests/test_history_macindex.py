@@ -196,3 +196,27 @@ def test_why_counts_from_the_index_what_the_rows_say(store: Store) -> None:
     assert report.streak.before is not None
     assert report.streak.before.action == "accept"
     assert report.refused.count == 5
+
+
+def test_the_latest_decisions_come_from_the_newest_batches_while_the_rows_table_is_behind(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conn = store.conn
+    now = time.time()
+    for k in range(10):
+        rows = [decision(now - 1000 + 10 * k + i, MACS[i % len(MACS)], "accept") for i in range(5)]
+        if k == 0:
+            rows[0] = decision(now - 1000, MACS[0], "reject")  # the one a selective filter finds
+        tiers.write_batch(conn, rows, [])
+    tiers.move_recent(conn, 5)  # the first batch in the rows table, nine behind
+    monkeypatch.setattr(reader, "NEWEST_FIRST_MIN", 10)
+    monkeypatch.setattr(reader, "NEWEST_STEP", 2)
+    latest = helpdesk.query_history(conn, helpdesk.HistoryFilter(limit=7, offset=1))
+    assert conn.execute("SELECT COUNT(*) FROM temp.recent_history").fetchone() == (0,)  # no sync
+    assert conn.execute(f"SELECT COUNT(*) FROM temp.{reader.SCOPE}").fetchone() == (10,)  # noqa: S608
+    refused = helpdesk.query_history(conn, helpdesk.HistoryFilter(action="reject", limit=5))
+    monkeypatch.setattr(reader, "NEWEST_FIRST_MIN", 10**9)  # the view, as a small backlog reads it
+    assert latest == helpdesk.query_history(conn, helpdesk.HistoryFilter(limit=7, offset=1))
+    assert [r["id"] for r in latest] == list(range(49, 42, -1))
+    assert refused == helpdesk.query_history(conn, helpdesk.HistoryFilter(action="reject", limit=5))
+    assert [r["id"] for r in refused] == [1]  # in the rows table: found through the view

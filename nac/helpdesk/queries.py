@@ -138,17 +138,29 @@ def query_history(
         before_ts = reader.decision_ts(conn, f.before)
         if before_ts is None:
             raise PolicyError(f"--before {f.before}: no decision with that id (pruned?)")
-    table = "history" if f.mac is None else _device_scope(conn, f, postings, before_ts)
     where, params = _where(f, conn, before_ts)
-    sql = f"SELECT * FROM {table}"  # noqa: S608 - one of two names
+    if f.mac is not None:
+        table = _device_scope(conn, f, postings, before_ts)
+        return [history_row(row) for row in _dicts(conn.execute(*_select(table, where, params, f)))]
+    if f.limit is not None and reader.unstored(conn) > reader.NEWEST_FIRST_MIN:
+        # The newest batches alone answer "the latest N" unless the filters are selective.
+        want = replace(f, limit=f.offset + f.limit, offset=0)
+        for older in reader.newest_first(conn):
+            found = _dicts(conn.execute(*_select(reader.SCOPE, where, params, want)))
+            if len(found) == want.limit and found[-1]["ts"] > older:
+                return [history_row(row) for row in found[f.offset :]]
+    return [history_row(row) for row in _dicts(reader.execute(conn, *_select("history", where, params, f)))]
+
+
+def _select(table: str, where: list[str], params: list[object], f: HistoryFilter) -> tuple[str, list[object]]:
+    sql = f"SELECT * FROM {table}"  # noqa: S608 - the view or a TEMP table of the reader's
     if where:
         sql += " WHERE " + " AND ".join(where)
     sql += " ORDER BY ts DESC, id DESC"
     if f.limit is not None or f.offset:
         sql += " LIMIT ? OFFSET ?"
-        params += [-1 if f.limit is None else f.limit, f.offset]
-    cursor = reader.execute(conn, sql, params) if f.mac is None else conn.execute(sql, params)
-    return [history_row(row) for row in _dicts(cursor)]
+        return sql, [*params, -1 if f.limit is None else f.limit, f.offset]
+    return sql, list(params)
 
 
 def _device_scope(

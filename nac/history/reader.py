@@ -7,15 +7,17 @@ unpacks every batch not yet in the rows table otherwise.
 
 One device's decisions never need that: :func:`mac_decisions` reads the MAC index
 (nac/history/macindex.py), and :func:`load` puts the rows of the ids it found, from either
-tier, into the TEMP table ``mac_history`` alone, for SQL over them.  So a device's story takes
-milliseconds even while a load that never lets up keeps the rows table behind.
+tier, into the TEMP table ``history_scope`` alone, for SQL over them.  So a device's story
+takes milliseconds even while a load that never lets up keeps the rows table behind; and the
+newest decisions (`nac history` without a MAC) come from the newest batches alone
+(:func:`newest_first`).
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Final
 
 from nac.history import format as blob_format
@@ -23,8 +25,13 @@ from nac.history import macindex, tiers
 from nac.history.macindex import Posting as Posting  # noqa: PLC0414 - the helpdesk's type
 from nac.history.record import HISTORY_COLUMNS
 
-#: The TEMP table :func:`load` fills: the ``history`` view's columns.
-MAC_SCOPE: Final = "mac_history"
+#: The TEMP table :func:`load` and :func:`newest_first` fill: the ``history`` view's columns.
+SCOPE: Final = "history_scope"
+#: Decisions outside the rows table past which a newest-first search reads the newest batches
+#: itself: bringing the view up to date unpacks every one of them (minutes, after a long load).
+NEWEST_FIRST_MIN: Final = 100_000
+#: Batches :func:`newest_first` adds per step.
+NEWEST_STEP: Final = 200
 _COLUMNS: Final = ", ".join(("id", *tiers.STORED_COLUMNS))
 _PARAMS: Final = ", ".join("?" * (1 + len(tiers.STORED_COLUMNS)))
 
@@ -109,17 +116,60 @@ def _rows(conn: sqlite3.Connection, ids: Iterable[int]) -> list[tuple[Any, ...]]
 
 
 def load(conn: sqlite3.Connection, ids: Iterable[int]) -> str:
-    """Put the decisions ``ids`` (those still kept) into the TEMP table :data:`MAC_SCOPE`,
+    """Put the decisions ``ids`` (those still kept) into the TEMP table :data:`SCOPE`,
     alone; returns its name, for SQL that reads it as it would ``history``."""
     rows = _rows(conn, ids)
     with conn:
-        conn.execute(tiers.history_table(f"temp.{MAC_SCOPE}"))
-        conn.execute(f"DELETE FROM temp.{MAC_SCOPE}")  # noqa: S608 - a constant
-        conn.executemany(f"INSERT INTO temp.{MAC_SCOPE} ({_COLUMNS}) VALUES ({_PARAMS})", rows)  # noqa: S608
-    return MAC_SCOPE
+        _fresh_scope(conn)
+        conn.executemany(f"INSERT INTO temp.{SCOPE} ({_COLUMNS}) VALUES ({_PARAMS})", rows)  # noqa: S608
+    return SCOPE
 
 
 def decision_ts(conn: sqlite3.Connection, id_: int) -> float | None:
     """When decision ``id_`` was made; None if there is none (pruned)."""
     rows = _rows(conn, [id_])
     return float(rows[0][1]) if rows else None
+
+
+def unstored(conn: sqlite3.Connection) -> int:
+    """Decisions not yet in the rows table (those the view unpacks when it syncs)."""
+    return tiers.recent_backlog(conn) if tiers.has_recent(conn) else 0
+
+
+def _fresh_scope(conn: sqlite3.Connection) -> None:
+    conn.execute(tiers.history_table(f"temp.{SCOPE}"))
+    conn.execute(f"DELETE FROM temp.{SCOPE}")  # noqa: S608 - a constant
+
+
+def newest_first(conn: sqlite3.Connection) -> Iterator[float]:
+    """Fill the TEMP table :data:`SCOPE` with the decisions not yet in the rows table, newest
+    batches first, ``NEWEST_STEP`` batches at a time; after each step, yield the newest time of
+    any decision not in it (older batches, and the rows table's): a newest-first answer from the
+    scope whose last row is newer than that is the whole answer.  Ends after the oldest batch
+    (then the answer may need the rows table: ask the view)."""
+    with conn:
+        _fresh_scope(conn)
+    upto = tiers.indexed_upto(conn)
+    main_top = conn.execute("SELECT MAX(ts) FROM main.history").fetchone()[0]
+    below = None
+    while True:
+        batches = conn.execute(
+            "SELECT id, last, rows, node FROM recent.history_batches WHERE last > ?1"
+            " AND id < COALESCE(?2, id + 1) ORDER BY id DESC LIMIT ?3",
+            (upto, below, NEWEST_STEP),
+        ).fetchall()
+        if not batches:
+            return
+        with conn:
+            for first, _, blob, node in batches:
+                rows = blob_format.decode(blob, len(HISTORY_COLUMNS))
+                skip = max(0, upto + 1 - first)
+                conn.executemany(
+                    f"INSERT OR IGNORE INTO temp.{SCOPE} ({_COLUMNS}) VALUES ({_PARAMS})",  # noqa: S608
+                    [(first + i, *row, node) for i, row in enumerate(rows) if i >= skip],
+                )
+        below = batches[-1][0]
+        rest = conn.execute(
+            "SELECT MAX(ts_last) FROM recent.history_batches WHERE last > ? AND id < ?", (upto, below)
+        ).fetchone()[0]
+        yield max((t for t in (main_top, rest) if t is not None), default=float("-inf"))
