@@ -16,7 +16,6 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from nac.eap.mschapv2 import nt_hash
 from nac.errors import NacError
 
 #: RADIUS carries the name in User-Name and MS-CHAPv2 in one attribute: 253 octets at most.
@@ -28,13 +27,38 @@ _DDL: Final = """CREATE TABLE IF NOT EXISTS eap_users (
 )"""
 
 
+#: Authorization (nac/eap/groups.py): groups with a profile each, the groups of each user in
+#: the user's order, and a user's own profile.  Profiles are JSON (nac/eap/profiles.py).
+_AUTHZ_DDL: Final = (
+    """CREATE TABLE IF NOT EXISTS eap_groups (
+    name TEXT PRIMARY KEY,
+    profile TEXT NOT NULL,
+    created TEXT NOT NULL
+)""",
+    """CREATE TABLE IF NOT EXISTS eap_user_groups (
+    user TEXT NOT NULL,
+    grp TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (user, grp)
+)""",
+    "CREATE TABLE IF NOT EXISTS eap_user_profiles (user TEXT PRIMARY KEY, profile TEXT NOT NULL)",
+)
+
+
+def ensure_schema(conn: sqlite3.Connection) -> None:
+    """The users' tables, inside the caller's transaction (nac/store.py makes them on open)."""
+    conn.execute(_DDL)
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(eap_users)")}
+    if "md5_password" not in columns:
+        # EAP-MD5 needs the password itself; kept only for users enrolled with --eap-md5.
+        conn.execute("ALTER TABLE eap_users ADD COLUMN md5_password TEXT")
+    for ddl in _AUTHZ_DDL:
+        conn.execute(ddl)
+
+
 def ensure_table(conn: sqlite3.Connection) -> None:
     with conn:
-        conn.execute(_DDL)
-        columns = {row[1] for row in conn.execute("PRAGMA table_info(eap_users)")}
-        if "md5_password" not in columns:
-            # EAP-MD5 needs the password itself; kept only for users enrolled with --eap-md5.
-            conn.execute("ALTER TABLE eap_users ADD COLUMN md5_password TEXT")
+        ensure_schema(conn)
 
 
 def check_name(name: str) -> str:
@@ -46,6 +70,8 @@ def check_name(name: str) -> str:
 def add_user(conn: sqlite3.Connection, name: str, password: str, *, eap_md5: bool = False) -> bool:
     """Add or replace ``name``; True if it replaced an existing user.  With ``eap_md5`` the
     password itself is kept too (EAP-MD5 cannot work from a hash)."""
+    from nac.eap.mschapv2 import nt_hash  # noqa: PLC0415 - nac/store.py imports this module
+
     check_name(name)
     if not password:
         raise NacError("the password is empty")
@@ -65,6 +91,8 @@ def remove_user(conn: sqlite3.Connection, name: str) -> None:
     with conn:
         if conn.execute("DELETE FROM eap_users WHERE name = ?", (name,)).rowcount == 0:
             raise NacError(f"no user {name!r}")
+        conn.execute("DELETE FROM eap_user_groups WHERE user = ?", (name,))
+        conn.execute("DELETE FROM eap_user_profiles WHERE user = ?", (name,))
 
 
 def list_users(conn: sqlite3.Connection) -> list[dict[str, Any]]:

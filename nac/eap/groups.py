@@ -1,0 +1,224 @@
+"""Groups and authorization profiles of 802.1X users, in nac's database (`nac groups`, `nac
+users add/set --vlan/--group/--attr`), and the lookup the server makes after a successful
+authentication.  Profiles are checked against the dictionary before they are stored, so the
+server only ever reads profiles it can send.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+import sqlite3
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from pyrad.dictionary import Dictionary
+
+from nac.eap.mschapv2 import nt_hash
+from nac.eap.profiles import Authorization, Profile, check_profile, encode_attributes, merge
+from nac.eap.users import ensure_table, list_users
+from nac.errors import NacError, PolicyError
+
+_GROUP_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+#: Where the users come from; an LDAP directory would be another source.
+SOURCE: Final = "users"
+#: Encoded profiles kept by their JSON: the server encodes each distinct profile once.
+_ENCODED_MAX: Final = 1024
+
+
+def check_group(name: str) -> str:
+    if not _GROUP_NAME.fullmatch(name):
+        raise PolicyError(
+            f"group names are 1 to 64 letters, digits, . _ - (starting with one of the first two): {name!r}"
+        )
+    return name
+
+
+def add_group(conn: sqlite3.Connection, dictionary: Dictionary, name: str, profile: Profile) -> bool:
+    """Add or replace group ``name`` and its profile; True if it replaced one."""
+    check_group(name)
+    check_profile(dictionary, profile, where=f"group {name}")
+    ensure_table(conn)
+    with conn:
+        existed = conn.execute("SELECT 1 FROM eap_groups WHERE name = ?", (name,)).fetchone() is not None
+        conn.execute(
+            "INSERT OR REPLACE INTO eap_groups (name, profile, created) VALUES (?, ?, ?)",
+            (name, json.dumps(profile.to_json()), _now()),
+        )
+    return existed
+
+
+def remove_group(conn: sqlite3.Connection, name: str) -> None:
+    """Remove a group that no user belongs to (a user would silently lose its VLAN)."""
+    ensure_table(conn)
+    with conn:
+        members = [
+            r[0]
+            for r in conn.execute("SELECT user FROM eap_user_groups WHERE grp = ? ORDER BY user", (name,))
+        ]
+        if members:
+            raise NacError(
+                f"group {name} has members ({', '.join(members)}): move them first"
+                f" (nac users set NAME --group OTHER, or --no-groups)"
+            )
+        if conn.execute("DELETE FROM eap_groups WHERE name = ?", (name,)).rowcount == 0:
+            raise NacError(f"no group {name!r}")
+
+
+def list_groups(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    ensure_table(conn)
+    rows = conn.execute("SELECT name, profile, created FROM eap_groups ORDER BY name").fetchall()
+    out = []
+    for name, raw, created in rows:
+        profile = Profile.from_json(json.loads(raw))
+        members = [
+            r[0]
+            for r in conn.execute("SELECT user FROM eap_user_groups WHERE grp = ? ORDER BY user", (name,))
+        ]
+        out.append(
+            {
+                "name": name,
+                **profile.to_json(),
+                "profile": profile.describe(),
+                "members": members,
+                "created": created,
+            }
+        )
+    return out
+
+
+def check_groups(conn: sqlite3.Connection, groups: Sequence[str]) -> None:
+    """Every group exists, each named once (NacError, PolicyError)."""
+    known = {r[0] for r in conn.execute("SELECT name FROM eap_groups")}
+    for group in groups:
+        if group not in known:
+            raise NacError(f"no group {group!r} (add it first: nac groups add {group} --vlan V)")
+    if len(set(groups)) != len(groups):
+        raise PolicyError(f"a group is named twice: {', '.join(groups)}")
+
+
+def set_user(
+    conn: sqlite3.Connection,
+    dictionary: Dictionary,
+    name: str,
+    *,
+    groups: Sequence[str] | None = None,
+    profile: Profile | None = None,
+) -> None:
+    """Set an existing user's groups (in order; None: unchanged) and own profile (None:
+    unchanged; an empty profile: none of its own)."""
+    ensure_table(conn)
+    if profile is not None:
+        check_profile(dictionary, profile, where=f"user {name}")
+    with conn:
+        if conn.execute("SELECT 1 FROM eap_users WHERE name = ?", (name,)).fetchone() is None:
+            raise NacError(f"no user {name!r}")
+        if groups is not None:
+            check_groups(conn, groups)
+            conn.execute("DELETE FROM eap_user_groups WHERE user = ?", (name,))
+            conn.executemany(
+                "INSERT INTO eap_user_groups (user, grp, seq) VALUES (?, ?, ?)",
+                [(name, group, seq) for seq, group in enumerate(groups)],
+            )
+        if profile is not None:
+            conn.execute("DELETE FROM eap_user_profiles WHERE user = ?", (name,))
+            if not profile.empty:
+                conn.execute(
+                    "INSERT INTO eap_user_profiles (user, profile) VALUES (?, ?)",
+                    (name, json.dumps(profile.to_json())),
+                )
+
+
+def user_settings(
+    conn: sqlite3.Connection, name: str
+) -> tuple[tuple[str, ...], Profile, list[tuple[str, Profile]]]:
+    """(the user's groups in order, its own profile, each group's profile)."""
+    rows = conn.execute(
+        "SELECT g.grp, p.profile FROM eap_user_groups g JOIN eap_groups p ON p.name = g.grp"
+        " WHERE g.user = ? ORDER BY g.seq",
+        (name,),
+    ).fetchall()
+    own = conn.execute("SELECT profile FROM eap_user_profiles WHERE user = ?", (name,)).fetchone()
+    mine = Profile.from_json(json.loads(own[0])) if own is not None else Profile()
+    group_profiles = [(group, Profile.from_json(json.loads(raw))) for group, raw in rows]
+    return tuple(group for group, _ in group_profiles), mine, group_profiles
+
+
+def authorization(
+    conn: sqlite3.Connection, dictionary: Dictionary, name: str, *, encoded: dict[str, bytes] | None = None
+) -> Authorization:
+    """What applies to ``name``: its own settings first, then its groups' in its order."""
+    groups, mine, group_profiles = user_settings(conn, name)
+    sources = [(name, mine)] if not mine.empty else []
+    sources += [(group, profile) for group, profile in group_profiles if not profile.empty]
+    settings = merge([profile for _, profile in sources])
+    body = b""
+    if settings.attributes:
+        key = json.dumps(settings.to_json())
+        cached = encoded.get(key) if encoded is not None else None
+        if cached is None:
+            cached = encode_attributes(dictionary, settings.attributes, where=f"user {name}")
+            if encoded is not None:
+                if len(encoded) >= _ENCODED_MAX:
+                    encoded.clear()
+                encoded[key] = cached
+        body = cached
+    return Authorization(
+        user=name,
+        source=SOURCE,
+        groups=groups,
+        profile="+".join(source for source, _ in sources) or None,
+        settings=settings,
+        body=body,
+    )
+
+
+class Authorizer:
+    """Name -> Authorization (None: no groups and no profile), read from the database at each
+    successful authentication, so `nac users set` and `nac groups add` take effect at once."""
+
+    def __init__(self, conn: sqlite3.Connection, dictionary: Dictionary) -> None:
+        ensure_table(conn)
+        self._conn = conn
+        self._dictionary = dictionary
+        self._encoded: dict[str, bytes] = {}
+
+    def __call__(self, name: str) -> Authorization | None:
+        authz = authorization(self._conn, self._dictionary, name, encoded=self._encoded)
+        return authz if authz.groups or authz.profile is not None else None
+
+
+def try_user(conn: sqlite3.Connection, dictionary: Dictionary, name: str, password: str) -> dict[str, Any]:
+    """`nac users test`: whether ``password`` is ``name``'s, where the user was found, its
+    groups and the profile an Access-Accept would carry (when the vendor policy accepts)."""
+    ensure_table(conn)
+    row = conn.execute("SELECT nt_hash FROM eap_users WHERE name = ?", (name,)).fetchone()
+    if row is None:
+        raise NacError(f"no user {name!r} in nac's users table")
+    authz = authorization(conn, dictionary, name)
+    return {
+        "user": name,
+        "authenticated": hmac.compare_digest(bytes(row[0]), nt_hash(password)),
+        "source": authz.source,
+        "groups": list(authz.groups),
+        "profile": authz.profile,
+        "vlan": authz.settings.vlan,
+        "attributes": [list(pair) for pair in authz.settings.attributes],
+        "reply": authz.settings.describe() if authz.profile is not None else None,
+    }
+
+
+def user_rows(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """`nac users list`: each user with its groups and own profile."""
+    rows = list_users(conn)
+    for row in rows:
+        groups, mine, _ = user_settings(conn, row["name"])
+        row["groups"] = list(groups)
+        row["profile"] = None if mine.empty else mine.describe()
+    return rows
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
