@@ -12,6 +12,7 @@ from __future__ import annotations
 from ipaddress import IPv6Address
 from typing import TYPE_CHECKING, Final, TypeAlias
 
+from nac.admission.authz import user_profile
 from nac.admission.replies import (
     BAD_MAB_PASSWORD,
     EAP_FAILED,
@@ -418,9 +419,15 @@ class Engine:
                 if step.msk
                 else b""
             )
-            body = reply_eap + keys + self._body(decision, client)
+            # The user's profile, only where the vendor decision admits the device (authz.py).
+            decision, noted, extra = user_profile(decision, client, eap.settings.authorize, step.identity)
+            if decision.action == "reject":  # its VLAN is a name this client's equipment cannot take
+                keys = extra = b""
+                reply_eap = split_attribute(codes.eap_message, bytes((4, step.message[1], 0, 4)))
+            body = reply_eap + keys + self._body(decision, client) + extra
         else:
-            decision = Decision("reject", None, EAP_FAILED, step.reason or "EAP authentication failed")
+            reason = step.reason or "EAP authentication failed"
+            decision = noted = Decision("reject", None, EAP_FAILED, reason)
             body = reply_eap + self._body(decision, client)
         record = self._record(
             req,
@@ -429,7 +436,7 @@ class Engine:
             src=src,
             now=now,
             mac=mac,
-            decision=decision,
+            decision=noted,
             match=match,
             method=step.method,
             vendor=profiled,

@@ -13,7 +13,7 @@ This module reads files (the shell's side); the protocol core gets ready SSL con
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -22,6 +22,7 @@ from cryptography import x509
 from OpenSSL import SSL, crypto
 
 from nac.eap.eap import METHOD_TYPES, EapSettings
+from nac.eap.profiles import Authorization
 from nac.errors import ConfigError
 from nac.tomlfile import Locator
 
@@ -103,7 +104,11 @@ def contexts(config: EapConfig) -> tuple[SSL.Context | None, SSL.Context]:
     return tls, tunnel
 
 
-def settings(config: EapConfig, users: Mapping[str, bytes]) -> EapSettings:
+def settings(
+    config: EapConfig,
+    users: Mapping[str, bytes],
+    authorize: Callable[[str], Authorization | None] | None = None,
+) -> EapSettings:
     tls, tunnel = contexts(config)
     return EapSettings(
         methods=config.methods,
@@ -111,6 +116,7 @@ def settings(config: EapConfig, users: Mapping[str, bytes]) -> EapSettings:
         tunnel_context=tunnel,
         users=users,
         md5_passwords=getattr(users, "md5_password", None),
+        authorize=authorize,
     )
 
 

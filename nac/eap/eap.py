@@ -19,6 +19,7 @@ from nac.eap.limits import ConversationIndex
 from nac.eap.md5 import TYPE_MD5, EapMd5
 from nac.eap.method import Done, Failed, Method, Next
 from nac.eap.peap import Peap
+from nac.eap.profiles import Authorization
 from nac.eap.tls import EapTls
 from nac.eap.ttls import Ttls
 
@@ -96,6 +97,8 @@ class EapSettings:
     #: name -> password of users enrolled for EAP-MD5 (None: not enrolled); EAP-MD5 is offered
     #: only to clients with `eap_md5 = true` and only when this is set.
     md5_passwords: Callable[[str], str | None] | None = None
+    #: name -> the user's groups and profile (nac/eap/groups.py); None: no profiles.
+    authorize: Callable[[str], Authorization | None] | None = None
     server_name: str = "nac"
 
 

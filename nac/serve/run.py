@@ -104,6 +104,7 @@ def eap_server(config: EapConfig | None, store: Store) -> EapServer | None:
         return None
     from nac.eap import config as eap_config  # noqa: PLC0415
     from nac.eap.eap import EapServer  # noqa: PLC0415
+    from nac.eap.groups import Authorizer  # noqa: PLC0415
     from nac.eap.keys import MppeCodes  # noqa: PLC0415
     from nac.eap.users import UserDirectory  # noqa: PLC0415
 
@@ -113,7 +114,8 @@ def eap_server(config: EapConfig | None, store: Store) -> EapServer | None:
             "production; supplicants that trust it trust anyone holding its CA key",
             config.certificate,
         )
-    settings = eap_config.settings(config, UserDirectory(store.conn))
+    authorize = Authorizer(store.conn, load_dictionary())
+    settings = eap_config.settings(config, UserDirectory(store.conn), authorize)
     return EapServer(settings, mppe=MppeCodes.from_dictionary(load_dictionary()))
 
 
