@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from nac import dbfile
-from nac.errors import ConfigError
+from nac.errors import ConfigError, PolicyError
 from nac.policy.file import load_policy_file
 from nac.registry import cache as registry_cache
+from nac.registry.banlists import BanList, parse_banlists
 from nac.registry.families import Family, parse_families
 from nac.registry.oui import Registry, Snapshot, registry_from_manuf
 from nac.store import Store
@@ -72,6 +73,26 @@ def load_families() -> dict[str, Family]:
     """The shipped vendor families (``nac/data/families.toml``)."""
     path = _PACKAGE / "data" / "families.toml"
     return parse_families(path.read_text(encoding="utf-8"), origin=str(path))
+
+
+def load_banlists(families: dict[str, Family], extra: str | Path | None = None) -> dict[str, BanList]:
+    """The shipped ban lists (``nac/data/banlists.toml``), then an operator's file of lists,
+    whose names may not take a shipped list's (a rule's list must mean one document)."""
+    path = _PACKAGE / "data" / "banlists.toml"
+    lists = parse_banlists(path.read_text(encoding="utf-8"), origin=str(path), families=families)
+    if extra is None:
+        return lists
+    try:
+        text = Path(extra).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PolicyError(f"{extra}: cannot read: {exc.strerror}") from None
+    own = parse_banlists(text, origin=str(extra), families=families)
+    clash = sorted(own.keys() & lists.keys())
+    if clash:
+        raise PolicyError(
+            f"{extra}: list(s) {', '.join(clash)} ship with nac; give your own lists other names"
+        )
+    return {**lists, **own}
 
 
 def load_registry() -> Registry:
