@@ -1,7 +1,7 @@
 """The EAP protocol modules are core too (STYLE.md): no I/O, no clock, randomness injected.
 
 tests/test_core_purity.py follows nac's flat modules; this applies its rules to nac/eap/,
-except config.py (reads certificate files), users.py (the database) and certs.py (writes files),
+except config.py (reads certificate files), users.py and groups.py (the database) and certs.py (writes files),
 which belong to the shell.
 """
 
@@ -15,7 +15,7 @@ import pytest
 from tests.test_core_purity import FORBIDDEN_CALLS, FORBIDDEN_MODULES
 
 EAP = Path(__file__).resolve().parent.parent / "nac" / "eap"
-CORE = ["eap", "limits", "method", "tls", "peap", "ttls", "mschapv2", "md4", "keys"]
+CORE = ["eap", "limits", "method", "tls", "peap", "ttls", "mschapv2", "md4", "keys", "profiles"]
 SHELL = {"nac.eap.config", "nac.eap.users", "nac.eap.certs"}
 
 
