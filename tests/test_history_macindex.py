@@ -220,3 +220,12 @@ def test_the_latest_decisions_come_from_the_newest_batches_while_the_rows_table_
     assert [r["id"] for r in latest] == list(range(49, 42, -1))
     assert refused == helpdesk.query_history(conn, helpdesk.HistoryFilter(action="reject", limit=5))
     assert [r["id"] for r in refused] == [1]  # in the rows table: found through the view
+
+
+def test_decisions_without_a_mac_move_the_watermark_and_make_no_segment(store: Store) -> None:
+    row = list(decision(1000.0, MACS[0]))
+    row[1] = None  # HISTORY_COLUMNS' mac: a request nac could not read a MAC from
+    tiers.write_batch(store.conn, [tuple(row)], [])
+    assert macindex.post(store.conn, 100) == 1
+    assert macindex.upto(store.conn) == 1
+    assert macindex.segments(store.conn) == 0

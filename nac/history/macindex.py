@@ -84,7 +84,9 @@ def ensure(conn: sqlite3.Connection) -> None:
         if not rows:
             break
         last_id = rows[-1][0]
-        _write_segment(conn, rows[0][0], last_id, _group(rows))
+        groups = _group(rows)
+        if groups:
+            _write_segment(conn, rows[0][0], last_id, groups)
         top = last_id
     indexed = conn.execute(
         "SELECT CAST(value AS INTEGER) FROM main.meta WHERE key = 'history_indexed_upto'"
@@ -201,7 +203,8 @@ def post(conn: sqlite3.Connection, limit: int) -> int:
         if upto(conn) != start:  # another pass took them meanwhile
             conn.rollback()
             return 0
-        _write_segment(conn, max(taken[0][0], start + 1), taken[-1][1], groups)
+        if groups:  # decisions without a MAC (garbage) need no segment
+            _write_segment(conn, max(taken[0][0], start + 1), taken[-1][1], groups)
         conn.execute(_SET, ("history_mac_upto", str(taken[-1][1])))
         conn.commit()
     except BaseException:
