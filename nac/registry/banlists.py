@@ -17,7 +17,7 @@ from typing import Any, Final
 
 from nac.errors import PolicyError
 from nac.registry.families import Family
-from nac.registry.oui import Registry
+from nac.registry.oui import Registry, normalize_name
 from nac.render import Record
 from nac.tomlfile import Locator
 
@@ -160,9 +160,9 @@ def _entity(
         bad(None, "name is missing (the entity as the document names it)")
     if ("family" in raw) == ("out_of_scope" in raw):
         bad(None, "give either family (the vendor family that enforces it) or out_of_scope (why none can)")
-    family = raw.get("family")
-    if isinstance(family, str) and family.strip() and family not in families:
-        bad("family", f"unknown family {family!r}; known families: {', '.join(sorted(families))}")
+    family = normalize_name(raw["family"]) if isinstance(raw.get("family"), str) else None
+    if family and family not in families:
+        bad("family", f"unknown family {raw['family']!r}; known families: {', '.join(sorted(families))}")
     if len(errors) > before:
         return None
     return Entity(
