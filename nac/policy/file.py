@@ -21,7 +21,7 @@ from nac.render import Record
 from nac.tomlfile import Locator
 
 _MATCH_KEYS: Final = ("mac", "oui", "vendor", "randomized")
-_TEXT_KEYS: Final = ("id", "action", "vlan", "reason", "port_type", "method", "mode")
+_TEXT_KEYS: Final = ("id", "action", "vlan", "reason", "port_type", "method", "mode", "list")
 _LIST_KEYS: Final = ("clients", "ssids")
 _TIME_KEYS: Final = ("starts", "expires")
 _RULE_KEYS: Final = {*_TEXT_KEYS, *_LIST_KEYS, *_TIME_KEYS, *_MATCH_KEYS}
@@ -38,6 +38,7 @@ _RULE_ORDER: Final = (
     "method",
     "mode",
     *_TIME_KEYS,
+    "list",
 )
 
 
@@ -171,6 +172,7 @@ def _rule(raw: Mapping[str, Any], i: int, loc: Locator, errors: list[str]) -> Ru
                 mode=raw.get("mode"),
                 starts=times.get("starts"),
                 expires=times.get("expires"),
+                banlist=raw.get("list"),
             )
         except PolicyError as exc:
             found.append(f"{loc.where('rule', _culprit(str(exc), raw), i)}: {exc}")
@@ -180,7 +182,10 @@ def _rule(raw: Mapping[str, Any], i: int, loc: Locator, errors: list[str]) -> Ru
 
 def _culprit(message: str, raw: Mapping[str, Any]) -> str | None:
     """The setting an error from :class:`Rule` is about, so the message names its line."""
-    keys = ("vlan", "action", "port_type", "method", "mode", "reason", "expires", "clients", "ssids", "id")
+    keys = (
+        *("vlan", "action", "port_type", "method", "mode", "reason", "expires", "clients", "ssids"),
+        *("list", "id"),
+    )
     for key in keys:
         if key in raw and key.replace("_", " ") in message.replace("_", " ").lower():
             return key
@@ -199,6 +204,8 @@ def rule_table(rule: Rule) -> dict[str, Any]:
         value = getattr(rule, key)
         if value:
             table[key] = list(value) if isinstance(value, tuple) else value
+    if rule.banlist is not None:  # the list it came from (`nac rules add --list`)
+        table["list"] = rule.banlist
     return table
 
 

@@ -100,12 +100,17 @@ class Rule:
     mode: str | None = None  # one of MODES; None follows the policy's default (Defaults.monitor)
     starts: str | None = None  # ISO 8601 (canonical: format_time); the rule applies from then
     expires: str | None = None  # and stops applying then, by itself
+    #: The ban list the rule was made from (`nac rules add --list`; ``list`` in files and JSON),
+    #: so that its rules are removed and audited together.  Not part of the match.
+    banlist: str | None = None
 
     def __post_init__(self) -> None:
         if not _RULE_ID_RE.fullmatch(self.id):
             raise PolicyError(
                 f"rule id {self.id!r}: use 1-64 letters, digits and . _ : - (starting with a letter or digit)"
             )
+        if self.banlist is not None and not _RULE_ID_RE.fullmatch(self.banlist):
+            raise PolicyError(f"rule {self.id}: list {self.banlist!r} is not a list name")
         if self.kind not in KINDS:
             raise PolicyError(f"rule {self.id}: unknown match kind {self.kind!r}")
         if self.action not in ACTIONS:
