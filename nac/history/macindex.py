@@ -24,6 +24,7 @@ passed (meta ``history_pruned_before``), which lookups leave out until then.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
@@ -38,6 +39,8 @@ FANOUT: Final = 8
 MAX_LEVEL: Final = 6
 #: MACs a merge moves per transaction: main's write lock is held for about a tick at most.
 MERGE_CHUNK: Final = 2000
+
+log = logging.getLogger("nac.history")
 
 _MAC: Final = HISTORY_COLUMNS.index("mac")
 _TS: Final = HISTORY_COLUMNS.index("ts")
@@ -74,6 +77,9 @@ def ensure(conn: sqlite3.Connection) -> None:
         conn.execute(ddl)
     if conn.execute(_UPTO).fetchone() is not None:
         return
+    count = conn.execute("SELECT COUNT(*) FROM main.history").fetchone()[0]
+    if count:
+        log.info("history: indexing the MACs of %d decisions (once, for this version of nac)", count)
     top = 0
     last_id = 0
     while True:
