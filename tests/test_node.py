@@ -109,8 +109,10 @@ def test_db_upgrade_says_what_it_changed_then_that_the_database_is_up_to_date(tm
     first = _nac("db", "upgrade", "--db", db)
     assert first.returncode == 0, first.stderr
     assert first.stdout.strip() == (
-        f"upgraded {db}: added table history_mac; added table history_mac_segments; added history.node;"
-        " added sessions.node; MAC index built for 6 decisions; history batches in format 1"
+        f"upgraded {db}: added table eap_groups; added table eap_user_groups; added table eap_user_profiles;"
+        " added table eap_users; added table history_mac; added table history_mac_segments;"
+        " added history.node; added sessions.node; MAC index built for 6 decisions;"
+        " history batches in format 1"
     )
     again = _nac("db", "upgrade", "--db", db, "--json")
     assert json.loads(again.stdout) == {"db": db, "schema_version": 1, "changes": []}
