@@ -111,7 +111,7 @@ def test_db_upgrade_says_what_it_changed_then_that_the_database_is_up_to_date(tm
     assert first.stdout.strip() == (
         f"upgraded {db}: added table eap_groups; added table eap_user_groups; added table eap_user_profiles;"
         " added table eap_users; added table history_mac; added table history_mac_segments;"
-        " added history.node; added sessions.node; MAC index built for 6 decisions;"
+        " added history.node; added rules.list; added sessions.node; MAC index built for 6 decisions;"
         " history batches in format 1"
     )
     again = _nac("db", "upgrade", "--db", db, "--json")
