@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from nac import dbfile
+from nac.eap import users as eap_users
 from nac.errors import DatabaseFileError, NacError, PolicyError
 from nac.history import macindex, tiers
 from nac.policy import audit
@@ -150,6 +151,7 @@ class Store:
             tiers.ensure_schema(conn)
             session_store.ensure_schema(conn)
             registry_store.ensure_schema(conn)
+            eap_users.ensure_schema(conn)  # 802.1X users, their groups and profiles
             # The active IEEE registry once an operator has imported one (`nac oui import`);
             # until then the bundled snapshot is active and these tables are empty.
             conn.execute(
@@ -202,7 +204,7 @@ class Store:
     def rules(self) -> list[Rule]:
         rows = self.conn.execute(
             "SELECT id, kind, value, action, vlan, reason, clients, ssids, port_type, method, mode,"
-            " starts, expires FROM rules ORDER BY seq"
+            " starts, expires, list FROM rules ORDER BY seq"
         ).fetchall()
         return [
             Rule(
@@ -219,6 +221,7 @@ class Store:
                 mode=r[10],
                 starts=r[11],
                 expires=r[12],
+                banlist=r[13],
             )
             for r in rows
         ]
@@ -280,6 +283,36 @@ class Store:
             self._bump(conn)
         return found[0]
 
+    def add_list_rules(self, rules: Sequence[Rule], *, evidence: dict[str, str]) -> None:
+        """Store a ban list's rules in one transaction and one audit row that names the list
+        and its document (``evidence``), so an auditor sees which version a rule came from."""
+        conn = self.conn
+        with conn:
+            conn.execute("BEGIN IMMEDIATE")
+            taken = {row[0] for row in conn.execute("SELECT id FROM rules")} & {r.id for r in rules}
+            if taken:
+                raise PolicyError(f"a rule with id {min(taken)!r} exists already")
+            for rule in rules:
+                self._insert_rule(conn, rule)
+            subject = f"list {evidence['list']} dated {evidence['date']}"
+            after = {**evidence, "rules": [rule_table(r) for r in rules]}
+            self._audit(conn, "rules.add-list", subject, None, after)
+            self._bump(conn)
+
+    def remove_list_rules(self, name: str) -> list[Rule]:
+        """Remove every rule of the ban list ``name`` in one transaction and one audit row."""
+        conn = self.conn
+        with conn:
+            conn.execute("BEGIN IMMEDIATE")
+            found = [r for r in self.rules() if r.banlist == name]
+            if not found:
+                raise NacError(f"no rules of list {name!r}; `nac rules list` shows each rule's list")
+            conn.execute("DELETE FROM rules WHERE list = ?", (name,))
+            before = {"list": name, "rules": [rule_table(r) for r in found]}
+            self._audit(conn, "rules.remove-list", f"list {name}", before, None)
+            self._bump(conn)
+        return found
+
     def _policy_snapshot(self) -> dict[str, Any]:
         return {"defaults": defaults_table(self.defaults()), "rules": [rule_table(r) for r in self.rules()]}
 
@@ -287,8 +320,8 @@ class Store:
         seq = conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM rules").fetchone()[0]
         conn.execute(
             "INSERT INTO rules (id, kind, value, action, vlan, reason, created, created_by, seq,"
-            " clients, ssids, port_type, method, mode, starts, expires)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " clients, ssids, port_type, method, mode, starts, expires, list)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 rule.id,
                 rule.kind,
@@ -306,6 +339,7 @@ class Store:
                 rule.mode,
                 rule.starts,
                 rule.expires,
+                rule.banlist,
             ),
         )
 
@@ -528,7 +562,7 @@ def _outdated(conn: sqlite3.Connection) -> bool:
     return not _current_layout() <= _table_layout(conn)
 
 
-_RULE_EXTRA_COLUMNS: Final = ("clients", "ssids", "port_type", "method", "mode", "starts", "expires")
+_RULE_EXTRA_COLUMNS: Final = ("clients", "ssids", "port_type", "method", "mode", "starts", "expires", "list")
 
 
 def _snapshot_row(row: Sequence[Any]) -> dict[str, Any]:

@@ -81,6 +81,8 @@ def test_readme_tour_commands_run_in_order(tmp_path: Path) -> None:
         ["check"],
         ["history"],
         ["vendors", "search"],
+        ["vendors", "lists"],
+        ["vendors", "show-list"],
         ["oui", "import"],
         ["oui", "rollback"],
         ["oui", "status"],

@@ -36,7 +36,7 @@ def test_a_rule_row_has_the_rules_table_columns_in_order_then_shadowed_by(tmp_pa
         columns = [d[0] for d in store.conn.execute("SELECT * FROM rules").description]
     finally:
         store.close()
-    assert [f.name for f in fields(RuleRow)] == [*columns, "shadowed_by"]
+    assert [RuleRow.json_keys.get(f.name, f.name) for f in fields(RuleRow)] == [*columns, "shadowed_by"]
 
 
 def test_nested_records_become_json_objects_in_field_order() -> None:

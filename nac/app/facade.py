@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nac import dbfile
+from nac.app import lists
 from nac.app.registry import ImportRefusedError as ImportRefusedError  # noqa: PLC0414 - cli imports it here
 from nac.app.registry import import_registry, registry_status, rollback_registry
 from nac.app.results import (
@@ -45,11 +46,12 @@ from nac.policy.file import PolicyDiff, diff_policies, dump_policy, load_policy_
 from nac.policy.simulate import Simulation
 from nac.policy.simulate import simulate as replay
 from nac.registry import vendors
+from nac.registry.banlists import BanList, ListReport, ListSummary, list_report, list_summary
 from nac.registry.families import Family
 from nac.registry.mac import format_mac, is_multicast, is_randomized, parse_mac
 from nac.registry.oui import Registry, normalize_name
 from nac.render import iso_time
-from nac.resources import load_active_registry, load_families, load_registry_for
+from nac.resources import load_active_registry, load_banlists, load_families, load_registry_for
 from nac.resources import open_store as open_store  # noqa: PLC0414 - tests import it here
 from nac.sessions.enforce import Change, enforce
 from nac.store import Store, os_user
@@ -223,6 +225,43 @@ class Nac:
     def remove_rule(self, rule_id: str) -> Rule:
         return self.store.remove_rule(rule_id)
 
+    # -- ban lists (nac/app/lists.py, nac/registry/banlists.py) ------------------------------
+
+    def banlists(self, lists_file: str | Path | None = None) -> dict[str, BanList]:
+        """The shipped ban lists, and the operator's ``lists_file`` if given."""
+        return load_banlists(self.families, lists_file)
+
+    def banlist(self, name: str, lists_file: str | Path | None = None) -> BanList:
+        known = self.banlists(lists_file)
+        if name not in known:
+            raise PolicyError(f"no list {name!r}; known lists: {', '.join(sorted(known))}")
+        return known[name]
+
+    def add_list(
+        self, name: str, *, action: str, lists_file: str | Path | None = None, **options: Any
+    ) -> lists.ListRules:
+        """One vendor rule per family of the list ``name``, stored and audited together;
+        ``options``: :meth:`make_rule`'s (VLAN, reason, scope, mode, validity)."""
+        banlist = self.banlist(name, lists_file)
+        made = lists.list_rules(
+            banlist, make_rule=self.make_rule, families=self.families, registry=self.registry,
+            action=action, **options,
+        )  # fmt: skip
+        return lists.add_list(self.store, banlist, made)
+
+    def remove_list(self, name: str, lists_file: str | Path | None = None) -> lists.ListRules:
+        """Remove every rule the list ``name`` made, in one audited change."""
+        rules = self.store.remove_list_rules(name)
+        return lists.removed(self.banlists(lists_file).get(name), name, rules)
+
+    def vendors_lists(self, lists_file: str | Path | None = None) -> list[ListSummary]:
+        """Every list, its evidence, and how many registry prefixes its families cover."""
+        return [list_summary(b, self.families, self.registry) for b in self.banlists(lists_file).values()]
+
+    def vendors_show_list(self, name: str, lists_file: str | Path | None = None) -> ListReport:
+        """A list's document, date and issuer, its families' prefixes, and what it leaves out."""
+        return list_report(self.banlist(name, lists_file), self.families, self.registry)
+
     # -- policy files, the audit trail and simulation -------------------------------------
 
     def load_policy(self, path: str | Path) -> tuple[Defaults, list[Rule]]:
@@ -325,6 +364,25 @@ class Nac:
             raise PolicyError("give a candidate rule (rule flags) or --file POLICY")
         rows = history_reader.replay(self.store.conn, since_ts)
         shown = str(path) if path is not None else rule_table(rule) if rule is not None else None
+        return replay(rows, current=current, candidate=candidate, since=iso_time(since_ts), shown=shown)
+
+    def simulate_list(
+        self, *, since: str, name: str, action: str, lists_file: str | Path | None = None, **options: Any
+    ) -> Simulation:
+        """Replay history since ``since`` through the rules in force and through them plus the
+        rules `nac rules add --list NAME` would make (``options``: :meth:`make_rule`'s)."""
+        banlist = self.banlist(name, lists_file)
+        made = lists.list_rules(
+            banlist, make_rule=self.make_rule, families=self.families, registry=self.registry,
+            action=action, **options,
+        )  # fmt: skip
+        since_ts, current = parse_when(since), self.policy()
+        candidate = Policy(
+            [*current.rules, *(rule for rule, _ in made)],
+            registry=self.registry, defaults=current.defaults, families=self.families,
+        )  # fmt: skip
+        rows = history_reader.replay(self.store.conn, since_ts)
+        shown = f"list {name} dated {banlist.date}"
         return replay(rows, current=current, candidate=candidate, since=iso_time(since_ts), shown=shown)
 
     # -- profiles ----------------------------------------------------------------------------
@@ -455,7 +513,8 @@ class Nac:
             profiled = profiles.counts(self.store.conn)
         except sqlite3.OperationalError:  # profiling never ran on this database
             profiled = {}
-        return helpdesk.stats(self.store.conn, since=since_ts, top=top, profiled=profiled)
+        report = helpdesk.stats(self.store.conn, since=since_ts, top=top, profiled=profiled)
+        return replace(report, by_list=lists.list_stats(self.store.conn, self.store.rules(), since=since_ts))
 
     def prune(self, older_than: str) -> int:
         """`nac history prune`: delete decisions older than a span (``90d``), in batches."""

@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Final
 
+from nac.app.lists import list_changes
 from nac.app.results import (
     FileRead,
     OlderSnapshot,
@@ -129,6 +130,7 @@ def import_registry(
         reassigned=ieee.change_rows(diff.reassigned),
         renamed=ieee.change_rows(diff.renamed),
         by_registry=ieee.by_registry(old, new, diff),
+        lists=list_changes(store.rules(), families, old, new),
         watch=watch,
         dry_run=dry_run,
         refused=None if replace else refusal,

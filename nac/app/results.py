@@ -7,9 +7,10 @@ Each is a :class:`~nac.render.Record`: typed fields, and ``to_json()`` the exact
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from nac.app.lists import ListChange, ListTally
 from nac.policy.file import PolicyDiff
 from nac.registry.ieee import ChangeRow, EntryRow, RegistryChanges
 from nac.registry.vendors import WatchEntry
@@ -20,6 +21,8 @@ from nac.render import Record
 class RuleRow(Record):
     """A stored rule as `nac rules list` shows it: the rules table's columns in order, then
     the rule that always decides in its place (``shadowed_by``), if any."""
+
+    json_keys: ClassVar[Mapping[str, str]] = {"banlist": "list"}
 
     id: str
     kind: str
@@ -37,6 +40,7 @@ class RuleRow(Record):
     mode: str | None
     starts: str | None
     expires: str | None
+    banlist: str | None  # ``list``: the ban list the rule was made from
     shadowed_by: str | None
 
     @classmethod
@@ -59,6 +63,7 @@ class RuleRow(Record):
             mode=row["mode"],
             starts=row["starts"],
             expires=row["expires"],
+            banlist=row["list"],
             shadowed_by=shadowed_by,
         )
 
@@ -306,6 +311,8 @@ class StatsReport(Record):
     message_authenticator: list[ClientReadiness]
     not_ready: list[str]
     profiled: dict[str, int]
+    #: Decisions and refused devices per ban list in force (nac/app/lists.py).
+    by_list: list[ListTally] = field(default_factory=list)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -359,6 +366,8 @@ class RegistryImportPlan(Record):
     reassigned: list[ChangeRow]
     renamed: list[ChangeRow]
     by_registry: dict[str, RegistryChanges]
+    #: Rules made from a ban list whose coverage changes: which list gains or loses what.
+    lists: list[ListChange]
     watch: list[WatchEntry]
     dry_run: bool
     refused: str | None

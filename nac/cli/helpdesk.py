@@ -163,6 +163,9 @@ def stats(
         tallies = report[f"by_{dim}"][:top]
         typer.echo(f"\nby {dim}:")
         _print_table([{dim: printable(t.name), **t} for t in tallies], (dim, "decisions", "rejected"))
+    if report.by_list:
+        typer.echo("\nby ban list:")
+        _print_table(report.by_list, ("list", "decisions", "rejected", "devices_rejected"))
     if report.profiled:
         typer.echo("\nprofiled devices (maker from DHCP or device-sensor data):")
         rows = [{"maker": maker, "devices": n} for maker, n in report.profiled.items()]

@@ -17,7 +17,9 @@ from nac.cli import db as cli_db
 from nac.cli import eap as cli_eap
 from nac.cli import equipment as cli_equipment
 from nac.cli import fast as cli_run
+from nac.cli import groups as cli_groups
 from nac.cli import helpdesk as cli_helpdesk
+from nac.cli import lists as cli_lists
 from nac.cli import policy as cli_policy
 from nac.cli import profile as cli_profile
 from nac.cli import registry as cli_registry
@@ -88,6 +90,7 @@ app.add_typer(cli_policy.policy_app, name="policy")
 app.add_typer(cli_db.db_app, name="db")
 app.add_typer(cli_policy.audit_app, name="audit")
 app.add_typer(cli_eap.users_app, name="users")
+app.add_typer(cli_groups.groups_app, name="groups")
 app.add_typer(cli_eap.certs_app, name="certs")
 rules_app.add_typer(cli_policy.rules_app)  # `nac rules simulate`
 
@@ -140,6 +143,10 @@ def rules_add(
     ] = None,
     mac: Annotated[str | None, typer.Option("--mac", help="One device's MAC (an exception).")] = None,
     randomized: Annotated[bool, typer.Option("--randomized", help="Locally administered MACs.")] = False,
+    banlist: Annotated[
+        str | None, typer.Option("--list", help="A ban list (nac vendors lists): a rule per family it names.")
+    ] = None,
+    lists: cli_lists.ListsOption = None,
     vlan: Annotated[str | None, typer.Option("--vlan", help="VLAN id (1-4094) or name.")] = None,
     reason: Annotated[
         str, typer.Option("--reason", help="Why; shown to the device's NAS and helpdesk.")
@@ -172,17 +179,35 @@ def rules_add(
     Example: nac rules add --vendor huawei --action reject --reason "ministry ban 2026-04"
 
     Example: nac rules add --mac 00:e0:fc:12:34:56 --action accept --expires 7d --client lab-sw1
+
+    Example: nac rules add --list ndaa-889 --action reject
     """
     given = [(k, v) for k, v in (("vendor", vendor), ("oui", oui), ("mac", mac)) if v is not None]
     if randomized:
         given.append(("randomized", ""))
+    if banlist is not None:
+        given.append(("list", banlist))
     if len(given) != 1:
-        _fail("give exactly one of --vendor, --oui, --mac or --randomized", 2)
+        _fail("give exactly one of --vendor, --oui, --mac, --randomized or --list", 2)
+    if banlist is not None and rule_id is not None:
+        _fail("--id names one rule; a list's rules are named LIST-FAMILY", 2)
     kind, value = given[0]
     with _errors():
         nac = _app(db)
         try:
             before = nac.policy() if apply != Apply.next else None
+            if banlist is not None:
+                made = nac.add_list(
+                    banlist, action=action.value, lists_file=lists, vlan=vlan, reason=reason, mode=mode,
+                    starts=starts, expires=expires, clients=client or (), ssids=ssid or (),
+                    port_type=port_type, method=method,
+                )  # fmt: skip
+                cli_lists.print_added(made)
+                if before is not None:
+                    from nac.cli.sessions import enforce_after  # noqa: PLC0415
+
+                    enforce_after(nac, before, apply.value, reason=f"list {banlist}")
+                return
             rule, covered = nac.add_rule(
                 kind=kind,
                 value=value,
@@ -221,14 +246,26 @@ def rules_list(db: DbOption = None, as_json: JsonOption = False) -> None:
 
 
 @rules_app.command("remove")
-def rules_remove(rule_id: Annotated[str, typer.Argument(metavar="ID")], db: DbOption = None) -> None:
-    """Remove a rule by id.
+def rules_remove(
+    rule_id: Annotated[str | None, typer.Argument(metavar="ID")] = None,
+    banlist: Annotated[str | None, typer.Option("--list", help="Remove every rule of this ban list.")] = None,
+    db: DbOption = None,
+) -> None:
+    """Remove a rule by id, or every rule a ban list made (--list), in one audited change.
 
     Example: nac rules remove reject-vendor-huawei
+
+    Example: nac rules remove --list ndaa-889
     """
+    if (rule_id is None) == (banlist is None):
+        _fail("give a rule ID or --list NAME", 2)
     with _errors():
         nac = _app(db)
         try:
+            if banlist is not None:
+                cli_lists.print_removed(nac.remove_list(banlist))
+                return
+            assert rule_id is not None
             rule = nac.remove_rule(rule_id)
         finally:
             nac.close()
@@ -360,6 +397,10 @@ def vendors_review(db: DbOption = None, as_json: JsonOption = False) -> None:
         typer.echo(f"  {entry.family:<10} {entry.field}: {entry.value}")
     if not report.unmatched:
         typer.echo("  none")
+
+
+vendors_app.command("lists")(cli_lists.vendors_lists)
+vendors_app.command("show-list")(cli_lists.vendors_show_list)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -24,6 +24,7 @@ from nac.cli.common import (
     _print_json,
     _print_table,
 )
+from nac.cli.lists import ListsOption
 from nac.policy.file import PolicyDiff
 from nac.policy.simulate import Simulation
 from nac.render import iso_time
@@ -239,6 +240,10 @@ def rules_simulate(
     randomized: Annotated[
         bool, typer.Option("--randomized", help="Candidate rule: randomized MACs.")
     ] = False,
+    banlist: Annotated[
+        str | None, typer.Option("--list", help="Candidate rules: a rule per family of this ban list.")
+    ] = None,
+    lists: ListsOption = None,
     action: Annotated[Action | None, typer.Option("--action", help="Candidate rule's action.")] = None,
     vlan: Annotated[str | None, typer.Option("--vlan", help="VLAN id or name.")] = None,
     reason: Annotated[str, typer.Option("--reason", help="Why.")] = "",
@@ -260,36 +265,47 @@ def rules_simulate(
     Example: nac rules simulate --since 30d --vendor huawei --action reject
 
     Example: nac rules simulate --since 2026-04-01 --file policies/examples/ministry.toml
+
+    Example: nac rules simulate --since 30d --list ndaa-889 --action reject
     """
     given = [(k, v) for k, v in (("vendor", vendor), ("oui", oui), ("mac", mac)) if v is not None]
     if randomized:
         given.append(("randomized", ""))
+    if banlist is not None:
+        given.append(("list", banlist))
     if file is not None and (given or action is not None):
         _fail("give either --file or a candidate rule, not both", 2)
     if file is None and (len(given) != 1 or action is None):
-        _fail("give --file POLICY, or one of --vendor, --oui, --mac, --randomized with --action", 2)
+        _fail("give --file POLICY, or one of --vendor, --oui, --mac, --randomized, --list with --action", 2)
     with _errors():
         nac = _app(db)
         try:
-            rule = None
-            if file is None and action is not None:
-                kind, value = given[0]
-                rule, _ = nac.make_rule(
-                    kind=kind,
-                    value=value,
-                    action=action.value,
-                    vlan=vlan,
-                    reason=reason,
-                    rule_id=rule_id or "candidate",
-                    clients=client or (),
-                    ssids=ssid or (),
-                    port_type=port_type,
-                    method=method,
-                    mode=mode,
-                    starts=starts,
-                    expires=expires,
-                )
-            report = nac.simulate(since=since, rule=rule, path=file)
+            if banlist is not None and action is not None:
+                report = nac.simulate_list(
+                    since=since, name=banlist, action=action.value, lists_file=lists, vlan=vlan,
+                    reason=reason, clients=client or (), ssids=ssid or (), port_type=port_type,
+                    method=method, mode=mode, starts=starts, expires=expires,
+                )  # fmt: skip
+            else:
+                rule = None
+                if file is None and action is not None:
+                    kind, value = given[0]
+                    rule, _ = nac.make_rule(
+                        kind=kind,
+                        value=value,
+                        action=action.value,
+                        vlan=vlan,
+                        reason=reason,
+                        rule_id=rule_id or "candidate",
+                        clients=client or (),
+                        ssids=ssid or (),
+                        port_type=port_type,
+                        method=method,
+                        mode=mode,
+                        starts=starts,
+                        expires=expires,
+                    )
+                report = nac.simulate(since=since, rule=rule, path=file)
         finally:
             nac.close()
     if as_json:
