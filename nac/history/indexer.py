@@ -48,6 +48,9 @@ MAX_BATCH: Final = 20_000
 #: Above this many decisions not in the MAC index, the event loop indexes them itself on every
 #: tick: bounds the part a MAC lookup reads batch by batch (a second or two of full load).
 POST_HIGH: Final = 50_000
+#: Most decisions one MAC index pass takes: what it unpacks at once is memory the server keeps
+#: (pymalloc's arenas), so a pass stays about as large as the backlog the event loop allows.
+POST_MAX: Final = 50_000
 #: Seconds of merging the MAC index's segments per pass of the thread when it has nothing else.
 MERGE_SECONDS: Final = 0.05
 #: Seconds between checkpoints.
@@ -238,11 +241,11 @@ class Indexer:
         conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
         self._last_checkpoint = time.monotonic()
 
-    def post(self, conn: sqlite3.Connection, limit: int = MAX_BATCH * 10) -> int:
+    def post(self, conn: sqlite3.Connection, limit: int = POST_MAX) -> int:
         """Put what was committed since the last pass into the MAC index (one segment);
         returns how many decisions."""
         with self._lock:
-            posted = macindex.post(conn, limit)
+            posted = macindex.post(conn, min(limit, POST_MAX))
             self.posted += posted
         return posted
 

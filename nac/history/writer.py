@@ -234,7 +234,8 @@ class HistoryWriter:
                 )
             indexer.take_over(within=0.2)
             self.counters["history_index_assists"] += 1
-            indexer.post(conn, self._unindexed)
+            while indexer.post(conn) and macindex.backlog(conn, top) > 0:
+                pass
             self._unindexed = macindex.backlog(conn, top)
             if macindex.segments(conn) > SEGMENTS_HIGH:
                 macindex.merge_step(conn)
@@ -269,7 +270,8 @@ class HistoryWriter:
         if self._switch_interval is not None:
             sys.setswitchinterval(self._switch_interval)  # the thread is gone
         try:
-            self.indexer.post(self.conn, tiers.top_id(self.conn))  # the MAC index first: cheap
+            while self.indexer.post(self.conn):  # the MAC index first: cheap
+                pass
             moved = self.indexer.flush(self.conn, within=FLUSH_ON_STOP)
             while tiers.collect_recent(self.conn, COLLECT_CHUNK * 10):
                 pass
