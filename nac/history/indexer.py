@@ -46,11 +46,11 @@ TARGET_SECONDS: Final = 0.05
 MIN_BATCH: Final = 200
 MAX_BATCH: Final = 20_000
 #: Above this many decisions not in the MAC index, the event loop indexes them itself on every
-#: tick: bounds the part a MAC lookup reads batch by batch (a second or two of full load).
-POST_HIGH: Final = 50_000
+#: tick: bounds the part a MAC lookup reads batch by batch (under a second of full load).
+POST_HIGH: Final = 20_000
 #: Most decisions one MAC index pass takes: what it unpacks at once is memory the server keeps
 #: (pymalloc's arenas), so a pass stays about as large as the backlog the event loop allows.
-POST_MAX: Final = 50_000
+POST_MAX: Final = 20_000
 #: Seconds of merging the MAC index's segments per pass of the thread when it has nothing else.
 MERGE_SECONDS: Final = 0.05
 #: Seconds between checkpoints.

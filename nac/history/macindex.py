@@ -123,6 +123,9 @@ def pruned_before(conn: sqlite3.Connection) -> float:
 def _group(rows: Iterable[Sequence[object]]) -> dict[str, tuple[list[int], list[float], list[str]]]:
     """(id, mac, ts, action) rows grouped by MAC, each group in the rows' order."""
     groups: dict[str, tuple[list[int], list[float], list[str]]] = {}
+    # A pass holds every decision's action until it is written: one string object per action
+    # word, not one per decision, keeps that memory small (the server keeps what a pass grows).
+    words: dict[object, str] = {}
     for id_, mac, ts, action in rows:
         if mac is None:
             continue
@@ -131,7 +134,7 @@ def _group(rows: Iterable[Sequence[object]]) -> dict[str, tuple[list[int], list[
             group = groups[mac] = ([], [], [])  # type: ignore[index]
         group[0].append(id_)
         group[1].append(ts)
-        group[2].append(action)
+        group[2].append(words.setdefault(action, action))  # type: ignore[arg-type]
     return groups
 
 
