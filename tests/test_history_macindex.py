@@ -229,3 +229,29 @@ def test_decisions_without_a_mac_move_the_watermark_and_make_no_segment(store: S
     assert macindex.post(store.conn, 100) == 1
     assert macindex.upto(store.conn) == 1
     assert macindex.segments(store.conn) == 0
+
+
+def test_a_merge_step_unpacks_a_bounded_amount_and_full_segments_merge_no_further(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conn = store.conn
+    for k in range(macindex.FANOUT * 2):
+        _commit(store, 10, start=1000.0 + 100 * k)
+        macindex.post(conn, 100)
+    expected = _everything(conn)
+    monkeypatch.setattr(macindex, "MERGE_STEP_BYTES", 1)  # one MAC a step
+    steps = 0
+    while macindex.merge_step(conn):
+        steps += 1
+        assert _everything(conn) == expected
+    assert steps == 2 * len(MACS)  # two merges of five MACs, one MAC a step
+    monkeypatch.setattr(macindex, "SEGMENT_FULL", 80)
+    levels = [r[0] for r in conn.execute("SELECT level FROM main.history_mac_segments")]
+    assert levels == [1, 1]  # 80 decisions each: full, so no merge into level 2
+    assert not macindex.merge_step(conn)
+    assert _everything(conn) == expected
+
+
+def test_posting_lists_of_interleaving_segments_are_joined_in_id_order() -> None:
+    joined = macindex._join([([5, 9], [5.0, 9.0], ["a", "b"]), ([1, 7], [1.0, 7.0], ["c", "d"])])
+    assert joined == ([1, 5, 7, 9], [1.0, 5.0, 7.0, 9.0], ["c", "a", "d", "b"])

@@ -37,8 +37,14 @@ from nac.history.record import HISTORY_COLUMNS
 FANOUT: Final = 8
 #: Merges stop here: a segment of this level covers FANOUT**MAX_LEVEL passes.
 MAX_LEVEL: Final = 6
-#: MACs a merge moves per transaction: main's write lock is held for about a tick at most.
+#: MACs a merge moves per transaction at most: main's write lock is held briefly.
 MERGE_CHUNK: Final = 2000
+#: Bytes of posting lists a merge step unpacks at most (but one MAC's whatever their size): what
+#: it unpacks is memory the server keeps afterwards.  About 35,000 decisions.
+MERGE_STEP_BYTES: Final = 512 * 1024
+#: A segment of this many decisions is merged no further, so that one MAC's posting lists in a
+#: merge step stay bounded (FANOUT of these at most), even for a MAC that floods the network.
+SEGMENT_FULL: Final = 100_000
 
 log = logging.getLogger("nac.history")
 
@@ -299,18 +305,16 @@ def _start_merge(conn: sqlite3.Connection) -> int | None:
     the caller's transaction.  Returns the target, or None when nothing needs merging."""
     row = conn.execute(
         "SELECT level FROM main.history_mac_segments WHERE level < ? AND merging_into IS NULL"
-        " GROUP BY level HAVING COUNT(*) >= ? ORDER BY level LIMIT 1",
-        (MAX_LEVEL, FANOUT),
+        " AND decisions < ? GROUP BY level HAVING COUNT(*) >= ? ORDER BY level LIMIT 1",
+        (MAX_LEVEL, SEGMENT_FULL, FANOUT),
     ).fetchone()
     if row is None:
         return None
     level = row[0]
-    # The oldest of the level: every segment of a higher level is older still, so the merged
-    # range holds no other segment's ids and the posting lists stay in id order when joined.
     sources = conn.execute(
         "SELECT seg, first, last, decisions, ts_last FROM main.history_mac_segments"
-        " WHERE level = ? AND merging_into IS NULL ORDER BY first LIMIT ?",
-        (level, FANOUT),
+        " WHERE level = ? AND merging_into IS NULL AND decisions < ? ORDER BY first LIMIT ?",
+        (level, SEGMENT_FULL, FANOUT),
     ).fetchall()
     target: int = conn.execute(
         "INSERT INTO main.history_mac_segments (first, last, level, decisions, ts_last)"
@@ -347,33 +351,40 @@ def merge_step(conn: sqlite3.Connection, *, chunk: int = MERGE_CHUNK) -> bool:
                 (target,),
             )
         ]
-        # This chunk: the MACs up to the lowest of each source's chunk-th, so that every source's
-        # postings of a MAC move together.
+        # This step: the MACs up to the lowest of each source's chunk-th (every source's
+        # postings of a MAC move together), fewer if their posting lists are many bytes.
         bound: str | None = None
+        sizes: dict[str, int] = {}
         for seg in sources:
-            got = conn.execute(
-                "SELECT mac FROM main.history_mac WHERE seg = ? ORDER BY mac LIMIT 1 OFFSET ?",
-                (seg, chunk - 1),
-            ).fetchone()
-            if got is not None and (bound is None or got[0] < bound):
-                bound = got[0]
+            listed = conn.execute(
+                "SELECT mac, length(postings) FROM main.history_mac WHERE seg = ? ORDER BY mac LIMIT ?",
+                (seg, chunk),
+            ).fetchall()
+            for mac, size in listed:
+                sizes[mac] = sizes.get(mac, 0) + size
+            if len(listed) == chunk and (bound is None or listed[-1][0] < bound):
+                bound = listed[-1][0]
+        total = 0
+        listed_macs = sorted(sizes)
+        for at, mac in enumerate(listed_macs):
+            if bound is not None and mac > bound:
+                break
+            total += sizes[mac]
+            if total >= MERGE_STEP_BYTES and (bound is not None or at < len(listed_macs) - 1):
+                bound = mac  # (the last MAC left: no bound, so that this step ends the merge)
+                break
         floor = pruned_before(conn)
-        merged: dict[str, tuple[list[int], list[float], list[str]]] = {}
+        parts: dict[str, list[blob_format.Columns]] = {}
         for seg in sources:
             for mac, blob in conn.execute(
                 "SELECT mac, postings FROM main.history_mac WHERE seg = ?1 AND (?2 IS NULL OR mac <= ?2)",
                 (seg, bound),
             ):
-                ids, stamps, actions = blob_format.decode_postings(blob)
-                into = merged.get(mac)
-                if into is None:
-                    into = merged[mac] = ([], [], [])
-                into[0].extend(ids)
-                into[1].extend(stamps)
-                into[2].extend(actions)
+                parts.setdefault(mac, []).append(blob_format.decode_postings(blob))
             conn.execute(
                 "DELETE FROM main.history_mac WHERE seg = ?1 AND (?2 IS NULL OR mac <= ?2)", (seg, bound)
             )
+        merged = {mac: _join(lists) for mac, lists in parts.items()}
         rows = []
         for mac in sorted(merged):
             ids, stamps, actions = merged[mac]
@@ -390,6 +401,26 @@ def merge_step(conn: sqlite3.Connection, *, chunk: int = MERGE_CHUNK) -> bool:
                 "DELETE FROM main.history_mac_segments WHERE seg = ?", [(seg,) for seg in sources]
             )
     return True
+
+
+def _join(parts: list[blob_format.Columns]) -> tuple[list[int], list[float], list[str]]:
+    """One MAC's posting lists from several segments as one, in id order."""
+    ids: list[int] = []
+    stamps: list[float] = []
+    actions: list[str] = []
+    in_order = True
+    for part_ids, part_stamps, part_actions in parts:  # each in id order already
+        if ids and part_ids and part_ids[0] <= ids[-1]:
+            in_order = False  # segments whose id ranges interleave
+        ids.extend(part_ids)
+        stamps.extend(part_stamps)
+        actions.extend(part_actions)
+    if not in_order:
+        ordered = sorted(zip(ids, stamps, actions, strict=True))
+        ids = [p[0] for p in ordered]
+        stamps = [p[1] for p in ordered]
+        actions = [p[2] for p in ordered]
+    return ids, stamps, actions
 
 
 def merge(conn: sqlite3.Connection, *, within: float) -> int:
