@@ -525,3 +525,35 @@ def test_the_copier_copies_the_recent_wal_at_low_priority_while_the_server_write
         copier.stop()
         writer.close()
         reader.close()
+
+
+def test_the_event_loop_indexing_macs_never_checkpoints_main_and_a_copier_does(
+    nac: server.Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past POST_HIGH the loop writes the MAC index into main on every tick; a checkpoint there
+    would wait for the disk each time, so main's WAL has a Copier of its own."""
+    conn = nac.store.conn
+    monkeypatch.setattr(writer, "POST_HIGH", 0)
+    monkeypatch.setattr(indexer.Indexer, "start", lambda self: None)  # the loop's work alone
+    checkpoints: list[str] = []
+    monkeypatch.setattr(indexer.Indexer, "checkpoint", lambda self, c: checkpoints.append("loop"))
+    nac.history.start(indexing=True)
+    try:
+        main_wal = nac.history._main_wal_index
+        assert main_wal is not None
+        for k in range(60):
+            macs = [f"00:00:00:{k:02x}:{i // 256:02x}:{i % 256:02x}" for i in range(200)]
+            tiers.write_batch(conn, [decision(time.time(), mac) for mac in macs], [])
+            nac.history.tend()
+        assert macindex.backlog(conn, tiers.top_id(conn)) == 0
+        assert checkpoints == []
+        deadline = time.monotonic() + 10
+        while True:
+            held = main_wal.read()
+            assert held is not None
+            if held[0] > indexer.COPY_BACKLOG and held[1] < indexer.COPY_BACKLOG:
+                break  # main's frames grew past the mark and the Copier copied them
+            assert time.monotonic() < deadline, f"main's WAL was not copied: {held}"
+            time.sleep(0.02)
+    finally:
+        nac.history.stop()

@@ -78,8 +78,10 @@ class HistoryWriter:
         self.indexer = Indexer(path)
         self._indexing = False  # this process runs the indexer (one per database)
         self._copier: Copier | None = None
+        self._main_copier: Copier | None = None
         self._wal_index: WalIndex | None = None  # the recent tier's; see close()
         self._wal_index_failed = False
+        self._main_wal_index: WalIndex | None = None
         self._collected_upto = 0  # recent batches through this id are collected
         self._unindexed = 0  # decisions not in the MAC index
         self._unstored = 0  # decisions not in the rows table
@@ -102,6 +104,7 @@ class HistoryWriter:
                 self.indexer.failures
                 + self.indexer.checkpoint_failures
                 + (self._copier.failures if self._copier is not None else 0)
+                + (self._main_copier.failures if self._main_copier is not None else 0)
             ),
             # Decisions answered but not yet on disk (on_failure = "answer").
             "history_backlog": lambda: float(len(self._backlog_rows)),
@@ -125,6 +128,15 @@ class HistoryWriter:
         if wal_index is not None:
             self._copier = Copier(tiers.recent_path(self.path), wal_index.read)
             self._copier.start()
+        # Main's WAL too: under full load the event loop writes the MAC index there, and the
+        # idle thread that checkpoints it otherwise gets no core.
+        try:
+            self._main_wal_index = WalIndex(self.path)
+        except OSError as exc:
+            log.warning("cannot read the database's WAL-index: %s", exc)
+        else:
+            self._main_copier = Copier(self.path, self._main_wal_index.read)
+            self._main_copier.start()
 
     # -- the group commit ------------------------------------------------------------------
 
@@ -209,7 +221,8 @@ class HistoryWriter:
         Past POST_HIGH decisions outside the MAC index, index them here, at the event loop's
         priority: the idle thread gets no core under load that never lets up, and a device's
         story must not wait for the load to end.  Past WAL_HIGH or WAL_HARD, checkpoint the
-        recent tier here (see nac/history/indexer.py)."""
+        recent tier here (see nac/history/indexer.py).  Main's WAL is copied by a Copier of its
+        own: a checkpoint here would wait for the disk on every tick."""
         conn = self.conn
         indexer = self.indexer
         try:
@@ -220,8 +233,8 @@ class HistoryWriter:
             if _wal_long(self._recent_wal_index(), tiers.recent_path(self.path)):
                 # The recent tier's alone: the thread has copied most of its frames already and
                 # the event loop is its only writer, so this pass ends with every frame copied
-                # and the next group commit rewinds the WAL.  Main's WAL is the thread's to
-                # rewind (it writes main), or the loop's below when it indexes itself.
+                # and the next group commit rewinds the WAL.  Main's WAL has a Copier of its
+                # own (see start()).
                 conn.execute("PRAGMA recent.wal_checkpoint(PASSIVE)").fetchall()
                 self.counters["history_wal_rewinds"] += 1
             if self._unindexed <= POST_HIGH:
@@ -239,7 +252,6 @@ class HistoryWriter:
             self._unindexed = macindex.backlog(conn, top)
             if macindex.segments(conn) > SEGMENTS_HIGH:
                 macindex.merge_step(conn)
-            indexer.checkpoint(conn)
         except sqlite3.Error as exc:
             log.warning("history tiers (event loop): %s", exc)
 
@@ -260,9 +272,10 @@ class HistoryWriter:
         """After the last commit: stop the threads and index what is left, for up to
         FLUSH_ON_STOP seconds (the rest waits for the next start; it is on disk and visible
         either way)."""
-        if self._copier is not None:
-            self._copier.stop()
-            self._copier = None
+        for copier in (self._copier, self._main_copier):
+            if copier is not None:
+                copier.stop()
+        self._copier = self._main_copier = None
         if not self._indexing:
             return
         self._indexing = False
@@ -289,9 +302,10 @@ class HistoryWriter:
     def close(self) -> None:
         """Once the database connection is closed: the WAL-index reader (never before, see
         WalIndex)."""
-        if self._wal_index is not None:
-            self._wal_index.close()
-            self._wal_index = None
+        for index in (self._wal_index, self._main_wal_index):
+            if index is not None:
+                index.close()
+        self._wal_index = self._main_wal_index = None
 
 
 def _wal_long(index: WalIndex | None, db_path: str) -> bool:
