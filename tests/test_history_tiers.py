@@ -351,8 +351,11 @@ def test_past_the_high_water_mark_the_event_loop_indexes_the_macs_and_leaves_the
     assert [p.id for p in macindex.lookup(conn, "00:00:00:00:0b:b7")] == [3000]
     tiers.write_batch(conn, [decision(time.time(), "00:00:00:00:0b:b7")], [])
     monkeypatch.setattr(writer, "POST_HIGH", 400_000)
-    nac.history.tend()  # under the mark: the thread's job, not the loop's
+    nac.history.tend()  # under the mark, but the last assist was just now: the loop keeps it
     assert nac.counters["history_index_assists"] == 1
+    assert nac.history.indexer.loop_indexes
+    monkeypatch.setattr(writer, "HAND_BACK_AFTER", 0.0)
+    nac.history.tend()  # long enough without one: the thread's job again
     assert not nac.history.indexer.loop_indexes
     assert nac.metrics.gauges["history_unindexed"]() == 1
     # Found all the same, from the recent tier's batch.

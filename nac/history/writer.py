@@ -33,6 +33,10 @@ BACKLOG_MAX: Final = 200_000
 COMMIT_BUSY_MS: Final = 250
 #: Seconds a stopping server spends indexing the recent tier.
 FLUSH_ON_STOP: Final = 10.0
+#: Seconds without an assist before the event loop hands indexing back to the thread.  Handed
+#: back between two assists, the idle thread starts writing rows, and the next assist must wait
+#: for its transaction on main: under full load that cost a tenth of the rate.
+HAND_BACK_AFTER: Final = 2.0
 #: Segments of the MAC index past which the event loop merges some too when it indexes: the
 #: thread that merges them gets no core under load that never lets up.
 SEGMENTS_HIGH: Final = 256
@@ -84,6 +88,7 @@ class HistoryWriter:
         self._main_wal_index: WalIndex | None = None
         self._collected_upto = 0  # recent batches through this id are collected
         self._unindexed = 0  # decisions not in the MAC index
+        self._last_assist = float("-inf")
         self._unstored = 0  # decisions not in the rows table
         self._backlog_rows: list[Sequence[object]] = []
         self._backlog_events: list[SessionEvent] = []
@@ -238,7 +243,8 @@ class HistoryWriter:
                 conn.execute("PRAGMA recent.wal_checkpoint(PASSIVE)").fetchall()
                 self.counters["history_wal_rewinds"] += 1
             if self._unindexed <= POST_HIGH:
-                indexer.hand_back()
+                if time.monotonic() - self._last_assist >= HAND_BACK_AFTER:
+                    indexer.hand_back()
                 return
             if not indexer.loop_indexes:
                 log.info(
@@ -246,6 +252,7 @@ class HistoryWriter:
                     self._unindexed,
                 )
             indexer.take_over(within=0.2)
+            self._last_assist = time.monotonic()
             self.counters["history_index_assists"] += 1
             while indexer.post(conn) and macindex.backlog(conn, top) > 0:
                 pass
