@@ -283,7 +283,7 @@ class Store:
             self._bump(conn)
         return found[0]
 
-    def add_list_rules(self, rules: Sequence[Rule], *, evidence: dict[str, str]) -> None:
+    def add_list_rules(self, rules: Sequence[Rule], *, evidence: dict[str, Any]) -> None:
         """Store a ban list's rules in one transaction and one audit row that names the list
         and its document (``evidence``), so an auditor sees which version a rule came from."""
         conn = self.conn

@@ -31,6 +31,7 @@ from nac.app.results import (
     RegistryStatus,
     RuleRow,
     StatsReport,
+    VendorsReview,
     WhyReport,
 )
 from nac.errors import NacError, PolicyError
@@ -514,7 +515,12 @@ class Nac:
         except sqlite3.OperationalError:  # profiling never ran on this database
             profiled = {}
         report = helpdesk.stats(self.store.conn, since=since_ts, top=top, profiled=profiled)
-        return replace(report, by_list=lists.list_stats(self.store.conn, self.store.rules(), since=since_ts))
+        return replace(report, by_list=self.list_stats(since))
+
+    def list_stats(self, since: str | None = None) -> list[lists.ListTally]:
+        """Per ban list in force: decisions, refusals and refused devices, and the same by site."""
+        since_ts, groups = parse_when(since) if since is not None else None, self.store.defaults().groups
+        return lists.list_stats(self.store.conn, self.store.rules(), since=since_ts, groups=groups)
 
     def prune(self, older_than: str) -> int:
         """`nac history prune`: delete decisions older than a span (``90d``), in batches."""
@@ -545,9 +551,15 @@ class Nac:
         """A family's basis, patterns and exclusions, and exactly what it covers."""
         return vendors.show(self._family(name), self.registry)
 
-    def vendors_review(self) -> vendors.VendorReview:
-        """Look-alike organisations no family covers, and family entries matching nothing."""
-        return vendors.review(self.families, self.registry)
+    def vendors_review(self, lists_file: str | Path | None = None) -> VendorsReview:
+        """Look-alike organisations no family covers, and family entries matching nothing, each
+        with the ban lists naming its family; and what list rules gained or lost since added."""
+        rules = self.store.rules()
+        return VendorsReview.of(
+            vendors.review(self.families, self.registry),
+            lists=lists.family_lists(self.banlists(lists_file), rules),
+            since_added=lists.since_added(rules, self.store.audit_rows(), self.families, self.registry),
+        )
 
     # -- the registry (nac/app/registry.py) --------------------------------------------------
 

@@ -7,13 +7,13 @@ Each is a :class:`~nac.render.Record`: typed fields, and ``to_json()`` the exact
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
-from nac.app.lists import ListChange, ListTally
+from nac.app.lists import FamilyList, ListChange, ListTally
 from nac.policy.file import PolicyDiff
 from nac.registry.ieee import ChangeRow, EntryRow, RegistryChanges
-from nac.registry.vendors import WatchEntry
+from nac.registry.vendors import LookAlike, UnmatchedEntry, VendorReview, WatchEntry
 from nac.render import Record
 
 
@@ -378,3 +378,48 @@ class RegistryImport(RegistryImportPlan):
     """An import done (or a dry run), with the registry version a running server polls."""
 
     registry_version: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class ListedLookAlike(LookAlike):
+    """A look-alike, and the ban lists naming its family: deciding on it changes what they cover."""
+
+    lists: list[FamilyList]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ListedUnmatched(UnmatchedEntry):
+    """A family entry matching nothing, and the ban lists naming its family."""
+
+    lists: list[FamilyList]
+
+
+@dataclass(frozen=True, kw_only=True)
+class VendorsReview(Record):
+    """`nac vendors review`: the registry's review (look-alikes, entries matching nothing), each
+    with the lists that name its family, then the list rules whose families cover other
+    prefixes than when the rules were added (``since_added``: a new nac or registry)."""
+
+    uncovered: list[ListedLookAlike]
+    unmatched: list[ListedUnmatched]
+    snapshot: str
+    since_added: list[ListChange]
+
+    @classmethod
+    def of(
+        cls, review: VendorReview, *, lists: Mapping[str, list[FamilyList]], since_added: list[ListChange]
+    ) -> VendorsReview:
+        return cls(
+            uncovered=[
+                ListedLookAlike(**_fields(a), lists=lists.get(a.family, [])) for a in review.uncovered
+            ],
+            unmatched=[
+                ListedUnmatched(**_fields(u), lists=lists.get(u.family, [])) for u in review.unmatched
+            ],
+            snapshot=review.snapshot,
+            since_added=since_added,
+        )
+
+
+def _fields(record: Record) -> dict[str, Any]:
+    return {f.name: getattr(record, f.name) for f in fields(record)}
