@@ -115,7 +115,7 @@ def test_db_upgrade_says_what_it_changed_then_that_the_database_is_up_to_date(tm
         " history batches in format 1"
     )
     again = _nac("db", "upgrade", "--db", db, "--json")
-    assert json.loads(again.stdout) == {"db": db, "schema_version": 1, "changes": []}
+    assert json.loads(again.stdout) == {"db": db, "schema_version": 1, "changes": [], "lists": []}
     store = Store.readonly(db)  # a reader now finds nothing to upgrade, and every decision
     try:
         assert reader.count(store.conn) == 12

@@ -3,9 +3,15 @@ by nac/cli/main.py)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
-from nac.cli.common import DbOption, JsonOption, _errors, _print_json
+from nac.cli.common import DbOption, JsonOption, _app, _errors, _print_json
+from nac.cli.lists import print_list_changes
+
+if TYPE_CHECKING:
+    from nac.app.lists import ListChange
 
 #: The `nac db` group; nac/cli/main.py adds it to `nac`.
 db_app = typer.Typer(help="The database itself: its layout and version.", no_args_is_help=True)
@@ -24,9 +30,29 @@ def upgrade(db: DbOption = None, as_json: JsonOption = False) -> None:
     with _errors():
         path, origin = dbfile.locate(db)
         changes = store.upgrade(dbfile.existing(path, origin))  # an upgrade creates nothing
+        lists = _lists_since_added(path)
     if as_json:
-        _print_json({"db": path, "schema_version": store.SCHEMA_VERSION, "changes": changes})
-    elif changes:
+        _print_json({"db": path, "schema_version": store.SCHEMA_VERSION, "changes": changes, "lists": lists})
+        return
+    if changes:
         typer.echo(f"upgraded {path}: " + "; ".join(changes))
     else:
         typer.echo(f"{path} is up to date (schema version {store.SCHEMA_VERSION})")
+    if lists:
+        typer.echo("list rules whose families this nac makes cover other prefixes than when added:")
+    print_list_changes(lists)
+
+
+def _lists_since_added(path: str) -> list[ListChange]:
+    """The prefixes ban-list rules gained or lost since they were added: the families and
+    lists ship with nac, so a new nac can change what a list's rules cover."""
+    from nac.app import lists  # noqa: PLC0415 - keeps `nac --help` fast
+
+    nac = _app(path, readonly=True)
+    try:
+        rules = nac.store.rules()
+        if not any(rule.banlist for rule in rules):
+            return []
+        return lists.since_added(rules, nac.store.audit_rows(), nac.families, nac.registry)
+    finally:
+        nac.close()

@@ -25,6 +25,7 @@ from nac.cli.common import (
     _print_table,
 )
 from nac.cli.fast import HISTORY_LIMIT, HISTORY_OFFSET, WHY_LATEST
+from nac.cli.lists import print_list_sites
 from nac.render import printable
 
 #: This module's top-level commands; nac/cli/main.py adds them, and `history_app`, to `nac`.
@@ -166,6 +167,7 @@ def stats(
     if report.by_list:
         typer.echo("\nby ban list:")
         _print_table(report.by_list, ("list", "decisions", "rejected", "devices_rejected"))
+        print_list_sites(report.by_list)
     if report.profiled:
         typer.echo("\nprofiled devices (maker from DHCP or device-sensor data):")
         rows = [{"maker": maker, "devices": n} for maker, n in report.profiled.items()]

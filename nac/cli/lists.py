@@ -4,15 +4,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Final
 
 import typer
 
 from nac.cli.common import DbOption, JsonOption, _app, _errors, _print_json, _print_table, _registries
 
 if TYPE_CHECKING:
-    from nac.app.lists import ListRules
+    from nac.app.lists import FamilyList, ListChange, ListRules, ListTally
+
+#: Prefixes per gain or loss that the text lists (--json has them all).
+_EXAMPLES: Final = 5
 
 ListsOption = Annotated[
     Path | None,
@@ -97,3 +101,34 @@ def print_removed(report: ListRules) -> None:
     for rule in report.rules:
         typer.echo(f"removed rule {rule.id}: vendor {rule.family} -> {report.action}")
     typer.echo(f"list {report.name}: {len(report.rules)} rules removed")
+
+
+def print_list_changes(changes: Sequence[ListChange]) -> None:
+    """Which prefixes each list rule gains or loses (`nac oui import`, `nac vendors review`)."""
+    for listed in changes:
+        typer.echo(
+            f"list {listed.banlist}, rule {listed.rule} ({listed.family}): "
+            f"gains {len(listed.gained)} prefixes, loses {len(listed.lost)}"
+        )
+        for mark, entries in (("+", listed.gained), ("-", listed.lost)):
+            for entry in entries[:_EXAMPLES]:
+                where = f"{entry.prefix}/{entry.prefix_bits} {entry.registry}"
+                typer.echo(f"  {mark} {where}  {entry.organization}")
+            if len(entries) > _EXAMPLES:
+                typer.echo(f"  ... and {len(entries) - _EXAMPLES} more (--json lists them all)")
+
+
+def lists_note(found: Sequence[FamilyList]) -> str:
+    """`nac vendors review`'s note on an entry: the lists naming its family, and which are applied."""
+    if not found:
+        return ""
+    named = [f"{f.banlist} (in force)" if f.in_force else f.banlist for f in found]
+    return "  [lists: " + ", ".join(named) + "]"
+
+
+def print_list_sites(tallies: Sequence[ListTally]) -> None:
+    """`nac stats`: per list, the refused devices by site."""
+    for tally in tallies:
+        if tally.sites:
+            typer.echo(f"\n{tally.banlist} by site:")
+            _print_table(tally.sites, ("site", "decisions", "rejected", "devices_rejected"))

@@ -367,16 +367,19 @@ def vendors_show(
 
 
 @vendors_app.command("review")
-def vendors_review(db: DbOption = None, as_json: JsonOption = False) -> None:
+def vendors_review(
+    db: DbOption = None, lists: cli_lists.ListsOption = None, as_json: JsonOption = False
+) -> None:
     """List registry organisations that look like a vendor family but are not covered by it,
-    and family patterns or prefixes that match nothing in the current registry.
+    and family patterns or prefixes that match nothing in the current registry, each with the
+    ban lists naming its family; and which prefixes list rules gained or lost since added.
 
     Example: nac vendors review --json
     """
     with _errors():
         nac = _app(db, readonly=True)
         try:
-            report = nac.vendors_review()
+            report = nac.vendors_review(lists)
         finally:
             nac.close()
     if as_json:
@@ -388,15 +391,18 @@ def vendors_review(db: DbOption = None, as_json: JsonOption = False) -> None:
         note = "  [excluded by the family]" if alike.excluded else ""
         typer.echo(
             f"  {alike.family:<10} {alike.organization}  ({_registries(alike.registries)}; "
-            f"shares {', '.join(alike.shared_words)}){note}"
+            f"shares {', '.join(alike.shared_words)}){note}{cli_lists.lists_note(alike.lists)}"
         )
     if not report.uncovered:
         typer.echo("  none")
     typer.echo("family entries that match nothing in this registry:")
     for entry in report.unmatched:
-        typer.echo(f"  {entry.family:<10} {entry.field}: {entry.value}")
+        typer.echo(f"  {entry.family:<10} {entry.field}: {entry.value}{cli_lists.lists_note(entry.lists)}")
     if not report.unmatched:
         typer.echo("  none")
+    if report.since_added:
+        typer.echo("list rules whose families cover other prefixes than when they were added:")
+    cli_lists.print_list_changes(report.since_added)
 
 
 vendors_app.command("lists")(cli_lists.vendors_lists)

@@ -19,6 +19,7 @@ from nac.cli.common import (
     _print_table,
     _registries,
 )
+from nac.cli.lists import print_list_changes
 
 if TYPE_CHECKING:
     from nac.app.results import RegistryImportPlan
@@ -108,16 +109,7 @@ def _print_import(report: RegistryImportPlan) -> None:
                 f"  ~ {change.prefix}/{change.prefix_bits} {change.registry}  {change.old} -> {change.new}"
             )
         _more(changes)
-    for listed in report.lists:  # a published list's rules now cover other prefixes
-        typer.echo(
-            f"list {listed.banlist}, rule {listed.rule} ({listed.family}): "
-            f"gains {len(listed.gained)} prefixes, loses {len(listed.lost)}"
-        )
-        for mark, entries in (("+", listed.gained), ("-", listed.lost)):
-            for entry in entries[:_EXAMPLES]:
-                where = f"{entry.prefix}/{entry.prefix_bits} {entry.registry}"
-                typer.echo(f"  {mark} {where}  {entry.organization}")
-            _more(entries)
+    print_list_changes(report.lists)  # a published list's rules now cover other prefixes
     typer.echo(f"to review (covered by a vendor rule, or like a family a rule targets): {len(report.watch)}")
     for watch in report.watch:
         why = [f"rule {r}" for r in watch.rules] + [f"looks like {k}, not covered" for k in watch.looks_like]
