@@ -35,9 +35,11 @@ from typing import Any, Final
 from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 
 from nac.app.facade import Nac
+from nac.app.lists import ListTally
 from nac.app.results import DecisionsPage
 from nac.errors import ConfigError, InvalidMacError, NacError, PolicyError
 from nac.helpdesk.access import check_token, host_allowed, host_names, is_loopback
+from nac.helpdesk.listsview import lists_section
 from nac.render import to_json
 
 log = logging.getLogger("nac.web")
@@ -155,6 +157,7 @@ _PAGE: Final = f"""<!doctype html>
 </form>
 <p id="error" role="alert"></p>
 <section id="why" aria-label="why"></section>
+<section id="lists" aria-label="ban lists"><!--lists--></section>
 <table><thead><tr><th>time (UTC)</th><th>MAC</th><th>vendor</th><th>decision</th><th>rule</th>
 <th>reason</th><th>switch / AP</th><th>port / SSID</th><th>method</th><th>User-Name</th></tr></thead>
 <tbody id="rows"></tbody></table>
@@ -257,6 +260,12 @@ class Helpdesk:
             rows = self.nac.history(mac=mac, action=action, since=since, limit=limit)
             why = self.nac.why(mac) if mac else None
         return DecisionsPage(rows=rows, why=why)
+
+    def lists(self, query: Mapping[str, str]) -> tuple[list[ListTally], str | None]:
+        """Per ban list in force, the devices refused under it by site, since ``since``."""
+        since = _SINCE.get(query.get("since", "7d"), "7d")
+        with self.lock:
+            return self.nac.list_stats(since), since
 
 
 class _Server(ThreadingHTTPServer):
@@ -402,7 +411,11 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             if url.path == "/":
-                self._send(HTTPStatus.OK, _PAGE.encode(), "text/html; charset=utf-8", body=body)
+                tallies, since = helpdesk.lists(query)
+                page = _PAGE.replace("<!--lists-->", lists_section(tallies, since=since), 1)
+                self._send(HTTPStatus.OK, page.encode(), "text/html; charset=utf-8", body=body)
+            elif url.path == "/api/lists":
+                self._json(HTTPStatus.OK, helpdesk.lists(query)[0], body=body)
             elif url.path == "/api/decisions":
                 self._json(HTTPStatus.OK, helpdesk.decisions(query), body=body)
             elif url.path == "/export.csv":
