@@ -42,7 +42,10 @@ def test_ndaa_889_list_rejects_each_named_maker_by_mab_and_is_removed_whole(nac_
     assert look_alike.code == "Access-Accept", look_alike.stdout
     [tally] = json.loads(nac_server.cli_ok("stats", "--json"))["by_list"]
     # The Huawei device was asked twice (the wait above, then the loop): six refusals, five devices.
+    sites = tally.pop("sites")
     assert tally == {"list": "ndaa-889", "decisions": 6, "rejected": 6, "devices_rejected": 5}
+    # One NAS client in no group of the policy: the client is the site.
+    assert [(s["decisions"], s["devices_rejected"]) for s in sites] == [(6, 5)]
 
     added = _audit(nac_server)[-1]
     assert added["action"] == "rules.add-list"
