@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Final
 
 from nac.history import macindex, tiers
-from nac.history.indexer import POST_HIGH, WAL_HARD, WAL_HIGH, WAL_TAIL, Copier, Indexer, WalIndex
+from nac.history.indexer import POST_HIGH, POST_MAX, WAL_HARD, WAL_HIGH, WAL_TAIL, Copier, Indexer, WalIndex
 from nac.history.prune import Retention
 from nac.history.record import HistoryRecord, record_row
 from nac.radius.accounting import SessionEvent
@@ -33,6 +33,9 @@ BACKLOG_MAX: Final = 200_000
 COMMIT_BUSY_MS: Final = 250
 #: Seconds a stopping server spends indexing the recent tier.
 FLUSH_ON_STOP: Final = 10.0
+#: Longest the event loop indexes MACs per tick when the backlog is over POST_HIGH: a tick's worth
+#: of full load takes a fraction of it.
+ASSIST_SECONDS: Final = 0.05
 #: Seconds without an assist before the event loop hands indexing back to the thread.  Handed
 #: back between two assists, the idle thread starts writing rows, and the next assist must wait
 #: for its transaction on main: under full load that cost a tenth of the rate.
@@ -254,9 +257,11 @@ class HistoryWriter:
             indexer.take_over(within=0.2)
             self._last_assist = time.monotonic()
             self.counters["history_index_assists"] += 1
-            while indexer.post(conn) and macindex.backlog(conn, top) > 0:
-                pass
-            self._unindexed = macindex.backlog(conn, top)
+            until = time.monotonic() + ASSIST_SECONDS
+            while self._unindexed > POST_HIGH - POST_MAX and time.monotonic() < until:
+                if not indexer.post(conn):
+                    break
+                self._unindexed = macindex.backlog(conn, top)
             if macindex.segments(conn) > SEGMENTS_HIGH:
                 macindex.merge_step(conn)
         except sqlite3.Error as exc:
