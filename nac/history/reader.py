@@ -162,11 +162,9 @@ def newest_first(conn: sqlite3.Connection) -> Iterator[float]:
             return
         with conn:
             for first, _, blob, node in batches:
-                rows = blob_format.decode(blob, len(HISTORY_COLUMNS))
-                skip = max(0, upto + 1 - first)
                 conn.executemany(
                     f"INSERT OR IGNORE INTO temp.{SCOPE} ({_COLUMNS}) VALUES ({_PARAMS})",  # noqa: S608
-                    [(first + i, *row, node) for i, row in enumerate(rows) if i >= skip],
+                    tiers.unpack(first, blob, upto, node),
                 )
         below = batches[-1][0]
         rest = conn.execute(

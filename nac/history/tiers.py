@@ -297,7 +297,7 @@ def append_history(
     conn.execute(_APPEND, (len(rows), rows[0][0], rows[-1][0], blob, node, keys)).fetchall()
 
 
-def _unpack(first: int, blob: bytes, above: int, node: str | None) -> list[tuple[object, ...]]:
+def unpack(first: int, blob: bytes, above: int, node: str | None) -> list[tuple[object, ...]]:
     """The rows of the batch whose first id is ``first``, with their ids and node; those above
     ``above`` only."""
     rows = blob_format.decode(blob, len(HISTORY_COLUMNS))
@@ -333,7 +333,7 @@ def sync_recent(conn: sqlite3.Connection) -> int:
             f"SELECT id, rows, node FROM recent.history_batches WHERE {_AFTER} ORDER BY id",  # noqa: S608
             (above,),
         ).fetchall():
-            rows = _unpack(first, blob, above, node)
+            rows = unpack(first, blob, above, node)
             conn.executemany(_INSERT_SEEN, rows)
             added += len(rows)
     return added
@@ -403,7 +403,7 @@ def move_recent(conn: sqlite3.Connection, batch: int) -> int:
         if not taken:
             return 0
         for first, _, blob, node in taken:
-            conn.executemany(_INSERT_MAIN, _unpack(first, blob, upto, node))
+            conn.executemany(_INSERT_MAIN, unpack(first, blob, upto, node))
         _set_indexed_upto(conn, taken[-1][1])
         conn.commit()
     except BaseException:
