@@ -13,7 +13,6 @@ import json
 import os
 import sqlite3
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict
 from datetime import UTC, datetime
 from functools import cache, cached_property
 from pathlib import Path
@@ -21,11 +20,11 @@ from typing import TYPE_CHECKING, Any, Final
 
 from nac import dbfile
 from nac.eap import users as eap_users
-from nac.errors import DatabaseFileError, NacError, PolicyError
+from nac.errors import DatabaseFileError, NacError
 from nac.history import macindex, tiers
-from nac.policy import audit
+from nac.policy import audit, stored
 from nac.policy.decide import Defaults, Rule
-from nac.policy.file import defaults_table, rule_table
+from nac.policy.file import rule_table
 from nac.registry import store as registry_store
 from nac.registry.oui import Snapshot
 from nac.sessions import store as session_store
@@ -196,45 +195,17 @@ class Store:
         return int(self._meta("rules_version") or 0)
 
     def defaults(self) -> Defaults:
-        raw = self._meta("defaults")
-        if raw is None:
-            return Defaults()
-        return Defaults(**json.loads(raw))
+        return stored.defaults_from_json(self._meta("defaults"))
 
     def rules(self) -> list[Rule]:
-        rows = self.conn.execute(
-            "SELECT id, kind, value, action, vlan, reason, clients, ssids, port_type, method, mode,"
-            " starts, expires, list FROM rules ORDER BY seq"
-        ).fetchall()
-        return [
-            Rule(
-                id=r[0],
-                kind=r[1],
-                value=r[2],
-                action=r[3],
-                vlan=r[4],
-                reason=r[5] or "",
-                clients=tuple(json.loads(r[6])) if r[6] else (),
-                ssids=tuple(json.loads(r[7])) if r[7] else (),
-                port_type=r[8],
-                method=r[9],
-                mode=r[10],
-                starts=r[11],
-                expires=r[12],
-                banlist=r[13],
-            )
-            for r in rows
-        ]
+        rows = self.conn.execute(_SELECT_RULES).fetchall()
+        return [stored.rule_from_row(r) for r in rows]
 
     def rule_rows(self) -> list[dict[str, Any]]:
         # Plain sqlite3, not self.db: `nac rules list` need not load sqlite-utils (and numpy).
         cursor = self.conn.execute("SELECT * FROM rules ORDER BY seq")
         names = [d[0] for d in cursor.description]
-        rows = [dict(zip(names, row, strict=True)) for row in cursor]
-        for row in rows:
-            for key in ("clients", "ssids"):
-                row[key] = json.loads(row[key]) if row.get(key) else []
-        return rows
+        return [stored.decoded_rule_row(dict(zip(names, row, strict=True))) for row in cursor]
 
     def set_policy(
         self,
@@ -252,7 +223,7 @@ class Store:
             before = self._policy_snapshot() if self.initialized() else None
             conn.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('defaults', ?)",
-                (json.dumps(asdict(defaults)),),
+                (stored.defaults_json(defaults),),
             )
             if rules is not None:
                 conn.execute("DELETE FROM rules")
@@ -265,8 +236,7 @@ class Store:
         conn = self.conn
         with conn:
             conn.execute("BEGIN IMMEDIATE")
-            if conn.execute("SELECT 1 FROM rules WHERE id = ?", (rule.id,)).fetchone():
-                raise PolicyError(f"a rule with id {rule.id!r} exists already")
+            stored.refuse_taken((r[0] for r in conn.execute("SELECT id FROM rules")), [rule])
             self._insert_rule(conn, rule)
             self._audit(conn, "rules.add", rule.id, None, rule_table(rule))
             self._bump(conn)
@@ -275,13 +245,11 @@ class Store:
         conn = self.conn
         with conn:
             conn.execute("BEGIN IMMEDIATE")
-            found = [r for r in self.rules() if r.id == rule_id]
-            if not found:
-                raise NacError(f"no rule with id {rule_id!r}")
+            found = stored.rule_to_remove(self.rules(), rule_id)
             conn.execute("DELETE FROM rules WHERE id = ?", (rule_id,))
-            self._audit(conn, "rules.remove", rule_id, rule_table(found[0]), None)
+            self._audit(conn, "rules.remove", rule_id, rule_table(found), None)
             self._bump(conn)
-        return found[0]
+        return found
 
     def add_list_rules(self, rules: Sequence[Rule], *, evidence: dict[str, Any]) -> None:
         """Store a ban list's rules in one transaction and one audit row that names the list
@@ -289,13 +257,10 @@ class Store:
         conn = self.conn
         with conn:
             conn.execute("BEGIN IMMEDIATE")
-            taken = {row[0] for row in conn.execute("SELECT id FROM rules")} & {r.id for r in rules}
-            if taken:
-                raise PolicyError(f"a rule with id {min(taken)!r} exists already")
+            stored.refuse_taken((row[0] for row in conn.execute("SELECT id FROM rules")), rules)
             for rule in rules:
                 self._insert_rule(conn, rule)
-            subject = f"list {evidence['list']} dated {evidence['date']}"
-            after = {**evidence, "rules": [rule_table(r) for r in rules]}
+            subject, after = stored.list_added(rules, evidence)
             self._audit(conn, "rules.add-list", subject, None, after)
             self._bump(conn)
 
@@ -304,44 +269,51 @@ class Store:
         conn = self.conn
         with conn:
             conn.execute("BEGIN IMMEDIATE")
-            found = [r for r in self.rules() if r.banlist == name]
-            if not found:
-                raise NacError(f"no rules of list {name!r}; `nac rules list` shows each rule's list")
+            found = stored.list_rules_to_remove(self.rules(), name)
             conn.execute("DELETE FROM rules WHERE list = ?", (name,))
-            before = {"list": name, "rules": [rule_table(r) for r in found]}
-            self._audit(conn, "rules.remove-list", f"list {name}", before, None)
+            subject, before = stored.list_removed(name, found)
+            self._audit(conn, "rules.remove-list", subject, before, None)
             self._bump(conn)
         return found
 
     def _policy_snapshot(self) -> dict[str, Any]:
-        return {"defaults": defaults_table(self.defaults()), "rules": [rule_table(r) for r in self.rules()]}
+        return stored.policy_snapshot(self.defaults(), self.rules())
 
     def _insert_rule(self, conn: sqlite3.Connection, rule: Rule) -> None:
         seq = conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM rules").fetchone()[0]
-        conn.execute(
-            "INSERT INTO rules (id, kind, value, action, vlan, reason, created, created_by, seq,"
-            " clients, ssids, port_type, method, mode, starts, expires, list)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                rule.id,
-                rule.kind,
-                rule.value,
-                rule.action,
-                rule.vlan,
-                rule.reason,
-                iso_time(datetime.now(UTC).timestamp()),
-                os_user(),
-                seq,
-                json.dumps(list(rule.clients)) if rule.clients else None,
-                json.dumps(list(rule.ssids)) if rule.ssids else None,
-                rule.port_type,
-                rule.method,
-                rule.mode,
-                rule.starts,
-                rule.expires,
-                rule.banlist,
-            ),
+        record = stored.rule_record(
+            rule, created=iso_time(datetime.now(UTC).timestamp()), created_by=os_user(), seq=seq
         )
+        conn.execute(_INSERT_RULE, record)
+
+    def mirror_policy(self, defaults: str | None, records: Sequence[Sequence[object]], *, source: str) -> int:
+        """Make the defaults (their JSON) and the rules (whole rows, :data:`stored.RULE_COLUMNS`)
+        a copy of another store's, in one transaction that bumps ``rules_version``, so the
+        running server swaps them in; no audit row (the change was audited where it was made).
+        ``source`` (which version of which store) is kept in ``meta.mirrored``.  Returns the new
+        local rules version."""
+        conn = self.conn
+        with conn:
+            conn.execute("BEGIN IMMEDIATE")
+            if defaults is None:
+                conn.execute("DELETE FROM meta WHERE key = 'defaults'")
+            else:
+                conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('defaults', ?)", (defaults,))
+            conn.execute("DELETE FROM rules")
+            conn.executemany(_INSERT_RULE, records)
+            self._bump(conn)
+            version = int(conn.execute("SELECT value FROM meta WHERE key = 'rules_version'").fetchone()[0])
+            mirrored = f"{version} {source}"
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('mirrored', ?)", (mirrored,))
+        return version
+
+    def mirrored(self) -> tuple[int, str] | None:
+        """The local rules version a :meth:`mirror_policy` made and its ``source``; None before."""
+        raw = self._meta("mirrored")
+        if raw is None:
+            return None
+        version, _, source = raw.partition(" ")
+        return int(version), source
 
     # -- the audit trail -------------------------------------------------------------------
 
@@ -349,24 +321,22 @@ class Store:
         self, conn: sqlite3.Connection, action: str, subject: str, before: object, after: object
     ) -> None:
         """Append one row to the hash chain, inside the caller's transaction."""
-        prev = self._meta("audit_head") or audit.GENESIS
-        row_id = conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM audit").fetchone()[0]
-        row = {
-            "id": row_id,
-            "time": iso_time(datetime.now(UTC).timestamp()),
-            "user": os_user(),
-            "action": action,
-            "subject": subject,
-            "before": audit.snapshot_json(before),
-            "after": audit.snapshot_json(after),
-        }
-        digest = audit.row_hash(prev, row)
+        row = audit.chain_row(
+            self._meta("audit_head") or audit.GENESIS,
+            row_id=conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM audit").fetchone()[0],
+            time=iso_time(datetime.now(UTC).timestamp()),
+            user=os_user(),
+            action=action,
+            subject=subject,
+            before=before,
+            after=after,
+        )
         conn.execute(
             "INSERT INTO audit (id, time, user, action, subject, before, after, prev, hash)"
             " VALUES (:id, :time, :user, :action, :subject, :before, :after, :prev, :hash)",
-            {**row, "prev": prev, "hash": digest},
+            row,
         )
-        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('audit_head', ?)", (digest,))
+        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('audit_head', ?)", (row["hash"],))
 
     def audit_rows(self) -> list[dict[str, Any]]:
         """The audit trail, oldest first."""
@@ -563,6 +533,12 @@ def _outdated(conn: sqlite3.Connection) -> bool:
 
 
 _RULE_EXTRA_COLUMNS: Final = ("clients", "ssids", "port_type", "method", "mode", "starts", "expires", "list")
+# Fixed column names (nac/policy/stored.py), no input: nothing to inject.
+_SELECT_RULES: Final = f"SELECT {', '.join(stored.RULE_FIELDS)} FROM rules ORDER BY seq"  # noqa: S608
+_INSERT_RULE: Final = (
+    f"INSERT INTO rules ({', '.join(stored.RULE_COLUMNS)})"  # noqa: S608
+    f" VALUES ({', '.join('?' * len(stored.RULE_COLUMNS))})"
+)
 
 
 def _snapshot_row(row: Sequence[Any]) -> dict[str, Any]:

@@ -28,6 +28,31 @@ def row_hash(previous: str, row: Mapping[str, Any]) -> str:
     return hashlib.sha256((previous + canonical(row)).encode("utf-8")).hexdigest()
 
 
+def chain_row(
+    previous: str,
+    *,
+    row_id: int,
+    time: str,
+    user: str,
+    action: str,
+    subject: str,
+    before: object,
+    after: object,
+) -> dict[str, Any]:
+    """The next row of the chain after the one hashed ``previous``: every column, ``prev`` and
+    ``hash`` included, as each store inserts it (its ``hash`` is the new head)."""
+    row = {
+        "id": row_id,
+        "time": time,
+        "user": user,
+        "action": action,
+        "subject": subject,
+        "before": snapshot_json(before),
+        "after": snapshot_json(after),
+    }
+    return {**row, "prev": previous, "hash": row_hash(previous, row)}
+
+
 def snapshot_json(value: object) -> str | None:
     """``before``/``after`` as stored: canonical JSON, or ``None`` when there is nothing."""
     if value is None:
