@@ -9,6 +9,7 @@ closed).
 
 from __future__ import annotations
 
+from functools import partial
 from ipaddress import IPv6Address
 from typing import TYPE_CHECKING, Final, TypeAlias
 
@@ -30,6 +31,7 @@ from nac.admission.replies import (
 from nac.admission.replies import REPLY_CODE as _REPLY_CODE
 from nac.admission.replies import Outcome as Outcome  # noqa: PLC0414 - nac/serve/server.py reads it here
 from nac.admission.replies import reply_message as reply_message  # noqa: PLC0414 - tests read it here
+from nac.admission.waiting import EapRound, Paused
 from nac.eap.keys import mppe_attributes
 from nac.eap.limits import port_key
 from nac.equipment.clients import Client
@@ -61,7 +63,8 @@ from nac.registry.mac import format_mac, try_parse_mac
 from nac.registry.oui import VendorMatch
 
 if TYPE_CHECKING:  # OpenSSL is imported only when 802.1X is configured
-    from nac.eap.eap import EapServer
+    from nac.eap.eap import EapReply, EapServer
+    from nac.identity.query import DirectoryAnswer
 
 AUTH: Final = "auth"
 ACCT: Final = "acct"
@@ -108,6 +111,8 @@ class Engine:
         self._cache: dict[tuple[int, str, int, int], _Cached] = {}
         self._bodies: dict[tuple[Decision, int | None, str], bytes] = {}
         self._nas_ips: dict[bytes, str] = {}  # NAS-IP-Address octets -> dotted quad
+        #: Requests waiting for the directory (nac/admission/waiting.py): key -> the request.
+        self._waiting: dict[tuple[int, str, int, int], bytes] = {}
         #: Called-Station-Id, with the SSID of Aruba-Essid-Name when the NAS put none in it.
         self.called = CalledStation(codes)
         self._authorize_only = codes.service_type_authorize_only.to_bytes(4, "big")
@@ -159,6 +164,10 @@ class Engine:
         cached = self._cache.get(key)
         if cached is not None and cached[1] == req.data and cached[0] > now:
             return Outcome(cached[2], None, "duplicate")
+        if self._waiting and self._waiting.get(key) == req.data:
+            # A retransmission while the directory is asked: no second question, and the one
+            # answer goes out (then from the cache) once it comes.
+            return Outcome(b"", None, "waiting")
         code = req.code
         if code == STATUS_SERVER:
             return status_reply(self.codes, req, client, access=service == AUTH)
@@ -171,7 +180,8 @@ class Engine:
             )
         else:
             raise PacketError("unexpected-code", f"code {code} on the {service} port")
-        self._remember(key, req, outcome.reply, now)
+        if outcome.reply:  # (a request waiting for the directory has none yet)
+            self._remember(key, req, outcome.reply, now)
         return outcome
 
     def _verify_access_request(self, req: Request, client: Client) -> None:
@@ -402,6 +412,42 @@ class Engine:
                 port_type=attrs.get(codes.nas_port_type),
             )
         step = eap.step(message, state=state, mac=mac, now=now, allow_md5=client.eap_md5, port=port)
+        rnd = EapRound(req, client, src, key, mac, decision, match, profiled)
+        if step.query is not None and step.state is not None:  # ask the directory first
+            self._waiting[key] = req.data
+            return Outcome(b"", None, "lookup", key, None, None, None, Paused(step.query, step.state, rnd))
+        if step.kind == "busy":  # a new request while this conversation waits for it: dropped
+            return Outcome(b"", None, "waiting")
+        return self._eap_answer(rnd, step, eap, now)
+
+    def resume(self, paused: Paused, answer: DirectoryAnswer, *, now: float) -> Outcome:
+        """Answer a request that waited for the directory, as :meth:`handle` would have; its
+        retransmissions then get this reply from the duplicate cache.  Raises PacketError as
+        handle does."""
+        rnd = paused.round
+        req, client, key = rnd.req, rnd.client, rnd.key
+        self._waiting.pop(key, None)
+        try:
+            assert self.eap is not None  # (it asked)
+            outcome = self._eap_answer(rnd, self.eap.resume(paused.state, answer, now=now), self.eap, now)
+        except PacketError:
+            raise
+        except Exception as exc:  # fail closed, as _decide does
+            record = self._record(
+                req, attrs=req.first, client=client, src=rnd.src, now=now, mac=rnd.mac,
+                decision=INTERNAL_ERROR, match=rnd.match, method="eap",
+            )  # fmt: skip
+            failure = bytes((4, req.first.get(self.codes.eap_message, b"\0\0")[1], 0, 4))
+            body = split_attribute(self.codes.eap_message, failure) + self._body(INTERNAL_ERROR, client)
+            outcome = eap_reply(ACCESS_REJECT, req, body, client, record, key)._replace(error=exc)
+        self._remember(key, req, outcome.reply, now)
+        return outcome
+
+    def _eap_answer(self, rnd: EapRound, step: EapReply, eap: EapServer, now: float) -> Outcome:
+        """The reply to one EAP round: a challenge, or the decision with the user's profile."""
+        req, client, src, key, mac, decision, match, profiled = rnd
+        codes = self.codes
+        attrs = req.first
         reply_eap = split_attribute(codes.eap_message, step.message)
         if step.kind == "challenge":
             body = reply_eap + (attribute(codes.state, step.state) if step.state is not None else b"")
@@ -419,8 +465,13 @@ class Engine:
                 if step.msk
                 else b""
             )
-            # The user's profile, only where the vendor decision admits the device (authz.py).
-            decision, noted, extra = user_profile(decision, client, eap.settings.authorize, step.identity)
+            # The user's profile, only where the vendor decision admits the device (authz.py);
+            # for a user the directory vouched for, the profile of its directory groups.
+            authorize = eap.settings.authorize
+            by_directory = eap.settings.authorize_directory
+            if step.directory is not None and by_directory is not None:
+                authorize = partial(by_directory, step.directory)
+            decision, noted, extra = user_profile(decision, client, authorize, step.identity)
             if decision.action == "reject":  # its VLAN is a name this client's equipment cannot take
                 keys = extra = b""
                 reply_eap = split_attribute(codes.eap_message, bytes((4, step.message[1], 0, 4)))
@@ -430,17 +481,9 @@ class Engine:
             decision = noted = Decision("reject", None, EAP_FAILED, reason)
             body = reply_eap + self._body(decision, client)
         record = self._record(
-            req,
-            attrs=attrs,
-            client=client,
-            src=src,
-            now=now,
-            mac=mac,
-            decision=noted,
-            match=match,
-            method=step.method,
-            vendor=profiled,
-        )
+            req, attrs=attrs, client=client, src=src, now=now, mac=mac, decision=noted, match=match,
+            method=step.method, vendor=profiled,
+        )  # fmt: skip
         if step.identity is not None:
             record = record._replace(user_name=step.identity)  # who authenticated, not the outer name
         return eap_reply(_REPLY_CODE[decision.action], req, body, client, record, key)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final, NamedTuple
 
+from nac.admission.waiting import Paused
 from nac.equipment.clients import Client
 from nac.equipment.reply import vlan_body
 from nac.errors import PacketError
@@ -62,6 +63,8 @@ class Outcome(NamedTuple):
     session: SessionEvent | None = None  # what an Accounting-Request says of a session
     #: Device-sensor fields in an Accounting-Request (nac/profiling/sensor.py), for profiling.
     sensed: dict[str, str] | None = None
+    #: An EAP round that waits for the directory: the server asks, then Engine.resume answers.
+    lookup: Paused | None = None
 
 
 def reply_message(decision: Decision, mode: str) -> str | None:

@@ -24,6 +24,8 @@ from OpenSSL import SSL, crypto
 from nac.eap.eap import METHOD_TYPES, EapSettings
 from nac.eap.profiles import Authorization
 from nac.errors import ConfigError
+from nac.identity.config import LdapConfig
+from nac.identity.query import DirectoryAnswer
 from nac.tomlfile import Locator
 
 _KEYS: Final = {"certificate", "private_key", "ca_certificates", "crl", "methods"}
@@ -108,7 +110,11 @@ def settings(
     config: EapConfig,
     users: Mapping[str, bytes],
     authorize: Callable[[str], Authorization | None] | None = None,
+    *,
+    directory: LdapConfig | None = None,
+    authorize_directory: Callable[[DirectoryAnswer, str], Authorization | None] | None = None,
 ) -> EapSettings:
+    """``directory``: the `[ldap]` settings, when users not in ``users`` are looked up there."""
     tls, tunnel = contexts(config)
     return EapSettings(
         methods=config.methods,
@@ -117,6 +123,9 @@ def settings(
         users=users,
         md5_passwords=getattr(users, "md5_password", None),
         authorize=authorize,
+        directory=directory is not None,
+        tls_identity=directory.tls_identity if directory is not None else "cn",
+        authorize_directory=authorize_directory if directory is not None else None,
     )
 
 

@@ -17,11 +17,12 @@ from OpenSSL import SSL
 from nac.eap.keys import MppeCodes
 from nac.eap.limits import ConversationIndex
 from nac.eap.md5 import TYPE_MD5, EapMd5
-from nac.eap.method import Done, Failed, Method, Next
+from nac.eap.method import Done, Failed, Lookup, Method, Next, Step
 from nac.eap.peap import Peap
 from nac.eap.profiles import Authorization
 from nac.eap.tls import EapTls
 from nac.eap.ttls import Ttls
+from nac.identity.query import DirectoryAnswer, DirectoryQuery
 
 CODE_REQUEST: Final = 1
 CODE_RESPONSE: Final = 2
@@ -99,23 +100,35 @@ class EapSettings:
     md5_passwords: Callable[[str], str | None] | None = None
     #: name -> the user's groups and profile (nac/eap/groups.py); None: no profiles.
     authorize: Callable[[str], Authorization | None] | None = None
+    #: An LDAP directory is configured: users not in ``users`` are looked up there (TTLS-PAP
+    #: binds as the user; EAP-TLS looks up the certificate's ``tls_identity``).
+    directory: bool = False
+    tls_identity: str = "cn"  # "cn", "san_email" or "san_upn" (nac/eap/tls.py)
+    #: (what the directory said, name) -> the profile of its groups (nac/eap/groups.py).
+    authorize_directory: Callable[[DirectoryAnswer, str], Authorization | None] | None = None
     server_name: str = "nac"
 
 
 class EapReply(NamedTuple):
-    kind: str  # "challenge", "success" or "failure"
+    #: "challenge", "success" or "failure"; "lookup": ask the directory ``query``, then call
+    #: :meth:`EapServer.resume`; "busy": a request while the conversation waits for it.
+    kind: str
     message: bytes  # the EAP packet for the EAP-Message attributes
     state: bytes | None  # for a challenge
     method: str  # "eap" until a method is chosen, then "eap-tls", "peap", "ttls"
     identity: str | None  # the authenticated identity (success), else the EAP identity
     msk: bytes | None
     reason: str
+    query: DirectoryQuery | None = None  # for a lookup
+    directory: DirectoryAnswer | None = None  # a success the directory vouched for
+
 
     def __repr__(self) -> str:  # the MSK is key material: never in a log line or a traceback
         msk = "None" if self.msk is None else f"<{len(self.msk)} octets>"
         return (
             f"EapReply(kind={self.kind!r}, message={self.message!r}, state={self.state!r}, "
-            f"method={self.method!r}, identity={self.identity!r}, msk={msk}, reason={self.reason!r})"
+            f"method={self.method!r}, identity={self.identity!r}, msk={msk}, reason={self.reason!r}, "
+            f"query={self.query!r}, directory={self.directory!r})"
         )
 
 
@@ -125,6 +138,7 @@ class _Conversation:
         "created",
         "identifier",
         "identity",
+        "lookup",
         "mac",
         "method",
         "nak_allowed",
@@ -142,6 +156,7 @@ class _Conversation:
         self.rounds = 0
         self.octets = 0
         self.method: Method | None = None
+        self.lookup: Lookup | None = None  # the directory question the conversation waits on
         self.nak_allowed = True
         self.allow_md5 = False
 
@@ -204,7 +219,24 @@ class EapServer:
         if conv is None:
             ident = packet.identifier if packet is not None else 0
             return _failure(ident, "eap", None, "unknown or expired EAP conversation (State)")
+        if conv.lookup is not None:
+            name = conv.method.name if conv.method is not None else "eap"
+            return EapReply("busy", b"", state, name, conv.identity, None, "waiting for the directory")
         reply = self._continue(conv, state, packet, message, mac)
+        if reply.kind not in ("challenge", "lookup"):
+            self._end(state)
+        return reply
+
+    def resume(self, state: bytes, answer: DirectoryAnswer, *, now: float) -> EapReply:
+        """Go on with the conversation that asked the directory (a "lookup" reply)."""
+        self.expire(now)
+        conv = self._conversations.get(state)
+        lookup = conv.lookup if conv is not None else None
+        if conv is None or lookup is None or conv.method is None:
+            return _failure(0, "eap", None, "EAP conversation expired while the directory answered")
+        conv.lookup = None
+        step = lookup.resume(answer)
+        reply = self._answer(conv, conv.method, step, state, conv.identifier)
         if reply.kind != "challenge":
             self._end(state)
         return reply
@@ -269,14 +301,23 @@ class EapServer:
         if method is None or packet.type != method.eap_type:
             return _failure(packet.identifier, name, conv.identity, f"EAP type {packet.type} is not {name}")
         conv.nak_allowed = False
-        step = method.process(packet.data)
+        return self._answer(conv, method, method.process(packet.data), state, packet.identifier)
+
+    def _answer(
+        self, conv: _Conversation, method: Method, step: Step, state: bytes, identifier: int
+    ) -> EapReply:
         if isinstance(step, Next):
             return self._request(conv, method, step.data, state)
         if isinstance(step, Done):
-            success = encode_eap(CODE_SUCCESS, packet.identifier)
-            return EapReply("success", success, None, method.name, step.identity, step.msk, "")
+            success = encode_eap(CODE_SUCCESS, identifier)
+            return EapReply(
+                "success", success, None, method.name, step.identity, step.msk, "", None, step.directory
+            )
+        if isinstance(step, Lookup):
+            conv.lookup = step
+            return EapReply("lookup", b"", state, method.name, conv.identity, None, "", step.query)
         assert isinstance(step, Failed)
-        return _failure(packet.identifier, method.name, conv.identity, step.reason)
+        return _failure(identifier, method.name, conv.identity, step.reason)
 
     def _nak(self, conv: _Conversation, packet: EapPacket, state: bytes) -> EapReply:
         """RFC 3748 §5.3.1: a Nak answers a method's first request, listing what the peer wants."""
@@ -318,7 +359,8 @@ class EapServer:
     def _make(self, name: str) -> Method:
         settings = self.settings
         if name == "tls" and settings.tls_context is not None:
-            return EapTls(settings.tls_context)
+            lookup = settings.tls_identity if settings.directory else None
+            return EapTls(settings.tls_context, users=settings.users, directory=lookup)
         if name == "peap" and settings.tunnel_context is not None:
             return Peap(
                 settings.tunnel_context,
@@ -327,7 +369,7 @@ class EapServer:
                 server_name=settings.server_name,
             )
         if name == "ttls" and settings.tunnel_context is not None:
-            return Ttls(settings.tunnel_context, users=settings.users)
+            return Ttls(settings.tunnel_context, users=settings.users, directory=settings.directory)
         raise ValueError(f"EAP method {name!r} is not configured")
 
 

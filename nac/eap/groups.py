@@ -20,10 +20,12 @@ from nac.eap.mschapv2 import nt_hash
 from nac.eap.profiles import Authorization, Profile, check_profile, encode_attributes, merge
 from nac.eap.users import ensure_table, list_users
 from nac.errors import NacError, PolicyError
+from nac.identity.query import DirectoryAnswer
 
 _GROUP_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-#: Where the users come from; an LDAP directory would be another source.
+#: Where the users come from: nac's own table, or an LDAP directory (nac/identity/).
 SOURCE: Final = "users"
+DIRECTORY: Final = "ldap"
 #: Encoded profiles kept by their JSON: the server encodes each distinct profile once.
 _ENCODED_MAX: Final = 1024
 
@@ -151,6 +153,36 @@ def authorization(
 ) -> Authorization:
     """What applies to ``name``: its own settings first, then its groups' in its order."""
     groups, mine, group_profiles = user_settings(conn, name)
+    return _authorization(dictionary, name, SOURCE, groups, mine, group_profiles, encoded)
+
+
+def directory_authorization(
+    conn: sqlite3.Connection,
+    dictionary: Dictionary,
+    name: str,
+    groups: Sequence[str],
+    *,
+    encoded: dict[str, bytes] | None = None,
+) -> Authorization:
+    """What applies to a user the directory vouched for: the nac groups that its directory
+    groups name (compared without regard to case, as LDAP compares cn), merged in the
+    alphabetical order of their names; a directory user has no profile of its own."""
+    wanted = {group.lower() for group in groups}
+    rows = conn.execute("SELECT name, profile FROM eap_groups ORDER BY name").fetchall()
+    group_profiles = [(g, Profile.from_json(json.loads(raw))) for g, raw in rows if g.lower() in wanted]
+    matched = tuple(group for group, _ in group_profiles)
+    return _authorization(dictionary, name, DIRECTORY, matched, Profile(), group_profiles, encoded)
+
+
+def _authorization(
+    dictionary: Dictionary,
+    name: str,
+    source: str,
+    groups: tuple[str, ...],
+    mine: Profile,
+    group_profiles: list[tuple[str, Profile]],
+    encoded: dict[str, bytes] | None,
+) -> Authorization:
     sources = [(name, mine)] if not mine.empty else []
     sources += [(group, profile) for group, profile in group_profiles if not profile.empty]
     settings = merge([profile for _, profile in sources])
@@ -167,7 +199,7 @@ def authorization(
         body = cached
     return Authorization(
         user=name,
-        source=SOURCE,
+        source=source,
         groups=groups,
         profile="+".join(source for source, _ in sources) or None,
         settings=settings,
@@ -188,6 +220,12 @@ class Authorizer:
     def __call__(self, name: str) -> Authorization | None:
         authz = authorization(self._conn, self._dictionary, name, encoded=self._encoded)
         return authz if authz.groups or authz.profile is not None else None
+
+    def directory(self, answer: DirectoryAnswer, name: str) -> Authorization:
+        """For a user the directory vouched for: always an Authorization, so history says
+        the user came from the directory even when none of its groups is a nac group."""
+        conn, dictionary = self._conn, self._dictionary
+        return directory_authorization(conn, dictionary, name, answer.groups, encoded=self._encoded)
 
 
 def try_user(conn: sqlite3.Connection, dictionary: Dictionary, name: str, password: str) -> dict[str, Any]:

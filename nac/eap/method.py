@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
+
+from nac.identity.query import DirectoryAnswer, DirectoryQuery
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +22,8 @@ class Done:
 
     identity: str
     msk: bytes = field(repr=False)  # key material: never in a log line or a traceback
+    #: What the directory said of the user (its entry and groups); None: nac's own users.
+    directory: DirectoryAnswer | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +33,16 @@ class Failed:
     reason: str
 
 
-Step = Next | Done | Failed
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """Ask the user directory before answering: the conversation waits (the server asks off
+    the event loop) and goes on with ``resume(answer)``, which gives the next step."""
+
+    query: DirectoryQuery
+    resume: Callable[[DirectoryAnswer], Next | Done | Failed] = field(repr=False)
+
+
+Step = Next | Done | Failed | Lookup
 
 
 class Method(Protocol):

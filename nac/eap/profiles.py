@@ -145,15 +145,16 @@ class Authorization(NamedTuple):
     that applies (``profile`` names its sources) and its encoded attributes."""
 
     user: str
-    source: str  # where the user was found: "users" (nac's own table)
+    source: str  # where the user was found: "users" (nac's own table) or "ldap"
     groups: tuple[str, ...]
     profile: str | None  # "staff", "alice", "alice+staff"; None: no profile applies
     settings: Profile
     body: bytes  # the encoded attributes (not the VLAN: that follows the client's shape)
 
     def describe(self) -> str:
-        """`user alice, group staff: profile staff (VLAN 100)`, for history's reason."""
-        who = f"user {self.user}"
+        """`user alice, group staff: profile staff (VLAN 100)`, for history's reason; a
+        directory user is `user carol (ldap), ...`."""
+        who = f"user {self.user}" if self.source == "users" else f"user {self.user} ({self.source})"
         if self.groups:
             who += f", group{'s' if len(self.groups) > 1 else ''} {', '.join(self.groups)}"
         if self.profile is None:

@@ -7,14 +7,15 @@ The TLS state lives in memory; nothing here touches a socket or a file.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Final
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 from OpenSSL import SSL
 
-from nac.eap.method import Done, Failed, Next, Step
+from nac.eap.method import Done, Failed, Lookup, Next, Step
+from nac.identity.query import DirectoryAnswer, DirectoryQuery
 
 FLAG_L: Final = 0x80  # length included (RFC 5216 §3.1)
 FLAG_M: Final = 0x40  # more fragments
@@ -27,6 +28,8 @@ FRAGMENT_SIZE: Final = 1024
 #: certificates is ~4-8 KiB; 64 KiB is FreeRADIUS's limit on a reassembled EAP-TLS message.
 MAX_TLS_MESSAGE: Final = 64 * 1024
 _READ: Final = 65536
+#: Microsoft's User Principal Name in a SAN otherName (MS-WCCE §2.2.2.7.7.4), a UTF8String.
+UPN_OID: Final = x509.ObjectIdentifier("1.3.6.1.4.1.311.20.2.3")
 
 Random = Callable[[int], bytes]
 
@@ -122,6 +125,43 @@ def certificate_identity(cert: x509.Certificate) -> str:
     return cert.subject.rfc4514_string()
 
 
+def certificate_name(cert: x509.Certificate, kind: str) -> str | None:
+    """The name a directory knows the certificate's holder by: ``cn`` (the subject's common
+    name, else the subject), ``san_email`` (the first rfc822Name) or ``san_upn`` (the first
+    UPN otherName); None when the certificate has no such name."""
+    if kind == "cn":
+        return certificate_identity(cert)
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return None
+    if kind == "san_email":
+        emails = san.get_values_for_type(x509.RFC822Name)
+        return emails[0] if emails else None
+    for other in san.get_values_for_type(x509.OtherName):
+        if other.type_id == UPN_OID:
+            return _utf8_string(other.value)
+    return None
+
+
+def _utf8_string(der: bytes) -> str | None:
+    """A DER UTF8String (tag 12, X.690 §8.1) of under 64 KiB, else None."""
+    if len(der) < 2 or der[0] != 0x0C:
+        return None
+    length, start = der[1], 2
+    if length & 0x80:
+        octets = length & 0x7F
+        if not 1 <= octets <= 2 or len(der) < 2 + octets:
+            return None
+        length, start = int.from_bytes(der[2 : 2 + octets], "big"), 2 + octets
+    if start + length != len(der):
+        return None
+    try:
+        return der[start:].decode("utf-8") or None
+    except UnicodeDecodeError:
+        return None
+
+
 class TlsMethod:
     """The framing every TLS-based method shares (RFC 5216 §3.1-3.2): reassemble the peer's
     fragments (acknowledging each with an empty request), fragment our own messages (sending
@@ -204,9 +244,15 @@ class EapTls(TlsMethod):
     name = "eap-tls"
     eap_type = 13
 
-    def __init__(self, context: SSL.Context) -> None:
+    def __init__(
+        self, context: SSL.Context, *, users: Mapping[str, bytes] | None = None, directory: str | None = None
+    ) -> None:
+        """``directory``: which certificate name (certificate_name) to look up in the directory
+        for a holder that is not in ``users``; None: no directory, the subject's CN."""
         super().__init__(context)
         self._finished = False
+        self._users = users if users is not None else {}
+        self._directory = directory
 
     def established(self, flight: bytes) -> Step:
         if self.tunnel.version == "TLSv1.3":
@@ -222,7 +268,20 @@ class EapTls(TlsMethod):
         cert = self.tunnel.peer_certificate()
         if cert is None:  # the context requires one; this is a second line of defence
             return Failed("eap-tls: no client certificate")
-        return Done(certificate_identity(cert), self.msk())
+        if self._directory is None:
+            return Done(certificate_identity(cert), self.msk())
+        name = certificate_name(cert, self._directory)
+        if name is None:
+            return Failed(f"eap-tls: the certificate has no {self._directory.replace('_', ' ')} to look up")
+        if name in self._users:  # nac's own users first, then the directory
+            return Done(name, self.msk())
+
+        def found(answer: DirectoryAnswer) -> Done | Failed:
+            if not answer.ok:
+                return Failed(f"eap-tls: {answer.reason}")
+            return Done(name, self.msk(), answer)
+
+        return Lookup(DirectoryQuery(kind="entry", user=name), found)
 
     def msk(self) -> bytes:
         if self.tunnel.version == "TLSv1.3":

@@ -3,6 +3,10 @@
 The peer sends Diameter AVPs inside the tunnel (RFC 5281 §10).  For MS-CHAPv2 the challenge
 is not sent by the server: both sides derive it from the tunnel, "ttls challenge" (§11.2.4),
 so a replayed response from another tunnel cannot pass.
+
+With a directory configured, a PAP user who is not in nac's own table is checked by binding
+as the user's directory entry (the conversation waits for it: a :class:`Lookup`).  MS-CHAPv2
+needs the NT hash, which LDAP does not give, so it stays on nac's own users.
 """
 
 from __future__ import annotations
@@ -14,8 +18,9 @@ from typing import Final
 from OpenSSL import SSL
 
 from nac.eap import mschapv2
-from nac.eap.method import Done, Failed, Step
+from nac.eap.method import Done, Failed, Lookup, Step
 from nac.eap.tls import TlsMethod
+from nac.identity.query import DirectoryAnswer, DirectoryQuery
 
 AVP_FLAG_VENDOR: Final = 0x80
 AVP_FLAG_MANDATORY: Final = 0x40
@@ -68,9 +73,10 @@ class Ttls(TlsMethod):
     eap_type = 21
     version = 0
 
-    def __init__(self, context: SSL.Context, *, users: Mapping[str, bytes]) -> None:
+    def __init__(self, context: SSL.Context, *, users: Mapping[str, bytes], directory: bool = False) -> None:
         super().__init__(context)
         self._users = users
+        self._directory = directory
         self._phase = "handshake"
         self._identity = ""
 
@@ -100,6 +106,10 @@ class Ttls(TlsMethod):
         if USER_PASSWORD in avps:
             password = avps[USER_PASSWORD].rstrip(b"\0").decode(errors="replace")  # RFC 5281 §11.2.5
             if password_hash is None:
+                if self._directory:  # nac's own users first, then the directory
+                    self._identity = username
+                    query = DirectoryQuery(kind="bind", user=username, password=password)
+                    return Lookup(query, self._bound)
                 return Failed(f"ttls: unknown user {username!r}")
             if not hmac.compare_digest(mschapv2.nt_hash(password), password_hash):
                 return Failed(f"ttls: wrong password for {username!r}")
@@ -119,6 +129,9 @@ class Ttls(TlsMethod):
         if response[0] != expected[16]:
             return Failed("ttls: MSCHAPv2 Ident not derived from this tunnel")
         if password_hash is None:
+            if self._directory:
+                why = "MSCHAPv2 needs nac's own users: LDAP gives no NT hash"
+                return Failed(f"ttls: unknown user {username!r} ({why})")
             return Failed(f"ttls: unknown user {username!r}")
         peer_challenge, nt_response = response[2:18], response[26:50]
         if not mschapv2.verify(challenge, peer_challenge, name, password_hash, nt_response):
@@ -128,6 +141,14 @@ class Ttls(TlsMethod):
         self._phase = "proved"
         return self.send(self.tunnel.send(encode_avp(MICROSOFT, MS_CHAP2_SUCCESS[1], response[:1] + proof)))
 
+    def _bound(self, answer: DirectoryAnswer) -> Done | Failed:
+        if not answer.ok:
+            return Failed(f"ttls: {answer.reason}")
+        return Done(self._identity, self._msk(), answer)
+
     def _done(self) -> Step:
         # RFC 5281 §8: MSK = PRF(master secret, "ttls keying material", randoms), 64 octets.
-        return Done(self._identity, self.tunnel.export(b"ttls keying material", 64))
+        return Done(self._identity, self._msk())
+
+    def _msk(self) -> bytes:
+        return self.tunnel.export(b"ttls keying material", 64)

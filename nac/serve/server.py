@@ -29,11 +29,13 @@ from nac.config import Config
 from nac.equipment.clients import ClientTable
 from nac.errors import NacError, PacketError
 from nac.history.writer import HistoryWriter
+from nac.identity.lookups import Lookups
 from nac.profiling.service import Profiler
 from nac.radius.accounting import SessionEvent
 from nac.radius.packet import ACCESS_REJECT
 from nac.registry.oui import Registry
 from nac.serve.coa_jobs import JOB_POLL, CoaDispatcher
+from nac.serve.directory import DirectoryRounds
 from nac.serve.guard import AFTER_VERIFICATION, DropLog, RateLimits, Unverified, screen
 from nac.serve.observe import LatencyHistogram, Metrics, SyslogSink, sd_notify, watchdog_interval
 from nac.serve.reload import PolicyPoller
@@ -95,6 +97,7 @@ class Server:
         counters: Counter[str],
         profiler: Profiler | None = None,
         syslog: SyslogSink | None = None,
+        directory: Lookups | None = None,
     ) -> None:
         self.store = store
         self.engine = engine
@@ -107,6 +110,10 @@ class Server:
         self.counters = counters
         self.listeners: list[Listener] = []
         self._drop_log = DropLog()
+        #: EAP rounds that wait for `[ldap]`: asked off the loop, decided when it answers.
+        self.directory = DirectoryRounds(
+            directory, engine=engine, counters=counters, drop_log=self._drop_log, decided=self._decided
+        )
         self._stopping: asyncio.Event | None = None
         self._legacy: set[str] = set()  # clients seen without Message-Authenticator
         self._next_housekeeping = 0.0
@@ -129,6 +136,7 @@ class Server:
                 "duplicate_cache_entries": lambda: float(self.engine.cached()),
                 "unverified_sources": lambda: float(len(self._unverified)),
                 "rules_version": lambda: float(self.policies.rules_version),
+                "ldap_waiting": lambda: float(self.directory.waiting),
             }
         )
 
@@ -271,6 +279,10 @@ class Server:
             counters[outcome.kind] += 1
             if rate is not None and outcome.kind != "duplicate":  # a resend costs a lookup
                 limits.spend(client.name, rate, now)
+            if not outcome.reply:  # waits for the directory; a retransmission meanwhile: nothing
+                if outcome.lookup is not None:
+                    self.directory.ask(outcome.lookup, addr, sock, started)
+                continue
             record = outcome.record
             if record is not None and not record.message_authenticator and client.name not in self._legacy:
                 self._legacy.add(client.name)
@@ -287,6 +299,11 @@ class Server:
         else:
             self._pending = outcomes
         return True
+
+    def _decided(self, pending: _Pending) -> None:
+        """A decision made after the read (the directory answered): into the group commit."""
+        self._pending.append(pending)
+        self._schedule_flush()
 
     def _schedule_flush(self) -> None:
         pending = self._pending
@@ -550,6 +567,7 @@ class Server:
             if self.worker is None:
                 sd_notify("STOPPING=1")
             self.coa.close()
+            self.directory.close()
             self._stopping.set()  # (also when serve() itself fails): nothing is read any more
             self._watch_sockets(False)
             if self.profiler is not None:
