@@ -68,7 +68,9 @@ def _configured_db(config: Path) -> str:
     if db is None:
         db = DEFAULT_DB
     if not isinstance(db, str) or not db:
-        raise ConfigError(f"{config}: [server] db must be a file path")
+        raise ConfigError(f"{config}: [server] db must be a file path or a postgresql:// URL")
+    if db.startswith(("postgresql://", "postgres://")):  # nac/pg/: a shared database
+        return db
     return str(Path(PACKAGED_STATE_DIR) / db)  # an absolute db stays as it is
 
 

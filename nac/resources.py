@@ -17,9 +17,11 @@ from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from nac import dbfile
+from nac import dbfile, pg
 from nac.errors import ConfigError, PolicyError
+from nac.pg import PgUnsupportedError, redact
 from nac.policy.file import load_policy_file
+from nac.policy.stored import PolicyStore
 from nac.registry import cache as registry_cache
 from nac.registry.banlists import BanList, parse_banlists
 from nac.registry.families import Family, parse_families
@@ -118,7 +120,7 @@ def _bundled_compiled() -> sqlite3.Connection | None:
     return registry_cache.open_compiled(manuf_path(), parse_bundled_registry)
 
 
-def load_active_registry(store: Store) -> Registry:
+def load_active_registry(store: PolicyStore) -> Registry:
     """The registry in force: the database's last import, else the bundled snapshot.
 
     Reading 58,000 entries from SQLite takes about half the time of parsing the manuf file, so
@@ -154,10 +156,27 @@ def load_registry_for(store: Store, mac: int) -> Registry:
         return Registry(registry_cache.entries_for(conn, blocks), registry_cache.snapshot(conn))
 
 
+def open_stores(db: str | None, *, readonly: bool = False) -> tuple[Store | None, PolicyStore]:
+    """What a command opens for ``db`` (dbfile.locate() finds it without one): the SQLite
+    database, and the store of the rules, defaults and audit chain, which is that database, or
+    a shared PostgreSQL one (then no SQLite database: nothing else is shared there yet).  A
+    reader (``readonly``) never creates or changes a database."""
+    location, origin = dbfile.locate(db)
+    if pg.is_url(location):
+        from nac.pg.store import open_pg_store  # noqa: PLC0415 - only with PostgreSQL
+
+        return None, open_pg_store(location, readonly=readonly)
+    store = Store.readonly(dbfile.existing(location, origin)) if readonly else open_store(location)
+    return store, store
+
+
 def open_store(db: str | None) -> Store:
     """Open (creating if need be) the database ``db``, or the one dbfile.locate() finds; a fresh
     one takes the shipped policy."""
-    store = Store(dbfile.locate(db)[0])
+    path = dbfile.locate(db)[0]
+    if pg.is_url(path):  # nac.app.Nac opens PostgreSQL itself; the rest is not shared yet
+        raise PgUnsupportedError(redact(path))
+    store = Store(path)
     if not store.initialized():
         defaults, rules = load_policy_file(default_policy_path())
         store.set_policy(defaults, rules, action="policy.init", subject=str(default_policy_path()))

@@ -11,6 +11,7 @@ import pytest
 from nac.radius.packet import Codes
 from nac.resources import load_dictionary
 from tests.interop import NacServer, NacServerFactory, start_server
+from tests.pgserver import PgServer, require_bindir
 
 
 @pytest.fixture(scope="session")
@@ -60,3 +61,21 @@ def nac_server_factory(tmp_path: Path) -> Iterator[NacServerFactory]:
 def nac_server(nac_server_factory: NacServerFactory) -> NacServer:
     """One running `nac serve` with no rules (the shipped policy: accept everything)."""
     return nac_server_factory()
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[PgServer]:
+    """One real PostgreSQL cluster for the whole session (tests/pgserver.py); a test that stops
+    it starts it again.  Skips without the binaries, except under CI."""
+    server = PgServer(require_bindir())
+    try:
+        server.start()
+        yield server
+    finally:
+        server.remove()
+
+
+@pytest.fixture
+def pg_url(pg: PgServer) -> str:
+    """A fresh, empty database on the session's cluster."""
+    return pg.new_database()

@@ -26,6 +26,7 @@ RANKS = {
     "admission": 5,  # the decision core: a request in, a reply and a history record out
     "store": 6,  # the embedded database: rules, audit, registry; history and sessions beside them
     "resources": 7, "config": 7,
+    "pg": 7,  # the rules on a shared PostgreSQL, and each server's side of it
     "serve": 8,  # the asyncio shell
     "app": 9, "helpdesk": 9,  # the library the CLI and the web page call
     "bench": 10,

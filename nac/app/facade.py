@@ -15,7 +15,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nac import dbfile
 from nac.app import lists
 from nac.app.registry import ImportRefusedError as ImportRefusedError  # noqa: PLC0414 - cli imports it here
 from nac.app.registry import import_registry, registry_status, rollback_registry
@@ -40,6 +39,7 @@ from nac.helpdesk import queries as helpdesk
 from nac.history import prune as history_prune
 from nac.history import reader as history_reader
 from nac.isotime import format_time, parse_span, parse_time, span_seconds
+from nac.pg import PgUnsupportedError
 from nac.policy.audit import Verdict, verify_chain
 from nac.policy.conflicts import find_conflicts, shadowed_by
 from nac.policy.decide import ACTIONS, Context, Defaults, Policy, Rule, canonical_match
@@ -52,7 +52,7 @@ from nac.registry.families import Family
 from nac.registry.mac import format_mac, is_multicast, is_randomized, parse_mac
 from nac.registry.oui import Registry, normalize_name
 from nac.render import iso_time
-from nac.resources import load_active_registry, load_banlists, load_families, load_registry_for
+from nac.resources import load_active_registry, load_banlists, load_families, load_registry_for, open_stores
 from nac.resources import open_store as open_store  # noqa: PLC0414 - tests import it here
 from nac.sessions.enforce import Change, enforce
 from nac.store import Store, os_user
@@ -81,31 +81,43 @@ def parse_when(text: str, *, now: datetime | None = None) -> float:
 
 class Nac:
     def __init__(self, db: str | None = None) -> None:
-        self.store = open_store(db)
+        self._store, self.policy_store = open_stores(db)  # the rules' store: it, or PostgreSQL
+        self.shared = self._store is None  # the rules are in a shared PostgreSQL (nac/pg/)
 
     @classmethod
     def readonly(cls, db: str | None = None) -> Nac:
         """For readers that must never write (`nac web`, `nac history`, ...): an existing
         database, sqlite mode=ro; they never create one."""
         nac = cls.__new__(cls)
-        nac.store = Store.readonly(dbfile.existing(*dbfile.locate(db)))
+        nac._store, nac.policy_store = open_stores(db, readonly=True)
+        nac.shared = nac._store is None
         return nac
 
+    @property
+    def store(self) -> Store:
+        """The SQLite database; PgUnsupportedError on PostgreSQL (the CLI names the command)."""
+        if self._store is None:
+            raise PgUnsupportedError(self.policy_store.path)
+        return self._store
+
     def close(self) -> None:
-        self.store.close()
+        self.policy_store.close()
 
     @cached_property
     def registry(self) -> Registry:
-        return load_active_registry(self.store)
+        return load_active_registry(self.policy_store)
 
     @cached_property
     def families(self) -> dict[str, Family]:
         return load_families()
 
     def policy(self) -> Policy:
-        return Policy(
-            self.store.rules(), registry=self.registry, defaults=self.store.defaults(), families=self.families
-        )
+        return self._compiled(self.registry)
+
+    def _compiled(self, registry: Registry, extra: Sequence[Rule] = ()) -> Policy:
+        """The rules in force (and ``extra``) compiled against ``registry``."""
+        rules, defaults = [*self.policy_store.rules(), *extra], self.policy_store.defaults()
+        return Policy(rules, registry=registry, defaults=defaults, families=self.families)
 
     # -- rules -----------------------------------------------------------------------------
 
@@ -133,18 +145,18 @@ class Nac:
         rule, covered = self.make_rule(
             kind=kind, value=value, action=action, vlan=vlan, reason=reason, rule_id=rule_id, **scope
         )
-        for conflict in find_conflicts([*self.store.rules(), rule], self.store.defaults()):
+        for conflict in find_conflicts([*self.policy_store.rules(), rule], self.policy_store.defaults()):
             if conflict.kind == "duplicate" and conflict.rule is rule:
-                raise PolicyError(conflict.message(self.store.defaults()))
-        self.store.add_rule(rule)
+                raise PolicyError(conflict.message(self.policy_store.defaults()))
+        self.policy_store.add_rule(rule)
         return rule, covered
 
     def conflicts(self, rule_id: str | None = None) -> list[str]:
         """Warnings about shadowed rules (all, or those involving ``rule_id``)."""
-        defaults = self.store.defaults()
+        defaults = self.policy_store.defaults()
         return [
             c.message(defaults)
-            for c in find_conflicts(self.store.rules(), defaults)
+            for c in find_conflicts(self.policy_store.rules(), defaults)
             if rule_id is None or rule_id in (c.rule.id, c.by.id)
         ]
 
@@ -191,8 +203,7 @@ class Nac:
             raise PolicyError(
                 f"--expires {expires} is in the past ({rule.expires}): the rule would never apply"
             )
-        rules = [*self.store.rules(), rule]
-        policy = Policy(rules, registry=self.registry, defaults=self.store.defaults(), families=self.families)
+        policy = self._compiled(self.registry, [rule])
         covered = 0
         if kind == "vendor":
             covered = len(policy.covered(canonical))
@@ -211,7 +222,7 @@ class Nac:
             "mac": value.replace(":", ""),
         }[kind]
         base = f"{action}-{kind}-{slug}" if kind != "randomized" else f"{action}-randomized"
-        taken = {rule.id for rule in self.store.rules()}
+        taken = {rule.id for rule in self.policy_store.rules()}
         candidate, n = base, 2
         while candidate in taken:
             candidate, n = f"{base}-{n}", n + 1
@@ -220,11 +231,12 @@ class Nac:
     def rules(self) -> list[RuleRow]:
         """The stored rules, each with ``shadowed_by``: the rule that always decides in its
         place (same match, wider scope, first in precedence), else ``None``."""
-        marks = shadowed_by(self.store.rules(), self.store.defaults())
-        return [RuleRow.from_row(row, shadowed_by=marks.get(row["id"])) for row in self.store.rule_rows()]
+        store = self.policy_store
+        marks = shadowed_by(store.rules(), store.defaults())
+        return [RuleRow.from_row(row, shadowed_by=marks.get(row["id"])) for row in store.rule_rows()]
 
     def remove_rule(self, rule_id: str) -> Rule:
-        return self.store.remove_rule(rule_id)
+        return self.policy_store.remove_rule(rule_id)
 
     # -- ban lists (nac/app/lists.py, nac/registry/banlists.py) ------------------------------
 
@@ -248,11 +260,11 @@ class Nac:
             banlist, make_rule=self.make_rule, families=self.families, registry=self.registry,
             action=action, **options,
         )  # fmt: skip
-        return lists.add_list(self.store, banlist, made)
+        return lists.add_list(self.policy_store, banlist, made)
 
     def remove_list(self, name: str, lists_file: str | Path | None = None) -> lists.ListRules:
         """Remove every rule the list ``name`` made, in one audited change."""
-        rules = self.store.remove_list_rules(name)
+        rules = self.policy_store.remove_list_rules(name)
         return lists.removed(self.banlists(lists_file).get(name), name, rules)
 
     def vendors_lists(self, lists_file: str | Path | None = None) -> list[ListSummary]:
@@ -313,14 +325,14 @@ class Nac:
     def policy_diff(self, path: str | Path) -> PolicyDiff:
         """What importing ``path`` would change: rules added, removed and changed, defaults."""
         defaults, rules = self.load_policy(path)
-        return diff_policies(self.store.defaults(), self.store.rules(), defaults, rules)
+        return diff_policies(self.policy_store.defaults(), self.policy_store.rules(), defaults, rules)
 
     def policy_import(self, path: str | Path) -> PolicyImport:
         """Replace the defaults and every rule with the file's, in one transaction (all or
         nothing); running servers apply it within 2 seconds."""
         defaults, rules = self.load_policy(path)
-        diff = diff_policies(self.store.defaults(), self.store.rules(), defaults, rules)
-        self.store.set_policy(defaults, rules, action="policy.import", subject=str(path))
+        diff = diff_policies(self.policy_store.defaults(), self.policy_store.rules(), defaults, rules)
+        self.policy_store.set_policy(defaults, rules, action="policy.import", subject=str(path))
         return PolicyImport(
             added=diff.added,
             removed=diff.removed,
@@ -329,22 +341,23 @@ class Nac:
             unchanged=diff.unchanged,
             file=str(path),
             rules=len(rules),
-            rules_version=self.store.rules_version(),
+            rules_version=self.policy_store.rules_version(),
             warnings=self.policy_warnings(path, defaults, rules),
         )
 
     def policy_export(self) -> str:
+        store = self.policy_store
         header = (
-            f"nac policy exported from {self.store.path} (rules version {self.store.rules_version()}).\n"
+            f"nac policy exported from {store.path} (rules version {store.rules_version()}).\n"
             "`nac policy import` this file to restore exactly these defaults, groups and rules."
         )
-        return dump_policy(self.store.defaults(), self.store.rules(), header=header)
+        return dump_policy(self.policy_store.defaults(), self.policy_store.rules(), header=header)
 
     def audit(self) -> list[AuditRow]:
-        return [AuditRow.from_row(row) for row in self.store.audit_rows()]
+        return [AuditRow.from_row(row) for row in self.policy_store.audit_rows()]
 
     def audit_verify(self) -> Verdict:
-        return verify_chain(self.store.audit_rows(), self.store.audit_head())
+        return verify_chain(self.policy_store.audit_rows(), self.policy_store.audit_head())
 
     def simulate(self, *, since: str, rule: Rule | None = None, path: str | Path | None = None) -> Simulation:
         """Replay history since ``since`` through the rules in force and through the candidate
@@ -465,10 +478,7 @@ class Nac:
     def _policy_for(self, mac: int) -> Policy:
         """The rules in force compiled against only ``mac``'s registry entries: deciding for
         one MAC needs nothing else, and three indexed reads beat loading 58,000 entries."""
-        registry = self.__dict__.get("registry") or load_registry_for(self.store, mac)
-        return Policy(
-            self.store.rules(), registry=registry, defaults=self.store.defaults(), families=self.families
-        )
+        return self._compiled(self.__dict__.get("registry") or load_registry_for(self.store, mac))
 
     def history(
         self,
@@ -519,8 +529,9 @@ class Nac:
 
     def list_stats(self, since: str | None = None) -> list[lists.ListTally]:
         """Per ban list in force: decisions, refusals and refused devices, and the same by site."""
-        since_ts, groups = parse_when(since) if since is not None else None, self.store.defaults().groups
-        return lists.list_stats(self.store.conn, self.store.rules(), since=since_ts, groups=groups)
+        store, since_ts = self.policy_store, parse_when(since) if since is not None else None
+        rules, groups = store.rules(), store.defaults().groups
+        return lists.list_stats(self.store.conn, rules, since=since_ts, groups=groups)
 
     def prune(self, older_than: str) -> int:
         """`nac history prune`: delete decisions older than a span (``90d``), in batches."""
@@ -554,11 +565,11 @@ class Nac:
     def vendors_review(self, lists_file: str | Path | None = None) -> VendorsReview:
         """Look-alike organisations no family covers, and family entries matching nothing, each
         with the ban lists naming its family; and what list rules gained or lost since added."""
-        rules = self.store.rules()
+        rules, audit = self.policy_store.rules(), self.policy_store.audit_rows()
         return VendorsReview.of(
             vendors.review(self.families, self.registry),
             lists=lists.family_lists(self.banlists(lists_file), rules),
-            since_added=lists.since_added(rules, self.store.audit_rows(), self.families, self.registry),
+            since_added=lists.since_added(rules, audit, self.families, self.registry),
         )
 
     # -- the registry (nac/app/registry.py) --------------------------------------------------

@@ -15,12 +15,12 @@ from nac.errors import PolicyError
 from nac.history import reader as history_reader
 from nac.policy.conflicts import find_conflicts
 from nac.policy.decide import Rule
+from nac.policy.stored import PolicyStore
 from nac.registry.banlists import BanList
 from nac.registry.families import Family
 from nac.registry.ieee import EntryRow, entry_row
 from nac.registry.oui import Registry, VendorMatch, normalize_name
 from nac.render import Record
-from nac.store import Store
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -109,7 +109,7 @@ def list_rules(
     return out
 
 
-def add_list(store: Store, banlist: BanList, made: Sequence[tuple[Rule, Covered]]) -> ListRules:
+def add_list(store: PolicyStore, banlist: BanList, made: Sequence[tuple[Rule, Covered]]) -> ListRules:
     """Store the list's rules, refusing a list already in force or a duplicate of a rule."""
     rules = [rule for rule, _ in made]
     present = [r.id for r in store.rules() if r.banlist == banlist.name]

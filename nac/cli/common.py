@@ -16,13 +16,15 @@ import typer
 
 from nac.cli import fast as cli_run
 from nac.errors import ConfigError, InvalidMacError, InvalidPrefixError, NacError, PolicyError
+from nac.pg import PgUnsupportedError
 from nac.render import table, to_json
 
 DbOption = Annotated[
     str | None,
     typer.Option(
         "--db",
-        help="SQLite database (default: $NAC_DB, else the db of /etc/nac/nac.toml, else ./nac.db).",
+        help="SQLite database, or a postgresql:// URL (default: $NAC_DB, else the db of"
+        " /etc/nac/nac.toml, else ./nac.db).",
         show_default=False,
     ),
 ]
@@ -66,10 +68,34 @@ def _errors() -> Iterator[None]:
     """Turn the library's errors into one clear line and an exit code."""
     try:
         yield
+    except PgUnsupportedError as exc:
+        _fail(f"{_command()}: {exc}", 2)
     except (InvalidMacError, InvalidPrefixError, ConfigError, PolicyError) as exc:
         _fail(str(exc), 2)
     except NacError as exc:
         _fail(str(exc), 1)
+
+
+def _command() -> str:
+    """The command being run, as typed (``nac rules add``), for messages."""
+    try:  # typer 0.2x runs its own copy of click, whose context stack this is
+        from typer._click import globals as click_globals  # noqa: PLC0415
+    except ImportError:
+        from click import globals as click_globals  # type: ignore[no-redef]  # noqa: PLC0415
+    ctx = click_globals.get_current_context(silent=True)
+    return ctx.command_path if ctx is not None else "nac"
+
+
+def _before_apply(nac: Any, apply: Apply) -> Any:
+    """The policy in force before a change, when ``--apply`` acts on sessions (now, ask);
+    sessions are not shared on PostgreSQL yet, so there the change is refused before it is
+    made (exit 2)."""
+    if apply == Apply.next:
+        return None
+    if nac.shared:
+        _fail(f"{_command()} --apply {apply.value}: not yet supported on PostgreSQL (sessions are not shared"
+              " yet); use --apply next", 2)  # fmt: skip
+    return nac.policy()
 
 
 def _app(db: str | None, *, readonly: bool = False) -> Any:

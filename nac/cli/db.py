@@ -25,22 +25,37 @@ def upgrade(db: DbOption = None, as_json: JsonOption = False) -> None:
 
     Example: nac db upgrade --db /var/lib/nac/nac.db
     """
-    from nac import dbfile, store  # noqa: PLC0415 - keeps `nac --help` fast
+    from nac import dbfile, pg, store  # noqa: PLC0415 - keeps `nac --help` fast
 
     with _errors():
         path, origin = dbfile.locate(db)
-        changes = store.upgrade(dbfile.existing(path, origin))  # an upgrade creates nothing
-        lists = _lists_since_added(path)
+        location = path
+        if pg.is_url(path):  # PostgreSQL: its numbered migrations (nac/pg/schema.py)
+            changes, version, path = _upgrade_pg(path)
+        else:
+            changes, version = store.upgrade(dbfile.existing(path, origin)), store.SCHEMA_VERSION
+        lists = _lists_since_added(location)
     if as_json:
-        _print_json({"db": path, "schema_version": store.SCHEMA_VERSION, "changes": changes, "lists": lists})
+        _print_json({"db": path, "schema_version": version, "changes": changes, "lists": lists})
         return
     if changes:
         typer.echo(f"upgraded {path}: " + "; ".join(changes))
     else:
-        typer.echo(f"{path} is up to date (schema version {store.SCHEMA_VERSION})")
+        typer.echo(f"{path} is up to date (schema version {version})")
     if lists:
         typer.echo("list rules whose families this nac makes cover other prefixes than when added:")
     print_list_changes(lists)
+
+
+def _upgrade_pg(url: str) -> tuple[list[str], int, str]:
+    """Migrate the PostgreSQL database (a new one takes the shipped policy, as a new SQLite
+    file does): what changed, the schema version, and the URL without its password."""
+    from nac.pg.schema import SCHEMA_VERSION  # noqa: PLC0415
+    from nac.pg.store import open_pg_store  # noqa: PLC0415
+
+    shared = open_pg_store(url)
+    shared.close()
+    return shared.changes, SCHEMA_VERSION, shared.path
 
 
 def _lists_since_added(path: str) -> list[ListChange]:
@@ -50,9 +65,9 @@ def _lists_since_added(path: str) -> list[ListChange]:
 
     nac = _app(path, readonly=True)
     try:
-        rules = nac.store.rules()
+        rules = nac.policy_store.rules()
         if not any(rule.banlist for rule in rules):
             return []
-        return lists.since_added(rules, nac.store.audit_rows(), nac.families, nac.registry)
+        return lists.since_added(rules, nac.policy_store.audit_rows(), nac.families, nac.registry)
     finally:
         nac.close()

@@ -20,6 +20,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from nac.errors import ConfigError, InvalidMacError, InvalidPrefixError, NacError, PolicyError
+from nac.pg import PgUnsupportedError
 from nac.render import DECISION_COLUMNS, decision_cells, iso_time, table, to_json, why_text
 
 if TYPE_CHECKING:
@@ -65,10 +66,12 @@ def fail(message: str, code: int) -> int:
     return code
 
 
-def guarded(body: Callable[[], int]) -> int:
+def guarded(body: Callable[[], int], command: str = "nac") -> int:
     """Run ``body``; the library's errors become one line on stderr and an exit code."""
     try:
         return body()
+    except PgUnsupportedError as exc:
+        return fail(f"{command}: {exc}", 2)
     except (InvalidMacError, InvalidPrefixError, ConfigError, PolicyError) as exc:
         return fail(str(exc), 2)
     except NacError as exc:
@@ -103,13 +106,15 @@ def check(mac: str, *, db: str | None, as_json: bool, as_csv: bool) -> int:
     if as_json and as_csv:
         return fail("--json and --csv exclude each other", 2)
     if mac == "-":
-        return guarded(lambda: reading(db, lambda nac: _check_stdin(nac, as_json=as_json, as_csv=as_csv)))
+        return guarded(
+            lambda: reading(db, lambda nac: _check_stdin(nac, as_json=as_json, as_csv=as_csv)), "nac check"
+        )
 
     def body() -> int:
         _check_one(reading(db, lambda nac: nac.check(mac)), as_json=as_json, as_csv=as_csv)
         return 0
 
-    return guarded(body)
+    return guarded(body, "nac check")
 
 
 def _check_one(result: CheckResult, *, as_json: bool, as_csv: bool) -> None:
@@ -206,7 +211,7 @@ def history(*, db: str | None, limit: int, as_json: bool, as_csv: bool, **filter
             print(note, file=sys.stderr if as_json or as_csv else sys.stdout)
         return 0
 
-    return guarded(body)
+    return guarded(body, "nac history")
 
 
 # -- nac why -----------------------------------------------------------------------------------
@@ -221,7 +226,7 @@ def why(mac: str, *, latest: int, as_json: bool, db: str | None) -> int:
             print("\n".join(why_text(report)))
         return 0
 
-    return guarded(body)
+    return guarded(body, "nac why")
 
 
 # -- nac serve ---------------------------------------------------------------------------------
@@ -272,7 +277,7 @@ def rules_list(*, db: str | None, as_json: bool) -> int:
             print_table([_rule_cells(row) for row in rows], _RULE_COLUMNS)
         return 0
 
-    return guarded(body)
+    return guarded(body, "nac rules list")
 
 
 def _rule_cells(row: RuleRow) -> dict[str, Any]:

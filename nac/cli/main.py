@@ -32,6 +32,7 @@ from nac.cli.common import (
     DbOption,
     JsonOption,
     _app,
+    _before_apply,
     _errors,
     _fail,
     _print_json,
@@ -195,7 +196,7 @@ def rules_add(
     with _errors():
         nac = _app(db)
         try:
-            before = nac.policy() if apply != Apply.next else None
+            before = _before_apply(nac, apply)
             if banlist is not None:
                 made = nac.add_list(
                     banlist, action=action.value, lists_file=lists, vlan=vlan, reason=reason, mode=mode,

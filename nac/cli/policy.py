@@ -19,6 +19,7 @@ from nac.cli.common import (
     DbOption,
     JsonOption,
     _app,
+    _before_apply,
     _errors,
     _fail,
     _print_json,
@@ -127,7 +128,7 @@ def policy_import(
     with _errors():
         nac = _app(db)
         try:
-            before = nac.policy() if apply != Apply.next else None
+            before = _before_apply(nac, apply)
             report = nac.policy_import(file)
             if as_json:
                 _print_json(report)
