@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from nac import __version__
 from nac.errors import DatabaseFileError
+from nac.pg.ship import HISTORY_SCHEMA
 
 if TYPE_CHECKING:
     import psycopg
@@ -58,6 +59,7 @@ MIGRATIONS: Final[tuple[tuple[int, str, tuple[str, ...]], ...]] = (
             "INSERT INTO meta (key, value) VALUES ('rules_version', '0')",
         ),
     ),
+    (2, "every server's history, and how far each journal is shipped", HISTORY_SCHEMA),
 )
 SCHEMA_VERSION: Final = MIGRATIONS[-1][0]
 #: pg_advisory_xact_lock's key for migrations ("nac" in ASCII): one migrator at a time.
