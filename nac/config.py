@@ -39,6 +39,7 @@ RULES_POLL_SECONDS: Final = 1.0  # a rule change applies within 2 seconds (READM
 
 _SERVER_KEYS: Final = {
     "bind", "auth_port", "acct_port", "db", "duplicate_ttl", "on_history_failure", "equipment", "node",
+    "journal",
 }  # fmt: skip
 _CLIENT_KEYS: Final = {
     "name",
@@ -66,7 +67,10 @@ class Config:
     bind: tuple[str, ...] = DEFAULT_BIND
     auth_port: int = DEFAULT_AUTH_PORT
     acct_port: int = DEFAULT_ACCT_PORT
-    db: str | None = None  # None: $NAC_DB, else ./nac.db
+    db: str | None = None  # None: $NAC_DB, else ./nac.db; or a postgresql:// URL (nac/pg/)
+    #: With a PostgreSQL db: the local SQLite file this server decides and records from (its
+    #: copy of the rules, its history and sessions); None: ./nac-journal.db.
+    journal: str | None = None
     #: This server's name on every history row and session it records: which server a device
     #: asked, when several share a database.
     node: str = field(default_factory=lambda: socket.gethostname() or "nac")
@@ -110,6 +114,7 @@ def load_config(
     bind: list[str] | None = None,
     auth_port: int | None = None,
     acct_port: int | None = None,
+    journal: str | None = None,
 ) -> Config:
     """Read ``path`` (if any), then apply the command-line overrides."""
     values: dict[str, Any] = {}
@@ -127,6 +132,8 @@ def load_config(
         clients = default_clients()
     if db is not None:
         values["db"] = db
+    if journal is not None:
+        values["journal"] = journal
     if bind:
         values["bind"] = tuple(bind)
     if auth_port is not None:
@@ -176,8 +183,12 @@ def _parse(data: Mapping[str, Any], loc: Locator) -> tuple[dict[str, Any], tuple
             values[key] = _port(server[key], loc.where("server", key))
     if "db" in server:
         if not isinstance(server["db"], str) or not server["db"]:
-            raise ConfigError(f"{loc.where('server', 'db')}: a file path")
+            raise ConfigError(f"{loc.where('server', 'db')}: a file path or a postgresql:// URL")
         values["db"] = server["db"]
+    if "journal" in server:
+        if not isinstance(server["journal"], str) or not server["journal"]:
+            raise ConfigError(f"{loc.where('server', 'journal')}: a file path")
+        values["journal"] = server["journal"]
     if "node" in server:
         node = server["node"]
         if not isinstance(node, str) or not node.strip() or len(node) > 64 or not node.isprintable():

@@ -84,6 +84,7 @@ def parser(name: str) -> argparse.ArgumentParser:
         p.add_argument("--bind", action="append", default=None)
         p.add_argument("--auth-port", type=int, default=None)
         p.add_argument("--acct-port", type=int, default=None)
+        p.add_argument("--journal", default=None)
         p.add_argument("--log-level", default="info")
         _count(p, "--workers", SERVE_WORKERS)
         return p

@@ -241,6 +241,7 @@ def serve(
     acct_port: int | None,
     log_level: str,
     workers: int,
+    journal: str | None = None,
 ) -> int:
     """Run the RADIUS server until it is stopped (a signal); its exit code."""
     level = getattr(logging, log_level.upper(), None)
@@ -253,14 +254,16 @@ def serve(
         from nac.serve.run import serve as run_server  # noqa: PLC0415
 
         def configure() -> Config:
-            return load_config(config, db=db, bind=bind, auth_port=auth_port, acct_port=acct_port)
+            return load_config(
+                config, db=db, bind=bind, auth_port=auth_port, acct_port=acct_port, journal=journal
+            )
 
         cfg = configure()
         setup_logging(fmt=cfg.log_format, level=level)
         run_server(cfg, configure, workers=workers or os.cpu_count() or 1)
         return 0
 
-    return guarded(body)
+    return guarded(body, "nac serve")
 
 
 # -- nac rules list ----------------------------------------------------------------------------

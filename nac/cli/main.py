@@ -108,6 +108,12 @@ def serve(
     ] = None,
     auth_port: Annotated[int | None, typer.Option("--auth-port", help="Authentication port (1812).")] = None,
     acct_port: Annotated[int | None, typer.Option("--acct-port", help="Accounting port (1813).")] = None,
+    journal: Annotated[
+        str | None,
+        typer.Option(
+            "--journal", help="With a postgresql:// --db: this server's local SQLite file (./nac-journal.db)."
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "info",
     workers: Annotated[
         int,
@@ -117,6 +123,8 @@ def serve(
     """Run the RADIUS server.
 
     Example: nac serve --config /etc/nac/nac.toml --workers 0
+
+    Example: nac serve --db postgresql://nac@db.example.net/nac --journal /var/lib/nac/journal.db
     """
     code = cli_run.serve(
         config=config,
@@ -126,6 +134,7 @@ def serve(
         acct_port=acct_port,
         log_level=log_level,
         workers=workers,
+        journal=journal,
     )
     raise typer.Exit(code)
 

@@ -146,6 +146,8 @@ class Metrics:
         self.latency = latency
         #: Gauges read at scrape time: name -> a function giving the current value.
         self.gauges: dict[str, Callable[[], float]] = {}
+        #: Counters their owners keep (threads beside the event loop), read at scrape time.
+        self.totals: dict[str, Callable[[], float]] = {}
 
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import (  # noqa: PLC0415 - only when metrics are on
@@ -221,6 +223,10 @@ class Metrics:
             gauge = GaugeMetricFamily(f"nac_{name}", name.replace("_", " "))
             gauge.add_metric([], level())
             yield gauge
+        for name, total in self.totals.items():
+            counter = CounterMetricFamily(f"nac_{name}", name.replace("_", " "))
+            counter.add_metric([], total())
+            yield counter
 
     def start(self, bind: str) -> None:
         from prometheus_client import start_http_server  # noqa: PLC0415

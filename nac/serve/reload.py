@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("nac.server")
 
 #: Settings a reload cannot change: the sockets and the database are open already.
-RESTART_ONLY = ("bind", "auth_port", "acct_port", "db")
+RESTART_ONLY = ("bind", "auth_port", "acct_port", "db", "journal")
 
 
 class PolicyPoller:

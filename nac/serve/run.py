@@ -23,12 +23,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from nac import dbfile
+from nac import dbfile, pg
 from nac.admission.engine import Engine
 from nac.config import Config
 from nac.equipment.clients import ClientTable
 from nac.equipment.reply import vlan_name_conflicts
-from nac.errors import NacError
+from nac.errors import ConfigError, NacError
 from nac.history.writer import HistoryWriter
 from nac.policy.decide import Policy
 from nac.profiling.sensor import SensorCodes
@@ -46,6 +46,7 @@ from nac.store import Store, default_db_path
 if TYPE_CHECKING:
     from nac.eap.config import EapConfig
     from nac.eap.eap import EapServer
+    from nac.pg.node import PgNode
 
 log = logging.getLogger("nac")
 
@@ -67,8 +68,44 @@ class Shared:
 
 def server_db(config: Config) -> str:
     """`--db`, else `[server] db`, else $NAC_DB, else ./nac.db (README); unlike the other
-    commands, `nac serve` reads the packaged config only when --config names it."""
-    return config.db or default_db_path()
+    commands, `nac serve` reads the packaged config only when --config names it.  With a
+    PostgreSQL database, the server's journal: the SQLite file it decides and records from."""
+    db = config.db or default_db_path()
+    if pg.is_url(db):
+        from nac.pg.node import DEFAULT_JOURNAL  # noqa: PLC0415 - only with PostgreSQL
+
+        return config.journal or DEFAULT_JOURNAL
+    return db
+
+
+def pg_node(config: Config) -> PgNode | None:
+    """The server's PostgreSQL side when its database is one (nac/pg/node.py), else None."""
+    db = config.db or default_db_path()
+    if not pg.is_url(db):
+        if config.journal is not None:
+            log.warning("--journal / [server] journal is used only with a postgresql:// database; ignored")
+        return None
+    if config.policy_watch is not None:
+        raise ConfigError(
+            "[policy] watch: not yet supported with a PostgreSQL database (it would change this"
+            " server's copy of the rules only); import the file with `nac policy import --db URL`"
+        )
+    from nac.pg.node import PgNode  # noqa: PLC0415 - only with PostgreSQL
+
+    return PgNode(db, node=config.node, journal=server_db(config))
+
+
+def run_server(server: Server, node: PgNode | None) -> None:
+    """Serve until stopped, with the PostgreSQL threads (if any) running beside the loop."""
+    if node is not None:
+        server.metrics.gauges.update(node.gauges())
+        server.metrics.totals.update(node.totals())
+        node.start()
+    try:
+        asyncio.run(server.serve())
+    finally:
+        if node is not None:
+            node.stop()
 
 
 def warn_exposed(path: str) -> None:
@@ -207,6 +244,9 @@ def serve(config: Config, configure: Callable[[], Config], *, workers: int = 1) 
             "a client uses FreeRADIUS's well-known test secret; "
             "configure [[client]] entries with real secrets before production use"
         )
+    node = pg_node(config)
+    if node is not None:
+        node.start_up()  # PostgreSQL's rules into the journal, before anything reads them
     shared = load_shared(config)
     if workers <= 1:
         server = build_server(config, shared, configure)
@@ -215,13 +255,13 @@ def serve(config: Config, configure: Callable[[], Config], *, workers: int = 1) 
             server.open()
             warn_exposed(server.store.path)
             try:
-                asyncio.run(server.serve())
+                run_server(server, node)
             finally:
                 server.close_store()
         finally:
             os.close(lock)
         return
-    _Parent(config, configure, shared, workers).run()
+    _Parent(config, configure, shared, workers, node).run()
 
 
 def take_database_lock(path: str) -> int:
@@ -265,8 +305,16 @@ def claim_ports(bind: Sequence[str], ports: Sequence[int]) -> list[socket.socket
 
 
 class _Parent:
-    def __init__(self, config: Config, configure: Callable[[], Config], shared: Shared, workers: int) -> None:
+    def __init__(
+        self,
+        config: Config,
+        configure: Callable[[], Config],
+        shared: Shared,
+        workers: int,
+        node: PgNode | None = None,
+    ) -> None:
         self.config = config
+        self.node = node  # its threads run in worker 0, as history's indexer does
         self.configure = configure
         self.shared = shared
         self.workers = workers
@@ -307,7 +355,7 @@ class _Parent:
             server = build_server(self.config, self.shared, self.configure)
             server.open(worker=number)
             os.write(ready_w, b"r")
-            asyncio.run(server.serve())
+            run_server(server, self.node if number == 0 else None)
             server.close_store()
         except NacError as exc:
             log.error("worker %d: %s", number, exc)
