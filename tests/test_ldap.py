@@ -64,6 +64,19 @@ def test_wrong_password_is_a_refusal_not_a_failure(slapd: Slapd) -> None:
     assert (answer.ok, answer.failure, answer.reason) == (False, None, "wrong password for 'carol'")
 
 
+def test_binds_one_after_another_reuse_connections_and_stay_right(slapd: Slapd) -> None:
+    directory = Directory(config(slapd, pool_size=1))
+    carol, dave = USERS["carol"][0], USERS["dave"][0]
+    checks = [("carol", "nope", False), ("carol", carol, True), ("dave", carol, False),
+              ("dave", dave, True), ("carol", dave, False)]  # fmt: skip
+    try:
+        for user, password, ok in checks:
+            answer = directory.answer(DirectoryQuery(kind="bind", user=user, password=password))
+            assert (answer.ok, answer.failure) == (ok, None), (user, answer)
+    finally:
+        directory.close()
+
+
 def test_empty_password_is_refused_without_asking(slapd: Slapd) -> None:
     # RFC 4513 §5.1.2: an empty password would be an unauthenticated bind, which succeeds.
     answer = ask(config(slapd), "bind", "carol", "")

@@ -3,8 +3,8 @@ check a password, read the user's groups.  Blocking: nac/identity/lookups.py run
 threads, never on the event loop.
 
 Each call borrows one of at most ``pool_size`` connections bound as the service account; a
-password is checked on a connection of its own (a bind changes who a connection is), closed
-straight after.  The URLs are tried in order, the one that answered last first.  Every socket
+password is checked on one of as many connections kept for users' binds (a bind changes who a
+connection is).  The URLs are tried in order, the one that answered last first.  Every socket
 operation has the configured timeout.  What fails is classified (nac/identity/query.py
 FAILURES) and the reason never carries a password.
 """
@@ -51,7 +51,8 @@ class Directory:
         tls = Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=config.ca_file, version=None)
         self._servers = [_server(url, tls, config.timeout) for url in config.urls]
         self._first = 0  # the server that answered last
-        self._idle: queue.SimpleQueue[Connection] = queue.SimpleQueue()
+        self._idle: queue.SimpleQueue[Connection] = queue.SimpleQueue()  # bound as the service
+        self._binders: queue.SimpleQueue[Connection] = queue.SimpleQueue()  # for users' binds
         self._lock = threading.Lock()
 
     def answer(self, query: DirectoryQuery) -> DirectoryAnswer:
@@ -70,7 +71,7 @@ class Directory:
                     if reused and _classify(exc)[0] != "timeout":
                         # It went stale while idle (a restarted directory), and so did the
                         # other idle ones: drop them all, and try once more on a new one.
-                        self.close()
+                        _drain(self._idle)
                         continue
                     raise
                 except BaseException:
@@ -85,11 +86,8 @@ class Directory:
             return failed(*_classify(exc))
 
     def close(self) -> None:
-        while True:
-            try:
-                _close(self._idle.get_nowait())
-            except queue.Empty:
-                return
+        _drain(self._idle)
+        _drain(self._binders)
 
     # -- the steps ---------------------------------------------------------------------------
 
@@ -123,16 +121,31 @@ class Directory:
         return tuple(sorted(names))
 
     def _bind_as(self, dn: str, password: str) -> bool:
-        """Whether ``password`` is ``dn``'s: a bind on a connection of its own."""
-        conn = self._open(dn, password)
-        try:
-            if conn.bind():
-                return True
-            if conn.result.get("result") == INVALID_CREDENTIALS:
-                return False
-            raise _DirectoryError("error", f"bind as the user: {_describe(conn.result)}")
-        finally:
+        """Whether ``password`` is ``dn``'s: a bind on a connection kept for binds only (a
+        bind makes the connection that user; RFC 4511 §4.2.1 lets the next bind replace it),
+        so a password check costs no new TCP and TLS handshake."""
+        for _ in range(2):
+            try:
+                conn, reused = self._binders.get_nowait(), True
+            except queue.Empty:
+                conn, reused = self._open(dn, password), False
+            conn.user, conn.password = dn, password
+            try:
+                bound = conn.bind()
+            except LDAPCommunicationError as exc:
+                _close(conn)
+                if reused and _classify(exc)[0] != "timeout":
+                    _drain(self._binders)  # stale, as the others idle beside it: start afresh
+                    continue
+                raise
+            conn.password = ""  # the user's password is not kept past its check
+            result = conn.result.get("result") if conn.result else None
+            if bound or result == INVALID_CREDENTIALS:
+                self._binders.put(conn)
+                return bool(bound)
             _close(conn)
+            raise _DirectoryError("error", f"bind as the user: {_describe(conn.result)}")
+        raise LDAPSocketReceiveError("the connection was lost twice")
 
     # -- connections -----------------------------------------------------------------------
 
@@ -240,6 +253,14 @@ def _classify(exc: LDAPException) -> tuple[str, str]:
     if isinstance(exc, LDAPCommunicationError):  # refused, reset, closed by the server
         return "unreachable", text
     return "error", text
+
+
+def _drain(idle: queue.SimpleQueue[Connection]) -> None:
+    while True:
+        try:
+            _close(idle.get_nowait())
+        except queue.Empty:
+            return
 
 
 def _close(conn: Connection) -> None:
