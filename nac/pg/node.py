@@ -17,6 +17,7 @@ from typing import Final
 from nac.pg import PgUnreachableError, connect, redact, schema
 from nac.pg.follow import POLL_SECONDS, RulesFollower, copy_rules, listen
 from nac.pg.link import Link
+from nac.pg.ship import HistoryShipper
 from nac.pg.store import PgStore
 from nac.store import Store
 
@@ -34,6 +35,8 @@ class PgNode:
         self.journal = journal
         self.rules_link = Link(url, purpose="rules", setup=lambda conn: listen(conn, self.where))
         self.follower = RulesFollower(self.rules_link, journal, poll=poll)
+        self.history_link = Link(url, purpose="history", setup=lambda conn: schema.require(conn, self.where))
+        self.shipper = HistoryShipper(self.history_link, journal, node=node)
 
     def start_up(self) -> None:
         """Bring PostgreSQL's schema up to date and copy its rules into the journal, so the
@@ -87,14 +90,24 @@ class PgNode:
     def start(self) -> None:
         """Start the threads (in the process that serves)."""
         self.follower.start()
+        self.shipper.start()
 
     def stop(self) -> None:
         self.follower.stop()
+        self.shipper.stop()
 
     def gauges(self) -> dict[str, Callable[[], float]]:
         """For /metrics: ``nac_pg_up`` is 1 while the rules connection is up."""
-        return {"pg_up": lambda: float(self.rules_link.up)}
+        return {
+            "pg_up": lambda: float(self.rules_link.up),
+            "pg_history_up": lambda: float(self.history_link.up),
+            "pg_history_unshipped": lambda: float(self.shipper.unshipped),
+        }
 
     def totals(self) -> dict[str, Callable[[], float]]:
         """Counters kept here, for /metrics: reconnections after an outage."""
-        return {"pg_reconnects": lambda: float(self.rules_link.reconnects)}
+        return {
+            "pg_reconnects": lambda: float(self.rules_link.reconnects),
+            "pg_history_shipped": lambda: float(self.shipper.shipped),
+            "pg_history_journal_failures": lambda: float(self.shipper.failures),
+        }
