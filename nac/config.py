@@ -27,6 +27,7 @@ from nac.tomlfile import Locator
 
 if TYPE_CHECKING:
     from nac.eap.config import EapConfig
+    from nac.identity.config import LdapConfig
     from nac.profiling.service import ProfilingConfig
 
 DEFAULT_AUTH_PORT: Final = 1812
@@ -88,6 +89,7 @@ class Config:
     on_history_failure: str = "withhold"
     source: str = "(built-in defaults)"
     eap: EapConfig | None = None  # [eap]: 802.1X is off without it
+    ldap: LdapConfig | None = None  # [ldap]: 802.1X users from a directory too
     profiling: ProfilingConfig | None = None  # [profiling]: off without it
 
     @property
@@ -155,13 +157,18 @@ def _read(path: Path) -> str:
 def _parse(data: Mapping[str, Any], loc: Locator) -> tuple[dict[str, Any], tuple[Client, ...]]:
     values: dict[str, Any] = {}
     for name in sorted(
-        set(data) - {"server", "client", "log", "syslog", "metrics", "eap", "history", "policy", "profiling"}
+        set(data)
+        - {"server", "client", "log", "syslog", "metrics", "eap", "ldap", "history", "policy", "profiling"}
     ):
         raise ConfigError(f"{loc.where(name)}: unknown section")
     if "eap" in data:
         from nac.eap.config import parse_eap  # noqa: PLC0415 (OpenSSL only when 802.1X is on)
 
         values["eap"] = parse_eap(data["eap"], loc)
+    if "ldap" in data:
+        from nac.identity.config import parse_ldap  # noqa: PLC0415 (only when configured)
+
+        values["ldap"] = parse_ldap(data["ldap"], loc)
     if "profiling" in data:
         from nac.profiling.service import parse_profiling  # noqa: PLC0415 (only when configured)
 

@@ -23,6 +23,7 @@ RANKS = {
     "policy": 3,  # rules, precedence, policy files, the audit chain, simulation
     # the parts a decision is made of
     "sessions": 4, "history": 4, "eap": 4, "equipment": 4, "profiling": 4,
+    "identity": 4,  # where 802.1X users come from besides nac's table: the directory (LDAP)
     "admission": 5,  # the decision core: a request in, a reply and a history record out
     "store": 6,  # the embedded database: rules, audit, registry; history and sessions beside them
     "resources": 7, "config": 7,

@@ -16,7 +16,10 @@ import typer
 from nac.cli.common import DbOption, JsonOption, _errors, _fail, _print_json, _print_table
 
 if TYPE_CHECKING:
+    import sqlite3
+
     from nac.eap.profiles import Profile
+    from nac.identity.config import LdapConfig
 
 VlanOption = Annotated[
     str | None,
@@ -150,10 +153,17 @@ def users_set(
 
 @users_app.command("test")
 def users_test(
-    name: Annotated[str, typer.Argument(metavar="NAME")], db: DbOption = None, as_json: JsonOption = False
+    name: Annotated[str, typer.Argument(metavar="NAME")],
+    db: DbOption = None,
+    as_json: JsonOption = False,
+    config: Annotated[
+        str | None,
+        typer.Option("--config", help="The server's config, for [ldap] (default: /etc/nac/nac.toml)."),
+    ] = None,
 ) -> None:
-    """Check a user's password (stdin or a prompt) and show where the user was found, its
-    groups and the profile an Access-Accept would carry; exit 1 if the password is wrong.
+    """Check a user's password (stdin or a prompt) and show where the user was found (nac's
+    users table first, then the config's LDAP directory), its groups and the profile an
+    Access-Accept would carry; exit 1 if the password is wrong.
 
     Example: printf '%s\\n' 'correct horse' | nac users test alice --json
     """
@@ -164,14 +174,24 @@ def users_test(
         password = _read_password()
         store = open_store(db)
         try:
-            result = try_user(store.conn, load_dictionary(), name, password)
+            ldap = _ldap_config(config)
+            if ldap is not None and not _in_users_table(store.conn, name):
+                from nac.identity.check import try_directory_user  # noqa: PLC0415
+
+                result = try_directory_user(store.conn, load_dictionary(), ldap, name, password)
+            else:
+                result = try_user(store.conn, load_dictionary(), name, password)
         finally:
             store.close()
     if as_json:
         _print_json(result)
     else:
         verdict = "password accepted" if result["authenticated"] else "WRONG PASSWORD"
-        typer.echo(f"user {name}: {verdict} (source: nac's {result['source']} table)")
+        if result["source"] == "ldap":
+            typer.echo(f"user {name}: {verdict} (source: ldap, {result['dn']})")
+            typer.echo(f"directory groups: {', '.join(result['directory_groups']) or 'none'}")
+        else:
+            typer.echo(f"user {name}: {verdict} (source: nac's {result['source']} table)")
         typer.echo(f"groups: {', '.join(result['groups']) or 'none'}")
         if result["profile"] is None:
             typer.echo("profile: none (an Access-Accept carries the vendor decision alone)")
@@ -179,6 +199,21 @@ def users_test(
             typer.echo(f"profile: {result['profile']} ({result['reply']}), when the vendor policy accepts")
     if not result["authenticated"]:
         raise typer.Exit(1)
+
+
+def _ldap_config(path: str | None) -> LdapConfig | None:
+    from nac.config import load_config  # noqa: PLC0415
+    from nac.dbfile import PACKAGED_CONFIG  # noqa: PLC0415
+
+    if path is None and Path(PACKAGED_CONFIG).is_file():
+        path = PACKAGED_CONFIG
+    return load_config(path).ldap if path is not None else None
+
+
+def _in_users_table(conn: sqlite3.Connection, name: str) -> bool:
+    from nac.eap.users import UserDirectory  # noqa: PLC0415
+
+    return name in UserDirectory(conn)
 
 
 @users_app.command("list")

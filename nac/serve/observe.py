@@ -219,6 +219,17 @@ class Metrics:
                 _, outcome, limit = key.split(":", 2)
                 eap.add_metric([outcome, limit], value)
         yield eap
+        ldap = CounterMetricFamily("nac_ldap_requests", "Questions to the directory", labels=["kind"])
+        ldap_failures = CounterMetricFamily(
+            "nac_ldap_failures", "Directory questions that failed (fail closed)", labels=["reason"]
+        )
+        for key, value in counters.items():
+            if key.startswith("ldap_requests:"):
+                ldap.add_metric([key[14:]], value)
+            elif key.startswith("ldap_failures:"):
+                ldap_failures.add_metric([key[14:]], value)
+        yield ldap
+        yield ldap_failures
         for name, level in self.gauges.items():
             gauge = GaugeMetricFamily(f"nac_{name}", name.replace("_", " "))
             gauge.add_metric([], level())

@@ -46,6 +46,8 @@ from nac.store import Store, default_db_path
 if TYPE_CHECKING:
     from nac.eap.config import EapConfig
     from nac.eap.eap import EapServer
+    from nac.identity.config import LdapConfig
+    from nac.identity.lookups import Lookups
     from nac.pg.node import PgNode
 
 log = logging.getLogger("nac")
@@ -134,9 +136,10 @@ def load_shared(config: Config) -> Shared:
     return Shared(registry, load_families(), Codes.from_dictionary(load_dictionary()))
 
 
-def eap_server(config: EapConfig | None, store: Store) -> EapServer | None:
+def eap_server(config: EapConfig | None, store: Store, ldap: LdapConfig | None = None) -> EapServer | None:
     """The server's EAP side, or None when `[eap]` is absent (802.1X requests are refused).
-    Its modules load here, not at the top, so OpenSSL loads only when [eap] is set."""
+    Its modules load here, not at the top, so OpenSSL loads only when [eap] is set.  With
+    ``ldap``, users not in nac's own table are looked up in the directory."""
     if config is None:
         return None
     from nac.eap import config as eap_config  # noqa: PLC0415
@@ -152,8 +155,23 @@ def eap_server(config: EapConfig | None, store: Store) -> EapServer | None:
             config.certificate,
         )
     authorize = Authorizer(store.conn, load_dictionary())
-    settings = eap_config.settings(config, UserDirectory(store.conn), authorize)
+    settings = eap_config.settings(
+        config, UserDirectory(store.conn), authorize, directory=ldap, authorize_directory=authorize.directory
+    )
     return EapServer(settings, mppe=MppeCodes.from_dictionary(load_dictionary()))
+
+
+def directory_lookups(config: Config, counters: Counter[str]) -> Lookups | None:
+    """The threads that ask `[ldap]`'s directory, or None without it.  Built once: a reload
+    that changes `[ldap]` takes effect at the next start."""
+    if config.ldap is None or config.eap is None:
+        return None
+    from nac.identity.ldap import Directory  # noqa: PLC0415 (ldap3 only when configured)
+    from nac.identity.lookups import Lookups  # noqa: PLC0415
+
+    urls = ", ".join(config.ldap.urls)
+    log.info("802.1X users not in nac's table are looked up in the directory at %s", urls)
+    return Lookups(Directory(config.ldap), counters=counters, workers=config.ldap.pool_size, clock=time.time)
 
 
 def build_server(config: Config, shared: Shared, configure: Callable[[], Config]) -> Server:
@@ -165,7 +183,7 @@ def build_server(config: Config, shared: Shared, configure: Callable[[], Config]
         codes=shared.codes,
         policy=policy,
         duplicate_ttl=config.duplicate_ttl,
-        eap=eap_server(config.eap, store),
+        eap=eap_server(config.eap, store, config.ldap),
     )
     log.info(
         "config %s; database %s; %d rules; %d clients",
@@ -201,7 +219,7 @@ def build_server(config: Config, shared: Shared, configure: Callable[[], Config]
         history=history,
         counters=counters,
         reload_config=configure,
-        build_eap=lambda cfg: eap_server(cfg.eap, store),
+        build_eap=lambda cfg: eap_server(cfg.eap, store, cfg.ldap),
     )
     # The clients in force when a job is sent: a reload may have changed their secrets.
     coa = CoaDispatcher(
@@ -232,6 +250,7 @@ def build_server(config: Config, shared: Shared, configure: Callable[[], Config]
         coa=coa,
         counters=counters,
         profiler=profiler,
+        directory=directory_lookups(config, counters),
         syslog=SyslogSink(config.syslog_address, facility=config.syslog_facility)
         if config.syslog_address
         else None,
