@@ -18,6 +18,7 @@ from nac.identity.config import LdapConfig, parse_ldap
 from nac.identity.ldap import Directory
 from nac.identity.lookups import Lookups
 from nac.identity.query import DirectoryAnswer, DirectoryQuery, escape_filter_value, fill_filter, group_name
+from nac.serve.observe import LatencyHistogram, Metrics
 from nac.tomlfile import Locator
 from tests.slapd import GROUPS, PEOPLE, SERVICE_DN, SERVICE_PASSWORD, USERS, Slapd, free_tcp_port
 
@@ -205,6 +206,14 @@ def test_lookups_answer_on_the_event_loop_and_count(slapd: Slapd) -> None:
         {"ldap_requests:bind": 1, "ldap_requests:entry": 1, "ldap_failures:unreachable": 2}
     )
     assert lookups.waiting == 0
+
+
+def test_metrics_show_directory_requests_and_failures_by_kind() -> None:
+    counters = Counter({"ldap_requests:bind": 7, "ldap_requests:entry": 2, "ldap_failures:timeout": 3})
+    families = {f.name: f for f in Metrics(counters, LatencyHistogram()).collect()}
+    requests = {s.labels["kind"]: s.value for s in families["nac_ldap_requests"].samples}
+    failures = {s.labels["reason"]: s.value for s in families["nac_ldap_failures"].samples}
+    assert (requests, failures) == ({"bind": 7, "entry": 2}, {"timeout": 3})
 
 
 # -- settings -----------------------------------------------------------------------------------
