@@ -34,6 +34,8 @@ from nac.registry.oui import Registry
 from nac.resources import load_dictionary
 from nac.store import Store
 from tests import test_eap_radius as eap_radius
+from tests.test_eap_coverage import TtlsPeer as TtlsMschapPeer
+from tests.test_eap_coverage import mschapv2_avps
 from tests.test_eap_radius import (
     ACCESS_ACCEPT,
     ACCESS_CHALLENGE,
@@ -58,6 +60,18 @@ DN = "uid=carol,ou=people,dc=nac,dc=test"
 
 @pytest.fixture
 def engine(tmp_path: Path, pki: Path, registry: Registry, codes: Codes) -> Engine:
+    return make_engine(tmp_path, pki, registry, codes)
+
+
+def make_engine(
+    tmp_path: Path,
+    pki: Path,
+    registry: Registry,
+    codes: Codes,
+    *,
+    tls_identity: str = "cn",
+    users: tuple[str, ...] = (),
+) -> Engine:
     store = Store(tmp_path / "nac.db")
     dictionary = load_dictionary()
     add_group(store.conn, dictionary, "staff", Profile(vlan="100"))
@@ -70,10 +84,10 @@ def engine(tmp_path: Path, pki: Path, registry: Registry, codes: Codes) -> Engin
         ca_certificates=str(lab / "ca.pem"),
         methods=("tls", "ttls"),
     )
-    directory = LdapConfig(urls=("ldap://ldap.invalid",), base="dc=nac,dc=test")
+    directory = LdapConfig(urls=("ldap://ldap.invalid",), base="dc=nac,dc=test", tls_identity=tls_identity)
     eap_settings = settings(
         config,
-        {"alice": nt_hash("correct horse")},
+        {"alice": nt_hash("correct horse"), **{name: nt_hash("x") for name in users}},
         authorizer,
         directory=directory,
         authorize_directory=authorizer.directory,
@@ -273,3 +287,70 @@ def test_certificate_names_for_the_directory() -> None:
     assert (certificate_name(bare, "san_email"), certificate_name(bare, "san_upn")) == (None, None)
     bad_upn = _certificate([x509.OtherName(UPN_OID, b"\x04\x03abc")])  # an OCTET STRING, not UTF8String
     assert certificate_name(bad_upn, "san_upn") is None
+    other = _certificate([x509.OtherName(x509.ObjectIdentifier("1.2.3.4"), b"\x0c\x01x")])
+    assert certificate_name(other, "san_upn") is None  # an otherName, but not a UPN
+
+
+def test_eap_tls_without_the_configured_san_is_refused(
+    tmp_path: Path, pki: Path, registry: Registry, codes: Codes
+) -> None:
+    engine = make_engine(tmp_path, pki, registry, codes, tls_identity="san_email")
+    peer = TlsPeer(eap_radius.client_context(pki))
+    outcome, _ = converse(engine, FakeNas(codes), lambda _t, d: peer.respond(d))
+    assert (outcome.kind, outcome.reply[0]) == ("decision", ACCESS_REJECT)  # the directory is not asked
+    assert outcome.record is not None
+    assert outcome.record.reason == "eap-tls: the certificate has no san email to look up"
+
+
+def test_eap_tls_holder_in_nac_users_is_not_looked_up(
+    tmp_path: Path, pki: Path, registry: Registry, codes: Codes
+) -> None:
+    engine = make_engine(tmp_path, pki, registry, codes, users=("client.nac.lab",))
+    peer = TlsPeer(eap_radius.client_context(pki))
+    outcome, _ = converse(engine, FakeNas(codes), lambda _t, d: peer.respond(d))
+    assert (outcome.kind, outcome.reply[0]) == ("decision", ACCESS_ACCEPT)
+
+
+def test_ttls_mschapv2_for_a_user_only_the_directory_knows_says_why(
+    engine: Engine, pki: Path, codes: Codes
+) -> None:
+    peer = TtlsMschapPeer(pki, mschapv2_avps("carol's password", user=b"carol"))
+    outcome, _ = converse(engine, FakeNas(codes), peer.respond, nak=b"\x15")
+    assert (outcome.kind, outcome.reply[0]) == ("decision", ACCESS_REJECT)
+    assert outcome.record is not None
+    assert "LDAP gives no NT hash" in outcome.record.reason
+
+
+def test_an_error_while_resuming_fails_closed(
+    engine: Engine, pki: Path, codes: Codes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    nas = FakeNas(codes)
+    outcome, data = converse(engine, nas, ttls_pap(ttls_peer(pki), b"carol", b"x"), nak=b"\x15")
+    assert outcome.lookup is not None
+    assert engine.eap is not None
+
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(engine.eap, "resume", broken)
+    done = engine.resume(outcome.lookup, DirectoryAnswer(ok=True, dn=DN), now=eap_radius.NOW)
+    nas.check_reply(data, done.reply)
+    assert done.reply[0] == ACCESS_REJECT
+    assert eap_of(done.reply)[0] == 4
+    assert isinstance(done.error, RuntimeError)
+    assert done.record is not None
+    assert done.record.rule == "builtin:internal-error"
+
+
+@pytest.mark.parametrize(
+    ("der", "name"),
+    [
+        (b"\x0c\x81\xc8" + b"u" * 200, "u" * 200),  # long-form length
+        (b"\x0c\x05carol", "carol"),
+        (b"\x0c\x02\xff\xfe", None),  # not UTF-8
+        (b"\x0c\x00", None),
+    ],
+)
+def test_a_upn_is_a_der_utf8string(der: bytes, name: str | None) -> None:
+    cert = _certificate([x509.OtherName(UPN_OID, der)])
+    assert certificate_name(cert, "san_upn") == name

@@ -145,17 +145,11 @@ def certificate_name(cert: x509.Certificate, kind: str) -> str | None:
 
 
 def _utf8_string(der: bytes) -> str | None:
-    """A DER UTF8String (tag 12, X.690 §8.1) of under 64 KiB, else None."""
+    """The text of a DER UTF8String (tag 12, X.690 §8.1.3 for the length), None for any other
+    type; cryptography has checked that the value is well-formed DER."""
     if len(der) < 2 or der[0] != 0x0C:
         return None
-    length, start = der[1], 2
-    if length & 0x80:
-        octets = length & 0x7F
-        if not 1 <= octets <= 2 or len(der) < 2 + octets:
-            return None
-        length, start = int.from_bytes(der[2 : 2 + octets], "big"), 2 + octets
-    if start + length != len(der):
-        return None
+    start = 2 + (der[1] & 0x7F if der[1] & 0x80 else 0)  # the long form: that many length octets
     try:
         return der[start:].decode("utf-8") or None
     except UnicodeDecodeError:
