@@ -4,6 +4,7 @@ back every decision either answered is in PostgreSQL exactly once, with its node
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
 import time
@@ -129,3 +130,16 @@ def test_every_answered_decision_reaches_postgresql_once_through_an_outage_and_a
         missing = [mac for mac in macs if (node, mac) not in copies]
         assert not missing, f"{len(missing)} of {len(macs)} answered by {node} not in PostgreSQL"
     assert _metric(a, "nac_pg_history_shipped_total") > 0
+    # The helpdesk on either server sees both servers' decisions, with the node that made them.
+    newest = a.history("--limit", "200")
+    assert {row["node"] for row in newest} == {"nac-a", "nac-b"}
+    assert [row["time"] for row in newest] == sorted((row["time"] for row in newest), reverse=True)
+    mac = load.answered["nac-b"][-1]
+    (row,) = a.history("--mac", mac)
+    assert row["node"] == "nac-b" and row["mac"] == mac
+    older = b.history("--limit", "5", "--before", str(newest[-1]["id"]))  # the next page
+    assert len(older) == 5 and all(r["time"] <= newest[-1]["time"] for r in older)
+    assert not {r["id"] for r in older} & {r["id"] for r in newest}
+    story = json.loads(a.cli_ok("why", mac, "--json"))
+    assert story["decisions"][0]["node"] == "nac-b"
+    assert story["streak"]["count"] == 1

@@ -35,11 +35,13 @@ from nac.app.results import (
 )
 from nac.errors import NacError, PolicyError
 from nac.helpdesk import inventory
+from nac.helpdesk import pg as pg_helpdesk
 from nac.helpdesk import queries as helpdesk
 from nac.history import prune as history_prune
 from nac.history import reader as history_reader
 from nac.isotime import format_time, parse_span, parse_time, span_seconds
 from nac.pg import PgUnsupportedError
+from nac.pg.store import PgStore
 from nac.policy.audit import Verdict, verify_chain
 from nac.policy.conflicts import find_conflicts, shadowed_by
 from nac.policy.decide import ACTIONS, Context, Defaults, Policy, Rule, canonical_match
@@ -478,7 +480,8 @@ class Nac:
     def _policy_for(self, mac: int) -> Policy:
         """The rules in force compiled against only ``mac``'s registry entries: deciding for
         one MAC needs nothing else, and three indexed reads beat loading 58,000 entries."""
-        return self._compiled(self.__dict__.get("registry") or load_registry_for(self.store, mac))
+        loaded = self.registry if self.shared else self.__dict__.get("registry")  # PostgreSQL: all
+        return self._compiled(loaded or load_registry_for(self.store, mac))
 
     def history(
         self,
@@ -502,19 +505,18 @@ class Nac:
             limit=limit,
             **filters,
         )
+        if isinstance(self.policy_store, PgStore):  # every server's decisions, as shipped
+            return pg_helpdesk.query_history(self.policy_store.conn, query)
         return helpdesk.query_history(self.store.conn, query)
 
     def why(self, text: str, *, latest: int = helpdesk.WHY_LATEST) -> WhyReport:
         """`nac why`: one device's latest decisions and what the current rules would say."""
         mac = parse_mac(text.strip())
-        policy = self._policy_for(mac)
-        return helpdesk.why(
-            self.store.conn,
-            format_mac(mac),
-            decide=lambda ctx: policy.decide(mac, ctx)[0],
-            now=datetime.now(UTC).timestamp(),
-            latest=latest,
-        )
+        policy, key = self._policy_for(mac), format_mac(mac)
+        decide, now = (lambda ctx: policy.decide(mac, ctx)[0]), datetime.now(UTC).timestamp()
+        if isinstance(self.policy_store, PgStore):  # every server's decisions, as shipped
+            return pg_helpdesk.why(self.policy_store.conn, key, decide=decide, now=now, latest=latest)
+        return helpdesk.why(self.store.conn, key, decide=decide, now=now, latest=latest)
 
     def stats(self, *, since: str | None = None, top: int = helpdesk.STATS_TOP) -> StatsReport:
         since_ts = parse_when(since) if since is not None else None

@@ -81,14 +81,17 @@ def _like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _where(
-    f: HistoryFilter, conn: sqlite3.Connection, before_ts: float | None
+def where_clauses(
+    f: HistoryFilter, conn: sqlite3.Connection | None, before_ts: float | None, *, placeholder: str = "?"
 ) -> tuple[list[str], list[object]]:
+    """The WHERE terms of ``f`` and their parameters, in SQL that SQLite and PostgreSQL share
+    (``placeholder``: PostgreSQL's driver takes ``%s``).  Without ``conn`` (PostgreSQL) the
+    SSID term only narrows: the caller keeps the rows whose :func:`ssid_of` matches."""
     where: list[str] = []
     params: list[object] = []
 
     def add(sql: str, *values: object) -> None:
-        where.append(sql)
+        where.append(sql.replace("?", placeholder))
         params.extend(values)
 
     if f.mac is not None:
@@ -100,23 +103,21 @@ def _where(
     if f.method is not None:
         add("method = ?", f.method.lower())
     if f.client is not None:
-        add("(client = ? COLLATE NOCASE OR nas_ip = ?)", f.client, f.client)
+        add("(lower(client) = lower(?) OR nas_ip = ?)", f.client, f.client)
     if f.vendor is not None:
-        add("vendor LIKE ? ESCAPE '\\'", f"%{_like(f.vendor)}%")
+        add("lower(vendor) LIKE lower(?) ESCAPE '\\'", f"%{_like(f.vendor)}%")
     if f.port is not None:
         port = f.port.strip()
         if port.isascii() and port.isdigit():
             add("(nas_port = ? OR nas_port_id = ?)", int(port), port)
         else:  # "1/0/7" finds "Gi1/0/7" and "GigabitEthernet1/0/7"
-            add("nas_port_id LIKE ? ESCAPE '\\'", f"%{_like(port)}")
+            add("lower(nas_port_id) LIKE lower(?) ESCAPE '\\'", f"%{_like(port)}")
     if f.ssid is not None:
         # LIKE narrows in C; the function (the AP MAC must parse) decides.
-        conn.create_function("nac_ssid", 1, ssid_of, deterministic=True)
-        add(
-            "called_station_id LIKE ? ESCAPE '\\' AND lower(nac_ssid(called_station_id)) = lower(?)",
-            f"%:{_like(f.ssid)}",
-            f.ssid,
-        )
+        add("lower(called_station_id) LIKE lower(?) ESCAPE '\\'", f"%:{_like(f.ssid)}")
+        if conn is not None:
+            conn.create_function("nac_ssid", 1, ssid_of, deterministic=True)
+            add("lower(nac_ssid(called_station_id)) = lower(?)", f.ssid)
     if f.since is not None:
         add("ts >= ?", f.since)
     if f.until is not None:
@@ -138,7 +139,7 @@ def query_history(
         before_ts = reader.decision_ts(conn, f.before)
         if before_ts is None:
             raise PolicyError(f"--before {f.before}: no decision with that id (pruned?)")
-    where, params = _where(f, conn, before_ts)
+    where, params = where_clauses(f, conn, before_ts)
     if f.mac is not None:
         table = _device_scope(conn, f, postings, before_ts)
         return [history_row(row) for row in _dicts(conn.execute(*_select(table, where, params, f)))]
@@ -221,14 +222,25 @@ def why(
     decision) would answer its latest request differently.  ``lines`` tells it in plain words."""
     found = reader.mac_decisions(conn, mac)  # (id, ts, action) of every decision, by id
     rows = query_history(conn, HistoryFilter(mac=mac, limit=latest), postings=found)
+    return story(mac, found, rows, decide=decide, now=now)
+
+
+def story(
+    mac: str,
+    found: Sequence[reader.Posting],
+    rows: list[dict[str, Any]],
+    *,
+    decide: Callable[[Context], Decision] | None,
+    now: float,
+) -> WhyReport:
+    """:func:`why`'s report from the device's decisions (``found``, by id) and its latest rows
+    (newest first), wherever they were read."""
     streak: Streak | None = None
     refusals: Refusals | None = None
     if rows:
         last = rows[0]
         # The latest decision with another answer bounds the run.
-        other = max(
-            ((p.ts, p.id, p.action) for p in found if p.action != last["action"]), default=None
-        )
+        other = max(((p.ts, p.id, p.action) for p in found if p.action != last["action"]), default=None)
         run = [p.ts for p in found if other is None or p.ts > other[0]]
         first_ts = min(run) if run else _ts(last)
         streak = Streak(

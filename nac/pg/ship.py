@@ -56,10 +56,12 @@ _PG_TYPES: Final = {
 }
 #: The schema migration that adds history (nac/pg/schema.py applies it).
 HISTORY_SCHEMA: Final = (
-    "CREATE TABLE history (journal text NOT NULL, id bigint NOT NULL, "
+    # seq: one id across every journal, for the helpdesk's paging (a journal's own ids repeat).
+    "CREATE TABLE history (seq bigint GENERATED ALWAYS AS IDENTITY UNIQUE, journal text NOT NULL,"
+    " id bigint NOT NULL, "
     + ", ".join(f"{name} {_PG_TYPES.get(name, 'text')}" for name in COLUMNS)
     + ", PRIMARY KEY (journal, id))",
-    "CREATE INDEX history_ts ON history (ts)",
+    "CREATE INDEX history_ts ON history (ts, seq)",
     "CREATE INDEX history_mac_ts ON history (mac, ts)",
     """CREATE TABLE history_shipped (
         journal text PRIMARY KEY,
