@@ -136,9 +136,11 @@ def test_every_answered_decision_reaches_postgresql_once_through_an_outage_and_a
     assert [row["time"] for row in newest] == sorted((row["time"] for row in newest), reverse=True)
     mac = load.answered["nac-b"][-1]
     (row,) = a.history("--mac", mac)
-    assert row["node"] == "nac-b" and row["mac"] == mac
+    assert row["node"] == "nac-b"
+    assert row["mac"] == mac
     older = b.history("--limit", "5", "--before", str(newest[-1]["id"]))  # the next page
-    assert len(older) == 5 and all(r["time"] <= newest[-1]["time"] for r in older)
+    assert len(older) == 5
+    assert all(r["time"] <= newest[-1]["time"] for r in older)
     assert not {r["id"] for r in older} & {r["id"] for r in newest}
     story = json.loads(a.cli_ok("why", mac, "--json"))
     assert story["decisions"][0]["node"] == "nac-b"
