@@ -68,8 +68,11 @@ def test_a_schema_newer_than_this_nac_is_refused_by_every_command(pg_url: str, t
     with pytest.raises(DatabaseFileError, match="newer nac"):
         PgStore(pg_url, readonly=True)
     serve = subprocess.run(
-        [sys.executable, "-m", "nac", "serve", "--db", pg_url, "--journal", str(tmp_path / "journal.db")]
-        + ["--bind", "127.0.0.1", "--auth-port", "0", "--acct-port", "0"],
+        [
+            *(sys.executable, "-m", "nac", "serve", "--db", pg_url),
+            *("--journal", str(tmp_path / "journal.db"), "--bind", "127.0.0.1"),
+            *("--auth-port", "0", "--acct-port", "0"),
+        ],
         capture_output=True,
         text=True,
         timeout=60,
