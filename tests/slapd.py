@@ -118,10 +118,13 @@ class Slapd:
             capture_output=True,
             timeout=30,
         )
-        self.port = free_tcp_port()
-        self.tls_port = free_tcp_port()
         self.proc: subprocess.Popen[bytes] | None = None
-        self.start()
+        for _ in range(3):  # a free port is free only when looked at: on new ones if taken since
+            self.port, self.tls_port = free_tcp_port(), free_tcp_port()
+            if self.start(fail=False):
+                break
+        else:
+            self.start()
         groups = str(root / "groups.ldif")
         subprocess.run(
             ["ldapadd", "-x", "-H", self.url, "-D", ROOT_DN, "-w", ROOT_PASSWORD, "-f", groups],
@@ -138,7 +141,8 @@ class Slapd:
     def ldaps_url(self) -> str:
         return f"ldaps://localhost:{self.tls_port}"
 
-    def start(self) -> None:
+    def start(self, *, fail: bool = True) -> bool:
+        """Start slapd and wait until it listens; False if it exited first (and not ``fail``)."""
         log = (self.root / "slapd.log").open("ab")
         self.proc = subprocess.Popen(
             [SLAPD, "-f", str(self.conf), "-h", f"{self.url}/ {self.ldaps_url}/", "-d", "0"],
@@ -150,12 +154,15 @@ class Slapd:
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                if not fail:
+                    self.proc = None
+                    return False
                 text = (self.root / "slapd.log").read_text(errors="replace")
                 pytest.fail(f"slapd exited ({self.proc.returncode}):\n{text[-3000:]}")
             try:
                 socket.create_connection(("127.0.0.1", self.tls_port), timeout=0.2).close()
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
+                return True
             except OSError:
                 time.sleep(0.05)
         pytest.fail(f"slapd did not listen within {START_TIMEOUT} s")
