@@ -354,3 +354,13 @@ def test_an_error_while_resuming_fails_closed(
 def test_a_upn_is_a_der_utf8string(der: bytes, name: str | None) -> None:
     cert = _certificate([x509.OtherName(UPN_OID, der)])
     assert certificate_name(cert, "san_upn") == name
+
+
+def test_every_outcome_has_every_field(engine: Engine, codes: Codes) -> None:
+    """The MAB path builds its Outcome from a plain tuple: one field short, and reading the
+    directory's field (or _replace) would fail on it."""
+    nas = FakeNas(codes)
+    outcome = send(engine, nas, nas.mab(eap_radius.ALLOWED))
+    assert len(outcome) == len(Outcome._fields)
+    assert outcome.lookup is None
+    assert outcome._replace(kind="decision") == outcome

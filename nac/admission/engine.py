@@ -234,7 +234,8 @@ class Engine:
             secret=client.secret,
             proxy_state=proxy_state,
         )
-        return _new(Outcome, (reply, record, "decision", key, error, None, None))
+        # Every field of Outcome, in order (a short tuple would lack the last ones).
+        return _new(Outcome, (reply, record, "decision", key, error, None, None, None))
 
     def _decide_mab(
         self, req: Request, attrs: dict[int, bytes], client: Client, src: tuple[str, int], now: float
