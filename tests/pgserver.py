@@ -59,8 +59,9 @@ def require_bindir() -> Path:
 class PgServer:
     """One cluster: ``start``, ``stop`` (and start again), ``new_database`` per test."""
 
-    def __init__(self, bin_dir: Path) -> None:
+    def __init__(self, bin_dir: Path, *, settings: str = _SETTINGS) -> None:
         self.bin = bin_dir
+        self.settings = settings  # bench/pg_bench.py keeps PostgreSQL's durable defaults
         self.root = Path(tempfile.mkdtemp(prefix="nac-pg-"))
         self.data = self.root / "data"
         self.log = self.root / "postgres.log"
@@ -85,7 +86,7 @@ class PgServer:
             raise RuntimeError(f"{tool} failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}\n{log}")
 
     def start(self) -> None:
-        options = f"-c listen_addresses='' -c unix_socket_directories='{self.root}' -p {_PORT} {_SETTINGS}"
+        options = f"-c listen_addresses='' -c unix_socket_directories='{self.root}' -p {_PORT} {self.settings}"
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-o", options, "start")
 
     def stop(self) -> None:
