@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -15,7 +16,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.interop import NacServer, NacServerFactory, subprocess_env
+from tests.interop import (
+    SECRET,
+    NacServer,
+    NacServerFactory,
+    exchange,
+    mab_request,
+    status_server,
+    subprocess_env,
+    udp_socket,
+)
 from tests.slapd import GROUPS, PEOPLE, SERVICE_DN, USERS, Slapd
 from tests.test_eapol import (
     BANNED,
@@ -26,6 +36,7 @@ from tests.test_eapol import (
     eapol_test,
     last_decision,
     pki,
+    require_eapol_test,
 )
 
 __all__ = ["pki"]  # the module-scoped fixture, shared with tests/test_eapol.py
@@ -39,13 +50,13 @@ def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
     server.stop()
 
 
-def _nac(factory: NacServerFactory, pki: Path, slapd: Slapd, ldap: str) -> NacServer:
+def _nac(factory: NacServerFactory, pki: Path, slapd: Slapd, ldap: str, timeout: int = 2) -> NacServer:
     lab = pki / "lab"
     extra = (
         f'\n[eap]\ncertificate = "{lab / "server.pem"}"\nprivate_key = "{lab / "server.key"}"\n'
         f'ca_certificates = "{lab / "ca.pem"}"\nmethods = ["tls", "ttls"]\n'
         f'\n[ldap]\nbind_dn = "{SERVICE_DN}"\nbind_password_file = "{slapd.password_file()}"\n'
-        f'base = "{PEOPLE}"\ngroup_base = "{GROUPS}"\ntimeout = 2\n{ldap}'
+        f'base = "{PEOPLE}"\ngroup_base = "{GROUPS}"\ntimeout = {timeout}\n{ldap}'
     )
     server = factory(rules=RULES, extra_config=extra)
     server.cli_ok("groups", "add", "staff", "--vlan", "100")
@@ -205,3 +216,46 @@ def test_users_test_shows_the_directory_source(server: NacServer) -> None:
         "groups: staff",
         "profile: staff (VLAN 100), when the vendor policy accepts",
     ]
+
+
+def test_a_slow_directory_holds_up_no_other_request_and_is_asked_once(
+    nac_server_factory: NacServerFactory, pki: Path, slapd: Slapd
+) -> None:
+    """A directory that takes the connection and never answers: while nac waits for it, other
+    requests are answered, and the NAS's retransmissions of the waiting request ask nothing more."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        url = f'url = "ldap://127.0.0.1:{silent.getsockname()[1]}"\n'
+        server = _nac(nac_server_factory, pki, slapd, url, timeout=6)
+        conf = server.workdir / "slow.conf"
+        conf.write_text(ttls_pap(pki, "carol", USERS["carol"][0]))
+        supplicant = subprocess.Popen(
+            [require_eapol_test(), "-c", str(conf), "-a", "127.0.0.1", "-p", str(server.auth_port),
+             "-s", SECRET, "-M", ALLOWED, "-t", "20", "-r", "0"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        try:
+            for _ in range(100):  # until the request waits for the directory
+                if "ldap_requests:bind=1" in counters(server):
+                    break
+                time.sleep(0.05)
+            else:
+                raise AssertionError(server.stderr()[-2000:])
+            with udp_socket(timeout=1.0) as sock:
+                assert exchange(sock, status_server(), server.auth_port) is not None
+                mab, _ = mab_request("00:10:a4:23:19:c3")
+                answer = exchange(sock, mab, server.auth_port)
+            assert answer is not None
+            assert answer[0] == 2  # Access-Accept, while the 802.1X request still waits
+            assert "ldap_failures" not in counters(server)
+            stdout, _ = supplicant.communicate(timeout=30)
+        finally:
+            supplicant.kill()
+            supplicant.wait()
+    assert stdout.rstrip().endswith("FAILURE"), stdout[-3000:]
+    assert str(last_decision(server)["reason"]).startswith("ttls: directory unavailable (timeout)")
+    line = counters(server)
+    assert "ldap_requests:bind=1," in line  # once, however often the NAS asked
+    assert "ldap_failures:timeout=1" in line
+    assert re.search(r"waiting=[1-9]", line), line  # eapol_test retransmitted meanwhile
