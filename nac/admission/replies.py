@@ -57,7 +57,9 @@ class Outcome(NamedTuple):
 
     reply: bytes
     record: HistoryRecord | None
-    kind: str  # "decision", "duplicate", "status", "accounting"
+    #: "decision", "duplicate", "status", "accounting"; with no reply yet, "lookup" (ask the
+    #: directory, see ``lookup``) or "waiting" (a request already waiting for it: nothing to send)
+    kind: str
     key: tuple[int, str, int, int] | None = None  # duplicate-cache key, to forget on failure
     error: BaseException | None = None  # an internal error that was answered fail-closed
     session: SessionEvent | None = None  # what an Accounting-Request says of a session
