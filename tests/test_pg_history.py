@@ -15,7 +15,7 @@ import pytest
 from nac.history import tiers
 from nac.pg import connect, schema
 from nac.pg.link import Link
-from nac.pg.ship import HistoryShipper, journal_id, read_journal, ship, shipped_upto
+from nac.pg.ship import HistoryShipper, journal_id, noted_upto, read_journal, ship, shipped_upto
 from nac.store import Store
 from tests.helpdesk_rows import decision
 from tests.pgserver import PgServer
@@ -140,6 +140,7 @@ def test_the_thread_ships_while_the_journal_grows_and_after_an_outage(
         for start in range(0, 300, 30):
             _commit(path, _macs(30, start))
         _wait(lambda: len(_shipped(db)) == 300)
+        _wait(lambda: _noted(path) == 300)  # the journal's note of it, for the metrics
         # PostgreSQL refuses the shipper's connection for a while (as a restart would).
         name = db.info.dbname
         admin.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS false".encode())
@@ -176,6 +177,14 @@ def test_a_journal_that_cannot_be_read_is_counted_and_retried(tmp_path: Path, pg
         _wait(lambda: shipper.shipped == 2, within=30)
     finally:
         shipper.stop()
+
+
+def _noted(path: str) -> int | None:
+    conn = tiers.connect(path, sync=False)
+    try:
+        return noted_upto(conn)
+    finally:
+        conn.close()
 
 
 def _wait(check: Any, within: float = 10.0) -> None:

@@ -107,6 +107,7 @@ def test_every_answered_decision_reaches_postgresql_once_through_an_outage_and_a
             during = {node: len(macs) - before[node] for node, macs in load.answered.items()}
             assert _metric(a, "nac_pg_history_up") == 0.0
             assert _metric(a, "nac_pg_history_unshipped") > 0
+            assert _metric(b, "nac_pg_history_unshipped") > 0  # restarted: from the journal's note
         finally:
             pg.start()
         time.sleep(1.0)

@@ -116,6 +116,30 @@ def read_journal(conn: sqlite3.Connection, above: int, limit: int) -> list[tuple
         conn.rollback()
 
 
+def noted_upto(conn: sqlite3.Connection) -> int | None:
+    """The watermark the journal noted at its last shipment (None: never shipped, or unreadable)."""
+    try:
+        found = conn.execute("SELECT value FROM main.meta WHERE key = 'pg_shipped_upto'").fetchone()
+        conn.rollback()
+    except sqlite3.Error:
+        return None
+    return None if found is None else int(found[0])
+
+
+def note_upto(conn: sqlite3.Connection, upto: int) -> None:
+    """Note PostgreSQL's new watermark in the journal, for the metrics alone: PostgreSQL's own
+    stays the one shipping starts from.  A note that fails is skipped."""
+    try:
+        with conn:
+            conn.execute(
+                "INSERT INTO main.meta (key, value) VALUES ('pg_shipped_upto', ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (str(upto),),
+            )
+    except sqlite3.Error as exc:
+        log.debug("history shipper: noting the watermark in the journal: %s", exc)
+
+
 def shipped_upto(pg: psycopg.Connection[Any], journal: str) -> int:
     found = pg.execute("SELECT upto FROM history_shipped WHERE journal = %s", (journal,)).fetchone()
     return 0 if found is None else int(found[0])
@@ -197,7 +221,9 @@ class HistoryShipper:
         import psycopg  # noqa: PLC0415 - the server loads it only with a PostgreSQL database
 
         journal: str | None = None
-        upto: int | None = None  # PostgreSQL's watermark, read at each (re)connection
+        # PostgreSQL's watermark, read at each (re)connection; until then the journal's note of
+        # it, so that a server started during an outage counts what waits.
+        upto: int | None = noted_upto(conn)
         connected: psycopg.Connection[Any] | None = None
         while not self._stop.is_set():
             pg = self.link.connection()
@@ -214,6 +240,7 @@ class HistoryShipper:
                 rows = read_journal(conn, upto, SHIP_MAX)
                 if rows:
                     upto = ship(pg, journal, self.node, rows)
+                    note_upto(conn, upto)
                     self.shipped += len(rows)
                 self._look(conn, upto)
             except psycopg.Error as exc:
