@@ -46,7 +46,7 @@ def _free_tcp_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _server(workdir: Path, url: str, node: str) -> NacServer:
+def _server(workdir: Path, url: str, node: str, *, coa_port: int = 3799) -> NacServer:
     workdir.mkdir(parents=True)
     auth_port, acct_port = free_udp_ports(2)
     metrics = _free_tcp_port()
@@ -59,7 +59,7 @@ def _server(workdir: Path, url: str, node: str) -> NacServer:
             secret=SECRET,
             relaxed_address=RELAXED_ADDRESS,
             relaxed_secret=RELAXED_SECRET,
-            coa_port=3799,
+            coa_port=coa_port,
             server_settings=settings,
         )
         + f'\n[metrics]\nbind = "127.0.0.1:{metrics}"\n'

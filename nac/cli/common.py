@@ -87,14 +87,9 @@ def _command() -> str:
 
 
 def _before_apply(nac: Any, apply: Apply) -> Any:
-    """The policy in force before a change, when ``--apply`` acts on sessions (now, ask);
-    sessions are not shared on PostgreSQL yet, so there the change is refused before it is
-    made (exit 2)."""
+    """The policy in force before a change, when ``--apply`` acts on sessions (now, ask)."""
     if apply == Apply.next:
         return None
-    if nac.shared:
-        _fail(f"{_command()} --apply {apply.value}: not yet supported on PostgreSQL (sessions are not shared"
-              " yet); use --apply next", 2)  # fmt: skip
     return nac.policy()
 
 

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Final
 
 import typer
 
-from nac.cli.common import DbOption, JsonOption, _errors, _fail, _print_json, _print_table
+from nac.cli.common import DbOption, JsonOption, _app, _errors, _fail, _print_json, _print_table
 from nac.render import iso_time
 from nac.sessions.enforce import APPLY_MODES as ENFORCE_MODES
 
@@ -26,12 +26,6 @@ _TABLE: Final = (
 )
 
 
-def _open(db: str | None) -> Any:
-    from nac.resources import open_store  # noqa: PLC0415
-
-    return open_store(db)
-
-
 @app.command()
 def sessions(
     active: Annotated[
@@ -46,12 +40,12 @@ def sessions(
 
     Example: nac sessions --active --mac 00:e0:fc:12:34:56
     """
+    from nac.app import sessions as app_sessions  # noqa: PLC0415
     from nac.registry.mac import format_mac, parse_mac  # noqa: PLC0415
-    from nac.sessions import store as session_store  # noqa: PLC0415
 
     with _errors():
         canonical = format_mac(parse_mac(mac.strip())) if mac is not None else None
-        store = _open(db)
+        nac = _app(db)
         try:
             rows = [
                 {
@@ -59,37 +53,32 @@ def sessions(
                     "started_time": iso_time(row["started_time"]),
                     "updated_time": iso_time(row["updated_time"]),
                 }
-                for row in session_store.query(store.conn, active=active, mac=canonical, client=client)
+                for row in app_sessions.query(nac, active=active, mac=canonical, client=client)
             ]
         finally:
-            store.close()
+            nac.close()
     if as_json:
         _print_json(rows)
     elif not rows:
         typer.echo("no sessions match")
-    else:
-        _print_table(rows, _TABLE)
+    else:  # on PostgreSQL, every server's sessions: each names its node
+        _print_table(rows, ("node", *_TABLE) if nac.shared else _TABLE)
 
 
 def _act(kind: str, mac: str, db: str | None, wait: float, as_json: bool) -> None:
-    import time  # noqa: PLC0415
-
+    from nac.app import sessions as app_sessions  # noqa: PLC0415
     from nac.registry.mac import format_mac, parse_mac  # noqa: PLC0415
-    from nac.sessions import store as session_store  # noqa: PLC0415
-    from nac.store import os_user  # noqa: PLC0415
 
     with _errors():
         canonical = format_mac(parse_mac(mac.strip()))
-        store = _open(db)
-        try:
-            ids = session_store.request_action(
-                store.conn, mac=canonical, kind=kind, reason="cli", requested_by=os_user(), now=time.time()
-            )
+        nac = _app(db)
+        try:  # on PostgreSQL, the server that saw the session's accounting sends it
+            ids = app_sessions.request_action(nac, mac=canonical, kind=kind, reason="cli")
             if not ids:
                 _fail(f"no active session for {canonical} (see `nac sessions --mac {canonical}`)", 1)
-            rows = session_store.wait_jobs(store.conn, ids, wait=wait)
+            rows = app_sessions.wait_jobs(nac, ids, wait=wait)
         finally:
-            store.close()
+            nac.close()
     if as_json:
         _print_json(rows)
     else:
@@ -152,14 +141,11 @@ def enforce_after(nac: Any, before: Any, apply: str, *, reason: str) -> None:
     """After a rule change: `next` leaves devices on the network until they authenticate
     again; `now` disconnects (banned) or re-authorizes (VLAN changed) them at once; `ask`
     lists them and asks first."""
-    import time  # noqa: PLC0415
-
-    from nac.sessions import store as session_store  # noqa: PLC0415
-    from nac.sessions.enforce import changes  # noqa: PLC0415
+    from nac.app import sessions as app_sessions  # noqa: PLC0415
 
     if apply == "next":
         return
-    pending = changes(nac.store.conn, before, nac.policy(), now=time.time())
+    pending = app_sessions.changes(nac, before)  # on PostgreSQL, every server's sessions
     typer.echo(f"{len(pending)} devices on the network change decision")
     for change in pending:
         old = change.before.action + (f" vlan {change.before.vlan}" if change.before.vlan else "")
@@ -170,6 +156,6 @@ def enforce_after(nac: Any, before: Any, apply: str, *, reason: str) -> None:
     if apply == "ask" and not typer.confirm("Act on them now?", default=False):
         typer.echo("left for their next authentication")
         return
-    queued = nac.enforce_change(before, reason=reason)
+    queued = app_sessions.enforce_change(nac, before, reason=reason)
     ids = [i for _, job_ids in queued for i in job_ids]
-    print_jobs(session_store.wait_jobs(nac.store.conn, ids, wait=APPLY_WAIT) if ids else [])
+    print_jobs(app_sessions.wait_jobs(nac, ids, wait=APPLY_WAIT) if ids else [])

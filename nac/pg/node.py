@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Final
+from typing import TYPE_CHECKING, Any, Final
 
-from nac.pg import PgUnreachableError, connect, redact, schema
+from nac.pg import PgUnreachableError, coa, connect, redact, schema
 from nac.pg.follow import POLL_SECONDS, RulesFollower, copy_rules, listen
 from nac.pg.link import Link
+from nac.pg.sessions import SessionShipper
 from nac.pg.ship import HistoryShipper
 from nac.pg.store import PgStore
 from nac.store import Store
+
+if TYPE_CHECKING:
+    import psycopg
 
 log = logging.getLogger("nac.pg")
 
@@ -37,6 +41,17 @@ class PgNode:
         self.follower = RulesFollower(self.rules_link, journal, poll=poll)
         self.history_link = Link(url, purpose="history", setup=lambda conn: schema.require(conn, self.where))
         self.shipper = HistoryShipper(self.history_link, journal, node=node)
+        self.sessions_link = Link(url, purpose="sessions", setup=self._require)
+        self.sessions = SessionShipper(self.sessions_link, journal, node=node)
+        self.jobs_link = Link(url, purpose="Disconnect / CoA jobs", setup=self._listen_jobs)
+        self.jobs = coa.JobFollower(self.jobs_link, journal, node=node)
+
+    def _require(self, conn: psycopg.Connection[Any]) -> None:
+        schema.require(conn, self.where)
+
+    def _listen_jobs(self, conn: psycopg.Connection[Any]) -> None:
+        schema.require(conn, self.where)
+        coa.listen(conn)
 
     def start_up(self) -> None:
         """Bring PostgreSQL's schema up to date and copy its rules into the journal, so the
@@ -91,10 +106,14 @@ class PgNode:
         """Start the threads (in the process that serves)."""
         self.follower.start()
         self.shipper.start()
+        self.sessions.start()
+        self.jobs.start()
 
     def stop(self) -> None:
         self.follower.stop()
         self.shipper.stop()
+        self.sessions.stop()
+        self.jobs.stop()
 
     def gauges(self) -> dict[str, Callable[[], float]]:
         """For /metrics: ``nac_pg_up`` is 1 while the rules connection is up."""
@@ -102,6 +121,10 @@ class PgNode:
             "pg_up": lambda: float(self.rules_link.up),
             "pg_history_up": lambda: float(self.history_link.up),
             "pg_history_unshipped": lambda: float(self.shipper.unshipped),
+            "pg_sessions_up": lambda: float(self.sessions_link.up),
+            "pg_sessions_unshipped": lambda: float(self.sessions.unshipped),
+            "pg_coa_up": lambda: float(self.jobs_link.up),
+            "pg_coa_unreported": lambda: float(self.jobs.unreported),
         }
 
     def totals(self) -> dict[str, Callable[[], float]]:
@@ -110,4 +133,10 @@ class PgNode:
             "pg_reconnects": lambda: float(self.rules_link.reconnects),
             "pg_history_shipped": lambda: float(self.shipper.shipped),
             "pg_history_journal_failures": lambda: float(self.shipper.failures),
+            "pg_sessions_shipped": lambda: float(self.sessions.shipped),
+            "pg_sessions_journal_failures": lambda: float(self.sessions.failures),
+            "pg_coa_claimed": lambda: float(self.jobs.claimed),
+            "pg_coa_reported": lambda: float(self.jobs.reported),
+            "pg_coa_refused": lambda: float(self.jobs.refused),
+            "pg_coa_journal_failures": lambda: float(self.jobs.failures),
         }

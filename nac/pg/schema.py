@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 from nac import __version__
 from nac.errors import DatabaseFileError
+from nac.pg.coa import COA_SCHEMA
+from nac.pg.sessions import SESSIONS_SCHEMA
 from nac.pg.ship import HISTORY_SCHEMA
 
 if TYPE_CHECKING:
@@ -60,6 +62,7 @@ MIGRATIONS: Final[tuple[tuple[int, str, tuple[str, ...]], ...]] = (
         ),
     ),
     (2, "every server's history, and how far each journal is shipped", HISTORY_SCHEMA),
+    (3, "every server's sessions, and Disconnect / CoA jobs for any server", (*SESSIONS_SCHEMA, *COA_SCHEMA)),
 )
 SCHEMA_VERSION: Final = MIGRATIONS[-1][0]
 #: pg_advisory_xact_lock's key for migrations ("nac" in ASCII): one migrator at a time.

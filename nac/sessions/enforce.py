@@ -8,8 +8,9 @@ server, which holds the NAS secrets, sends them at a bounded rate per NAS.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
     import sqlite3
@@ -35,14 +36,22 @@ class Change:
 
 def changes(conn: sqlite3.Connection, before: Policy, after: Policy, *, now: float) -> list[Change]:
     """Active sessions whose device the new rules treat differently (action or VLAN)."""
+    from nac.sessions import store as session_store  # noqa: PLC0415
+
+    return changes_in(session_store.query(conn, active=True), before, after, now=now)
+
+
+def changes_in(
+    sessions: Iterable[Mapping[str, Any]], before: Policy, after: Policy, *, now: float
+) -> list[Change]:
+    """:func:`changes` over given active ``sessions`` (every server's, on PostgreSQL)."""
     # Imported here so that the CLI reads APPLY_MODES without loading the policy engine.
     from nac.policy.decide import Context  # noqa: PLC0415
     from nac.registry.mac import parse_mac  # noqa: PLC0415
-    from nac.sessions import store as session_store  # noqa: PLC0415
 
     out = []
     seen: set[tuple[str, str]] = set()
-    for row in session_store.query(conn, active=True):
+    for row in sessions:
         mac_text = row["mac"]
         if mac_text is None or (mac_text, row["client"]) in seen:
             continue

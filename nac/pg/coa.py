@@ -1,0 +1,329 @@
+"""Disconnect and CoA from any server: jobs queued in PostgreSQL, sent by the server that saw
+the session's accounting.
+
+`nac disconnect`, `nac reauth` and `--apply now` on PostgreSQL queue one row per active
+session in ``coa_jobs``, addressed to the session's node (the one whose journal holds the
+session and whose client table holds the NAS's secret), and announce it on ``nac_coa``.
+In each server a job follower thread claims the jobs addressed to its node
+(``FOR UPDATE SKIP LOCKED``), copies them into its journal's own jobs table, where the
+server's CoA dispatcher (nac/serve/coa_jobs.py) sends them as it sends a local
+`nac disconnect`, and reports each answer back to PostgreSQL's row, which the CLI waits on.
+
+Sent once: the copy into the journal commits first, with the PostgreSQL job's id in
+``pg_coa_jobs`` (its primary key), and the claim second, while the row is still locked.  A
+crash between the two leaves the row pending in PostgreSQL and copied in the journal; the next
+claim finds the copy and only marks the row claimed.  Results are reported until the journal
+says they were: a repeat writes the same values again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+from nac.errors import NacError
+from nac.pg.link import Link
+from nac.store import Store
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from nac.policy.decide import Policy
+    from nac.sessions.enforce import Change
+
+log = logging.getLogger("nac.pg")
+
+#: The channel a queued job is announced on (its payload: the node it is addressed to).
+COA_CHANNEL: Final = "nac_coa"
+#: Seconds between two looks for jobs and answers when no announcement came.
+POLL_SECONDS: Final = 0.25
+#: Most jobs one claim takes (the dispatcher paces each NAS: nac/sessions/store.py).
+CLAIM_MAX: Final = 200
+#: A job's states that the CLI still waits on.
+WAITING: Final = ("pending", "sent")
+
+COA_SCHEMA: Final = (
+    """CREATE TABLE coa_jobs (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        node text NOT NULL,
+        client text NOT NULL,
+        nas_ip text NOT NULL,
+        session_id text NOT NULL,
+        mac text,
+        kind text NOT NULL,
+        reason text NOT NULL,
+        requested double precision NOT NULL,
+        requested_by text NOT NULL,
+        vlan_change boolean NOT NULL DEFAULT false,
+        status text NOT NULL DEFAULT 'pending',
+        claimed double precision,
+        attempts integer NOT NULL DEFAULT 0,
+        error_cause integer,
+        detail text,
+        finished double precision
+    )""",
+    "CREATE INDEX coa_jobs_pending ON coa_jobs (node, id) WHERE status = 'pending'",
+)
+
+_LOCAL: Final = (
+    "CREATE TABLE IF NOT EXISTS pg_coa_jobs (pg_id INTEGER PRIMARY KEY,"
+    " job INTEGER NOT NULL UNIQUE, reported INTEGER NOT NULL DEFAULT 0)"
+)
+_JOB_ROWS: Final = (
+    "SELECT id, kind, status, attempts, error_cause, detail, mac, client, nas_ip, session_id, node"
+    " FROM coa_jobs WHERE id = ANY(%s) ORDER BY id"
+)
+
+
+# -- the CLI's side ------------------------------------------------------------------------
+
+
+def request_action(
+    pg: psycopg.Connection[Any],
+    *,
+    mac: str,
+    kind: str,
+    reason: str,
+    requested_by: str,
+    now: float,
+    vlan_change: bool = False,
+) -> list[int]:
+    """Queue a Disconnect or re-authorize for every active session of ``mac``, on whichever
+    server saw it; the job ids (none: no active session)."""
+    with pg.transaction():
+        rows = pg.execute(
+            "INSERT INTO coa_jobs (node, client, nas_ip, session_id, mac, kind, reason, requested,"
+            " requested_by, vlan_change) SELECT node, client, nas_ip, session_id, mac, %s, %s, %s, %s, %s"
+            " FROM sessions WHERE mac = %s AND status = 'active' ORDER BY node, client RETURNING id, node",
+            (kind, reason, now, requested_by, vlan_change, mac),
+        ).fetchall()
+        for node in sorted({str(row[1]) for row in rows}):  # delivered at commit
+            pg.execute("SELECT pg_notify(%s, %s)", (COA_CHANNEL, node))
+    return [int(row[0]) for row in rows]
+
+
+def jobs(pg: psycopg.Connection[Any], ids: Sequence[int]) -> list[dict[str, Any]]:
+    with pg.cursor() as cursor:
+        cursor.execute(_JOB_ROWS, (list(ids),))
+        names = [d.name for d in cursor.description or ()]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def wait_jobs(pg: psycopg.Connection[Any], ids: Sequence[int], *, wait: float) -> list[dict[str, Any]]:
+    """The jobs' rows once their servers have reported them all, or as they stand after
+    ``wait`` s (as nac/sessions/store.py's wait_jobs does for one server)."""
+    deadline = time.monotonic() + wait
+    rows = jobs(pg, ids)
+    while time.monotonic() < deadline and any(r["status"] in WAITING for r in rows):
+        time.sleep(0.1)
+        rows = jobs(pg, ids)
+    return rows
+
+
+def enforce(
+    pg: psycopg.Connection[Any],
+    before: Policy,
+    after: Policy,
+    *,
+    reason: str,
+    requested_by: str,
+    now: float,
+    sessions: Sequence[dict[str, Any]],
+) -> list[tuple[Change, list[int]]]:
+    """nac/sessions/enforce.py's enforce over every server's active ``sessions``."""
+    from nac.sessions.enforce import changes_in  # noqa: PLC0415 - loads the policy engine
+
+    queued = []
+    for change in changes_in(sessions, before, after, now=now):
+        ids = request_action(
+            pg, mac=change.mac, kind=change.kind, reason=reason, requested_by=requested_by, now=now,
+            vlan_change=change.before.vlan != change.after.vlan,
+        )  # fmt: skip
+        queued.append((change, ids))
+    return queued
+
+
+# -- the server's side ---------------------------------------------------------------------
+
+
+def claim(pg: psycopg.Connection[Any], conn: sqlite3.Connection, node: str, *, now: float) -> tuple[int, int]:
+    """Copy the pending jobs addressed to ``node`` into the journal, then mark them sent in
+    PostgreSQL (a job whose session the journal does not hold is answered 'error' at once);
+    (jobs copied, jobs refused)."""
+    with pg.transaction():
+        rows = pg.execute(
+            "SELECT id, client, nas_ip, session_id, kind, reason, requested, requested_by, vlan_change"
+            " FROM coa_jobs WHERE node = %s AND status = 'pending' ORDER BY id LIMIT %s"
+            " FOR UPDATE SKIP LOCKED",
+            (node, CLAIM_MAX),
+        ).fetchall()
+        if not rows:
+            return 0, 0
+        missing = copy_in(conn, rows)
+        taken = [row[0] for row in rows if row[0] not in missing]
+        if taken:
+            pg.execute("UPDATE coa_jobs SET status = 'sent', claimed = %s WHERE id = ANY(%s)", (now, taken))
+        if missing:
+            pg.execute(
+                "UPDATE coa_jobs SET status = 'error', detail = %s, finished = %s WHERE id = ANY(%s)",
+                (f"the session is not in {node}'s journal", now, sorted(missing)),
+            )
+    return len(taken), len(missing)
+
+
+def copy_in(conn: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> set[int]:
+    """Queue ``rows`` (PostgreSQL jobs) in the journal's jobs table, each once, in one SQLite
+    transaction; the ids of those whose session the journal does not hold."""
+    missing = set()
+    with conn:
+        for pg_id, client, nas_ip, session_id, kind, reason, requested, requested_by, vlan_change in rows:
+            if conn.execute("SELECT 1 FROM pg_coa_jobs WHERE pg_id = ?", (pg_id,)).fetchone():
+                continue  # copied before a crash that left PostgreSQL's row unclaimed
+            found = conn.execute(
+                "SELECT id FROM sessions WHERE client = ? AND nas_ip = ? AND session_id = ?",
+                (client, nas_ip, session_id),
+            ).fetchone()
+            if found is None:
+                missing.add(int(pg_id))
+                continue
+            cursor = conn.execute(
+                "INSERT INTO coa_jobs (session, kind, reason, requested, requested_by, status, vlan_change)"
+                " VALUES (?, ?, ?, ?, ?, 'pending', ?)",
+                (found[0], kind, reason, requested, requested_by, int(vlan_change)),
+            )
+            conn.execute("INSERT INTO pg_coa_jobs (pg_id, job) VALUES (?, ?)", (pg_id, cursor.lastrowid))
+    return missing
+
+
+def report(pg: psycopg.Connection[Any], conn: sqlite3.Connection) -> int:
+    """Write the answers the journal has for claimed jobs into PostgreSQL, then note them
+    reported in the journal; how many."""
+    try:
+        rows = conn.execute(
+            "SELECT m.pg_id, j.status, j.attempts, j.error_cause, j.detail, j.finished FROM pg_coa_jobs m"
+            " JOIN coa_jobs j ON j.id = m.job WHERE m.reported = 0 AND j.status NOT IN ('pending', 'sent')"
+        ).fetchall()
+    finally:
+        conn.rollback()
+    if not rows:
+        return 0
+    with pg.transaction(), pg.cursor() as cursor:
+        cursor.executemany(
+            "UPDATE coa_jobs SET status = %s, attempts = %s, error_cause = %s, detail = %s, finished = %s"
+            " WHERE id = %s",
+            [(*row[1:], row[0]) for row in rows],
+        )
+    with conn:
+        conn.executemany("UPDATE pg_coa_jobs SET reported = 1 WHERE pg_id = ?", [(row[0],) for row in rows])
+    return len(rows)
+
+
+def unreported(conn: sqlite3.Connection) -> int:
+    """Jobs claimed from PostgreSQL whose answer it has not been told yet."""
+    try:
+        return int(conn.execute("SELECT COUNT(*) FROM pg_coa_jobs WHERE reported = 0").fetchone()[0])
+    finally:
+        conn.rollback()
+
+
+class JobFollower:
+    """The thread; :meth:`start` and :meth:`stop` from the server's main thread.  ``claimed``,
+    ``reported``, ``refused``, ``unreported`` and ``failures`` are what /metrics shows."""
+
+    def __init__(
+        self, link: Link, journal: str, *, node: str, poll: float = POLL_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:  # fmt: skip
+        self.link = link
+        self.journal = journal
+        self.node = node
+        self.poll = poll
+        self._clock = clock
+        self.claimed = 0  # jobs copied into the journal by this process
+        self.reported = 0  # answers written back to PostgreSQL
+        self.refused = 0  # jobs whose session the journal does not hold
+        self.unreported = 0  # claimed jobs whose answer PostgreSQL lacks, at the last look
+        self.failures = 0  # journal reads and writes that failed (PostgreSQL's are the link's)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="nac-pg-coa", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _run(self) -> None:
+        store: Store | None = None
+        try:
+            while store is None and not self._stop.is_set():
+                store = self._open()
+            if store is not None:
+                self._follow(store.conn)
+        finally:
+            if store is not None:
+                store.close()
+            self.link.close()
+
+    def _open(self) -> Store | None:
+        try:
+            store = Store(self.journal)  # this thread's own connection
+        except NacError as exc:
+            self.failures += 1
+            log.warning("job follower cannot open the journal %s: %s; retrying", self.journal, exc)
+            self._stop.wait(1.0)
+            return None
+        try:
+            with store.conn:
+                store.conn.execute(_LOCAL)
+        except sqlite3.Error as exc:
+            store.close()
+            self.failures += 1
+            log.warning("job follower cannot prepare the journal %s: %s; retrying", self.journal, exc)
+            self._stop.wait(1.0)
+            return None
+        return store
+
+    def _follow(self, conn: sqlite3.Connection) -> None:
+        import psycopg  # noqa: PLC0415 - the server loads it only with a PostgreSQL database
+
+        while not self._stop.is_set():
+            pg = self.link.connection()
+            if pg is None:
+                self._look(conn)
+                self._stop.wait(max(self.poll, self.link.retry_in()))
+                continue
+            try:
+                taken, refused = claim(pg, conn, self.node, now=self._clock())
+                self.claimed += taken
+                self.refused += refused
+                if refused:
+                    log.warning("%d queued jobs name sessions this server's journal does not hold", refused)
+                self.reported += report(pg, conn)
+                self._look(conn)
+                for _ in pg.notifies(timeout=self.poll, stop_after=1):
+                    pass  # a job was queued: claim at once
+            except psycopg.Error as exc:
+                self.link.lost(exc)
+            except sqlite3.Error as exc:  # a locked or full journal: try again
+                self.failures += 1
+                log.warning("job follower: the journal %s: %s; retrying", self.journal, exc)
+                self._stop.wait(self.poll)
+
+    def _look(self, conn: sqlite3.Connection) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self.unreported = unreported(conn)
+
+
+def listen(conn: psycopg.Connection[Any]) -> None:
+    """A job follower connection's setup (after the schema check): LISTEN for queued jobs."""
+    conn.execute(f"LISTEN {COA_CHANNEL}")

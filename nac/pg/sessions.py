@@ -1,0 +1,276 @@
+"""Every server's sessions in PostgreSQL: the session shipper, and the helpdesk's reads.
+
+Accounting updates a server's sessions in its journal (nac/sessions/store.py, inside the group
+commit), as on a single server; this thread follows behind and upserts the rows that changed
+into PostgreSQL's ``sessions``, keyed by the node and the session's own key (client, NAS
+address, Acct-Session-Id).  To know what changed, the journal keeps a change counter beside
+its sessions: triggers give a session the next ``rev`` in ``session_changes`` whenever it is
+inserted or updated (a separate table, so the sessions table and what `nac sessions` shows of
+it stay as they are; made here, with the rows already there, the first time a journal is
+shipped).  Each shipment upserts the rows changed after the journal's watermark
+(``sessions_shipped.upto``, keyed by the journal's id as history's is) and raises it in the
+same transaction: an outage or a crash leaves the watermark at the last shipment, the next
+one starts from there, and a row changed again meanwhile carries its latest state.  Upserts
+make a repeat harmless, so a session's row in PostgreSQL is always its journal's, at most an
+interval behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+from nac.errors import NacError
+from nac.pg.link import Link
+from nac.pg.ship import journal_id
+from nac.store import Store
+
+if TYPE_CHECKING:
+    import psycopg
+
+log = logging.getLogger("nac.pg")
+
+#: Most session rows one shipment takes.
+SHIP_MAX: Final = 2_000
+#: Seconds between two looks at the journal once everything is shipped.
+SHIP_INTERVAL: Final = 0.25
+
+#: A session's columns as the journal keeps them (its local id aside), node last.
+COLUMNS: Final = (
+    "client", "nas_ip", "session_id", "nas_identifier", "mac", "user_name", "nas_port",
+    "nas_port_id", "called_station_id", "calling_station_id", "framed_ip", "vlan", "status",
+    "started", "updated", "stopped", "session_time", "input_octets", "output_octets",
+    "input_packets", "output_packets", "terminate_cause", "audit_session_id",
+)  # fmt: skip
+_KEY: Final = ("node", "client", "nas_ip", "session_id")
+_PG_TYPES: Final = {
+    "status": "text NOT NULL",
+    "started": "double precision NOT NULL",
+    "updated": "double precision NOT NULL",
+    "stopped": "double precision",
+    **dict.fromkeys(("client", "nas_ip", "session_id"), "text NOT NULL"),
+    **dict.fromkeys(
+        ("nas_port", "session_time", "input_octets", "output_octets", "input_packets", "output_packets"),
+        "bigint",
+    ),
+}
+#: The schema migration that adds sessions (nac/pg/schema.py applies it, with the jobs').
+SESSIONS_SCHEMA: Final = (
+    "CREATE TABLE sessions (node text NOT NULL, "
+    + ", ".join(f"{name} {_PG_TYPES.get(name, 'text')}" for name in COLUMNS)
+    + f", PRIMARY KEY ({', '.join(_KEY)}))",
+    "CREATE INDEX sessions_mac ON sessions (mac, status)",
+    "CREATE INDEX sessions_updated ON sessions (updated)",
+    """CREATE TABLE sessions_shipped (
+        journal text PRIMARY KEY,
+        node text NOT NULL,
+        upto bigint NOT NULL,
+        shipped_at timestamptz NOT NULL DEFAULT now()
+    )""",
+)
+_UPDATES: Final = ", ".join(f"{name} = EXCLUDED.{name}" for name in COLUMNS if name not in _KEY)
+_UPSERT: Final = (
+    f"INSERT INTO sessions (node, {', '.join(COLUMNS)}) VALUES (%s{', %s' * len(COLUMNS)})"  # noqa: S608
+    f" ON CONFLICT ({', '.join(_KEY)}) DO UPDATE SET {_UPDATES}"
+)
+
+# The journal's change counter: each insert or update of a session gives it the next rev.
+_TRACK: Final = (
+    "CREATE TABLE IF NOT EXISTS session_changes (session INTEGER PRIMARY KEY, rev INTEGER NOT NULL)",
+    "CREATE UNIQUE INDEX IF NOT EXISTS session_changes_rev ON session_changes (rev)",
+    # Sessions already there (a journal made before, or a single server's file): one rev each.
+    "INSERT OR IGNORE INTO session_changes (session, rev)"
+    " SELECT id, id + (SELECT COALESCE(MAX(rev), 0) FROM session_changes) FROM sessions",
+    # Two statements, not INSERT OR REPLACE: an upsert's own conflict clause overrides the
+    # trigger's, and the rev must be taken before the session's old one could be removed.
+    "CREATE TRIGGER IF NOT EXISTS session_changed_insert AFTER INSERT ON sessions BEGIN"
+    " UPDATE session_changes SET rev = (SELECT MAX(rev) + 1 FROM session_changes) WHERE session = NEW.id;"
+    " INSERT INTO session_changes (session, rev)"
+    " SELECT NEW.id, (SELECT COALESCE(MAX(rev), 0) + 1 FROM session_changes)"
+    " WHERE NOT EXISTS (SELECT 1 FROM session_changes WHERE session = NEW.id); END",
+    "CREATE TRIGGER IF NOT EXISTS session_changed_update AFTER UPDATE ON sessions BEGIN"
+    " UPDATE session_changes SET rev = (SELECT MAX(rev) + 1 FROM session_changes) WHERE session = NEW.id;"
+    " INSERT INTO session_changes (session, rev)"
+    " SELECT NEW.id, (SELECT COALESCE(MAX(rev), 0) + 1 FROM session_changes)"
+    " WHERE NOT EXISTS (SELECT 1 FROM session_changes WHERE session = NEW.id); END",
+)
+_CHANGED: Final = (
+    f"SELECT c.rev, {', '.join(f's.{name}' for name in COLUMNS)} FROM session_changes c"  # noqa: S608
+    " JOIN sessions s ON s.id = c.session WHERE c.rev > ? ORDER BY c.rev LIMIT ?"
+)
+
+
+def track_changes(conn: sqlite3.Connection) -> None:
+    """Give the journal its change counter (once: the triggers stay in the file)."""
+    found = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'session_changed_update'").fetchone()
+    if found is not None:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in _TRACK:
+            conn.execute(statement)
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+
+
+def changed(conn: sqlite3.Connection, above: int, limit: int) -> list[tuple[Any, ...]]:
+    """(rev, columns...) of the sessions changed after rev ``above``, in rev order."""
+    try:
+        return conn.execute(_CHANGED, (above, limit)).fetchall()
+    finally:
+        conn.rollback()
+
+
+def shipped_upto(pg: psycopg.Connection[Any], journal: str) -> int:
+    found = pg.execute("SELECT upto FROM sessions_shipped WHERE journal = %s", (journal,)).fetchone()
+    return 0 if found is None else int(found[0])
+
+
+def ship(pg: psycopg.Connection[Any], journal: str, node: str, rows: Sequence[Sequence[Any]]) -> int:
+    """Upsert ``rows`` (rev first, as :func:`changed` gives them) as ``node``'s and raise the
+    journal's watermark to the last rev, in one transaction; returns that rev.  A journal is
+    one server's: its rows are this node's, whichever name an older row carries."""
+    with pg.transaction(), pg.cursor() as cursor:
+        cursor.executemany(_UPSERT, [(node, *row[1:]) for row in rows])
+        upto = int(rows[-1][0])
+        cursor.execute(
+            "INSERT INTO sessions_shipped (journal, node, upto) VALUES (%s, %s, %s)"
+            " ON CONFLICT (journal) DO UPDATE SET node = EXCLUDED.node, upto = EXCLUDED.upto,"
+            " shipped_at = now()",
+            (journal, node, upto),
+        )
+    return upto
+
+
+class SessionShipper:
+    """The thread; :meth:`start` and :meth:`stop` from the server's main thread.  ``shipped``,
+    ``unshipped`` and ``failures`` are what /metrics shows."""
+
+    def __init__(self, link: Link, journal: str, *, node: str, interval: float = SHIP_INTERVAL) -> None:
+        self.link = link
+        self.journal = journal
+        self.node = node
+        self.interval = interval
+        self.shipped = 0  # session changes shipped by this process
+        self.unshipped = 0  # changes in the journal after the watermark, at the last look
+        self.failures = 0  # journal reads that failed (PostgreSQL's are the link's)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="nac-pg-sessions", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop after the shipment in flight (what is left ships at the next start)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _run(self) -> None:
+        store: Store | None = None
+        try:
+            while store is None and not self._stop.is_set():
+                store = self._open()
+            if store is not None:
+                self._ship_all(store.conn)
+        finally:
+            if store is not None:
+                store.close()
+            self.link.close()
+
+    def _open(self) -> Store | None:
+        """The thread's connection to the journal, with its change counter, or None (counted,
+        logged) to try again."""
+        store = None
+        try:
+            store = Store(self.journal)
+            track_changes(store.conn)
+        except (sqlite3.Error, NacError) as exc:  # a full or locked disk: retried
+            if store is not None:
+                store.close()
+            self.failures += 1
+            log.warning("session shipper cannot open the journal %s: %s; retrying", self.journal, exc)
+            self._stop.wait(max(self.interval, 1.0))
+            return None
+        return store
+
+    def _ship_all(self, conn: sqlite3.Connection) -> None:
+        import psycopg  # noqa: PLC0415 - the server loads it only with a PostgreSQL database
+
+        journal: str | None = None
+        upto: int | None = None  # PostgreSQL's watermark, read at each (re)connection
+        connected: psycopg.Connection[Any] | None = None
+        while not self._stop.is_set():
+            pg = self.link.connection()
+            if pg is None:
+                self._look(conn, upto)
+                self._stop.wait(max(self.interval, self.link.retry_in()))
+                continue
+            rows: list[tuple[Any, ...]] = []
+            try:
+                if journal is None:
+                    journal = journal_id(conn)
+                if pg is not connected:  # PostgreSQL owns the watermark: ask it again
+                    connected, upto = pg, shipped_upto(pg, journal)
+                assert upto is not None
+                rows = changed(conn, upto, SHIP_MAX)
+                if rows:
+                    upto = ship(pg, journal, self.node, rows)
+                    self.shipped += len(rows)
+                self._look(conn, upto)
+            except psycopg.Error as exc:
+                self.link.lost(exc)
+                connected = None
+                continue
+            except sqlite3.Error as exc:  # a locked or failing journal: try again
+                self.failures += 1
+                log.warning("session shipper: reading the journal %s: %s; retrying", self.journal, exc)
+                self._stop.wait(self.interval)
+                continue
+            if len(rows) < SHIP_MAX:
+                self._stop.wait(self.interval)
+
+    def _look(self, conn: sqlite3.Connection, upto: int | None) -> None:
+        """How many session changes are left to ship (unknown until PostgreSQL said where the
+        watermark is: then the last count stands)."""
+        if upto is None:
+            return
+        with contextlib.suppress(sqlite3.Error):
+            found = conn.execute("SELECT COUNT(*) FROM session_changes WHERE rev > ?", (upto,)).fetchone()
+            conn.rollback()
+            self.unshipped = int(found[0])
+
+
+def query(
+    pg: psycopg.Connection[Any], *, active: bool = False, mac: str | None = None, client: str | None = None
+) -> list[dict[str, Any]]:
+    """Every server's sessions, as nac/sessions/store.py's query gives one server's, each with
+    its ``node``; newest first."""
+    where, params = [], []
+    if active:
+        where.append("status = 'active'")
+    if mac is not None:
+        where.append("mac = %s")
+        params.append(mac)
+    if client is not None:
+        where.append("client = %s")
+        params.append(client)
+    sql = f"SELECT node, {', '.join(COLUMNS)} FROM sessions"  # noqa: S608 - constants
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY updated DESC, node"
+    with pg.cursor() as cursor:
+        cursor.execute(sql, params)
+        names = [d.name for d in cursor.description or ()]
+        rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    for row in rows:  # the CLI spells these times (render.iso_time takes a Unix time)
+        row["started_time"], row["updated_time"] = row["started"], row["updated"]
+    return rows
