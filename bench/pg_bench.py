@@ -27,7 +27,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 from compare import SECRET, _nac, _nac_env, _pinned, bench, running, start_nac  # noqa: E402
+from sustained import gauge  # noqa: E402
 
 from nac.bench.load import run  # noqa: E402
 from tests.pgserver import PgServer, bindir  # noqa: E402
@@ -47,17 +47,6 @@ RULES = (
     ["--vendor", "huawei", "--action", "reject", "--reason", "Huawei devices are not admitted"],
     ["--oui", "00:10:A4", "--action", "quarantine", "--vlan", "666"],
 )
-
-
-def _gauge(name: str) -> float | None:
-    try:
-        with urllib.request.urlopen(f"http://{METRICS}/metrics", timeout=2) as page:
-            for line in page.read().decode().splitlines():
-                if line.startswith(name + " "):
-                    return float(line.split()[1])
-    except OSError:
-        return None
-    return None
 
 
 def start_pg_nac(url: str, *, cpu: str, workdir: Path) -> Any:
@@ -104,7 +93,7 @@ def _wait_shipped(within: float) -> float | None:
     """Seconds until nothing is left to ship (None: not within ``within``)."""
     started = time.monotonic()
     while time.monotonic() - started < within:
-        left = _gauge("nac_pg_history_unshipped")
+        left = gauge("nac_pg_history_unshipped", METRICS)
         if left == 0.0:
             return time.monotonic() - started
         time.sleep(0.2)
@@ -180,7 +169,7 @@ def _outage(pg: PgServer, args: argparse.Namespace) -> dict[str, Any]:
                 os.sched_setaffinity(0, {int(cpu) for cpu in args.client_cpu.split(",")})
             pg.stop()
             result = run(port=PORT, secret=SECRET.encode(), duration=args.outage_seconds, window=128)
-            unshipped = _gauge("nac_pg_history_unshipped") or 0.0
+            unshipped = gauge("nac_pg_history_unshipped", METRICS) or 0.0
             pg.start()
             absorb = _wait_shipped(within=1800)
         with psycopg.connect(url) as conn:

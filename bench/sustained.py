@@ -39,9 +39,10 @@ PORT = 19812
 METRICS = "127.0.0.1:19899"
 
 
-def _gauge(name: str) -> float | None:
+def gauge(name: str, metrics: str = METRICS) -> float | None:
+    """The value of ``name`` on the server's /metrics at ``metrics`` (None: not there)."""
     try:
-        with urllib.request.urlopen(f"http://{METRICS}/metrics", timeout=2) as page:
+        with urllib.request.urlopen(f"http://{metrics}/metrics", timeout=2) as page:
             for line in page.read().decode().splitlines():
                 if line.startswith(name + " "):
                     return float(line.split()[1])
@@ -104,7 +105,7 @@ def main() -> int:
                 window = {
                     "rate": result.requests_per_second,
                     "rss_mb": _rss_mb(server.process.pid),
-                    "unindexed": _gauge("nac_history_unindexed") or 0.0,
+                    "unindexed": gauge("nac_history_unindexed") or 0.0,
                 }
                 windows.append(window)
                 if not args.json:
@@ -114,7 +115,7 @@ def main() -> int:
                         flush=True,
                     )
             stopped = time.monotonic()
-            while (_gauge("nac_history_unindexed") or 0.0) > 0 and time.monotonic() - stopped < 600:
+            while (gauge("nac_history_unindexed") or 0.0) > 0 and time.monotonic() - stopped < 600:
                 time.sleep(0.5)
             catch_up = time.monotonic() - stopped
             peak_rss = max(_rss_mb(server.process.pid), *(w["rss_mb"] for w in windows))
