@@ -15,7 +15,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nac.app import lists
+from nac.app import lists, lookups
 from nac.app.registry import ImportRefusedError as ImportRefusedError  # noqa: PLC0414 - cli imports it here
 from nac.app.registry import import_registry, registry_status, rollback_registry
 from nac.app.results import (
@@ -35,13 +35,10 @@ from nac.app.results import (
 )
 from nac.errors import NacError, PolicyError
 from nac.helpdesk import inventory
-from nac.helpdesk import pg as pg_helpdesk
 from nac.helpdesk import queries as helpdesk
-from nac.history import prune as history_prune
 from nac.history import reader as history_reader
-from nac.isotime import format_time, parse_span, parse_time, span_seconds
+from nac.isotime import format_time, parse_time, span_seconds
 from nac.pg import PgUnsupportedError
-from nac.pg.store import PgStore
 from nac.policy.audit import Verdict, verify_chain
 from nac.policy.conflicts import find_conflicts, shadowed_by
 from nac.policy.decide import ACTIONS, Context, Defaults, Policy, Rule, canonical_match
@@ -494,50 +491,25 @@ class Nac:
         **filters: Any,
     ) -> list[dict[str, Any]]:
         """Decisions, newest first; ``filters`` are :class:`nac.helpdesk.HistoryFilter`'s other
-        fields (vendor, client, port, ssid, rule, method, before, offset)."""
-        if action is not None and action not in ACTIONS:
-            raise NacError(f"--action must be one of {', '.join(ACTIONS)}")
-        query = helpdesk.HistoryFilter(
-            mac=format_mac(parse_mac(mac.strip())) if mac is not None else None,
-            action=action,
-            since=parse_when(since) if since is not None else None,
-            until=parse_when(until) if until is not None else None,
-            limit=limit,
-            **filters,
-        )
-        if isinstance(self.policy_store, PgStore):  # every server's decisions, as shipped
-            return pg_helpdesk.query_history(self.policy_store.conn, query)
-        return helpdesk.query_history(self.store.conn, query)
+        fields (vendor, client, port, ssid, rule, method, before, offset).  On PostgreSQL,
+        every server's decisions, each with its node."""
+        return lookups.history(self, mac=mac, action=action, since=since, until=until, limit=limit, **filters)
 
     def why(self, text: str, *, latest: int = helpdesk.WHY_LATEST) -> WhyReport:
         """`nac why`: one device's latest decisions and what the current rules would say."""
-        mac = parse_mac(text.strip())
-        policy, key = self._policy_for(mac), format_mac(mac)
-        decide, now = (lambda ctx: policy.decide(mac, ctx)[0]), datetime.now(UTC).timestamp()
-        if isinstance(self.policy_store, PgStore):  # every server's decisions, as shipped
-            return pg_helpdesk.why(self.policy_store.conn, key, decide=decide, now=now, latest=latest)
-        return helpdesk.why(self.store.conn, key, decide=decide, now=now, latest=latest)
+        return lookups.why(self, text, latest=latest)
 
     def stats(self, *, since: str | None = None, top: int = helpdesk.STATS_TOP) -> StatsReport:
-        since_ts = parse_when(since) if since is not None else None
-        from nac.profiling import store as profiles  # noqa: PLC0415 - off the other commands' path
-
-        try:  # devices whose maker came from DHCP or device-sensor data, by maker
-            profiled = profiles.counts(self.store.conn)
-        except sqlite3.OperationalError:  # profiling never ran on this database
-            profiled = {}
-        report = helpdesk.stats(self.store.conn, since=since_ts, top=top, profiled=profiled)
-        return replace(report, by_list=self.list_stats(since))
+        """`nac stats` (nac/app/lookups.py); on PostgreSQL, every server's decisions."""
+        return lookups.stats(self, since=since, top=top)
 
     def list_stats(self, since: str | None = None) -> list[lists.ListTally]:
         """Per ban list in force: decisions, refusals and refused devices, and the same by site."""
-        store, since_ts = self.policy_store, parse_when(since) if since is not None else None
-        rules, groups = store.rules(), store.defaults().groups
-        return lists.list_stats(self.store.conn, rules, since=since_ts, groups=groups)
+        return lookups.list_stats(self, since)
 
     def prune(self, older_than: str) -> int:
         """`nac history prune`: delete decisions older than a span (``90d``), in batches."""
-        return history_prune.prune(self.store.conn, parse_span(older_than))
+        return lookups.prune(self, older_than)
 
     def check_lines(self, lines: Iterable[str]) -> Iterator[dict[str, Any]]:
         """`nac check -`: one result per MAC line (or CSV row); the policy is built once."""

@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 from nac.errors import PolicyError
-from nac.history import reader as history_reader
 from nac.policy.conflicts import find_conflicts
 from nac.policy.decide import Rule
 from nac.policy.stored import PolicyStore
@@ -297,8 +295,13 @@ def site_of(groups: Mapping[str, Sequence[str]]) -> dict[str, str]:
     return out
 
 
+#: Runs SQL written with ``?`` marks over the ``history`` rows and returns them: SQLite's view
+#: (nac/helpdesk/queries.py) or PostgreSQL's table (nac/helpdesk/pg.py), the same columns.
+HistoryRows = Callable[[str, Sequence[Any]], Iterable[tuple[Any, ...]]]
+
+
 def list_stats(
-    conn: sqlite3.Connection,
+    rows: HistoryRows,
     rules: Sequence[Rule],
     *,
     since: float | None,
@@ -311,9 +314,9 @@ def list_stats(
     if not by_rule:
         return []
     sites = site_of(groups or {})
-    totals = {row[0]: row[1:] for row in _tally(conn, by_rule, {}, since=since, by_site=False)}
+    totals = {row[0]: row[1:] for row in _tally(rows, by_rule, {}, since=since, by_site=False)}
     per_site: dict[str, list[SiteTally]] = {}
-    for name, site, n, rejected, devices in _tally(conn, by_rule, sites, since=since, by_site=True):
+    for name, site, n, rejected, devices in _tally(rows, by_rule, sites, since=since, by_site=True):
         tally = SiteTally(site=site or "", decisions=n, rejected=int(rejected or 0), devices_rejected=devices)
         per_site.setdefault(name, []).append(tally)
     return [
@@ -330,7 +333,7 @@ def list_stats(
 
 
 def _tally(
-    conn: sqlite3.Connection,
+    rows: HistoryRows,
     by_rule: Mapping[str, str | None],
     sites: Mapping[str, str],
     *,
@@ -345,7 +348,8 @@ def _tally(
     site = (f"CASE client {site_cases} ELSE client END" if sites else "client") if by_site else None
     sql = (
         f"SELECT CASE rule {cases} END{', ' + site if site else ''}, COUNT(*),"  # noqa: S608 - only marks
-        " SUM(action = 'reject'), COUNT(DISTINCT CASE WHEN action = 'reject' THEN mac END)"
+        " SUM(CASE WHEN action = 'reject' THEN 1 ELSE 0 END),"
+        " COUNT(DISTINCT CASE WHEN action = 'reject' THEN mac END)"
         f" FROM history WHERE rule IN ({marks}){' AND ts >= ?' if since is not None else ''}"
         f" GROUP BY 1{', 2' if site else ''}"
     )
@@ -355,4 +359,4 @@ def _tally(
         *by_rule,
         *([since] if since is not None else []),
     ]
-    return list(history_reader.execute(conn, sql, params))
+    return list(rows(sql, params))

@@ -297,7 +297,7 @@ class ClientReadiness(Record):
 
 @dataclass(frozen=True, kw_only=True)
 class StatsReport(Record):
-    """`nac stats`: decisions counted five ways, the most refused devices, each client's
+    """`nac stats`: decisions counted six ways, the most refused devices, each client's
     Message-Authenticator readiness, and profiled devices by maker."""
 
     since: str | None
@@ -313,6 +313,10 @@ class StatsReport(Record):
     profiled: dict[str, int]
     #: Decisions and refused devices per ban list in force (nac/app/lists.py).
     by_list: list[ListTally] = field(default_factory=list)
+    #: Decisions per server (its node name): with several, each one's share shows it works.
+    by_node: list[Tally] = field(default_factory=list)
+    #: What this database cannot count, in words (PostgreSQL keeps no profiles).
+    unavailable: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, kw_only=True)

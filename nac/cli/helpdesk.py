@@ -144,8 +144,9 @@ def stats(
     as_json: JsonOption = False,
     db: DbOption = None,
 ) -> None:
-    """Decisions by action, vendor, client, rule and method; the most refused devices; and the
-    clients that never send Message-Authenticator (not ready for strict BlastRADIUS enforcement).
+    """Decisions by action, vendor, client, rule, method and node (the server that decided); the
+    most refused devices; and the clients that never send Message-Authenticator (not ready for
+    strict BlastRADIUS enforcement).  On PostgreSQL: every server's decisions.
 
     Example: nac stats --since 24h
     """
@@ -160,7 +161,7 @@ def stats(
         return
     span = f"since {report.since}" if report.since else "in all history kept"
     typer.echo(f"{report.decisions} decisions {span}")
-    for dim in ("action", "vendor", "client", "rule", "method"):
+    for dim in ("action", "vendor", "client", "rule", "method", "node"):
         tallies = report[f"by_{dim}"][:top]
         typer.echo(f"\nby {dim}:")
         _print_table([{dim: printable(t.name), **t} for t in tallies], (dim, "decisions", "rejected"))
@@ -186,6 +187,8 @@ def stats(
         else:
             state = "always sends it: ready"
         typer.echo(f"  {printable(client.client)} ({', '.join(client.nas_ips)}): {state}")
+    for missing in report.unavailable:
+        typer.echo(f"\n{missing}")
 
 
 @app.command()

@@ -1,5 +1,5 @@
-"""The helpdesk's lookups on PostgreSQL: `nac history` and `nac why` over every server's
-decisions, as the history shipper (nac/pg/ship.py) stores them.
+"""The helpdesk's lookups on PostgreSQL: `nac history`, `nac why`, `nac stats` and `nac web`
+over every server's decisions, as the history shipper (nac/pg/ship.py) stores them.
 
 The same filters and the same rows as on SQLite (nac/helpdesk/queries.py builds both), with
 two differences: a row's ``id`` is PostgreSQL's ``seq`` (one sequence across all journals,
@@ -8,21 +8,27 @@ what ``--before`` pages by), and each row names its ``node``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
+from nac.app.lists import HistoryRows, ListTally, list_stats
 from nac.errors import PolicyError
 from nac.helpdesk import queries
 from nac.helpdesk.queries import HistoryFilter, history_row, ssid_of
 from nac.history.macindex import Posting
 from nac.pg.ship import COLUMNS
-from nac.policy.decide import Context, Decision
+from nac.policy.decide import Context, Decision, Rule
 
 if TYPE_CHECKING:
     import psycopg
 
-    from nac.app.results import WhyReport
+    from nac.app.results import StatsReport, WhyReport
 
+#: What `nac stats` on PostgreSQL leaves out: profiles stay in each server's own database.
+NO_PROFILES: Final = (
+    "profiled devices: not on PostgreSQL (each server profiles into its journal);"
+    " `nac stats --db JOURNAL` on a server counts its own"
+)
 #: Rows as the SQLite reader names them: ``id`` is the global sequence.
 _ROWS: Final = f"(SELECT seq AS id, {', '.join(COLUMNS)} FROM history) AS history"  # noqa: S608
 
@@ -84,3 +90,30 @@ def why(
     found = mac_decisions(pg, mac)
     rows = query_history(pg, HistoryFilter(mac=mac, limit=latest))
     return queries.story(mac, found, rows, decide=decide, now=now)
+
+
+def pg_rows(pg: psycopg.Connection[Any]) -> HistoryRows:
+    """:data:`HistoryRows` over PostgreSQL's ``history`` table (``?`` marks become ``%s``; the
+    shared SQL has no other ``?`` and no ``%``)."""
+
+    def rows(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        with pg.transaction():  # one snapshot, whatever the connection's mode
+            return pg.execute(sql.replace("?", "%s"), list(params)).fetchall()
+
+    return rows
+
+
+def stats(pg: psycopg.Connection[Any], *, since: float | None, top: int = queries.STATS_TOP) -> StatsReport:
+    """`nac stats` over every server's decisions, ``by_node`` among them; no profiles."""
+    return queries.stats_of(pg_rows(pg), since=since, top=top, unavailable=[NO_PROFILES])
+
+
+def lists_tally(
+    pg: psycopg.Connection[Any],
+    rules: Sequence[Rule],
+    *,
+    since: float | None,
+    groups: Mapping[str, Sequence[str]] | None = None,
+) -> list[ListTally]:
+    """Per ban list in force, its rules' decisions by every server (nac/app/lists.py)."""
+    return list_stats(pg_rows(pg), rules, since=since, groups=groups)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Final
 
+from nac.app.lists import HistoryRows
 from nac.app.results import (
     ClientReadiness,
     CurrentDecision,
@@ -382,6 +383,11 @@ def _decision_text(current: CurrentDecision) -> str:
 # -- stats ---------------------------------------------------------------------------------------
 
 
+def sqlite_rows(conn: sqlite3.Connection) -> HistoryRows:
+    """:data:`HistoryRows` over SQLite's ``history`` view (both tiers, brought up to date)."""
+    return lambda sql, params: reader.execute(conn, sql, params).fetchall()
+
+
 def stats(
     conn: sqlite3.Connection,
     *,
@@ -389,23 +395,36 @@ def stats(
     top: int = STATS_TOP,
     profiled: dict[str, int] | None = None,
 ) -> StatsReport:
-    """Decisions by action, vendor, client, rule and method; the most refused devices; and each
-    client's Message-Authenticator habit (BlastRADIUS, CVE-2024-3596: who is ready to enforce).
-    ``profiled``: devices by maker from profiling, reported alongside."""
+    """:func:`stats_of` this database's history."""
+    return stats_of(sqlite_rows(conn), since=since, top=top, profiled=profiled)
+
+
+def stats_of(
+    rows: HistoryRows,
+    *,
+    since: float | None = None,
+    top: int = STATS_TOP,
+    profiled: dict[str, int] | None = None,
+    unavailable: Sequence[str] = (),
+) -> StatsReport:
+    """Decisions by action, vendor, client, rule, method and node (the server that decided);
+    the most refused devices; and each client's Message-Authenticator habit (BlastRADIUS,
+    CVE-2024-3596: who is ready to enforce).  ``rows`` runs the SQL (SQLite's or PostgreSQL's
+    history: the same columns); ``profiled``: devices by maker from profiling, reported
+    alongside; ``unavailable``: what this database cannot count, said in the report."""
     where, params = ("WHERE ts >= ?", [since]) if since is not None else ("", [])
     # One pass over the range: a handful of groups, summed per dimension in Python.
-    rows = reader.execute(
-        conn,
-        "SELECT action, vendor, client, rule, method, nas_ip, message_authenticator, COUNT(*)"  # noqa: S608
-        f" FROM history {where} GROUP BY 1, 2, 3, 4, 5, 6, 7",
+    groups = rows(
+        "SELECT action, vendor, client, rule, method, nas_ip, message_authenticator, node, COUNT(*)"  # noqa: S608
+        f" FROM history {where} GROUP BY 1, 2, 3, 4, 5, 6, 7, 8",
         params,
-    ).fetchall()
+    )
     dims: dict[str, dict[str, dict[str, int]]] = {
-        k: {} for k in ("action", "vendor", "client", "rule", "method")
+        k: {} for k in ("action", "vendor", "client", "rule", "method", "node")
     }
     clients: dict[str, dict[str, Any]] = {}
     total = 0
-    for action, vendor, client, rule, method, nas_ip, with_ma, count in rows:
+    for action, vendor, client, rule, method, nas_ip, with_ma, node, count in groups:
         total += count
         for dim, key in (
             ("action", action),
@@ -413,6 +432,7 @@ def stats(
             ("client", client),
             ("rule", rule),
             ("method", method),
+            ("node", node or "(none)"),  # rows from before servers were named
         ):
             slot = dims[dim].setdefault(key, {"decisions": 0, "rejected": 0})
             slot["decisions"] += count
@@ -427,7 +447,7 @@ def stats(
     )
     top_refused = [
         RefusedDevice(mac=mac, vendor=vendor, rejected=count, first=iso_time(first), last=iso_time(last))
-        for mac, vendor, count, first, last in reader.execute(conn, refused_sql, [REFUSED, *params, top])
+        for mac, vendor, count, first, last in rows(refused_sql, [REFUSED, *params, top])
     ]
     client_rows = [
         ClientReadiness(
@@ -448,10 +468,12 @@ def stats(
         by_client=_ranked(dims["client"]),
         by_rule=_ranked(dims["rule"]),
         by_method=_ranked(dims["method"]),
+        by_node=_ranked(dims["node"]),
         top_refused=top_refused,
         message_authenticator=sorted(client_rows, key=lambda r: (r.ready, r.client)),
         not_ready=sorted(r.client for r in client_rows if r.never_sends),
         profiled=dict(profiled or {}),
+        unavailable=list(unavailable),
     )
 
 

@@ -5,7 +5,8 @@ endpoint it polls every few seconds for new decisions.  No framework: http.serve
 is enough for a handful of helpdesk browsers, and it adds no dependency to a RADIUS server.
 
 Read-only by construction: the database is opened with sqlite's ``mode=ro`` (nac.store
-``Store.readonly``) and only GET and HEAD are served.  Everything shown comes from the network
+``Store.readonly``) and only GET and HEAD are served.  On a shared PostgreSQL the page shows
+every server's decisions, each naming its server (node).  Everything shown comes from the network
 (User-Name, NAS-Port-Id...), so the page builds the DOM with ``textContent`` only and the
 Content-Security-Policy allows no script but the page's own (by hash).
 
@@ -27,7 +28,8 @@ import re
 import socket
 import threading
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -40,6 +42,7 @@ from nac.app.results import DecisionsPage
 from nac.errors import ConfigError, InvalidMacError, NacError, PolicyError
 from nac.helpdesk.access import check_token, host_allowed, host_names, is_loopback
 from nac.helpdesk.listsview import lists_section
+from nac.pg import PgUnreachableError
 from nac.render import to_json
 
 log = logging.getLogger("nac.web")
@@ -105,6 +108,7 @@ function render(data) {{
     cell(tr, r.action + (r.vlan ? " (VLAN " + r.vlan + ")" : ""), "action");
     cell(tr, r.rule); cell(tr, r.reason); cell(tr, r.client);
     cell(tr, [r.port, r.ssid].filter(Boolean).join(" / ")); cell(tr, r.method); cell(tr, r.user_name);
+    cell(tr, r.node);
     body.appendChild(tr);
   }}
   first = false;
@@ -159,7 +163,8 @@ _PAGE: Final = f"""<!doctype html>
 <section id="why" aria-label="why"></section>
 <section id="lists" aria-label="ban lists"><!--lists--></section>
 <table><thead><tr><th>time (UTC)</th><th>MAC</th><th>vendor</th><th>decision</th><th>rule</th>
-<th>reason</th><th>switch / AP</th><th>port / SSID</th><th>method</th><th>User-Name</th></tr></thead>
+<th>reason</th><th>switch / AP</th><th>port / SSID</th><th>method</th><th>User-Name</th>
+<th>server</th></tr></thead>
 <tbody id="rows"></tbody></table>
 <script>{_SCRIPT}</script>
 </body></html>
@@ -203,13 +208,16 @@ class Helpdesk:
 
     def __init__(self, db: str | None, *, token: str | None = None) -> None:
         self.token = check_token(token)
+        self.db = db
         self.nac = Nac.readonly(db)
         self.lock = threading.Lock()
+        #: PostgreSQL went away under the last request: the next one connects again.
+        self._reconnect = False
         #: Refused requests by reason ("host", "no_token", "wrong_token").
         self.refused: Counter[str] = Counter()
         self._refused_lock = threading.Lock()
         self._logged: set[tuple[str, str]] = set()
-        self._registry_version = self.nac.store.registry_version()
+        self._registry_version = self._registry_in_force()
         _ = self.nac.registry  # loaded now, not by the first helpdesk search (~0.5 s)
 
     def close(self) -> None:
@@ -246,13 +254,34 @@ class Helpdesk:
         if first:
             log.warning("nac web: " + message + " (logged once, all counted)", args)
 
+    def _registry_in_force(self) -> int:
+        """The registry's version; on PostgreSQL imports are not shared: the bundled one, always."""
+        return 0 if self.nac.shared else self.nac.store.registry_version()
+
+    @contextmanager
+    def _reading(self) -> Iterator[Nac]:
+        """The library, one request at a time; a PostgreSQL that went away (restart, failover)
+        fails this request with one line and is connected to again by the next."""
+        with self.lock:
+            if self._reconnect:
+                fresh = Nac.readonly(self.db)  # still away: this request fails the same way
+                fresh.__dict__["registry"] = self.nac.registry  # the bundled one: not shared
+                self.nac.close()
+                self.nac, self._reconnect = fresh, False
+                log.warning("nac web: connected to %s again", self.nac.policy_store.path)
+            try:
+                yield self.nac
+            except PgUnreachableError:
+                self._reconnect = True
+                raise
+
     def decisions(self, query: Mapping[str, str], *, limit: int = PAGE_ROWS) -> DecisionsPage:
         """The rows for the page's filters and, for one MAC, the `why` story."""
         mac = query.get("mac", "").strip() or None
         action = query.get("action") or None
         since = _SINCE.get(query.get("since", "7d"), "7d")
-        with self.lock:
-            version = self.nac.store.registry_version()
+        with self._reading():
+            version = self._registry_in_force()
             if version != self._registry_version:  # an import happened: decide with the new one
                 self.nac.__dict__.pop("registry", None)
                 self._registry_version = version
@@ -264,8 +293,8 @@ class Helpdesk:
     def lists(self, query: Mapping[str, str]) -> tuple[list[ListTally], str | None]:
         """Per ban list in force, the devices refused under it by site, since ``since``."""
         since = _SINCE.get(query.get("since", "7d"), "7d")
-        with self.lock:
-            return self.nac.list_stats(since), since
+        with self._reading() as nac:
+            return nac.list_stats(since), since
 
 
 class _Server(ThreadingHTTPServer):
@@ -547,7 +576,7 @@ def serve_forever(
     server = WebServer(db, bind=bind, port=port, token=token, names=names)
     helpdesk = server.httpd.helpdesk
     print(
-        f"nac web: {server.url} (database {helpdesk.nac.store.path}, read-only"
+        f"nac web: {server.url} (database {helpdesk.nac.policy_store.path}, read-only"
         f"{', token required' if helpdesk.token is not None else ''}); Ctrl-C stops",
         flush=True,
     )
