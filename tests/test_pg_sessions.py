@@ -86,14 +86,9 @@ def test_the_shipper_upserts_what_changed_after_the_watermark(pg_url: str, tmp_p
     assert [row["session_id"] for row in _pg_sessions(pg_url, active=True)] == ["s2"]
 
 
-def _copy_then_crash(pg: Any, journal: Store, ids: list[int]) -> None:
+def _copy_then_crash(pg: Any, journal: Store) -> None:
     with pg.transaction():
-        rows = pg.execute(
-            "SELECT id, client, nas_ip, session_id, kind, reason, requested, requested_by, vlan_change"
-            " FROM coa_jobs WHERE id = ANY(%s) FOR UPDATE",
-            (ids,),
-        ).fetchall()
-        coa.copy_in(journal.conn, rows)
+        coa.copy_in(journal.conn, coa.pending(pg, "n1", now=2.0)[:5])
         raise RuntimeError("killed")
 
 
@@ -112,17 +107,22 @@ def test_a_job_is_copied_once_with_two_claimers_and_after_a_crash(pg_url: str, t
             for mac in macs
             for i in coa.request_action(pg, mac=mac, kind="disconnect", reason="t", requested_by="t", now=1.0)
         ]
-        # A session PostgreSQL knows but the journal does not (a journal made anew).
+        # A session PostgreSQL knows but the journal does not (a journal made anew): it comes
+        # with the job; and a job whose session nobody knows is refused.
         pg.execute(
             "INSERT INTO sessions (node, client, nas_ip, session_id, mac, status, started, updated)"
-            " VALUES ('n1', 'lab-switch', '127.0.0.1', 'gone', '00:e0:fc:00:02:00', 'active', 1, 1)"
+            " VALUES ('n1', 'lab-switch', '127.0.0.1', 'new', '00:e0:fc:00:02:00', 'active', 1, 1)"
         )
-        [gone] = coa.request_action(
+        ids += coa.request_action(
             pg, mac="00:e0:fc:00:02:00", kind="reauth", reason="t", requested_by="t", now=1.0
         )
+        [gone] = pg.execute(
+            "INSERT INTO coa_jobs (node, client, nas_ip, session_id, kind, reason, requested, requested_by)"
+            " VALUES ('n1', 'lab-switch', '127.0.0.1', 'gone', 'reauth', 't', 1, 't') RETURNING id"
+        ).fetchone()
         # A crash after the journal's commit, before PostgreSQL's: the rows stay pending.
         with pytest.raises(RuntimeError, match="killed"):
-            _copy_then_crash(pg, journal, ids[:5])
+            _copy_then_crash(pg, journal)
 
     def claimer() -> None:
         with connect(pg_url) as pg:
@@ -144,6 +144,8 @@ def test_a_job_is_copied_once_with_two_claimers_and_after_a_crash(pg_url: str, t
     assert sorted(row[0] for row in local) == ids  # each job once, the crashed ones too
     with connect(pg_url) as pg:
         assert [row["status"] for row in coa.jobs(pg, ids)] == ["sent"] * len(ids)
+        new = journal.conn.execute("SELECT node, status FROM sessions WHERE session_id = 'new'").fetchall()
+        assert new == [("n1", "active")]
         [refused] = coa.jobs(pg, [gone])
         assert (refused["status"], refused["detail"]) == ("error", "the session is not in n1's journal")
         # The answers go back once: the journal notes what PostgreSQL was told.
@@ -158,11 +160,36 @@ def test_a_job_is_copied_once_with_two_claimers_and_after_a_crash(pg_url: str, t
     journal.close()
 
 
+def test_a_job_its_server_left_is_taken_over_by_one_that_knows_the_nas(pg_url: str, tmp_path: Path) -> None:
+    open_pg_store(pg_url).close()
+    other = Store(tmp_path / "other.db")
+    _apply(other, _event("s9", "00:e0:fc:00:03:00"))  # n1's session, in n1's journal
+    pg_sessions.track_changes(other.conn)
+    journal = Store(tmp_path / "journal.db")  # n2's, without it
+    journal.conn.execute(coa._LOCAL)
+    with connect(pg_url) as pg:
+        pg_sessions.ship(pg, "j1", "n1", pg_sessions.changed(other.conn, 0, 100))
+        [job] = coa.request_action(
+            pg, mac="00:e0:fc:00:03:00", kind="disconnect", reason="t", requested_by="t", now=100.0
+        )
+        soon, late = 100.0 + coa.TAKEOVER / 2, 100.0 + coa.TAKEOVER + 1
+        assert coa.claim(pg, journal.conn, "n2", now=soon, clients={"lab-switch"}) == (0, 0)  # n1's turn
+        assert coa.claim(pg, journal.conn, "n2", now=late, clients={"other-switch"}) == (0, 0)  # unknown NAS
+        assert coa.claim(pg, journal.conn, "n2", now=late, clients={"lab-switch"}) == (1, 0)
+        assert coa.jobs(pg, [job])[0]["status"] == "sent"
+    # The session came with the job, under its own node: its end goes back to n1's row.
+    copied = journal.conn.execute("SELECT node, mac, status, nas_port_id FROM sessions").fetchall()
+    assert copied == [("n1", "00:e0:fc:00:03:00", "active", "Gi1/0/9")]
+    journal.close()
+    other.close()
+
+
 # -- two servers ---------------------------------------------------------------------------
 
 MAC_A: Final = "00-e0-fc-0a-00-01"  # 00:E0:FC is Huawei Technologies
 MAC_B: Final = "00-e0-fc-0b-00-01"
 MAC_OUTAGE: Final = "00-e0-fc-0c-00-01"
+MAC_TAKEOVER: Final = "00-e0-fc-0d-00-01"
 
 
 class Cluster:
@@ -274,3 +301,19 @@ def test_with_postgresql_down_nothing_is_queued_and_sessions_catch_up(cluster: C
     assert (row["node"], row["status"]) == ("nac-a", "active")
     assert _until(lambda: _metric(cluster.a, "nac_pg_sessions_unshipped") == 0, within=2)
     assert cluster.a.stderr().count("PostgreSQL unreachable for the sessions") == 1
+
+
+def test_a_job_for_a_server_that_is_down_is_sent_by_another_that_knows_the_nas(cluster: Cluster) -> None:
+    _start_session(cluster.a, MAC_TAKEOVER, "sess-t")
+    assert _until(lambda: bool(_listed(cluster.b, "--mac", MAC_TAKEOVER)), within=5), cluster.a.stderr()
+    assert cluster.a.stop(signal.SIGTERM) == 0, cluster.a.stderr()
+    before = len(cluster.nas_b.received)
+    result = cluster.b.cli("disconnect", MAC_TAKEOVER)
+    assert result.returncode == 0, result.stdout + result.stderr + cluster.b.stderr()
+    assert "ack" in result.stdout
+    [request] = cluster.nas_b.received[before:]
+    assert b"sess-t" in request
+    assert "taken over from nac-a" in cluster.b.stderr()
+    assert _until(lambda: _listed(cluster.b, "--mac", MAC_TAKEOVER)[0]["status"] == "stopped", within=5)
+    [row] = _listed(cluster.b, "--mac", MAC_TAKEOVER)
+    assert row["node"] == "nac-a"  # the session's own row, not a copy under nac-b

@@ -8,6 +8,8 @@ In each server a job follower thread claims the jobs addressed to its node
 (``FOR UPDATE SKIP LOCKED``), copies them into its journal's own jobs table, where the
 server's CoA dispatcher (nac/serve/coa_jobs.py) sends them as it sends a local
 `nac disconnect`, and reports each answer back to PostgreSQL's row, which the CLI waits on.
+A job its server leaves unclaimed for TAKEOVER seconds (it is down) is taken by any server
+whose client table names the job's NAS, with the session's row as PostgreSQL has it.
 
 Sent once: the copy into the journal commits first, with the PostgreSQL job's id in
 ``pg_coa_jobs`` (its primary key), and the claim second, while the row is still locked.  A
@@ -23,7 +25,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from nac.errors import NacError
@@ -44,6 +46,9 @@ COA_CHANNEL: Final = "nac_coa"
 POLL_SECONDS: Final = 0.25
 #: Most jobs one claim takes (the dispatcher paces each NAS: nac/sessions/store.py).
 CLAIM_MAX: Final = 200
+#: Seconds after which a job its own server has not claimed (down, or cut off from
+#: PostgreSQL) may be taken by any server whose client table names the job's NAS.
+TAKEOVER: Final = 5.0
 #: A job's states that the CLI still waits on.
 WAITING: Final = ("pending", "sent")
 
@@ -151,21 +156,47 @@ def enforce(
 # -- the server's side ---------------------------------------------------------------------
 
 
-def claim(pg: psycopg.Connection[Any], conn: sqlite3.Connection, node: str, *, now: float) -> tuple[int, int]:
-    """Copy the pending jobs addressed to ``node`` into the journal, then mark them sent in
-    PostgreSQL (a job whose session the journal does not hold is answered 'error' at once);
+#: The session columns a job taken over brings into the taker's journal.
+_SESSION: Final = (
+    "nas_identifier", "mac", "user_name", "nas_port", "nas_port_id", "called_station_id",
+    "calling_station_id", "framed_ip", "vlan", "started", "updated", "audit_session_id",
+)  # fmt: skip
+_PENDING: Final = (
+    "SELECT j.id, j.node, j.client, j.nas_ip, j.session_id, j.kind, j.reason, j.requested,"  # noqa: S608
+    " j.requested_by, j.vlan_change, s.session_id IS NOT NULL AS known,"
+    f" {', '.join(f's.{c}' for c in _SESSION)}"
+    " FROM coa_jobs j LEFT JOIN sessions s ON s.node = j.node AND s.client = j.client"
+    " AND s.nas_ip = j.nas_ip AND s.session_id = j.session_id"
+    " WHERE j.status = 'pending' AND (j.node = %s OR (j.client = ANY(%s) AND j.requested < %s))"
+    " ORDER BY j.id LIMIT %s FOR UPDATE OF j SKIP LOCKED"
+)
+
+
+def pending(
+    pg: psycopg.Connection[Any], node: str, *, clients: Collection[str] = (), now: float
+) -> list[dict[str, Any]]:
+    """Lock the pending jobs ``node`` may take (inside the caller's transaction): those
+    addressed to it, and those its own server left for TAKEOVER s on a NAS this server knows
+    too (``clients``: the names in its client table), each with its session's columns."""
+    with pg.cursor() as cursor:
+        cursor.execute(_PENDING, (node, sorted(clients), now - TAKEOVER, CLAIM_MAX))
+        names = [d.name for d in cursor.description or ()]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def claim(
+    pg: psycopg.Connection[Any], conn: sqlite3.Connection, node: str, *, now: float,
+    clients: Collection[str] = (),
+) -> tuple[int, int]:  # fmt: skip
+    """Copy the jobs ``node`` may take into the journal, then mark them sent in PostgreSQL (a
+    job whose session neither the journal nor PostgreSQL holds is answered 'error' at once);
     (jobs copied, jobs refused)."""
     with pg.transaction():
-        rows = pg.execute(
-            "SELECT id, client, nas_ip, session_id, kind, reason, requested, requested_by, vlan_change"
-            " FROM coa_jobs WHERE node = %s AND status = 'pending' ORDER BY id LIMIT %s"
-            " FOR UPDATE SKIP LOCKED",
-            (node, CLAIM_MAX),
-        ).fetchall()
+        rows = pending(pg, node, clients=clients, now=now)
         if not rows:
             return 0, 0
         missing = copy_in(conn, rows)
-        taken = [row[0] for row in rows if row[0] not in missing]
+        taken = [row["id"] for row in rows if row["id"] not in missing]
         if taken:
             pg.execute("UPDATE coa_jobs SET status = 'sent', claimed = %s WHERE id = ANY(%s)", (now, taken))
         if missing:
@@ -173,30 +204,52 @@ def claim(pg: psycopg.Connection[Any], conn: sqlite3.Connection, node: str, *, n
                 "UPDATE coa_jobs SET status = 'error', detail = %s, finished = %s WHERE id = ANY(%s)",
                 (f"the session is not in {node}'s journal", now, sorted(missing)),
             )
+    for row in rows:
+        if row["node"] != node and row["id"] not in missing:
+            log.info(
+                "%s %s on %s: taken over from %s, which did not claim it in %.0f s",
+                row["kind"], row["mac"], row["client"], row["node"], TAKEOVER,
+            )  # fmt: skip
     return len(taken), len(missing)
 
 
-def copy_in(conn: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> set[int]:
-    """Queue ``rows`` (PostgreSQL jobs) in the journal's jobs table, each once, in one SQLite
-    transaction; the ids of those whose session the journal does not hold."""
+def copy_in(conn: sqlite3.Connection, rows: Sequence[dict[str, Any]]) -> set[int]:
+    """Queue ``rows`` (:func:`pending`'s) in the journal's jobs table, each once, in one SQLite
+    transaction; the ids of those whose session is nowhere to be found.  A job taken over
+    brings its session's row as PostgreSQL has it, under its own node, for the sender to
+    address the NAS with (and its end, on an ACK, goes back to PostgreSQL the same way)."""
     missing = set()
     with conn:
-        for pg_id, client, nas_ip, session_id, kind, reason, requested, requested_by, vlan_change in rows:
-            if conn.execute("SELECT 1 FROM pg_coa_jobs WHERE pg_id = ?", (pg_id,)).fetchone():
+        for row in rows:
+            if conn.execute("SELECT 1 FROM pg_coa_jobs WHERE pg_id = ?", (row["id"],)).fetchone():
                 continue  # copied before a crash that left PostgreSQL's row unclaimed
+            key = (row["client"], row["nas_ip"], row["session_id"])
             found = conn.execute(
-                "SELECT id FROM sessions WHERE client = ? AND nas_ip = ? AND session_id = ?",
-                (client, nas_ip, session_id),
+                "SELECT id FROM sessions WHERE client = ? AND nas_ip = ? AND session_id = ?", key
             ).fetchone()
+            if found is None and row["known"]:
+                names = ("client", "nas_ip", "session_id", "node", *_SESSION)
+                found = conn.execute(
+                    f"INSERT INTO sessions (status, {', '.join(names)})"  # noqa: S608 - constants
+                    f" VALUES ('active', {', '.join('?' * len(names))}) RETURNING id",
+                    [row[name] for name in names],
+                ).fetchone()
             if found is None:
-                missing.add(int(pg_id))
+                missing.add(int(row["id"]))
                 continue
             cursor = conn.execute(
                 "INSERT INTO coa_jobs (session, kind, reason, requested, requested_by, status, vlan_change)"
                 " VALUES (?, ?, ?, ?, ?, 'pending', ?)",
-                (found[0], kind, reason, requested, requested_by, int(vlan_change)),
+                (
+                    found[0],
+                    row["kind"],
+                    row["reason"],
+                    row["requested"],
+                    row["requested_by"],
+                    int(row["vlan_change"]),
+                ),
             )
-            conn.execute("INSERT INTO pg_coa_jobs (pg_id, job) VALUES (?, ?)", (pg_id, cursor.lastrowid))
+            conn.execute("INSERT INTO pg_coa_jobs (pg_id, job) VALUES (?, ?)", (row["id"], cursor.lastrowid))
     return missing
 
 
@@ -236,12 +289,13 @@ class JobFollower:
     ``reported``, ``refused``, ``unreported`` and ``failures`` are what /metrics shows."""
 
     def __init__(
-        self, link: Link, journal: str, *, node: str, poll: float = POLL_SECONDS,
-        clock: Callable[[], float] = time.time,
+        self, link: Link, journal: str, *, node: str, clients: Collection[str] = (),
+        poll: float = POLL_SECONDS, clock: Callable[[], float] = time.time,
     ) -> None:  # fmt: skip
         self.link = link
         self.journal = journal
         self.node = node
+        self.clients = frozenset(clients)  # the NASes whose jobs it may take over
         self.poll = poll
         self._clock = clock
         self.claimed = 0  # jobs copied into the journal by this process
@@ -303,7 +357,7 @@ class JobFollower:
                 self._stop.wait(max(self.poll, self.link.retry_in()))
                 continue
             try:
-                taken, refused = claim(pg, conn, self.node, now=self._clock())
+                taken, refused = claim(pg, conn, self.node, now=self._clock(), clients=self.clients)
                 self.claimed += taken
                 self.refused += refused
                 if refused:

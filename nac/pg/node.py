@@ -11,7 +11,7 @@ the journal file (each its own SQLite connection) and the metrics they expose.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any, Final
 
 from nac.pg import PgUnreachableError, coa, connect, redact, schema
@@ -32,7 +32,11 @@ DEFAULT_JOURNAL: Final = "nac-journal.db"
 
 
 class PgNode:
-    def __init__(self, url: str, *, node: str, journal: str, poll: float = POLL_SECONDS) -> None:
+    def __init__(
+        self, url: str, *, node: str, journal: str, poll: float = POLL_SECONDS, clients: Collection[str] = ()
+    ) -> None:
+        """``clients``: the names in this server's client table (it may send a job another
+        server left unclaimed to one of those NASes)."""
         self.url = url
         self.where = redact(url)
         self.node = node  # this server's name on the rows it will ship
@@ -44,7 +48,7 @@ class PgNode:
         self.sessions_link = Link(url, purpose="sessions", setup=self._require)
         self.sessions = SessionShipper(self.sessions_link, journal, node=node)
         self.jobs_link = Link(url, purpose="Disconnect / CoA jobs", setup=self._listen_jobs)
-        self.jobs = coa.JobFollower(self.jobs_link, journal, node=node)
+        self.jobs = coa.JobFollower(self.jobs_link, journal, node=node, clients=clients)
 
     def _require(self, conn: psycopg.Connection[Any]) -> None:
         schema.require(conn, self.where)

@@ -99,7 +99,7 @@ _TRACK: Final = (
     " WHERE NOT EXISTS (SELECT 1 FROM session_changes WHERE session = NEW.id); END",
 )
 _CHANGED: Final = (
-    f"SELECT c.rev, {', '.join(f's.{name}' for name in COLUMNS)} FROM session_changes c"  # noqa: S608
+    f"SELECT c.rev, {', '.join(f's.{name}' for name in COLUMNS)}, s.node FROM session_changes c"  # noqa: S608
     " JOIN sessions s ON s.id = c.session WHERE c.rev > ? ORDER BY c.rev LIMIT ?"
 )
 
@@ -120,7 +120,7 @@ def track_changes(conn: sqlite3.Connection) -> None:
 
 
 def changed(conn: sqlite3.Connection, above: int, limit: int) -> list[tuple[Any, ...]]:
-    """(rev, columns...) of the sessions changed after rev ``above``, in rev order."""
+    """(rev, columns..., node) of the sessions changed after rev ``above``, in rev order."""
     try:
         return conn.execute(_CHANGED, (above, limit)).fetchall()
     finally:
@@ -133,11 +133,12 @@ def shipped_upto(pg: psycopg.Connection[Any], journal: str) -> int:
 
 
 def ship(pg: psycopg.Connection[Any], journal: str, node: str, rows: Sequence[Sequence[Any]]) -> int:
-    """Upsert ``rows`` (rev first, as :func:`changed` gives them) as ``node``'s and raise the
-    journal's watermark to the last rev, in one transaction; returns that rev.  A journal is
-    one server's: its rows are this node's, whichever name an older row carries."""
+    """Upsert ``rows`` (as :func:`changed` gives them) and raise the journal's watermark to
+    the last rev, in one transaction; returns that rev.  A row without a node (written before
+    servers had one) is this ``node``'s; one with another's is a session a Disconnect or CoA
+    was taken over for (nac/pg/coa.py), which goes back to its own row."""
     with pg.transaction(), pg.cursor() as cursor:
-        cursor.executemany(_UPSERT, [(node, *row[1:]) for row in rows])
+        cursor.executemany(_UPSERT, [(row[-1] or node, *row[1:-1]) for row in rows])
         upto = int(rows[-1][0])
         cursor.execute(
             "INSERT INTO sessions_shipped (journal, node, upto) VALUES (%s, %s, %s)"

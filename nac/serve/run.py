@@ -94,7 +94,8 @@ def pg_node(config: Config) -> PgNode | None:
         )
     from nac.pg.node import PgNode  # noqa: PLC0415 - only with PostgreSQL
 
-    return PgNode(db, node=config.node, journal=server_db(config))
+    clients = [client.name for client in config.clients]
+    return PgNode(db, node=config.node, journal=server_db(config), clients=clients)
 
 
 def run_server(server: Server, node: PgNode | None) -> None:
