@@ -47,7 +47,8 @@ class PgUnsupportedError(ConfigError):
     def __init__(self, where: str) -> None:
         super().__init__(
             f"not yet supported on PostgreSQL ({where}): only the rules, policy, audit, history,"
-            " why, stats, web and `db upgrade` commands are; run it with --db on a server's journal file"
+            " why, stats, web, sessions, disconnect, reauth and `db upgrade` commands are; run it"
+            " with --db on a server's journal file"
         )
 
 
