@@ -86,7 +86,8 @@ class PgServer:
             raise RuntimeError(f"{tool} failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}\n{log}")
 
     def start(self) -> None:
-        options = f"-c listen_addresses='' -c unix_socket_directories='{self.root}' -p {_PORT} {self.settings}"
+        options = f"-c listen_addresses='' -c unix_socket_directories='{self.root}' -p {_PORT}"
+        options += f" {self.settings}"
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-o", options, "start")
 
     def stop(self) -> None:
