@@ -38,6 +38,8 @@ log = logging.getLogger("nac.pg")
 SHIP_MAX: Final = 2_000
 #: Seconds between two looks at the journal once everything is shipped.
 SHIP_INTERVAL: Final = 0.25
+#: The journal's meta key for its note of PostgreSQL's watermark.
+_NOTE: Final = "pg_sessions_upto"
 
 #: A session's columns as the journal keeps them (its local id aside), node last.
 COLUMNS: Final = (
@@ -127,6 +129,30 @@ def changed(conn: sqlite3.Connection, above: int, limit: int) -> list[tuple[Any,
         conn.rollback()
 
 
+def noted_upto(conn: sqlite3.Connection) -> int | None:
+    """The watermark the journal noted at its last shipment (None: never, or unreadable)."""
+    try:
+        found = conn.execute("SELECT value FROM main.meta WHERE key = ?", (_NOTE,)).fetchone()
+        conn.rollback()
+    except sqlite3.Error:
+        return None
+    return None if found is None else int(found[0])
+
+
+def note_upto(conn: sqlite3.Connection, upto: int) -> None:
+    """Note PostgreSQL's new watermark in the journal, for the metrics alone (shipping starts
+    from PostgreSQL's own).  A note that fails is skipped."""
+    try:
+        with conn:
+            conn.execute(
+                "INSERT INTO main.meta (key, value) VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (_NOTE, str(upto)),
+            )
+    except sqlite3.Error as exc:
+        log.debug("session shipper: noting the watermark in the journal: %s", exc)
+
+
 def shipped_upto(pg: psycopg.Connection[Any], journal: str) -> int:
     found = pg.execute("SELECT upto FROM sessions_shipped WHERE journal = %s", (journal,)).fetchone()
     return 0 if found is None else int(found[0])
@@ -207,7 +233,9 @@ class SessionShipper:
         import psycopg  # noqa: PLC0415 - the server loads it only with a PostgreSQL database
 
         journal: str | None = None
-        upto: int | None = None  # PostgreSQL's watermark, read at each (re)connection
+        # PostgreSQL's watermark, read at each (re)connection; until then the journal's note of
+        # it, so that a server started during an outage counts what waits.
+        upto: int | None = noted_upto(conn)
         connected: psycopg.Connection[Any] | None = None
         while not self._stop.is_set():
             pg = self.link.connection()
@@ -225,6 +253,7 @@ class SessionShipper:
                 rows = changed(conn, upto, SHIP_MAX)
                 if rows:
                     upto = ship(pg, journal, self.node, rows)
+                    note_upto(conn, upto)
                     self.shipped += len(rows)
                 self._look(conn, upto)
             except psycopg.Error as exc:
