@@ -12,7 +12,7 @@ import getpass
 import json
 import os
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import cache, cached_property
 from pathlib import Path
@@ -31,6 +31,8 @@ from nac.sessions import store as session_store
 
 if TYPE_CHECKING:
     import sqlite_utils
+
+    from nac.eap.profiles import Profile
 
 #: What every database operation raises (the disk is full, the file is locked or damaged...).
 StoreError = sqlite3.Error
@@ -214,8 +216,10 @@ class Store:
         *,
         action: str = "policy.set",
         subject: str = "",
+        user_groups: Mapping[str, Profile] | None = None,
     ) -> None:
-        """Store the defaults (and, when given, replace all rules) in one transaction, audited."""
+        """Store the defaults (and, when given, replace all rules, and the 802.1X user groups
+        with ``user_groups``) in one transaction, audited."""
         conn = self.conn
         rules = list(rules) if rules is not None else None
         with conn:
@@ -229,7 +233,13 @@ class Store:
                 conn.execute("DELETE FROM rules")
                 for rule in rules:
                     self._insert_rule(conn, rule)
-            self._audit(conn, action, subject, before, self._policy_snapshot())
+            after = self._policy_snapshot()
+            if user_groups is not None:  # a policy file's user groups, audited with its rules
+                from nac.eap.groups import replace_groups  # noqa: PLC0415 - pyrad only for them
+
+                old, new = replace_groups(conn, user_groups, origin=subject)
+                before, after = {**(before or {}), "user_groups": old}, {**after, "user_groups": new}
+            self._audit(conn, action, subject, before, after)
             self._bump(conn)
 
     def add_rule(self, rule: Rule) -> None:

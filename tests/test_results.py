@@ -81,8 +81,10 @@ def test_a_policy_import_is_the_diff_then_what_was_imported() -> None:
     )  # fmt: skip
     plain = report.to_json()
     assert list(plain) == [
-        "added", "removed", "changed", "defaults", "unchanged", "file", "rules", "rules_version", "warnings"
+        "added", "removed", "changed", "defaults", "unchanged", "user_groups", "file", "rules",
+        "rules_version", "warnings",
     ]  # fmt: skip
+    assert plain["user_groups"] is None  # the file had none: the database's stay as they were
     assert plain["changed"] == [{"id": "lab", "fields": {"vlan": {"before": None, "after": 30}}}]
     assert plain["defaults"] == {"action": {"before": "accept", "after": "reject"}}
 

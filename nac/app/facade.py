@@ -15,7 +15,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nac.app import lists, lookups
+from nac.app import lists, lookups, usergroups
 from nac.app.registry import ImportRefusedError as ImportRefusedError  # noqa: PLC0414 - cli imports it here
 from nac.app.registry import import_registry, registry_status, rollback_registry
 from nac.app.results import (
@@ -42,7 +42,7 @@ from nac.pg import PgUnsupportedError
 from nac.policy.audit import Verdict, verify_chain
 from nac.policy.conflicts import find_conflicts, shadowed_by
 from nac.policy.decide import ACTIONS, Context, Defaults, Policy, Rule, canonical_match
-from nac.policy.file import PolicyDiff, diff_policies, dump_policy, load_policy_file, rule_line, rule_table
+from nac.policy.file import PolicyDiff, dump_policy, load_policy_file, rule_line, rule_table
 from nac.policy.simulate import Simulation
 from nac.policy.simulate import simulate as replay
 from nac.registry import vendors
@@ -319,30 +319,22 @@ class Nac:
             default=defaults.action,
             monitor=defaults.monitor,
             warnings=self.policy_warnings(path, defaults, rules),
+            user_groups=usergroups.checked_count(self.policy_store, path, defaults, rules),
         )
 
     def policy_diff(self, path: str | Path) -> PolicyDiff:
-        """What importing ``path`` would change: rules added, removed and changed, defaults."""
+        """What importing ``path`` would change: rules added, removed and changed, defaults,
+        and the 802.1X user groups when the file has them (nac/app/usergroups.py)."""
         defaults, rules = self.load_policy(path)
-        return diff_policies(self.policy_store.defaults(), self.policy_store.rules(), defaults, rules)
+        return usergroups.policy_diff(self.policy_store, path, defaults, rules)[0]
 
     def policy_import(self, path: str | Path) -> PolicyImport:
-        """Replace the defaults and every rule with the file's, in one transaction (all or
-        nothing); running servers apply it within 2 seconds."""
+        """Replace the defaults and every rule (and the user groups, when the file has them)
+        with the file's, in one transaction (all or nothing); running servers apply it within
+        2 seconds."""
         defaults, rules = self.load_policy(path)
-        diff = diff_policies(self.policy_store.defaults(), self.policy_store.rules(), defaults, rules)
-        self.policy_store.set_policy(defaults, rules, action="policy.import", subject=str(path))
-        return PolicyImport(
-            added=diff.added,
-            removed=diff.removed,
-            changed=diff.changed,
-            defaults=diff.defaults,
-            unchanged=diff.unchanged,
-            file=str(path),
-            rules=len(rules),
-            rules_version=self.policy_store.rules_version(),
-            warnings=self.policy_warnings(path, defaults, rules),
-        )
+        warnings = self.policy_warnings(path, defaults, rules)
+        return usergroups.import_policy(self.policy_store, path, defaults, rules, warnings=warnings)
 
     def policy_export(self) -> str:
         store = self.policy_store
@@ -350,7 +342,8 @@ class Nac:
             f"nac policy exported from {store.path} (rules version {store.rules_version()}).\n"
             "`nac policy import` this file to restore exactly these defaults, groups and rules."
         )
-        return dump_policy(self.policy_store.defaults(), self.policy_store.rules(), header=header)
+        text = dump_policy(self.policy_store.defaults(), self.policy_store.rules(), header=header)
+        return text + usergroups.export(self.policy_store)  # its user groups, when it has some
 
     def audit(self) -> list[AuditRow]:
         return [AuditRow.from_row(row) for row in self.policy_store.audit_rows()]

@@ -143,6 +143,8 @@ class PolicyCheck(Record):
     default: str
     monitor: bool
     warnings: list[str]
+    #: The file's 802.1X user groups; None when it has none (an import leaves them alone).
+    user_groups: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

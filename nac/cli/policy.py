@@ -63,6 +63,8 @@ def policy_check(
         typer.echo(f"warning: {warning}", err=True)
     monitor = ", monitor mode" if report.monitor else ""
     counts = f"{report.rules} rules, {report.groups} groups"
+    if report.user_groups is not None:
+        counts += f", {report.user_groups} user groups"
     warned = f", {len(report.warnings)} warnings" if report.warnings else ""
     typer.echo(f"{file}: ok: {counts}, default {report.default}{monitor}{warned}")
     if strict and report.warnings:
@@ -101,14 +103,28 @@ def _print_diff(diff: PolicyDiff) -> None:
         f"{len(diff.added)} added, {len(diff.removed)} removed, {len(diff.changed)} changed, "
         f"{diff.unchanged} unchanged"
     )
+    groups = diff.user_groups
+    if groups is None:  # the file has no [user_groups]: they stay as they are
+        return
+    for group in groups.added:
+        typer.echo(f"+ user group {group['name']}: {_summary(group, 'name')}")
+    for group in groups.removed:
+        typer.echo(f"- user group {group['name']}: {_summary(group, 'name')}")
+    for regroup in groups.changed:
+        fields = "; ".join(f"{k} {_show(v.before)} -> {_show(v.after)}" for k, v in regroup.fields.items())
+        typer.echo(f"~ user group {regroup.name}: {fields}")
+    typer.echo(
+        f"user groups: {len(groups.added)} added, {len(groups.removed)} removed,"
+        f" {len(groups.changed)} changed, {groups.unchanged} unchanged"
+    )
 
 
 def _show(value: object) -> str:
     return "(none)" if value is None else json.dumps(value, ensure_ascii=False)
 
 
-def _summary(rule: dict[str, Any]) -> str:
-    return ", ".join(f"{k} {_show(v)}" for k, v in rule.items() if k != "id")
+def _summary(rule: dict[str, Any], key: str = "id") -> str:
+    return ", ".join(f"{k} {_show(v)}" for k, v in rule.items() if k != key) or "no settings"
 
 
 @policy_app.command("import")

@@ -8,34 +8,32 @@ from __future__ import annotations
 
 import hmac
 import json
-import re
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
 from pyrad.dictionary import Dictionary
 
 from nac.eap.mschapv2 import nt_hash
-from nac.eap.profiles import Authorization, Profile, check_profile, encode_attributes, merge
+from nac.eap.profiles import (
+    Authorization,
+    Profile,
+    check_group,
+    check_profile,
+    encode_attributes,
+    merge,
+    snapshot,
+)
 from nac.eap.users import ensure_table, list_users
 from nac.errors import NacError, PolicyError
 from nac.identity.query import DirectoryAnswer
 
-_GROUP_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 #: Where the users come from: nac's own table, or an LDAP directory (nac/identity/).
 SOURCE: Final = "users"
 DIRECTORY: Final = "ldap"
 #: Encoded profiles kept by their JSON: the server encodes each distinct profile once.
 _ENCODED_MAX: Final = 1024
-
-
-def check_group(name: str) -> str:
-    if not _GROUP_NAME.fullmatch(name):
-        raise PolicyError(
-            f"group names are 1 to 64 letters, digits, . _ - (starting with one of the first two): {name!r}"
-        )
-    return name
 
 
 def add_group(conn: sqlite3.Connection, dictionary: Dictionary, name: str, profile: Profile) -> bool:
@@ -89,6 +87,50 @@ def list_groups(conn: sqlite3.Connection) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def read_groups(conn: sqlite3.Connection) -> dict[str, Profile]:
+    """Every group's profile, by name in name order."""
+    rows = conn.execute("SELECT name, profile FROM eap_groups ORDER BY name").fetchall()
+    return {name: Profile.from_json(json.loads(raw)) for name, raw in rows}
+
+
+def members_of(conn: sqlite3.Connection, names: Iterable[str]) -> dict[str, list[str]]:
+    """The users of each of ``names`` that has any."""
+    out: dict[str, list[str]] = {}
+    for name in names:
+        rows = conn.execute("SELECT user FROM eap_user_groups WHERE grp = ? ORDER BY user", (name,))
+        members = [row[0] for row in rows]
+        if members:
+            out[name] = members
+    return out
+
+
+def refuse_removing_members(conn: sqlite3.Connection, names: Iterable[str], *, origin: str) -> None:
+    """PolicyError when a group to be removed has users: they would silently lose its VLAN."""
+    busy = members_of(conn, names)
+    if busy:
+        listed = "; ".join(f"{group} ({', '.join(users)})" for group, users in busy.items())
+        raise PolicyError(
+            f"{origin}: removes user group(s) that users belong to: {listed}; keep them in the file"
+            " or move the users first (nac users set NAME --group OTHER, or --no-groups)"
+        )
+
+
+def replace_groups(
+    conn: sqlite3.Connection, groups: Mapping[str, Profile], *, origin: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Make the groups exactly ``groups`` (already checked), inside the caller's transaction;
+    a group whose profile is unchanged keeps its row and creation time.  Returns the groups
+    before and after, for the audit row."""
+    old = read_groups(conn)
+    refuse_removing_members(conn, old.keys() - groups.keys(), origin=origin)
+    conn.executemany("DELETE FROM eap_groups WHERE name = ?", [(n,) for n in old.keys() - groups.keys()])
+    conn.executemany(
+        "INSERT OR REPLACE INTO eap_groups (name, profile, created) VALUES (?, ?, ?)",
+        [(n, json.dumps(p.to_json()), _now()) for n, p in groups.items() if old.get(n) != p],
+    )
+    return snapshot(old), snapshot(groups)
 
 
 def check_groups(conn: sqlite3.Connection, groups: Sequence[str]) -> None:

@@ -7,8 +7,9 @@ them (nac/eap/users.py stores them).  Pure: checked and encoded with pyrad's dic
 
 from __future__ import annotations
 
+import re
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final, NamedTuple
 
 from pyrad.dictionary import Dictionary
@@ -40,6 +41,7 @@ RESERVED: Final = frozenset(
 _TYPES: Final = frozenset({"string", "integer", "ipaddr", "ipv6addr", "octets"})
 #: Attributes of one profile: a NAS takes a few dozen reply attributes, not hundreds.
 MAX_ATTRIBUTES: Final = 32
+_GROUP_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 class Profile(NamedTuple):
@@ -72,6 +74,30 @@ def parse_attribute(text: str) -> tuple[str, str]:
     if not sep or not name.strip():
         raise PolicyError(f"--attr {text!r}: expected NAME=VALUE, e.g. Filter-Id=staff")
     return name.strip(), value
+
+
+def check_group(name: str) -> str:
+    if not _GROUP_NAME.fullmatch(name):
+        raise PolicyError(
+            f"group names are 1 to 64 letters, digits, . _ - (starting with one of the first two): {name!r}"
+        )
+    return name
+
+
+def group_table(profile: Profile) -> dict[str, Any]:
+    """A group's ``[user_groups.NAME]`` table: only the settings it has."""
+    table: dict[str, Any] = {}
+    if profile.vlan is not None:
+        table["vlan"] = profile.vlan
+    if profile.attributes:
+        table["attrs"] = [f"{name}={value}" for name, value in profile.attributes]
+    return table
+
+
+def snapshot(groups: Mapping[str, Profile]) -> dict[str, dict[str, Any]]:
+    """The user groups as an audit row's ``before``/``after`` records them, each as its policy
+    file table (nac/eap/groupfile.py)."""
+    return {name: group_table(profile) for name, profile in sorted(groups.items())}
 
 
 def check_profile(dictionary: Dictionary, profile: Profile, *, where: str) -> Profile:

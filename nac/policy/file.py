@@ -60,7 +60,7 @@ def parse_policy(text: str, *, origin: str) -> tuple[Defaults, list[Rule]]:
         raise PolicyError(f"{origin}: {exc}") from None
     loc = Locator(origin, text)
     errors: list[str] = []
-    unknown = set(data) - {"defaults", "groups", "rule"}
+    unknown = set(data) - {"defaults", "groups", "rule", "user_groups"}  # user groups: nac/eap/groupfile.py
     if unknown:
         errors.append(f"{origin}: unknown section(s) {', '.join(sorted(unknown))}")
     raw_defaults = data.get("defaults", {})
@@ -275,6 +275,24 @@ class RuleChange(Record):
 
 
 @dataclass(frozen=True, kw_only=True)
+class GroupChange(Record):
+    """A user group kept by name whose settings (vlan, attrs) differ: the differing ones."""
+
+    name: str
+    fields: dict[str, SettingChange]
+
+
+@dataclass(frozen=True, kw_only=True)
+class UserGroupsDiff(Record):
+    """User groups (as ``[user_groups.NAME]`` tables with their name) added, removed, changed."""
+
+    added: list[dict[str, Any]]
+    removed: list[dict[str, Any]]
+    changed: list[GroupChange]
+    unchanged: int
+
+
+@dataclass(frozen=True, kw_only=True)
 class PolicyDiff(Record):
     """`nac policy diff`: rules (as policy-file tables) added and removed, rules changed,
     defaults changed, and how many rules stay as they are."""
@@ -284,6 +302,8 @@ class PolicyDiff(Record):
     changed: list[RuleChange]
     defaults: dict[str, SettingChange]
     unchanged: int
+    #: The user groups' changes; None when the file has none (it leaves them alone).
+    user_groups: UserGroupsDiff | None = None
 
 
 def diff_policies(

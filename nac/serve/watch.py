@@ -4,6 +4,9 @@ distributes it to every nac node: an edit is checked whole and imported atomical
 
 A directory holds several ``*.toml`` files read in name order: their rules together make the
 policy (ids unique across files), and at most one of them may set ``[defaults]``/``[groups]``.
+The 802.1X user groups of all files (``[user_groups.NAME]``, each name in one file) replace the
+database's when any file has them (nac/eap/groupfile.py); the server reads them at each
+authentication, so the next one uses them.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nac.errors import NacError, PolicyError
 from nac.policy.decide import Defaults, Policy, Rule
@@ -19,6 +23,11 @@ from nac.registry.families import Family
 from nac.registry.oui import Registry
 from nac.store import Store
 
+if TYPE_CHECKING:
+    from pyrad.dictionary import Dictionary
+
+    from nac.eap.profiles import Profile
+
 log = logging.getLogger("nac.watch")
 
 
@@ -26,6 +35,7 @@ class PolicyWatcher:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._signature: tuple[tuple[str, int, int], ...] | None = None
+        self._dictionary: Dictionary | None = None  # loaded at the first file with user groups
 
     def files(self) -> list[Path]:
         if self.path.is_dir():
@@ -75,6 +85,29 @@ class PolicyWatcher:
                 )
         return defaults, rules
 
+    def user_groups(self) -> dict[str, Profile] | None:
+        """Every file's user groups together, or None when no file has any; PolicyError."""
+        from nac.eap.groupfile import SECTION, parse_user_groups  # noqa: PLC0415 - pyrad
+        from nac.resources import load_dictionary  # noqa: PLC0415
+
+        groups: dict[str, Profile] | None = None
+        where: dict[str, str] = {}
+        for path in self.files():
+            text = path.read_text(encoding="utf-8")
+            if SECTION not in text:  # most files have none: no dictionary, no second parse
+                continue
+            if self._dictionary is None:
+                self._dictionary = load_dictionary()
+            found = parse_user_groups(text, origin=str(path), dictionary=self._dictionary)
+            if found is None:
+                continue
+            for name in found:
+                if name in where:
+                    raise PolicyError(f"{path}: user group {name!r} is set in {where[name]} too")
+                where[name] = str(path)
+            groups = {**(groups or {}), **found}
+        return groups
+
     def poll(self, store: Store, registry: Registry, families: Mapping[str, Family]) -> bool:
         """Import the files if they changed since the last look; True if the rules changed."""
         signature = self.signature()
@@ -83,19 +116,33 @@ class PolicyWatcher:
         self._signature = signature
         try:
             defaults, rules = self.load(registry, families)
+            groups = self.user_groups()
         except (NacError, OSError, UnicodeDecodeError) as exc:
             log.error("policy %s refused, the rules in force stay: %s", self.path, exc)
             return False
         diff = diff_policies(store.defaults(), store.rules(), defaults, rules)
-        if not (diff.get("added") or diff.get("removed") or diff.get("changed") or diff.get("defaults")):
+        regrouped = groups is not None and _groups_differ(store, groups)
+        if not (diff.added or diff.removed or diff.changed or diff.defaults or regrouped):
             return False
-        store.set_policy(defaults, rules, action="policy.watch", subject=str(self.path))
+        try:
+            subject = str(self.path)
+            store.set_policy(defaults, rules, action="policy.watch", subject=subject, user_groups=groups)
+        except NacError as exc:  # a removed user group that users still belong to
+            log.error("policy %s refused, the rules in force stay: %s", self.path, exc)
+            return False
         log.info(
-            "policy %s imported: %d rules (%d added, %d removed, %d changed)",
+            "policy %s imported: %d rules (%d added, %d removed, %d changed)%s",
             self.path,
             len(rules),
-            len(diff.get("added", [])),
-            len(diff.get("removed", [])),
-            len(diff.get("changed", [])),
+            len(diff.added),
+            len(diff.removed),
+            len(diff.changed),
+            f", {len(groups)} user groups" if groups is not None else "",
         )
         return True
+
+
+def _groups_differ(store: Store, groups: Mapping[str, Profile]) -> bool:
+    from nac.eap.groups import read_groups  # noqa: PLC0415 - pyrad
+
+    return read_groups(store.conn) != dict(groups)
