@@ -136,7 +136,8 @@ def policy_import(
 ) -> None:
     """Replace the defaults and all rules with a policy file's, all or nothing.
 
-    The whole file is checked first; any error changes nothing.  Running servers apply the
+    A file with [user_groups.NAME] tables replaces the 802.1X user groups too; one without
+    leaves them alone.  The whole file is checked first; any error changes nothing.  Running servers apply the
     new policy within 2 seconds, and the import is recorded in the audit trail.
 
     Example: nac policy import policies/examples/ministry.toml
@@ -169,8 +170,8 @@ def policy_export(
     ] = None,
     db: DbOption = None,
 ) -> None:
-    """Write the database's defaults, groups and rules as a policy file that imports back
-    to the same policy.
+    """Write the database's defaults, groups, rules and 802.1X user groups as a policy file
+    that imports back to the same policy.
 
     Example: nac policy export site-policy.toml
     """
