@@ -21,9 +21,9 @@ import pytest
 from typer.testing import CliRunner
 
 from nac.cli.main import app
-from nac.history import tiers
+from nac.history import reader, tiers
 from nac.pg import connect
-from nac.pg.ship import journal_id, read_journal, ship, shipped_upto
+from nac.pg.ship import journal_id, ship, shipped_upto
 from nac.store import Store
 from tests.helpdesk_rows import decision, write
 from tests.interop import subprocess_env
@@ -93,7 +93,7 @@ def _ship(path: str, node: str, url: str) -> None:
     conn, pg = tiers.connect(path, sync=False), connect(url)
     try:
         journal = journal_id(conn)
-        ship(pg, journal, node, read_journal(conn, shipped_upto(pg, journal), 1000))
+        ship(pg, journal, node, reader.after(conn, shipped_upto(pg, journal), 1000))
     finally:
         conn.close()
         pg.close()

@@ -12,10 +12,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from nac.history import tiers
+from nac.history import reader, tiers
 from nac.pg import connect, schema
 from nac.pg.link import Link
-from nac.pg.ship import HistoryShipper, journal_id, noted_upto, read_journal, ship, shipped_upto
+from nac.pg.ship import HistoryShipper, journal_id, noted_upto, ship, shipped_upto
 from nac.store import Store
 from tests.helpdesk_rows import decision
 from tests.pgserver import PgServer
@@ -54,7 +54,7 @@ def _ship_everything(path: str, pg: psycopg.Connection[Any], *, limit: int = 100
     conn = tiers.connect(path, sync=False)
     try:
         journal = journal_id(conn)
-        while rows := read_journal(conn, shipped_upto(pg, journal), limit):
+        while rows := reader.after(conn, shipped_upto(pg, journal), limit):
             ship(pg, journal, "node-a", rows)
         return journal
     finally:
@@ -89,7 +89,7 @@ def test_a_shipment_that_fails_half_way_leaves_nothing_behind(tmp_path: Path, pg
     pg = _pg(pg_url)
     conn = tiers.connect(path, sync=False)
     journal = journal_id(conn)
-    rows = read_journal(conn, 0, 100)
+    rows = reader.after(conn, 0, 100)
     broken = [*rows[:3], (rows[3][0], *([None] * (len(rows[3]) - 1)))]  # ts NOT NULL: refused
     with pytest.raises(psycopg.Error):
         ship(pg, journal, "node-a", broken)

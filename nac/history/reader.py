@@ -34,6 +34,9 @@ NEWEST_FIRST_MIN: Final = 100_000
 NEWEST_STEP: Final = 200
 _COLUMNS: Final = ", ".join(("id", *tiers.STORED_COLUMNS))
 _PARAMS: Final = ", ".join("?" * (1 + len(tiers.STORED_COLUMNS)))
+_AFTER_MAIN: Final = (
+    f"SELECT {_COLUMNS} FROM main.history WHERE id > ? AND id <= ? ORDER BY id LIMIT ?"  # noqa: S608
+)
 
 
 def execute(conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
@@ -171,3 +174,31 @@ def newest_first(conn: sqlite3.Connection) -> Iterator[float]:
             "SELECT MAX(ts_last) FROM recent.history_batches WHERE last > ? AND id < ?", (upto, below)
         ).fetchone()[0]
         yield max((t for t in (main_top, rest) if t is not None), default=float("-inf"))
+
+
+def after(conn: sqlite3.Connection, above: int, limit: int) -> list[tuple[Any, ...]]:
+    """The decisions after id ``above`` (``id``, then tiers.STORED_COLUMNS), in id order:
+    about ``limit`` (whole batches of the recent tier), read in one transaction so that no batch
+    moves between the tiers under it: what a copy elsewhere (PostgreSQL's) follows.  Rows that
+    retention pruned are not there: the first id may jump."""
+    conn.execute("BEGIN")
+    try:
+        upto = tiers.indexed_upto(conn)
+        rows: list[tuple[Any, ...]] = []
+        if above < upto:
+            rows = conn.execute(_AFTER_MAIN, (above, upto, limit)).fetchall()
+            if rows:
+                return rows
+            above = upto  # what was there is pruned
+        for first, blob, node in conn.execute(
+            "SELECT id, rows, node FROM recent.history_batches"
+            " WHERE id >= COALESCE((SELECT MAX(id) FROM recent.history_batches WHERE id <= ?1), 0)"
+            " AND last > ?1 ORDER BY id",
+            (above,),
+        ):
+            rows.extend(tiers.unpack(first, blob, above, node))
+            if len(rows) >= limit:
+                break
+        return rows
+    finally:
+        conn.rollback()

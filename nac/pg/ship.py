@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
-from nac.history import tiers
+from nac.history import reader, tiers
 from nac.pg.link import Link
 
 if TYPE_CHECKING:
@@ -71,10 +71,6 @@ HISTORY_SCHEMA: Final = (
     )""",
 )
 _COPY: Final = f"COPY history (journal, id, {', '.join(COLUMNS)}) FROM STDIN"
-_MAIN_ROWS: Final = (
-    f"SELECT id, {', '.join(COLUMNS)} FROM main.history"  # noqa: S608 - constants
-    " WHERE id > ? AND id <= ? ORDER BY id LIMIT ?"
-)
 _NODE: Final = len(COLUMNS)  # a row's index of node, after its id
 
 
@@ -87,33 +83,6 @@ def journal_id(conn: sqlite3.Connection) -> str:
     with conn:
         conn.execute("INSERT OR IGNORE INTO main.meta (key, value) VALUES ('journal_id', ?)", (made,))
     return str(conn.execute("SELECT value FROM main.meta WHERE key = 'journal_id'").fetchone()[0])
-
-
-def read_journal(conn: sqlite3.Connection, above: int, limit: int) -> list[tuple[Any, ...]]:
-    """The journal's decisions after id ``above``, in id order: about ``limit`` (whole batches
-    of the recent tier), in one read transaction so that no batch moves between the tiers
-    under it.  Rows the journal's retention pruned are not there: the first id may jump."""
-    conn.execute("BEGIN")
-    try:
-        upto = tiers.indexed_upto(conn)
-        rows: list[tuple[Any, ...]] = []
-        if above < upto:
-            rows = conn.execute(_MAIN_ROWS, (above, upto, limit)).fetchall()
-            if rows:
-                return rows
-            above = upto  # what was there is pruned
-        for first, blob, node in conn.execute(
-            "SELECT id, rows, node FROM recent.history_batches"
-            " WHERE id >= COALESCE((SELECT MAX(id) FROM recent.history_batches WHERE id <= ?1), 0)"
-            " AND last > ?1 ORDER BY id",
-            (above,),
-        ):
-            rows.extend(tiers.unpack(first, blob, above, node))
-            if len(rows) >= limit:
-                break
-        return rows
-    finally:
-        conn.rollback()
 
 
 def noted_upto(conn: sqlite3.Connection) -> int | None:
@@ -146,9 +115,10 @@ def shipped_upto(pg: psycopg.Connection[Any], journal: str) -> int:
 
 
 def ship(pg: psycopg.Connection[Any], journal: str, node: str, rows: Sequence[Sequence[Any]]) -> int:
-    """COPY ``rows`` (id first, as read_journal gives them) and raise the journal's watermark
-    to the last one's id, in one transaction; returns that id.  A row without a node (written
-    before servers had one) is this ``node``'s: a journal is one server's."""
+    """COPY ``rows`` (id first, as nac/history/reader.py's after() gives them) and raise the
+    journal's watermark to the last one's id, in one transaction; returns that id.  A row
+    without a node (written before servers had one) is this ``node``'s: a journal is one
+    server's."""
     with pg.transaction(), pg.cursor() as cursor:
         with cursor.copy(_COPY) as copy:
             for row in rows:
@@ -237,7 +207,7 @@ class HistoryShipper:
                 if pg is not connected:  # PostgreSQL is the watermark's owner: ask it again
                     connected, upto = pg, shipped_upto(pg, journal)
                 assert upto is not None
-                rows = read_journal(conn, upto, SHIP_MAX)
+                rows = reader.after(conn, upto, SHIP_MAX)
                 if rows:
                     upto = ship(pg, journal, self.node, rows)
                     note_upto(conn, upto)
