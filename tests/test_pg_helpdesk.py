@@ -23,7 +23,8 @@ from typer.testing import CliRunner
 from nac.cli.main import app
 from nac.history import reader, tiers
 from nac.pg import connect
-from nac.pg.ship import journal_id, ship, shipped_upto
+from nac.pg.journal import journal_id
+from nac.pg.ship import ship, shipped_upto
 from nac.store import Store
 from tests.helpdesk_rows import decision, write
 from tests.interop import subprocess_env

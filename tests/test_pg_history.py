@@ -14,8 +14,9 @@ import pytest
 
 from nac.history import reader, tiers
 from nac.pg import connect, schema
+from nac.pg.journal import journal_id, noted
 from nac.pg.link import Link
-from nac.pg.ship import HistoryShipper, journal_id, noted_upto, ship, shipped_upto
+from nac.pg.ship import NOTE, HistoryShipper, ship, shipped_upto
 from nac.store import Store
 from tests.helpdesk_rows import decision
 from tests.pgserver import PgServer
@@ -182,7 +183,7 @@ def test_a_journal_that_cannot_be_read_is_counted_and_retried(tmp_path: Path, pg
 def _noted(path: str) -> int | None:
     conn = tiers.connect(path, sync=False)
     try:
-        return noted_upto(conn)
+        return noted(conn, NOTE)
     finally:
         conn.close()
 

@@ -23,14 +23,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Collection, Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
-from nac.errors import NacError
+from nac.pg.journal import JournalThread
 from nac.pg.link import Link
-from nac.store import Store
 
 if TYPE_CHECKING:
     import psycopg
@@ -284,77 +282,37 @@ def unreported(conn: sqlite3.Connection) -> int:
         conn.rollback()
 
 
-class JobFollower:
-    """The thread; :meth:`start` and :meth:`stop` from the server's main thread.  ``claimed``,
-    ``reported``, ``refused``, ``unreported`` and ``failures`` are what /metrics shows."""
+class JobFollower(JournalThread):
+    """The thread (nac/pg/journal.py runs it).  ``claimed``, ``reported``, ``refused``,
+    ``unreported`` and ``failures`` are what /metrics shows."""
+
+    name: ClassVar[str] = "pg-coa"
+    nice: ClassVar[int] = 0  # a Disconnect waits for it: the server's own priority
 
     def __init__(
         self, link: Link, journal: str, *, node: str, clients: Collection[str] = (),
         poll: float = POLL_SECONDS, clock: Callable[[], float] = time.time,
     ) -> None:  # fmt: skip
-        self.link = link
-        self.journal = journal
-        self.node = node
+        super().__init__(link, journal, node=node, interval=poll)
         self.clients = frozenset(clients)  # the NASes whose jobs it may take over
-        self.poll = poll
         self._clock = clock
         self.claimed = 0  # jobs copied into the journal by this process
         self.reported = 0  # answers written back to PostgreSQL
         self.refused = 0  # jobs whose session the journal does not hold
         self.unreported = 0  # claimed jobs whose answer PostgreSQL lacks, at the last look
-        self.failures = 0  # journal reads and writes that failed (PostgreSQL's are the link's)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="nac-pg-coa", daemon=True)
-        self._thread.start()
+    def prepare(self, conn: sqlite3.Connection) -> None:
+        with conn:
+            conn.execute(_LOCAL)  # the jobs claimed from PostgreSQL
 
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-
-    def _run(self) -> None:
-        store: Store | None = None
-        try:
-            while store is None and not self._stop.is_set():
-                store = self._open()
-            if store is not None:
-                self._follow(store.conn)
-        finally:
-            if store is not None:
-                store.close()
-            self.link.close()
-
-    def _open(self) -> Store | None:
-        try:
-            store = Store(self.journal)  # this thread's own connection
-        except NacError as exc:
-            self.failures += 1
-            log.warning("job follower cannot open the journal %s: %s; retrying", self.journal, exc)
-            self._stop.wait(1.0)
-            return None
-        try:
-            with store.conn:
-                store.conn.execute(_LOCAL)
-        except sqlite3.Error as exc:
-            store.close()
-            self.failures += 1
-            log.warning("job follower cannot prepare the journal %s: %s; retrying", self.journal, exc)
-            self._stop.wait(1.0)
-            return None
-        return store
-
-    def _follow(self, conn: sqlite3.Connection) -> None:
+    def work(self, conn: sqlite3.Connection) -> None:
         import psycopg  # noqa: PLC0415 - the server loads it only with a PostgreSQL database
 
         while not self._stop.is_set():
             pg = self.link.connection()
             if pg is None:
                 self._look(conn)
-                self._stop.wait(max(self.poll, self.link.retry_in()))
+                self._stop.wait(max(self.interval, self.link.retry_in()))
                 continue
             try:
                 taken, refused = claim(pg, conn, self.node, now=self._clock(), clients=self.clients)
@@ -364,14 +322,14 @@ class JobFollower:
                     log.warning("%d queued jobs name sessions this server's journal does not hold", refused)
                 self.reported += report(pg, conn)
                 self._look(conn)
-                for _ in pg.notifies(timeout=self.poll, stop_after=1):
+                for _ in pg.notifies(timeout=self.interval, stop_after=1):
                     pass  # a job was queued: claim at once
             except psycopg.Error as exc:
                 self.link.lost(exc)
             except sqlite3.Error as exc:  # a locked or full journal: try again
                 self.failures += 1
                 log.warning("job follower: the journal %s: %s; retrying", self.journal, exc)
-                self._stop.wait(self.poll)
+                self._stop.wait(self.interval)
 
     def _look(self, conn: sqlite3.Connection) -> None:
         with contextlib.suppress(sqlite3.Error):

@@ -17,29 +17,23 @@ interval behind.
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import sqlite3
-import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
-from nac.errors import NacError
+from nac.pg.journal import JournalShipper, ship_rows, watermark
 from nac.pg.link import Link
-from nac.pg.ship import journal_id
-from nac.store import Store
 
 if TYPE_CHECKING:
     import psycopg
-
-log = logging.getLogger("nac.pg")
 
 #: Most session rows one shipment takes.
 SHIP_MAX: Final = 2_000
 #: Seconds between two looks at the journal once everything is shipped.
 SHIP_INTERVAL: Final = 0.25
-#: The journal's meta key for its note of PostgreSQL's watermark.
-_NOTE: Final = "pg_sessions_upto"
+#: PostgreSQL's table of each journal's watermark, and the journal's meta key for its note.
+TABLE: Final = "sessions_shipped"
+NOTE: Final = "pg_sessions_upto"
 
 #: A session's columns as the journal keeps them (its local id aside), node last.
 COLUMNS: Final = (
@@ -129,154 +123,46 @@ def changed(conn: sqlite3.Connection, above: int, limit: int) -> list[tuple[Any,
         conn.rollback()
 
 
-def noted_upto(conn: sqlite3.Connection) -> int | None:
-    """The watermark the journal noted at its last shipment (None: never, or unreadable)."""
-    try:
-        found = conn.execute("SELECT value FROM main.meta WHERE key = ?", (_NOTE,)).fetchone()
-        conn.rollback()
-    except sqlite3.Error:
-        return None
-    return None if found is None else int(found[0])
-
-
-def note_upto(conn: sqlite3.Connection, upto: int) -> None:
-    """Note PostgreSQL's new watermark in the journal, for the metrics alone (shipping starts
-    from PostgreSQL's own).  A note that fails is skipped."""
-    try:
-        with conn:
-            conn.execute(
-                "INSERT INTO main.meta (key, value) VALUES (?, ?)"
-                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (_NOTE, str(upto)),
-            )
-    except sqlite3.Error as exc:
-        log.debug("session shipper: noting the watermark in the journal: %s", exc)
-
-
-def shipped_upto(pg: psycopg.Connection[Any], journal: str) -> int:
-    found = pg.execute("SELECT upto FROM sessions_shipped WHERE journal = %s", (journal,)).fetchone()
-    return 0 if found is None else int(found[0])
+def upload(cursor: psycopg.Cursor[Any], node: str, rows: Sequence[Sequence[Any]]) -> int:
+    """Upsert ``rows`` (as :func:`changed` gives them); returns the last rev.  A row without a
+    node (written before servers had one) is this ``node``'s; one with another's is a session a
+    Disconnect or CoA was taken over for (nac/pg/coa.py), which goes back to its own row."""
+    cursor.executemany(_UPSERT, [(row[-1] or node, *row[1:-1]) for row in rows])
+    return int(rows[-1][0])
 
 
 def ship(pg: psycopg.Connection[Any], journal: str, node: str, rows: Sequence[Sequence[Any]]) -> int:
-    """Upsert ``rows`` (as :func:`changed` gives them) and raise the journal's watermark to
-    the last rev, in one transaction; returns that rev.  A row without a node (written before
-    servers had one) is this ``node``'s; one with another's is a session a Disconnect or CoA
-    was taken over for (nac/pg/coa.py), which goes back to its own row."""
-    with pg.transaction(), pg.cursor() as cursor:
-        cursor.executemany(_UPSERT, [(row[-1] or node, *row[1:-1]) for row in rows])
-        upto = int(rows[-1][0])
-        cursor.execute(
-            "INSERT INTO sessions_shipped (journal, node, upto) VALUES (%s, %s, %s)"
-            " ON CONFLICT (journal) DO UPDATE SET node = EXCLUDED.node, upto = EXCLUDED.upto,"
-            " shipped_at = now()",
-            (journal, node, upto),
-        )
-    return upto
+    """``rows`` and the journal's watermark, in one transaction; returns the new watermark."""
+    return ship_rows(pg, TABLE, journal, node, lambda cursor: upload(cursor, node, rows))
 
 
-class SessionShipper:
-    """The thread; :meth:`start` and :meth:`stop` from the server's main thread.  ``shipped``,
-    ``unshipped`` and ``failures`` are what /metrics shows."""
+def shipped_upto(pg: psycopg.Connection[Any], journal: str) -> int:
+    return watermark(pg, TABLE, journal)
+
+
+class SessionShipper(JournalShipper):
+    """The thread (nac/pg/journal.py runs it)."""
+
+    name: ClassVar[str] = "pg-sessions"
+    table: ClassVar[str] = TABLE
+    note_key: ClassVar[str] = NOTE
+    most: ClassVar[int] = SHIP_MAX
 
     def __init__(self, link: Link, journal: str, *, node: str, interval: float = SHIP_INTERVAL) -> None:
-        self.link = link
-        self.journal = journal
-        self.node = node
-        self.interval = interval
-        self.shipped = 0  # session changes shipped by this process
-        self.unshipped = 0  # changes in the journal after the watermark, at the last look
-        self.failures = 0  # journal reads that failed (PostgreSQL's are the link's)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__(link, journal, node=node, interval=interval)
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="nac-pg-sessions", daemon=True)
-        self._thread.start()
+    def prepare(self, conn: sqlite3.Connection) -> None:
+        track_changes(conn)  # the change counter
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop after the shipment in flight (what is left ships at the next start)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+    def read(self, conn: sqlite3.Connection, above: int, limit: int) -> list[tuple[Any, ...]]:
+        return changed(conn, above, limit)
 
-    def _run(self) -> None:
-        store: Store | None = None
-        try:
-            while store is None and not self._stop.is_set():
-                store = self._open()
-            if store is not None:
-                self._ship_all(store.conn)
-        finally:
-            if store is not None:
-                store.close()
-            self.link.close()
+    def upload(self, cursor: psycopg.Cursor[Any], journal: str, rows: Sequence[Sequence[Any]]) -> int:
+        return upload(cursor, self.node, rows)
 
-    def _open(self) -> Store | None:
-        """The thread's connection to the journal, with its change counter, or None (counted,
-        logged) to try again."""
-        store = None
-        try:
-            store = Store(self.journal)
-            track_changes(store.conn)
-        except (sqlite3.Error, NacError) as exc:  # a full or locked disk: retried
-            if store is not None:
-                store.close()
-            self.failures += 1
-            log.warning("session shipper cannot open the journal %s: %s; retrying", self.journal, exc)
-            self._stop.wait(max(self.interval, 1.0))
-            return None
-        return store
-
-    def _ship_all(self, conn: sqlite3.Connection) -> None:
-        import psycopg  # noqa: PLC0415 - the server loads it only with a PostgreSQL database
-
-        journal: str | None = None
-        # PostgreSQL's watermark, read at each (re)connection; until then the journal's note of
-        # it, so that a server started during an outage counts what waits.
-        upto: int | None = noted_upto(conn)
-        connected: psycopg.Connection[Any] | None = None
-        while not self._stop.is_set():
-            pg = self.link.connection()
-            if pg is None:
-                self._look(conn, upto)
-                self._stop.wait(max(self.interval, self.link.retry_in()))
-                continue
-            rows: list[tuple[Any, ...]] = []
-            try:
-                if journal is None:
-                    journal = journal_id(conn)
-                if pg is not connected:  # PostgreSQL owns the watermark: ask it again
-                    connected, upto = pg, shipped_upto(pg, journal)
-                assert upto is not None
-                rows = changed(conn, upto, SHIP_MAX)
-                if rows:
-                    upto = ship(pg, journal, self.node, rows)
-                    note_upto(conn, upto)
-                    self.shipped += len(rows)
-                self._look(conn, upto)
-            except psycopg.Error as exc:
-                self.link.lost(exc)
-                connected = None
-                continue
-            except sqlite3.Error as exc:  # a locked or failing journal: try again
-                self.failures += 1
-                log.warning("session shipper: reading the journal %s: %s; retrying", self.journal, exc)
-                self._stop.wait(self.interval)
-                continue
-            if len(rows) < SHIP_MAX:
-                self._stop.wait(self.interval)
-
-    def _look(self, conn: sqlite3.Connection, upto: int | None) -> None:
-        """How many session changes are left to ship (unknown until PostgreSQL said where the
-        watermark is: then the last count stands)."""
-        if upto is None:
-            return
-        with contextlib.suppress(sqlite3.Error):
-            found = conn.execute("SELECT COUNT(*) FROM session_changes WHERE rev > ?", (upto,)).fetchone()
-            conn.rollback()
-            self.unshipped = int(found[0])
+    def left(self, conn: sqlite3.Connection, upto: int) -> int:
+        found = conn.execute("SELECT COUNT(*) FROM session_changes WHERE rev > ?", (upto,)).fetchone()
+        return int(found[0])
 
 
 def query(

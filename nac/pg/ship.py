@@ -11,34 +11,30 @@ a journal recreated under the same node name starts afresh, without colliding.  
 keyed (journal, id) as well, so even a watermark gone wrong could not store a row twice.
 
 While PostgreSQL is away the journal simply grows (``nac_pg_history_unshipped``); when it is
-back, this thread ships the backlog in SHIP_MAX-row transactions.  It runs at nice
-+``SHIP_NICE``: under full load it takes what the event loop leaves and catches up after.
+back, this thread ships the backlog in SHIP_MAX-row transactions.  It runs at nice +10
+(nac/pg/journal.py): under full load it takes what the event loop leaves and catches up after.
 """
 
 from __future__ import annotations
 
-import logging
-import os
 import sqlite3
-import threading
-import uuid
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from nac.history import reader, tiers
+from nac.pg.journal import JournalShipper, ship_rows, watermark
 from nac.pg.link import Link
 
 if TYPE_CHECKING:
     import psycopg
 
-log = logging.getLogger("nac.pg")
-
 #: Most decisions one shipment takes: a transaction of a few tens of milliseconds.
 SHIP_MAX: Final = 5_000
 #: Seconds between two looks at the journal once everything is shipped.
 SHIP_INTERVAL: Final = 0.25
-#: The thread's nice value (as the WAL copier's): PostgreSQL waits, deciding does not.
-SHIP_NICE: Final = 10
+#: PostgreSQL's table of each journal's watermark, and the journal's meta key for its note.
+TABLE: Final = "history_shipped"
+NOTE: Final = "pg_shipped_upto"
 
 #: The columns a shipped row has, after (journal, id): the journal's own, node included.
 COLUMNS: Final = tiers.STORED_COLUMNS
@@ -74,164 +70,46 @@ _COPY: Final = f"COPY history (journal, id, {', '.join(COLUMNS)}) FROM STDIN"
 _NODE: Final = len(COLUMNS)  # a row's index of node, after its id
 
 
-def journal_id(conn: sqlite3.Connection) -> str:
-    """The journal's id (made once, kept in its meta table)."""
-    found = conn.execute("SELECT value FROM main.meta WHERE key = 'journal_id'").fetchone()
-    if found is not None:
-        return str(found[0])
-    made = str(uuid.uuid4())
-    with conn:
-        conn.execute("INSERT OR IGNORE INTO main.meta (key, value) VALUES ('journal_id', ?)", (made,))
-    return str(conn.execute("SELECT value FROM main.meta WHERE key = 'journal_id'").fetchone()[0])
-
-
-def noted_upto(conn: sqlite3.Connection) -> int | None:
-    """The watermark the journal noted at its last shipment (None: never shipped, or unreadable)."""
-    try:
-        found = conn.execute("SELECT value FROM main.meta WHERE key = 'pg_shipped_upto'").fetchone()
-        conn.rollback()
-    except sqlite3.Error:
-        return None
-    return None if found is None else int(found[0])
-
-
-def note_upto(conn: sqlite3.Connection, upto: int) -> None:
-    """Note PostgreSQL's new watermark in the journal, for the metrics alone: PostgreSQL's own
-    stays the one shipping starts from.  A note that fails is skipped."""
-    try:
-        with conn:
-            conn.execute(
-                "INSERT INTO main.meta (key, value) VALUES ('pg_shipped_upto', ?)"
-                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (str(upto),),
-            )
-    except sqlite3.Error as exc:
-        log.debug("history shipper: noting the watermark in the journal: %s", exc)
-
-
-def shipped_upto(pg: psycopg.Connection[Any], journal: str) -> int:
-    found = pg.execute("SELECT upto FROM history_shipped WHERE journal = %s", (journal,)).fetchone()
-    return 0 if found is None else int(found[0])
+def upload(cursor: psycopg.Cursor[Any], journal: str, node: str, rows: Sequence[Sequence[Any]]) -> int:
+    """COPY ``rows`` (id first, as nac/history/reader.py's after() gives them); returns the
+    last one's id.  A row without a node (written before servers had one) is this ``node``'s:
+    a journal is one server's."""
+    with cursor.copy(_COPY) as copy:
+        for row in rows:
+            copy.write_row((journal, *row[:_NODE], row[_NODE] or node))
+    return int(rows[-1][0])
 
 
 def ship(pg: psycopg.Connection[Any], journal: str, node: str, rows: Sequence[Sequence[Any]]) -> int:
-    """COPY ``rows`` (id first, as nac/history/reader.py's after() gives them) and raise the
-    journal's watermark to the last one's id, in one transaction; returns that id.  A row
-    without a node (written before servers had one) is this ``node``'s: a journal is one
-    server's."""
-    with pg.transaction(), pg.cursor() as cursor:
-        with cursor.copy(_COPY) as copy:
-            for row in rows:
-                copy.write_row((journal, *row[:_NODE], row[_NODE] or node))
-        upto = int(rows[-1][0])
-        cursor.execute(
-            "INSERT INTO history_shipped (journal, node, upto) VALUES (%s, %s, %s)"
-            " ON CONFLICT (journal) DO UPDATE SET node = EXCLUDED.node, upto = EXCLUDED.upto,"
-            " shipped_at = now()",
-            (journal, node, upto),
-        )
-    return upto
+    """``rows`` and the journal's watermark, in one transaction; returns the new watermark."""
+    return ship_rows(pg, TABLE, journal, node, lambda cursor: upload(cursor, journal, node, rows))
 
 
-class HistoryShipper:
-    """The thread; :meth:`start` and :meth:`stop` from the server's main thread.  ``shipped``,
-    ``unshipped`` and ``failures`` are what /metrics shows."""
+def shipped_upto(pg: psycopg.Connection[Any], journal: str) -> int:
+    return watermark(pg, TABLE, journal)
 
-    def __init__(self, link: Link, journal_path: str, *, node: str, interval: float = SHIP_INTERVAL) -> None:
-        self.link = link
-        self.journal_path = journal_path
-        self.node = node
-        self.interval = interval
-        self.shipped = 0  # decisions shipped by this process
-        self.unshipped = 0  # decisions in the journal after the watermark, at the last look
-        self.failures = 0  # journal reads that failed (PostgreSQL's are the link's)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="nac-pg-history", daemon=True)
-        self._thread.start()
+class HistoryShipper(JournalShipper):
+    """The thread (nac/pg/journal.py runs it)."""
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop after the shipment in flight (what is left ships at the next start)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+    name: ClassVar[str] = "pg-history"
+    table: ClassVar[str] = TABLE
+    note_key: ClassVar[str] = NOTE
+    most: ClassVar[int] = SHIP_MAX
 
-    def _run(self) -> None:
-        try:
-            os.setpriority(os.PRIO_PROCESS, 0, SHIP_NICE)  # this thread only (Linux)
-        except (AttributeError, OSError) as exc:
-            log.info("history shipper keeps normal priority: %s", exc)
-        conn = None
-        try:
-            while conn is None and not self._stop.is_set():
-                conn = self._open()
-            if conn is not None:
-                self._ship_all(conn)
-        finally:
-            if conn is not None:
-                conn.close()
-            self.link.close()
+    def __init__(self, link: Link, journal: str, *, node: str, interval: float = SHIP_INTERVAL) -> None:
+        super().__init__(link, journal, node=node, interval=interval)
 
-    def _open(self) -> sqlite3.Connection | None:
-        """The thread's connection to the journal, or None (counted, logged) to try again."""
-        try:
-            conn = tiers.connect(self.journal_path, sync=False)
-            conn.execute("PRAGMA main.cache_size=-1024")
-        except sqlite3.Error as exc:
-            self.failures += 1
-            log.warning("history shipper cannot open the journal %s: %s; retrying", self.journal_path, exc)
-            self._stop.wait(max(self.interval, 1.0))
-            return None
+    def connect(self) -> sqlite3.Connection:
+        conn = tiers.connect(self.journal, sync=False)
+        conn.execute("PRAGMA main.cache_size=-1024")
         return conn
 
-    def _ship_all(self, conn: sqlite3.Connection) -> None:
-        import psycopg  # noqa: PLC0415 - the server loads it only with a PostgreSQL database
+    def read(self, conn: sqlite3.Connection, above: int, limit: int) -> list[tuple[Any, ...]]:
+        return reader.after(conn, above, limit)
 
-        journal: str | None = None
-        # PostgreSQL's watermark, read at each (re)connection; until then the journal's note of
-        # it, so that a server started during an outage counts what waits.
-        upto: int | None = noted_upto(conn)
-        connected: psycopg.Connection[Any] | None = None
-        while not self._stop.is_set():
-            pg = self.link.connection()
-            if pg is None:
-                self._look(conn, upto)
-                self._stop.wait(max(self.interval, self.link.retry_in()))
-                continue
-            try:
-                if journal is None:
-                    journal = journal_id(conn)
-                if pg is not connected:  # PostgreSQL is the watermark's owner: ask it again
-                    connected, upto = pg, shipped_upto(pg, journal)
-                assert upto is not None
-                rows = reader.after(conn, upto, SHIP_MAX)
-                if rows:
-                    upto = ship(pg, journal, self.node, rows)
-                    note_upto(conn, upto)
-                    self.shipped += len(rows)
-                self._look(conn, upto)
-            except psycopg.Error as exc:
-                self.link.lost(exc)
-                connected = None
-                continue
-            except sqlite3.Error as exc:  # a locked or failing journal: try again
-                self.failures += 1
-                log.warning("history shipper: reading the journal %s: %s; retrying", self.journal_path, exc)
-                self._stop.wait(self.interval)
-                continue
-            if len(rows) < SHIP_MAX:
-                self._stop.wait(self.interval)
+    def upload(self, cursor: psycopg.Cursor[Any], journal: str, rows: Sequence[Sequence[Any]]) -> int:
+        return upload(cursor, journal, self.node, rows)
 
-    def _look(self, conn: sqlite3.Connection, upto: int | None) -> None:
-        """What is left to ship: the journal's newest id over the watermark (a read the
-        metrics can be a moment behind on)."""
-        if upto is None:
-            return
-        try:
-            self.unshipped = max(0, tiers.top_id(conn) - upto)
-            conn.rollback()
-        except sqlite3.Error:
-            pass
+    def left(self, conn: sqlite3.Connection, upto: int) -> int:
+        return max(0, tiers.top_id(conn) - upto)
