@@ -53,8 +53,7 @@ from nac.registry.oui import Registry, normalize_name
 from nac.render import iso_time
 from nac.resources import load_active_registry, load_banlists, load_families, load_registry_for, open_stores
 from nac.resources import open_store as open_store  # noqa: PLC0414 - tests import it here
-from nac.sessions.enforce import Change, enforce
-from nac.store import Store, os_user
+from nac.store import Store
 
 if TYPE_CHECKING:
     from nac.profiling.report import ProfileReport
@@ -119,13 +118,6 @@ class Nac:
         return Policy(rules, registry=registry, defaults=defaults, families=self.families)
 
     # -- rules -----------------------------------------------------------------------------
-
-    def enforce_change(self, before: Policy, *, reason: str) -> list[tuple[Change, list[int]]]:
-        """Queue Disconnect / re-authorize for active sessions the rules changed since
-        ``before`` (the running server sends them); returns each change with its job ids."""
-        return enforce(
-            self.store.conn, before, self.policy(), reason=reason, requested_by=os_user(), now=time.time()
-        )
 
     def add_rule(
         self,
