@@ -311,15 +311,15 @@ class Store:
                 conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('defaults', ?)", (defaults,))
             conn.execute("DELETE FROM rules")
             conn.executemany(_INSERT_RULE, records)
-            self._bump(conn)
-            version = int(conn.execute("SELECT value FROM meta WHERE key = 'rules_version'").fetchone()[0])
+            version = self._bump(conn)
             mirrored = f"{version} {source}"
             conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('mirrored', ?)", (mirrored,))
         return version
 
-    def mirrored(self) -> tuple[int, str] | None:
-        """The local rules version a :meth:`mirror_policy` made and its ``source``; None before."""
-        raw = self._meta("mirrored")
+    def mirrored(self, key: str = "mirrored") -> tuple[int, str] | None:
+        """The local rules version a :meth:`mirror_policy` made and its ``source`` (with ``key``
+        ``registry_mirrored``: the registry version a :meth:`mirror_registry` made); None before."""
+        raw = self._meta(key)
         if raw is None:
             return None
         version, _, source = raw.partition(" ")
@@ -359,10 +359,10 @@ class Store:
     def audit_head(self) -> str | None:
         return self._meta("audit_head")
 
-    def _bump(self, conn: sqlite3.Connection) -> None:
-        conn.execute(
-            "UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) WHERE key = 'rules_version'"
-        )
+    def _bump(self, conn: sqlite3.Connection, key: str = "rules_version") -> int:
+        """Add one to the version ``key`` (``rules_version``, ``registry_version``); the new one."""
+        bump = "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = ? RETURNING value"
+        return int(conn.execute(bump, (key,)).fetchall()[0][0])
 
     # -- the IEEE registry ------------------------------------------------------------------
 
@@ -376,7 +376,7 @@ class Store:
             "SELECT id, source, date, sha256, counts, replaced, imported, imported_by, active"
             " FROM registry_snapshots ORDER BY id DESC"
         ).fetchall()
-        return [_snapshot_row(row) for row in rows]
+        return [registry_store.snapshot_row(row) for row in rows]
 
     def active_snapshot(self) -> dict[str, Any] | None:
         """The imported snapshot in force, or None while the bundled one is."""
@@ -384,7 +384,7 @@ class Store:
             "SELECT id, source, date, sha256, counts, replaced, imported, imported_by, active"
             " FROM registry_snapshots WHERE active = 1 ORDER BY id DESC LIMIT 1"
         ).fetchone()
-        return None if row is None else _snapshot_row(row)
+        return None if row is None else registry_store.snapshot_row(row)
 
     def registry_entries_for(self, blocks: Iterable[tuple[int, int]]) -> list[tuple[int, int, str, str]]:
         """The active registry's entries for these exact (prefix, bits) blocks."""
@@ -417,7 +417,7 @@ class Store:
         finally:
             if own:
                 conn.rollback()
-        return _snapshot_row(row), entries
+        return registry_store.snapshot_row(row), entries
 
     def replace_registry(
         self,
@@ -474,10 +474,26 @@ class Store:
                 "INSERT INTO registry_entries (prefix, bits, organization, registry) VALUES (?, ?, ?, ?)",
                 entries,
             )
-            conn.execute(
-                "UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)"
-                " WHERE key = 'registry_version'"
-            )
+            self._bump(conn, "registry_version")
+
+    def kept_snapshots(self) -> set[int]:
+        """The snapshots whose entries are kept, which `nac oui rollback` can restore."""
+        return registry_store.kept_ids(self.conn)
+
+    def mirror_registry(
+        self, row: Mapping[str, Any] | None, entries: Iterable[tuple[int, int, str, str]], *, source: str
+    ) -> int:
+        """Make the registry in force a copy of another store's (``row``, its active snapshot;
+        None: the bundled one) as :meth:`mirror_policy` does the rules: one transaction that bumps
+        ``registry_version``, no audit row, ``source`` kept in ``meta.registry_mirrored``."""
+        conn = self.conn
+        with conn:
+            conn.execute("BEGIN IMMEDIATE")
+            registry_store.mirror(conn, row, entries)
+            version = self._bump(conn, "registry_version")
+            note = f"{version} {source}"
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('registry_mirrored', ?)", (note,))
+        return version
 
     def rollback_registry(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """Restore the newest kept snapshot before the active one, audited; the active one's
@@ -500,10 +516,7 @@ class Store:
             conn.execute("UPDATE registry_snapshots SET active = 0 WHERE active = 1")
             conn.execute("UPDATE registry_snapshots SET active = 1 WHERE id = ?", (target,))
             self._audit(conn, "oui.rollback", view(restored)["snapshot"], view(active), view(restored))
-            conn.execute(
-                "UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)"
-                " WHERE key = 'registry_version'"
-            )
+            self._bump(conn, "registry_version")
         return active, restored
 
 
@@ -549,15 +562,6 @@ _INSERT_RULE: Final = (
     f"INSERT INTO rules ({', '.join(stored.RULE_COLUMNS)})"  # noqa: S608
     f" VALUES ({', '.join('?' * len(stored.RULE_COLUMNS))})"
 )
-
-
-def _snapshot_row(row: Sequence[Any]) -> dict[str, Any]:
-    keys = ("id", "source", "date", "sha256", "counts", "replaced", "imported", "imported_by", "active")
-    out = dict(zip(keys, row, strict=True))
-    out["counts"] = json.loads(out["counts"])
-    out["replaced"] = json.loads(out["replaced"])
-    out["active"] = bool(out["active"])
-    return out
 
 
 def os_user() -> str:

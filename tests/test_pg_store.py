@@ -193,7 +193,7 @@ def test_rules_and_policy_commands_run_on_postgresql(
     [
         (["history", "prune", "--older-than", "90d"], "nac history prune"),
         (["users", "list"], "nac users list"),
-        (["oui", "status"], "nac oui status"),
+        (["profile", "00:11:22:33:44:55"], "nac profile"),
     ],
     ids=lambda value: " ".join(value) if isinstance(value, list) else "",
 )

@@ -535,7 +535,7 @@ class Nac:
 
     def oui_status(self) -> RegistryStatus:
         """The active registry snapshot (source, date, sha256, counts, import time) and older ones."""
-        return registry_status(self.store, lambda: self.registry.snapshot)
+        return registry_status(self.policy_store, lambda: self.registry.snapshot)
 
     def oui_import(
         self,
@@ -548,7 +548,7 @@ class Nac:
         """Validate every file, then make them the registry in one transaction (or refuse:
         :func:`nac.app_registry.import_registry`); returns what changed (or would change)."""
         report, new = import_registry(
-            self.store, self.registry, self.families, paths, on=on, replace=replace, dry_run=dry_run
+            self.policy_store, self.registry, self.families, paths, on=on, replace=replace, dry_run=dry_run
         )
         if new is not None:
             self.__dict__["registry"] = new
@@ -556,7 +556,7 @@ class Nac:
 
     def oui_rollback(self) -> RegistryRollback:
         """Restore the registry the last import (or rollback) replaced."""
-        report = rollback_registry(self.store)
+        report = rollback_registry(self.policy_store)
         self.__dict__.pop("registry", None)
         return report
 

@@ -26,12 +26,11 @@ from nac.app.results import (
 )
 from nac.errors import NacError, PolicyError
 from nac.policy.decide import Policy
+from nac.policy.stored import PolicyStore
 from nac.registry import ieee, vendors
-from nac.registry import store as registry_store
 from nac.registry.families import Family
 from nac.registry.oui import Registry, Snapshot, normalize_name
 from nac.render import iso_time
-from nac.store import Store
 
 _DATE_RE: Final = re.compile(r"\d{4}-\d{2}(-\d{2})?")
 
@@ -45,7 +44,7 @@ class ImportRefusedError(NacError):
         self.report = report
 
 
-def registry_status(store: Store, bundled: Callable[[], Snapshot]) -> RegistryStatus:
+def registry_status(store: PolicyStore, bundled: Callable[[], Snapshot]) -> RegistryStatus:
     """The active registry snapshot (source, date, sha256, counts, import time) and older ones;
     ``bundled`` gives the shipped registry's snapshot when nothing was ever imported."""
     rows = store.registry_snapshots()
@@ -62,7 +61,7 @@ def registry_status(store: Store, bundled: Callable[[], Snapshot]) -> RegistrySt
             "imported_by": None,
             "active": True,
         }
-    kept = registry_store.kept_ids(store.conn)
+    kept = store.kept_snapshots()
     return RegistryStatus(
         active=SnapshotStatus(**_status_row(active, bundled=not rows)),
         older=[
@@ -75,7 +74,7 @@ def registry_status(store: Store, bundled: Callable[[], Snapshot]) -> RegistrySt
 
 
 def import_registry(
-    store: Store,
+    store: PolicyStore,
     old: Registry,
     families: dict[str, Family],
     paths: Sequence[str | Path],
@@ -147,14 +146,14 @@ def import_registry(
     return _done(plan, store), new
 
 
-def _done(plan: RegistryImportPlan, store: Store) -> RegistryImport:
+def _done(plan: RegistryImportPlan, store: PolicyStore) -> RegistryImport:
     """``plan`` with the registry version now in force."""
     return RegistryImport(
         **{f.name: getattr(plan, f.name) for f in fields(plan)}, registry_version=store.registry_version()
     )
 
 
-def rollback_registry(store: Store) -> RegistryRollback:
+def rollback_registry(store: PolicyStore) -> RegistryRollback:
     """Restore the registry the last import (or rollback) replaced; a second rollback goes
     one further back, as far as the snapshots kept (nac/registry/store.py)."""
     before, after = store.rollback_registry()
@@ -166,7 +165,7 @@ def rollback_registry(store: Store) -> RegistryRollback:
 
 
 def _watch(
-    store: Store, families: dict[str, Family], registry: Registry, entries: Sequence[Any]
+    store: PolicyStore, families: dict[str, Family], registry: Registry, entries: Sequence[Any]
 ) -> list[vendors.WatchEntry]:
     """New or reassigned entries that a vendor rule covers or that look like a family one
     targets: what an operator should read before the new registry decides."""

@@ -1,9 +1,10 @@
 """nac on a shared PostgreSQL: several servers, one source of truth for the rules.
 
 Each server still decides from memory and from its own SQLite file (its journal), exactly as
-a single server does; PostgreSQL holds the rules, the policy defaults and the audit chain, and
-a follower thread in each server copies them into the journal when they change
-(nac/pg/follow.py).  The CLI's rules, policy and audit commands write PostgreSQL directly
+a single server does; PostgreSQL holds the rules, the policy defaults, the audit chain and the
+IEEE registry in force, and a follower thread in each server copies them into the journal when
+they change (nac/pg/follow.py).  The CLI's rules, policy, audit and registry commands write
+PostgreSQL directly
 (nac/pg/store.py); what is not shared yet is refused with :class:`PgUnsupportedError`.
 
 Importing this package loads no driver: psycopg is imported when a connection is opened.
@@ -35,6 +36,8 @@ _LIVENESS: Final[dict[str, int]] = {
 }
 #: The channel a rules change is announced on (its payload: the new rules version).
 RULES_CHANNEL: Final = "nac_rules"
+#: The channel a registry import or rollback is announced on (its payload: the registry version).
+REGISTRY_CHANNEL: Final = "nac_registry"
 
 
 class PgUnreachableError(DatabaseFileError):
@@ -46,7 +49,7 @@ class PgUnsupportedError(ConfigError):
 
     def __init__(self, where: str) -> None:
         super().__init__(
-            f"not yet supported on PostgreSQL ({where}): only the rules, policy, audit, history,"
+            f"not yet supported on PostgreSQL ({where}): only the rules, policy, audit, oui, history,"
             " why, stats, web, sessions, disconnect, reauth and `db upgrade` commands are; run it"
             " with --db on a server's journal file"
         )

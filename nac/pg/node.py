@@ -15,7 +15,7 @@ from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any, Final
 
 from nac.pg import PgUnreachableError, coa, connect, redact, schema
-from nac.pg.follow import POLL_SECONDS, RulesFollower, copy_rules, listen
+from nac.pg.follow import POLL_SECONDS, RulesFollower, copy_registry, copy_rules, listen
 from nac.pg.link import Link
 from nac.pg.sessions import SessionShipper
 from nac.pg.ship import HistoryShipper
@@ -58,8 +58,9 @@ class PgNode:
         coa.listen(conn)
 
     def start_up(self) -> None:
-        """Bring PostgreSQL's schema up to date and copy its rules into the journal, so the
-        server starts on them; when PostgreSQL is unreachable, start on the journal's rules
+        """Bring PostgreSQL's schema up to date and copy its rules and registry in force into
+        the journal, so the server starts on them; when PostgreSQL is unreachable, start on the
+        journal's rules
         (a warning says which).  A schema newer than this nac knows is refused
         (DatabaseFileError): the server does not start."""
         try:
@@ -77,6 +78,7 @@ class PgNode:
                 log.info("PostgreSQL %s: %s", self.where, "; ".join(changes))
             PgStore(self.url, conn=conn).initialize()
             copy_rules(conn, store, self.where)
+            copy_registry(conn, store, self.where)
             self.rules_link.up = True
         except (psycopg.OperationalError, PgUnreachableError) as exc:  # it went away meanwhile
             self.rules_link.lost(exc)

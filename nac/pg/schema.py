@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Final
 from nac import __version__
 from nac.errors import DatabaseFileError
 from nac.pg.coa import COA_SCHEMA
+from nac.pg.registry import REGISTRY_SCHEMA
 from nac.pg.sessions import SESSIONS_SCHEMA
 from nac.pg.ship import HISTORY_SCHEMA
 
@@ -63,6 +64,7 @@ MIGRATIONS: Final[tuple[tuple[int, str, tuple[str, ...]], ...]] = (
     ),
     (2, "every server's history, and how far each journal is shipped", HISTORY_SCHEMA),
     (3, "every server's sessions, and Disconnect / CoA jobs for any server", (*SESSIONS_SCHEMA, *COA_SCHEMA)),
+    (4, "the IEEE registry in force, and the snapshots kept for rollback", REGISTRY_SCHEMA),
 )
 SCHEMA_VERSION: Final = MIGRATIONS[-1][0]
 #: pg_advisory_xact_lock's key for migrations ("nac" in ASCII): one migrator at a time.

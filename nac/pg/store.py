@@ -1,12 +1,14 @@
-"""The rules, policy defaults and audit chain in PostgreSQL: what the CLI's rules, policy and
-audit commands use of nac/store.py's Store, with the same meaning.
+"""The rules, policy defaults, audit chain and IEEE registry in PostgreSQL: what the CLI's
+rules, policy, audit and oui commands use of nac/store.py's Store, with the same meaning.
 
 Each change is one transaction that takes the ``rules_version`` row's lock first (as SQLite's
 BEGIN IMMEDIATE does: changes from several machines queue, and the audit chain's head is read
-then extended by one writer at a time), writes one audit row, bumps ``rules_version``, and
-announces the new version on the ``nac_rules`` channel; PostgreSQL delivers the NOTIFY at
-commit, so no server hears of a change that was rolled back.  The checks, row layouts and
-audit rows are nac/policy/stored.py's and nac/policy/audit.py's, shared with SQLite.
+then extended by one writer at a time), writes one audit row, bumps ``rules_version`` (a
+registry import or rollback: ``registry_version``), and announces the new version on the
+``nac_rules`` channel (``nac_registry``); PostgreSQL delivers the NOTIFY at commit, so no
+server hears of a change that was rolled back.  The checks, row layouts and audit rows are
+nac/policy/stored.py's, nac/policy/audit.py's and nac/registry/store.py's, shared with SQLite;
+the registry's SQL is nac/pg/registry.py's.
 """
 
 from __future__ import annotations
@@ -17,10 +19,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from nac.errors import DatabaseFileError
-from nac.pg import RULES_CHANNEL, PgUnreachableError, connect, first_line, redact, schema
+from nac.pg import REGISTRY_CHANNEL, RULES_CHANNEL, PgUnreachableError, connect, first_line, redact, schema
+from nac.pg import registry as pg_registry
 from nac.policy import audit, stored
 from nac.policy.decide import Defaults, Rule
 from nac.policy.file import rule_table
+from nac.registry import store as registry_store
+from nac.registry.oui import Snapshot
 from nac.store import iso_time, os_user
 
 if TYPE_CHECKING:
@@ -157,9 +162,59 @@ class PgStore:
     def audit_head(self) -> str | None:
         return self._meta("audit_head")
 
+    # -- the IEEE registry (nac/pg/registry.py) --------------------------------------------
+
+    def registry_version(self) -> int:
+        return int(self._meta("registry_version") or 0)
+
+    def registry_snapshots(self) -> list[dict[str, Any]]:
+        with self._errors():
+            return pg_registry.snapshots(self.conn)
+
+    def kept_snapshots(self) -> set[int]:
+        with self._errors():
+            return pg_registry.kept_ids(self.conn)
+
     def active_registry(self) -> tuple[dict[str, Any], list[tuple[int, int, str, str]]] | None:
-        """Registry imports are not shared yet: the bundled registry is in force."""
-        return None
+        """The active snapshot and its entries, read in one transaction; None until the first
+        import (the bundled registry is in force)."""
+        with self._errors():
+            found = pg_registry.published(self.conn)
+        return None if found.snapshot is None else (found.snapshot, found.entries)
+
+    def replace_registry(
+        self,
+        entries: Iterable[tuple[int, int, str, str]],
+        *,
+        snapshot: Snapshot,
+        replaced: Sequence[str],
+        base: Snapshot,
+        now: float,
+        base_entries: Iterable[tuple[int, int, str, str]] = (),
+    ) -> None:
+        """Make ``entries`` the active registry, as Store.replace_registry does."""
+        with self._change() as cur:
+            subject, before, after = pg_registry.replace(
+                cur,
+                entries,
+                snapshot=snapshot,
+                replaced=replaced,
+                base=base,
+                base_entries=base_entries,
+                imported=iso_time(now),
+                user=os_user(),
+            )
+            self._finish(cur, "oui.import", subject, before, after, registry=True)
+
+    def rollback_registry(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Restore the newest kept snapshot before the active one, as Store.rollback_registry does."""
+        with self._change() as cur:
+            found, restored = pg_registry.rollback(cur)
+            view = registry_store.audit_view
+            self._finish(
+                cur, "oui.rollback", view(restored)["snapshot"], view(found), view(restored), registry=True
+            )
+        return found, restored
 
     # -- changes ---------------------------------------------------------------------------
 
@@ -171,10 +226,17 @@ class PgStore:
             yield cur
 
     def _finish(
-        self, cur: psycopg.Cursor[Any], action: str, subject: str, before: object, after: object
+        self,
+        cur: psycopg.Cursor[Any],
+        action: str,
+        subject: str,
+        before: object,
+        after: object,
+        *,
+        registry: bool = False,
     ) -> int:
-        """Append the audit row, bump ``rules_version`` and announce it, in the change's
-        transaction; returns the new version."""
+        """Append the audit row, bump ``rules_version`` (``registry``: ``registry_version``) and
+        announce it, in the change's transaction; returns the new version."""
         cur.execute("SELECT value FROM meta WHERE key = 'audit_head'")
         head = cur.fetchone()
         cur.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM audit")
@@ -196,12 +258,15 @@ class PgStore:
             row,
         )
         cur.execute(_UPSERT_META, ("audit_head", row["hash"]))
+        key, channel = (
+            ("registry_version", REGISTRY_CHANNEL) if registry else ("rules_version", RULES_CHANNEL)
+        )
         cur.execute(
-            "UPDATE meta SET value = (value::bigint + 1)::text WHERE key = 'rules_version' RETURNING value"
+            "UPDATE meta SET value = (value::bigint + 1)::text WHERE key = %s RETURNING value", (key,)
         )
         bumped = cur.fetchone()
         version = int(bumped[0]) if bumped else 0
-        cur.execute("SELECT pg_notify(%s, %s)", (RULES_CHANNEL, str(version)))
+        cur.execute("SELECT pg_notify(%s, %s)", (channel, str(version)))
         return version
 
     def _insert_rules(self, cur: psycopg.Cursor[Any], rules: Iterable[Rule]) -> None:

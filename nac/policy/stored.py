@@ -13,6 +13,7 @@ from typing import Any, Final, Protocol
 from nac.errors import NacError, PolicyError
 from nac.policy.decide import Defaults, Rule
 from nac.policy.file import defaults_table, rule_table
+from nac.registry.store import RegistryStore
 
 #: The rules table's columns, in the order :func:`rule_record` gives their values.
 RULE_COLUMNS: Final = (
@@ -112,9 +113,9 @@ def list_removed(name: str, rules: Sequence[Rule]) -> tuple[str, dict[str, Any]]
     return f"list {name}", {"list": name, "rules": [rule_table(r) for r in rules]}
 
 
-class PolicyStore(Protocol):
-    """What the rules, policy and audit commands need of a store: nac/store.py's Store (SQLite)
-    and nac/pg/store.py's PgStore (PostgreSQL) both offer it."""
+class PolicyStore(RegistryStore, Protocol):
+    """What the rules, policy, audit and registry commands need of a store: nac/store.py's Store
+    (SQLite) and nac/pg/store.py's PgStore (PostgreSQL) both offer it."""
 
     path: str
 
@@ -126,7 +127,6 @@ class PolicyStore(Protocol):
     def rule_rows(self) -> list[dict[str, Any]]: ...
     def audit_rows(self) -> list[dict[str, Any]]: ...
     def audit_head(self) -> str | None: ...
-    def active_registry(self) -> tuple[dict[str, Any], list[tuple[int, int, str, str]]] | None: ...
     def set_policy(
         self,
         defaults: Defaults,

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable
-from typing import Any, Final
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Final, Protocol
 
 from nac.registry.oui import Snapshot
 
@@ -87,6 +87,43 @@ def restore(conn: sqlite3.Connection, snapshot: int) -> None:
     conn.execute("DELETE FROM registry_kept WHERE snapshot = ?", (snapshot,))
 
 
+def mirror(
+    conn: sqlite3.Connection, snapshot: Mapping[str, Any] | None, entries: Iterable[tuple[int, int, str, str]]
+) -> None:
+    """Make ``snapshot`` (a row as :func:`snapshot_row` gives it; None: the bundled registry)
+    with ``entries`` the registry in force, as a copy of another store's: the snapshots and kept
+    entries recorded here go, since rolling back is done where the registry was imported."""
+    conn.execute("DELETE FROM registry_kept")
+    conn.execute("DELETE FROM registry_snapshots")
+    conn.execute("DELETE FROM registry_entries")
+    if snapshot is None:
+        return
+    conn.execute(
+        "INSERT INTO registry_snapshots"
+        " (id, source, date, sha256, counts, replaced, imported, imported_by, active)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1)",
+        (
+            *(snapshot["id"], snapshot["source"], snapshot["date"], snapshot["sha256"]),
+            *(json.dumps(snapshot["counts"]), json.dumps(snapshot["replaced"])),
+            *(snapshot["imported"], snapshot["imported_by"]),
+        ),
+    )
+    conn.executemany(
+        "INSERT INTO registry_entries (prefix, bits, organization, registry) VALUES (?, ?, ?, ?)", entries
+    )
+
+
+def snapshot_row(row: Sequence[Any]) -> dict[str, Any]:
+    """A ``registry_snapshots`` row (id, source, date, sha256, counts, replaced, imported,
+    imported_by, active) as a dict, ``counts`` and ``replaced`` decoded."""
+    keys = ("id", "source", "date", "sha256", "counts", "replaced", "imported", "imported_by", "active")
+    out = dict(zip(keys, row, strict=True))
+    out["counts"] = json.loads(out["counts"])
+    out["replaced"] = json.loads(out["replaced"])
+    out["active"] = bool(out["active"])
+    return out
+
+
 def audit_view(row: dict[str, Any] | Snapshot) -> dict[str, Any]:
     """A snapshot as the audit trail records it (before and after an import or a rollback)."""
     if isinstance(row, Snapshot):
@@ -96,3 +133,24 @@ def audit_view(row: dict[str, Any] | Snapshot) -> dict[str, Any]:
         counts = row["counts"] if isinstance(row["counts"], dict) else json.loads(row["counts"])
     snapshot = Snapshot(source=source, date=date, sha256=sha256, counts=counts)
     return {"snapshot": snapshot.id, "source": source, "date": date, "counts": counts}
+
+
+class RegistryStore(Protocol):
+    """What the registry commands (nac/app/registry.py) and a registry reload need of a store:
+    nac/store.py's Store (SQLite) and nac/pg/store.py's PgStore (PostgreSQL) both offer it."""
+
+    def registry_version(self) -> int: ...
+    def registry_snapshots(self) -> list[dict[str, Any]]: ...
+    def kept_snapshots(self) -> set[int]: ...
+    def active_registry(self) -> tuple[dict[str, Any], list[tuple[int, int, str, str]]] | None: ...
+    def replace_registry(
+        self,
+        entries: Iterable[tuple[int, int, str, str]],
+        *,
+        snapshot: Snapshot,
+        replaced: Sequence[str],
+        base: Snapshot,
+        now: float,
+        base_entries: Iterable[tuple[int, int, str, str]] = (),
+    ) -> None: ...
+    def rollback_registry(self) -> tuple[dict[str, Any], dict[str, Any]]: ...
