@@ -21,6 +21,7 @@ import nac.resources
 from nac.app.facade import Nac
 from nac.cli.main import app
 from nac.errors import NacError
+from nac.helpdesk.web import Helpdesk
 from nac.pg import REGISTRY_CHANNEL, connect
 from nac.pg.follow import copy_registry
 from nac.pg.store import PgStore, open_pg_store
@@ -187,6 +188,25 @@ def test_the_journal_copy_bumps_its_registry_version_without_an_audit_row(
             assert (active[0]["sha256"], len(active[1])) == (bundled.snapshot.sha256, len(bundled))
     finally:
         journal.close()
+
+
+def test_the_helpdesk_page_follows_an_import_on_postgresql(
+    pg_url: str, tmp_path: Path, bundled: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(nac.resources, "load_registry", lambda: bundled)
+    open_pg_store(pg_url).close()
+    helpdesk = Helpdesk(pg_url)
+    try:
+        match = helpdesk.nac.registry.lookup(int(MAC, 16))
+        assert match is not None
+        assert match.organization == "Apple, Inc."
+        _json("oui", "import", "--replace", _oui_csv(tmp_path), "--db", pg_url)
+        helpdesk.decisions({"since": "24h"})  # a request sees the registry version moved
+        match = helpdesk.nac.registry.lookup(int(MAC, 16))
+        assert match is not None
+        assert match.organization == "Huawei Technologies Co.,Ltd"
+    finally:
+        helpdesk.close()
 
 
 # -- two servers on one database --------------------------------------------------------------

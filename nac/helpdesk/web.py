@@ -255,8 +255,8 @@ class Helpdesk:
             log.warning("nac web: " + message + " (logged once, all counted)", args)
 
     def _registry_in_force(self) -> int:
-        """The registry's version; on PostgreSQL imports are not shared: the bundled one, always."""
-        return 0 if self.nac.shared else self.nac.store.registry_version()
+        """The registry's version, in the SQLite database or in PostgreSQL (imports are shared)."""
+        return self.nac.policy_store.registry_version()
 
     @contextmanager
     def _reading(self) -> Iterator[Nac]:
@@ -265,7 +265,7 @@ class Helpdesk:
         with self.lock:
             if self._reconnect:
                 fresh = Nac.readonly(self.db)  # still away: this request fails the same way
-                fresh.__dict__["registry"] = self.nac.registry  # the bundled one: not shared
+                fresh.__dict__["registry"] = self.nac.registry  # reloaded if its version moved
                 self.nac.close()
                 self.nac, self._reconnect = fresh, False
                 log.warning("nac web: connected to %s again", self.nac.policy_store.path)
