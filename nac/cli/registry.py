@@ -54,10 +54,11 @@ def oui_import(
 
     Every file is checked first; one bad line refuses the whole import and changes nothing.
     Each registry the files contain (MA-L, MA-M, MA-S, IAB) is then replaced whole, in one
-    transaction; a running server picks the new registry up.  The changes are printed (per
-    registry, with examples).  An import that would remove more than 5 % of the entries in
-    force (a truncated or partial file) is refused, exit 1, unless --replace is given.  The
-    registry replaced is kept: `nac oui rollback` restores it.
+    transaction; a running server (every server, with a PostgreSQL --db) picks the new
+    registry up.  The changes are printed (per registry, with examples).  An import that would
+    remove more than 5 % of the entries in force (a truncated or partial file) is refused,
+    exit 1, unless --replace is given.  The registry replaced is kept: `nac oui rollback`
+    restores it.
 
     Example: nac oui import oui.csv mam.csv oui36.csv iab.csv --date 2026-11-01 --dry-run
     """
@@ -124,9 +125,10 @@ def _more(rows: Sequence[object]) -> None:
 
 @oui_app.command("rollback")
 def oui_rollback(db: DbOption = None, as_json: JsonOption = False) -> None:
-    """Restore the registry snapshot the last import replaced, audited; a running server picks
-    it up.  The snapshot rolled back from is discarded, so a second rollback goes one further
-    back (the last 3 replaced snapshots are kept); import its files again to return to it.
+    """Restore the registry snapshot the last import replaced, audited; a running server (every
+    server, with a PostgreSQL --db) picks it up.  The snapshot rolled back from is discarded,
+    so a second rollback goes one further back (the last 3 replaced snapshots are kept);
+    import its files again to return to it.
 
     Example: nac oui rollback
     """
