@@ -5,6 +5,8 @@ once, whatever stops a shipment half way."""
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -14,12 +16,16 @@ import pytest
 
 from nac.history import reader, tiers
 from nac.pg import connect, schema
+from nac.pg import ship as pg_ship
 from nac.pg.journal import journal_id, noted
 from nac.pg.link import Link
 from nac.pg.ship import NOTE, HistoryShipper, ship, shipped_upto
 from nac.store import Store
 from tests.helpdesk_rows import decision
+from tests.interop import subprocess_env
 from tests.pgserver import PgServer
+
+DAY = 86400.0
 
 
 def _journal(tmp_path: Path, name: str = "journal.db") -> str:
@@ -28,11 +34,11 @@ def _journal(tmp_path: Path, name: str = "journal.db") -> str:
     return path
 
 
-def _commit(path: str, macs: list[str], *, node: str | None = "node-a") -> None:
+def _commit(path: str, macs: list[str], *, node: str | None = "node-a", ts: float | None = None) -> None:
     """One group commit (a batch in the recent tier) of a decision per MAC."""
     store = Store(path)
     try:
-        tiers.write_batch(store.conn, [decision(time.time(), mac) for mac in macs], [], node=node)
+        tiers.write_batch(store.conn, [decision(ts or time.time(), mac) for mac in macs], [], node=node)
     finally:
         store.close()
 
@@ -193,3 +199,49 @@ def _wait(check: Any, within: float = 10.0) -> None:
     while not check():
         assert time.monotonic() < deadline, "not within the time"
         time.sleep(0.05)
+
+
+def test_pruning_postgresql_takes_every_servers_old_decisions_in_steps(
+    tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = time.time() - 10 * DAY
+    path = _journal(tmp_path)
+    _commit(path, _macs(7), ts=old)
+    _commit(path, _macs(3, 7))
+    pg = _pg(pg_url)
+    _ship_everything(path, pg)
+    monkeypatch.setattr(pg_ship, "PRUNE_STEP", 2)  # several transactions
+    other = connect(pg_url)
+    with other.transaction():  # another server is pruning now
+        other.execute("SELECT pg_advisory_xact_lock(%s)", (pg_ship._PRUNE_LOCK,))
+        assert pg_ship.prune(pg, time.time() - DAY, wait=False) is None
+    assert pg_ship.prune(pg, time.time() - DAY, wait=False) == 7
+    assert [r[2] for r in _shipped(pg)] == _macs(3, 7)
+    # The CLI: every server's decisions, whichever server's database it is given.
+    _commit(path, _macs(2, 10), ts=old)
+    _ship_everything(path, pg)
+    done = subprocess.run(
+        [sys.executable, "-m", "nac", "history", "prune", "--older-than", "1d", "--db", pg_url],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=subprocess_env(),
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "deleted 2 decisions older than 1d"
+    assert len(_shipped(pg)) == 3
+
+
+def test_the_thread_prunes_postgresql_by_the_servers_retention(tmp_path: Path, pg_url: str) -> None:
+    path = _journal(tmp_path)
+    _commit(path, _macs(4), ts=time.time() - 3 * DAY)
+    _commit(path, _macs(2, 4))
+    db = _pg(pg_url)
+    link = Link(pg_url, purpose="history")
+    shipper = HistoryShipper(link, path, node="node-a", interval=0.05, retention=DAY)
+    shipper.start()
+    try:
+        _wait(lambda: shipper.pruned == 4)
+        assert [r[2] for r in _shipped(db)] == _macs(2, 4)
+    finally:
+        shipper.stop()

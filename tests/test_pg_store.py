@@ -191,7 +191,6 @@ def test_rules_and_policy_commands_run_on_postgresql(
 @pytest.mark.parametrize(
     ("args", "command"),
     [
-        (["history", "prune", "--older-than", "90d"], "nac history prune"),
         (["users", "list"], "nac users list"),
         (["profile", "00:11:22:33:44:55"], "nac profile"),
     ],

@@ -22,6 +22,7 @@ from nac.helpdesk import pg as pg_helpdesk
 from nac.helpdesk import queries as helpdesk
 from nac.history import prune as history_prune
 from nac.isotime import parse_span
+from nac.pg import ship as pg_ship
 from nac.pg.store import PgStore
 from nac.policy.decide import ACTIONS
 from nac.registry.mac import format_mac, parse_mac
@@ -117,5 +118,9 @@ def list_stats(nac: Nac, since: str | None) -> list[lists.ListTally]:
 
 
 def prune(nac: Nac, older_than: str) -> int:
-    """Delete decisions older than a span (``90d``), in batches; SQLite only."""
-    return history_prune.prune(nac.store.conn, parse_span(older_than))
+    """Delete decisions older than a span (``90d``), in batches: on PostgreSQL, every server's."""
+    seconds = parse_span(older_than)
+    with _shared(nac) as pg:
+        if pg is not None:
+            return pg_ship.prune(pg, datetime.now(UTC).timestamp() - seconds) or 0
+    return history_prune.prune(nac.store.conn, seconds)

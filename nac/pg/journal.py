@@ -206,6 +206,9 @@ class JournalShipper(JournalThread):
     def left(self, conn: sqlite3.Connection, upto: int) -> int:
         raise NotImplementedError
 
+    def shipped_some(self, pg: psycopg.Connection[Any]) -> None:
+        """After each look at the journal, while PostgreSQL is up: upkeep of a subclass's."""
+
     def ship(self, pg: psycopg.Connection[Any], journal: str, rows: Sequence[Sequence[Any]]) -> int:
         return ship_rows(
             pg, self.table, journal, self.node, lambda cursor: self.upload(cursor, journal, rows)
@@ -237,6 +240,7 @@ class JournalShipper(JournalThread):
                     note(conn, self.note_key, upto)
                     self.shipped += len(rows)
                 self._look(conn, upto)
+                self.shipped_some(pg)
             except psycopg.Error as exc:
                 self.link.lost(exc)
                 connected = None

@@ -33,10 +33,18 @@ DEFAULT_JOURNAL: Final = "nac-journal.db"
 
 class PgNode:
     def __init__(
-        self, url: str, *, node: str, journal: str, poll: float = POLL_SECONDS, clients: Collection[str] = ()
+        self,
+        url: str,
+        *,
+        node: str,
+        journal: str,
+        poll: float = POLL_SECONDS,
+        clients: Collection[str] = (),
+        retention: float | None = None,
     ) -> None:
         """``clients``: the names in this server's client table (it may send a job another
-        server left unclaimed to one of those NASes)."""
+        server left unclaimed to one of those NASes); ``retention``: seconds of history
+        PostgreSQL keeps (``[history] retention``; the servers' shortest wins)."""
         self.url = url
         self.where = redact(url)
         self.node = node  # this server's name on the rows it will ship
@@ -44,7 +52,7 @@ class PgNode:
         self.rules_link = Link(url, purpose="rules", setup=lambda conn: listen(conn, self.where))
         self.follower = RulesFollower(self.rules_link, journal, poll=poll)
         self.history_link = Link(url, purpose="history", setup=lambda conn: schema.require(conn, self.where))
-        self.shipper = HistoryShipper(self.history_link, journal, node=node)
+        self.shipper = HistoryShipper(self.history_link, journal, node=node, retention=retention)
         self.sessions_link = Link(url, purpose="sessions", setup=self._require)
         self.sessions = SessionShipper(self.sessions_link, journal, node=node)
         self.jobs_link = Link(url, purpose="Disconnect / CoA jobs", setup=self._listen_jobs)
@@ -138,6 +146,7 @@ class PgNode:
         return {
             "pg_reconnects": lambda: float(self.rules_link.reconnects),
             "pg_history_shipped": lambda: float(self.shipper.shipped),
+            "pg_history_pruned": lambda: float(self.shipper.pruned),
             "pg_history_journal_failures": lambda: float(self.shipper.failures),
             "pg_sessions_shipped": lambda: float(self.sessions.shipped),
             "pg_sessions_journal_failures": lambda: float(self.sessions.failures),

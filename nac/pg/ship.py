@@ -17,8 +17,10 @@ back, this thread ships the backlog in SHIP_MAX-row transactions.  It runs at ni
 
 from __future__ import annotations
 
+import logging
 import sqlite3
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from nac.history import reader, tiers
@@ -28,10 +30,19 @@ from nac.pg.link import Link
 if TYPE_CHECKING:
     import psycopg
 
+log = logging.getLogger("nac.pg")
+
 #: Most decisions one shipment takes: a transaction of a few tens of milliseconds.
 SHIP_MAX: Final = 5_000
 #: Seconds between two looks at the journal once everything is shipped.
 SHIP_INTERVAL: Final = 0.25
+#: Decisions one pruning transaction deletes: PostgreSQL's rows go in small steps, as the
+#: journal's do, so no lock is held long.
+PRUNE_STEP: Final = 10_000
+#: Seconds between two retention passes of a server over PostgreSQL's history.
+RETENTION_INTERVAL: Final = 60.0
+#: pg_try_advisory_xact_lock's key for pruning: one server at a time prunes.
+_PRUNE_LOCK: Final = 0x6E616370  # "nacp"
 #: PostgreSQL's table of each journal's watermark, and the journal's meta key for its note.
 TABLE: Final = "history_shipped"
 NOTE: Final = "pg_shipped_upto"
@@ -89,6 +100,27 @@ def shipped_upto(pg: psycopg.Connection[Any], journal: str) -> int:
     return watermark(pg, TABLE, journal)
 
 
+def prune(pg: psycopg.Connection[Any], before: float, *, wait: bool = True) -> int | None:
+    """Delete every server's decisions older than ``before`` (seconds since the epoch), in
+    PRUNE_STEP transactions; how many.  Only one server prunes at a time: without ``wait``,
+    None when another is pruning now (the retention pass tries again later)."""
+    lock = "pg_advisory_xact_lock(%s)" if wait else "pg_try_advisory_xact_lock(%s)"
+    total = 0
+    while True:
+        with pg.transaction():
+            got = pg.execute(f"SELECT {lock}", (_PRUNE_LOCK,)).fetchone()
+            if not wait and (got is None or not got[0]):
+                return None if total == 0 else total
+            deleted = pg.execute(
+                "DELETE FROM history WHERE seq IN"
+                " (SELECT seq FROM history WHERE ts < %s ORDER BY ts LIMIT %s)",
+                (before, PRUNE_STEP),
+            ).rowcount
+        total += max(0, deleted)
+        if deleted < PRUNE_STEP:
+            return total
+
+
 class HistoryShipper(JournalShipper):
     """The thread (nac/pg/journal.py runs it)."""
 
@@ -97,8 +129,37 @@ class HistoryShipper(JournalShipper):
     note_key: ClassVar[str] = NOTE
     most: ClassVar[int] = SHIP_MAX
 
-    def __init__(self, link: Link, journal: str, *, node: str, interval: float = SHIP_INTERVAL) -> None:
+    def __init__(
+        self,
+        link: Link,
+        journal: str,
+        *,
+        node: str,
+        interval: float = SHIP_INTERVAL,
+        retention: float | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """``retention``: seconds of every server's history PostgreSQL keeps (the server's
+        ``[history] retention``); None keeps it for ever."""
         super().__init__(link, journal, node=node, interval=interval)
+        self.retention = retention
+        self.pruned = 0  # decisions this server pruned from PostgreSQL
+        self._clock = clock
+        self._next_retention = 0.0
+
+    def shipped_some(self, pg: psycopg.Connection[Any]) -> None:
+        """After a look at the journal: a retention pass over PostgreSQL when one is due."""
+        if self.retention is None or time.monotonic() < self._next_retention:
+            return
+        self._next_retention = time.monotonic() + RETENTION_INTERVAL
+        deleted = prune(pg, self._clock() - self.retention, wait=False)
+        if deleted:
+            self.pruned += deleted
+            log.info(
+                "history retention: %d decisions older than %.0f s deleted from PostgreSQL",
+                deleted,
+                self.retention,
+            )
 
     def connect(self) -> sqlite3.Connection:
         conn = tiers.connect(self.journal, sync=False)

@@ -95,7 +95,9 @@ def pg_node(config: Config) -> PgNode | None:
     from nac.pg.node import PgNode  # noqa: PLC0415 - only with PostgreSQL
 
     clients = [client.name for client in config.clients]
-    return PgNode(db, node=config.node, journal=server_db(config), clients=clients)
+    return PgNode(
+        db, node=config.node, journal=server_db(config), clients=clients, retention=config.history_retention
+    )
 
 
 def run_server(server: Server, node: PgNode | None) -> None:
