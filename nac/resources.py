@@ -26,6 +26,7 @@ from nac.registry import cache as registry_cache
 from nac.registry.banlists import BanList, parse_banlists
 from nac.registry.families import Family, parse_families
 from nac.registry.oui import Registry, Snapshot, registry_from_manuf
+from nac.registry.store import RegistryStore
 from nac.store import Store
 
 if TYPE_CHECKING:
@@ -135,7 +136,7 @@ def load_active_registry(store: PolicyStore) -> Registry:
     return Registry(entries, snapshot)
 
 
-def load_registry_for(store: Store, mac: int) -> Registry:
+def load_registry_for(store: RegistryStore, mac: int) -> Registry:
     """Only the registry entries whose blocks hold ``mac`` (at most one each of 36, 28 and 24
     bits), for a command about one device (`nac check`, `nac why`): deciding for that MAC needs
     nothing else, and three indexed reads are a few hundred times faster than 58,000 entries."""

@@ -118,6 +118,30 @@ def test_import_status_and_rollback_on_postgresql_are_audited_once_and_announced
     assert _cli("audit", "verify", "--db", pg_url)[1].strip() == "audit trail intact: 3 rows"
 
 
+def test_one_device_commands_read_only_its_blocks_of_postgresqls_registry(
+    pg_url: str, tmp_path: Path, bundled: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(nac.resources, "load_registry", lambda: bundled)
+    open_pg_store(pg_url).close()
+    _json("oui", "import", "--replace", _oui_csv(tmp_path), "--db", pg_url)
+    store = PgStore(pg_url, readonly=True)
+    try:
+        mac = int(MAC, 16)
+        blocks = [(mac >> (48 - bits), bits) for bits in (36, 28, 24)]
+        assert store.registry_entries_for(blocks) == [(0x3C22FB, 24, "Huawei Technologies Co.,Ltd", "MA-L")]
+        assert store.registry_entries_for([(0x001122, 24)]) == []
+        one = nac.resources.load_registry_for(store, mac)
+        assert one.lookup(mac) is not None
+        assert one.lookup(mac).organization == "Huawei Technologies Co.,Ltd"  # type: ignore[union-attr]
+        assert one.snapshot == nac.resources.load_active_registry(store).snapshot
+    finally:
+        store.close()
+    # `nac why` on PostgreSQL decides for the device by that registry: a Huawei rule applies.
+    _cli("rules", "add", "--vendor", "huawei", "--action", "reject", "--db", pg_url)
+    story = _json("why", MAC, "--db", pg_url)
+    assert story["now"]["action"] == "reject"
+
+
 def test_a_suspicious_import_is_refused_on_postgresql_and_changes_nothing(
     pg_url: str, tmp_path: Path, bundled: Registry, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -462,8 +462,7 @@ class Nac:
     def _policy_for(self, mac: int) -> Policy:
         """The rules in force compiled against only ``mac``'s registry entries: deciding for
         one MAC needs nothing else, and three indexed reads beat loading 58,000 entries."""
-        loaded = self.registry if self.shared else self.__dict__.get("registry")  # PostgreSQL: all
-        return self._compiled(loaded or load_registry_for(self.store, mac))
+        return self._compiled(self.__dict__.get("registry") or load_registry_for(self.policy_store, mac))
 
     def history(
         self,

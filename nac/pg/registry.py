@@ -90,6 +90,19 @@ def entries(conn: psycopg.Connection[Any] | psycopg.Cursor[Any]) -> list[Entry]:
     return [(int(p), int(b), str(o), str(r)) for p, b, o, r in rows]
 
 
+def entries_for(conn: psycopg.Connection[Any], blocks: Iterable[tuple[int, int]]) -> list[Entry]:
+    """The active registry's entries for these exact (prefix, bits) blocks: one indexed read
+    each (a command about one device needs nothing else)."""
+    out: list[Entry] = []
+    for prefix, bits in blocks:
+        rows = conn.execute(
+            f"SELECT {_ENTRY} FROM registry_entries WHERE bits = %s AND prefix = %s",  # noqa: S608 - constants
+            (bits, prefix),
+        )
+        out += [(int(p), int(b), str(o), str(r)) for p, b, o, r in rows]
+    return out
+
+
 def kept_ids(conn: psycopg.Connection[Any] | psycopg.Cursor[Any]) -> set[int]:
     return {int(row[0]) for row in conn.execute("SELECT DISTINCT snapshot FROM registry_kept")}
 

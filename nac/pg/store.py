@@ -171,6 +171,14 @@ class PgStore:
         with self._errors():
             return pg_registry.snapshots(self.conn)
 
+    def active_snapshot(self) -> dict[str, Any] | None:
+        with self._errors():
+            return pg_registry.active(self.conn)
+
+    def registry_entries_for(self, blocks: Iterable[tuple[int, int]]) -> list[tuple[int, int, str, str]]:
+        with self._errors():
+            return pg_registry.entries_for(self.conn, blocks)
+
     def kept_snapshots(self) -> set[int]:
         with self._errors():
             return pg_registry.kept_ids(self.conn)
