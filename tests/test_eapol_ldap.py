@@ -114,6 +114,21 @@ def test_ttls_pap_binds_as_the_user_and_the_ldap_group_gives_the_vlan(server: Na
     assert "user carol (ldap), group staff: profile staff (VLAN 100)" in str(row["reason"])
 
 
+def test_a_reload_that_changes_the_directory_keeps_the_one_in_use_until_a_restart(
+    server: NacServer, pki: Path
+) -> None:
+    assert server.proc is not None
+    config = server.config.read_text()
+    assert "url = " in config
+    server.config.write_text(re.sub(r'url = "[^"]*"', 'url = "ldap://127.0.0.1:9"', config))
+    server.proc.send_signal(signal.SIGHUP)
+    assert server.wait_for_log("ldap changed: takes effect at the next restart"), server.stderr()[-2000:]
+    assert server.wait_for_log("configuration reloaded"), server.stderr()[-2000:]
+    result = eapol_test(server, ttls_pap(pki, "carol", USERS["carol"][0]), mac=ALLOWED)
+    assert_success(result)  # still the directory it started with, whole
+    assert vlans(result.stdout) == ["100"]
+
+
 def test_ttls_pap_wrong_password_is_rejected(server: NacServer, pki: Path) -> None:
     assert_failure(eapol_test(server, ttls_pap(pki, "carol", "not carol's"), mac=ALLOWED))
     row = last_decision(server)

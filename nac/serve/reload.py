@@ -34,8 +34,9 @@ if TYPE_CHECKING:
 #: The server's logger: these lines are the server's, whichever module writes them.
 log = logging.getLogger("nac.server")
 
-#: Settings a reload cannot change: the sockets and the database are open already.
-RESTART_ONLY = ("bind", "auth_port", "acct_port", "db", "journal")
+#: Settings a reload cannot change: the sockets and the database are open already, and the
+#: directory's connections and threads are made once.
+RESTART_ONLY = ("bind", "auth_port", "acct_port", "db", "journal", "ldap")
 
 
 class PolicyPoller:
