@@ -19,6 +19,7 @@ CORE = [
     "registry.oui",
     "policy.decide",
     "admission.engine",
+    "admission.eaprounds",
     "admission.replies",
     "radius.crypto",
     "history.record",

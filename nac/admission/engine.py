@@ -9,31 +9,25 @@ closed).
 
 from __future__ import annotations
 
-from functools import partial
 from ipaddress import IPv6Address
 from typing import TYPE_CHECKING, Final, TypeAlias
 
-from nac.admission.authz import user_profile
+from nac.admission.eaprounds import EapRounds
 from nac.admission.replies import (
     BAD_MAB_PASSWORD,
-    EAP_FAILED,
+    INTERNAL_ERROR,
     NO_MAB_PASSWORD,
-    NO_STATION_MAC,
     NOT_A_MAC,
     NOT_MAB,
     REPLY_OVERHEAD,
     accounting_reply,
     decision_body,
-    eap_reply,
     status_reply,
     trimmed_body,
 )
 from nac.admission.replies import REPLY_CODE as _REPLY_CODE
 from nac.admission.replies import Outcome as Outcome  # noqa: PLC0414 - nac/serve/server.py reads it here
 from nac.admission.replies import reply_message as reply_message  # noqa: PLC0414 - tests read it here
-from nac.admission.waiting import EapRound, Paused
-from nac.eap.keys import mppe_attributes
-from nac.eap.limits import port_key
 from nac.equipment.clients import Client
 from nac.equipment.mab import read_mac
 from nac.equipment.reply import refuse_vlan_name
@@ -45,26 +39,21 @@ from nac.profiling.effect import apply_profile
 from nac.profiling.sensor import SensorCodes
 from nac.radius.crypto import chap_matches, hidden_password_is, unhide_password
 from nac.radius.packet import (
-    ACCESS_CHALLENGE,
-    ACCESS_REJECT,
     ACCESS_REQUEST,
     ACCOUNTING_REQUEST,
     MAX_PACKET,
     STATUS_SERVER,
     Codes,
     Request,
-    attribute,
     decode,
     encode_reply,
     message_authenticator_valid,
-    split_attribute,
 )
 from nac.registry.mac import format_mac, try_parse_mac
 from nac.registry.oui import VendorMatch
 
 if TYPE_CHECKING:  # OpenSSL is imported only when 802.1X is configured
-    from nac.eap.eap import EapReply, EapServer
-    from nac.identity.query import DirectoryAnswer
+    from nac.eap.eap import EapServer
 
 AUTH: Final = "auth"
 ACCT: Final = "acct"
@@ -76,8 +65,6 @@ DUPLICATE_CACHE_MAX: Final = 500_000
 #: NAS-IP-Address values kept formatted; a spoofed spread of them only empties the memo.
 NAS_IP_CACHE_MAX: Final = 4096
 
-#: The fail-closed decision; the refusals' own rule ids and replies are in nac/admission/replies.py.
-INTERNAL_ERROR: Final = Decision("reject", None, "builtin:internal-error", "internal error")
 
 #: Builds a NamedTuple from a tuple of all its fields, without the Python-level __new__.
 _new: Final = tuple.__new__
@@ -91,7 +78,7 @@ _new: Final = tuple.__new__
 _Cached: TypeAlias = tuple[float, bytes, bytes]
 
 
-class Engine:
+class Engine(EapRounds):
     """Verifies, decides and answers; holds the policy and the duplicate cache."""
 
     def __init__(
@@ -357,137 +344,6 @@ class Engine:
         if client.vlan_ids_only and decision.vlan is not None:
             decision = refuse_vlan_name(decision, client=client.name, profile=client.profile)
         return decision, match, profiled
-
-    def _decide_eap(
-        self,
-        req: Request,
-        attrs: dict[int, bytes],
-        client: Client,
-        src: tuple[str, int],
-        now: float,
-        key: tuple[int, str, int, int],
-        eap: EapServer,
-    ) -> Outcome:
-        """802.1X (RFC 3579): the vendor policy on the station's MAC first, on every round, so
-        a banned manufacturer is refused before any TLS work; then one EAP round."""
-        codes = self.codes
-        message = b"".join(value for kind, value in req.attributes if kind == codes.eap_message)
-        state = attrs.get(codes.state)
-        calling = attrs.get(codes.calling_station_id)
-        mac = try_parse_mac(calling.decode("latin-1")) if calling is not None else None
-        match = None
-        profiled = None
-        if mac is None:
-            reason = "802.1X request without a MAC address in Calling-Station-Id"
-            decision = Decision("reject", None, NO_STATION_MAC, reason)
-        else:
-            decision, match, profiled = self._policy_decide(mac, req, client, "dot1x", now)
-        if mac is None or decision.action == "reject":
-            if state is not None:
-                eap.discard(state)
-            failure = bytes((4, message[1] if len(message) > 1 else 0, 0, 4))  # EAP-Failure
-            reply_eap = split_attribute(codes.eap_message, failure)
-            body = reply_eap + self._body(decision, client)
-            record = self._record(
-                req,
-                attrs=attrs,
-                client=client,
-                src=src,
-                now=now,
-                mac=mac,
-                decision=decision,
-                match=match,
-                method="eap",
-                vendor=profiled,
-            )
-            return eap_reply(ACCESS_REJECT, req, body, client, record, key)
-        # A few conversations per wired port (nac/eap/limits.py): from the first round only.
-        port = None
-        if state is None:
-            port = port_key(
-                nas=f"{client.name} ({src[0]})",
-                nas_identifier=attrs.get(codes.nas_identifier),
-                nas_ip=attrs.get(codes.nas_ip_address),
-                nas_port=attrs.get(codes.nas_port),
-                nas_port_id=attrs.get(codes.nas_port_id),
-                port_type=attrs.get(codes.nas_port_type),
-            )
-        step = eap.step(message, state=state, mac=mac, now=now, allow_md5=client.eap_md5, port=port)
-        rnd = EapRound(req, client, src, key, mac, decision, match, profiled)
-        if step.query is not None and step.state is not None:  # ask the directory first
-            self._waiting[key] = req.data
-            return Outcome(b"", None, "lookup", key, None, None, None, Paused(step.query, step.state, rnd))
-        if step.kind == "busy":  # a new request while this conversation waits for it: dropped
-            return Outcome(b"", None, "waiting")
-        return self._eap_answer(rnd, step, eap, now)
-
-    def resume(self, paused: Paused, answer: DirectoryAnswer, *, now: float) -> Outcome:
-        """Answer a request that waited for the directory, as :meth:`handle` would have; its
-        retransmissions then get this reply from the duplicate cache.  Raises PacketError as
-        handle does."""
-        rnd = paused.round
-        req, client, key = rnd.req, rnd.client, rnd.key
-        self._waiting.pop(key, None)
-        try:
-            assert self.eap is not None  # (it asked)
-            outcome = self._eap_answer(rnd, self.eap.resume(paused.state, answer, now=now), self.eap, now)
-        except PacketError:
-            raise
-        except Exception as exc:  # fail closed, as _decide does
-            record = self._record(
-                req, attrs=req.first, client=client, src=rnd.src, now=now, mac=rnd.mac,
-                decision=INTERNAL_ERROR, match=rnd.match, method="eap",
-            )  # fmt: skip
-            failure = bytes((4, req.first.get(self.codes.eap_message, b"\0\0")[1], 0, 4))
-            body = split_attribute(self.codes.eap_message, failure) + self._body(INTERNAL_ERROR, client)
-            outcome = eap_reply(ACCESS_REJECT, req, body, client, record, key)._replace(error=exc)
-        self._remember(key, req, outcome.reply, now)
-        return outcome
-
-    def _eap_answer(self, rnd: EapRound, step: EapReply, eap: EapServer, now: float) -> Outcome:
-        """The reply to one EAP round: a challenge, or the decision with the user's profile."""
-        req, client, src, key, mac, decision, match, profiled = rnd
-        codes = self.codes
-        attrs = req.first
-        reply_eap = split_attribute(codes.eap_message, step.message)
-        if step.kind == "challenge":
-            body = reply_eap + (attribute(codes.state, step.state) if step.state is not None else b"")
-            return eap_reply(ACCESS_CHALLENGE, req, body, client, None, key, kind="challenge")
-        if step.kind == "success" and step.msk is not None:
-            # EAP-MD5 derives no keys (an empty MSK): then there are no MPPE keys to send.
-            keys = (
-                mppe_attributes(
-                    eap.mppe,
-                    step.msk,
-                    salts=eap.random(4),
-                    secret=client.secret,
-                    authenticator=req.authenticator,
-                )
-                if step.msk
-                else b""
-            )
-            # The user's profile, only where the vendor decision admits the device (authz.py);
-            # for a user the directory vouched for, the profile of its directory groups.
-            authorize = eap.settings.authorize
-            by_directory = eap.settings.authorize_directory
-            if step.directory is not None and by_directory is not None:
-                authorize = partial(by_directory, step.directory)
-            decision, noted, extra = user_profile(decision, client, authorize, step.identity)
-            if decision.action == "reject":  # its VLAN is a name this client's equipment cannot take
-                keys = extra = b""
-                reply_eap = split_attribute(codes.eap_message, bytes((4, step.message[1], 0, 4)))
-            body = reply_eap + keys + self._body(decision, client) + extra
-        else:
-            reason = step.reason or "EAP authentication failed"
-            decision = noted = Decision("reject", None, EAP_FAILED, reason)
-            body = reply_eap + self._body(decision, client)
-        record = self._record(
-            req, attrs=attrs, client=client, src=src, now=now, mac=mac, decision=noted, match=match,
-            method=step.method, vendor=profiled,
-        )  # fmt: skip
-        if step.identity is not None:
-            record = record._replace(user_name=step.identity)  # who authenticated, not the outer name
-        return eap_reply(_REPLY_CODE[decision.action], req, body, client, record, key)
 
     def _password_matches(
         self, req: Request, attrs: dict[int, bytes], client: Client, spelled: bytes, mac: int

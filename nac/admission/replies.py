@@ -39,6 +39,8 @@ NO_MAB_PASSWORD: Final = "builtin:mab-no-password"  # noqa: S105 (a rule id)
 STATUS_REPLY_MESSAGE: Final = "nac is alive"
 EAP_FAILED: Final = "builtin:eap-failure"
 NO_STATION_MAC: Final = "builtin:no-calling-station-id"
+#: The fail-closed decision.
+INTERNAL_ERROR: Final = Decision("reject", None, "builtin:internal-error", "internal error")
 #: Refusals that tell the NAS only AUTHENTICATION_FAILED: their reasons name users and carry
 #: TLS and method details (FreeRADIUS says nothing of a wrong password).  History keeps them.
 AUTHENTICATION_FAILURES: Final = frozenset(
