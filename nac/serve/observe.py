@@ -276,3 +276,10 @@ def watchdog_interval() -> float | None:
     if not usec or (pid and pid != str(os.getpid())):
         return None
     return int(usec) / 2e6
+
+
+def format_counters(counters: Counter[str]) -> str:
+    """Every counter on one log line (SIGUSR1, and at stop); the per-rule decision counters are
+    for /metrics, the line keeps to the totals."""
+    shown = sorted((k, v) for k, v in counters.items() if not k.startswith("decision:"))
+    return ", ".join(f"{k}={v}" for k, v in shown) or "no traffic"

@@ -37,8 +37,16 @@ from nac.registry.oui import Registry
 from nac.serve.coa_jobs import JOB_POLL, CoaDispatcher
 from nac.serve.directory import DirectoryRounds
 from nac.serve.guard import AFTER_VERIFICATION, DropLog, RateLimits, Unverified, screen
-from nac.serve.observe import LatencyHistogram, Metrics, SyslogSink, sd_notify, watchdog_interval
+from nac.serve.observe import (
+    LatencyHistogram,
+    Metrics,
+    SyslogSink,
+    format_counters,
+    sd_notify,
+    watchdog_interval,
+)
 from nac.serve.reload import PolicyPoller
+from nac.serve.sockets import bind_udp
 from nac.sessions import store as session_store
 from nac.store import Store
 
@@ -55,8 +63,6 @@ log = logging.getLogger("nac.server")
 MAX_BATCH: Final = 128
 #: One more octet than a RADIUS packet may have, so an oversize datagram is seen as such.
 RECV_SIZE: Final = 4097
-#: Kernel receive buffer: absorbs a switch stack re-authenticating thousands of ports at once.
-RCVBUF: Final = 8 * 1024 * 1024
 HOUSEKEEPING_INTERVAL: Final = 60.0
 #: Access-Rejects waiting out a reject_delay at once; past it they go out immediately.
 DELAYED_MAX: Final = 10_000
@@ -162,7 +168,7 @@ class Server:
         for address in self.config.bind:
             for service, port in ((AUTH, self.config.auth_port), (ACCT, self.config.acct_port)):
                 try:
-                    sock = _bind(address, port, reuse_port=worker is not None)
+                    sock = bind_udp(address, port, reuse_port=worker is not None)
                 except OSError as exc:
                     if (
                         default_bind
@@ -520,7 +526,7 @@ class Server:
 
     def log_counters(self) -> None:
         """SIGUSR1: one line with every counter (requests, decisions, drops by reason)."""
-        log.info("counters: %s", _format_counters(self.counters))
+        log.info("counters: %s", format_counters(self.counters))
 
     async def serve(self, *, on_ready: Callable[[], None] | None = None) -> None:
         loop = asyncio.get_running_loop()
@@ -579,38 +585,9 @@ class Server:
             self.close()
             if self.syslog is not None:
                 self.syslog.close()
-            log.info("stopped; %s", _format_counters(self.counters))
+            log.info("stopped; %s", format_counters(self.counters))
 
 
 def _batched(sock: socket.socket) -> bool:
     """Whether ``sock`` is read and answered through nac._udp (IPv4, and the module built)."""
     return _udp is not None and sock.family == socket.AF_INET
-
-
-def _bind(address: str, port: int, *, reuse_port: bool = False) -> socket.socket:
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    try:
-        if family == socket.AF_INET6:
-            # One socket per family: IPv4 peers appear with their own addresses, not as ::ffff:.
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
-        except OSError:
-            log.debug("cannot enlarge the receive buffer of %s:%d", address, port)
-        if reuse_port:
-            # Workers each bind the same ports; the kernel spreads datagrams by source address
-            # and port, so a NAS's retransmission reaches the worker that holds its reply.
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind((address, port))
-        sock.setblocking(False)
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
-def _format_counters(counters: Counter[str]) -> str:
-    # Per-rule decision counters are for /metrics; the log line keeps to the totals.
-    shown = sorted((k, v) for k, v in counters.items() if not k.startswith("decision:"))
-    return ", ".join(f"{k}={v}" for k, v in shown) or "no traffic"
