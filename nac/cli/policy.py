@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
@@ -92,13 +93,7 @@ def policy_diff(file: FileArgument, db: DbOption = None, as_json: JsonOption = F
 def _print_diff(diff: PolicyDiff) -> None:
     for key, change in diff.defaults.items():
         typer.echo(f"~ defaults {key}: {_show(change.before)} -> {_show(change.after)}")
-    for rule in diff.added:
-        typer.echo(f"+ {rule['id']}: {_summary(rule)}")
-    for rule in diff.removed:
-        typer.echo(f"- {rule['id']}: {_summary(rule)}")
-    for changed in diff.changed:
-        fields = "; ".join(f"{k} {_show(v.before)} -> {_show(v.after)}" for k, v in changed.fields.items())
-        typer.echo(f"~ {changed.id}: {fields}")
+    _print_changes("", "id", diff.added, diff.removed, [(c.id, c.fields) for c in diff.changed])
     typer.echo(
         f"{len(diff.added)} added, {len(diff.removed)} removed, {len(diff.changed)} changed, "
         f"{diff.unchanged} unchanged"
@@ -106,17 +101,29 @@ def _print_diff(diff: PolicyDiff) -> None:
     groups = diff.user_groups
     if groups is None:  # the file has no [user_groups]: they stay as they are
         return
-    for group in groups.added:
-        typer.echo(f"+ user group {group['name']}: {_summary(group, 'name')}")
-    for group in groups.removed:
-        typer.echo(f"- user group {group['name']}: {_summary(group, 'name')}")
-    for regroup in groups.changed:
-        fields = "; ".join(f"{k} {_show(v.before)} -> {_show(v.after)}" for k, v in regroup.fields.items())
-        typer.echo(f"~ user group {regroup.name}: {fields}")
+    changed = [(g.name, g.fields) for g in groups.changed]
+    _print_changes("user group ", "name", groups.added, groups.removed, changed)
     typer.echo(
         f"user groups: {len(groups.added)} added, {len(groups.removed)} removed,"
         f" {len(groups.changed)} changed, {groups.unchanged} unchanged"
     )
+
+
+def _print_changes(
+    what: str,
+    key: str,
+    added: Sequence[dict[str, Any]],
+    removed: Sequence[dict[str, Any]],
+    changed: Sequence[tuple[str, Mapping[str, Any]]],
+) -> None:
+    """One line per item added (+), removed (-) or changed (~), named by ``key``."""
+    for item in added:
+        typer.echo(f"+ {what}{item[key]}: {_summary(item, key)}")
+    for item in removed:
+        typer.echo(f"- {what}{item[key]}: {_summary(item, key)}")
+    for name, fields in changed:
+        shown = "; ".join(f"{k} {_show(v.before)} -> {_show(v.after)}" for k, v in fields.items())
+        typer.echo(f"~ {what}{name}: {shown}")
 
 
 def _show(value: object) -> str:
