@@ -34,7 +34,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from compare import SECRET, _nac, _nac_env, _pinned, bench, running, start_nac  # noqa: E402
+from compare import SECRET, _nac, _nac_env, bench, running, start_nac  # noqa: E402
 from sustained import gauge  # noqa: E402
 
 from nac.bench.load import run  # noqa: E402
@@ -57,21 +57,7 @@ def start_pg_nac(url: str, *, cpu: str, workdir: Path) -> Any:
         f'[metrics]\nbind = "{METRICS}"\n'
         f'[[client]]\nname = "bench"\naddress = "127.0.0.1"\nsecret = "{SECRET}"\n'
     )
-    log = workdir / "nac.log"
-    argv = _nac("serve", "--config", str(config), "--bind", "127.0.0.1", "--auth-port", str(PORT))
-    argv += ["--acct-port", str(PORT + 1)]
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            _pinned(cpu, argv),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            cwd=workdir,
-            env=_nac_env(),
-        )
-    from compare import Server  # noqa: PLC0415 - the record compare.py's helpers take
-
-    return Server("nac-pg", PORT, process, log)
+    return start_nac(port=PORT, cpu=cpu, workdir=workdir, config=config)
 
 
 def _add_rules(url: str) -> None:
